@@ -1,0 +1,270 @@
+//! `Request` and `Response`: the HTTP side of an event, built on the `http`
+//! crate's method, status and header types.
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::bindings::podhost::object::types;
+use crate::{Error, Result};
+
+/// An HTTP request addressed to this object.
+#[derive(Debug, Clone)]
+pub struct Request {
+    method: Method,
+    path: String,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Request {
+    pub(crate) fn from_wit(request: types::Request) -> Result<Self> {
+        let method = Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| Error::bad_request(format!("invalid method {:?}", request.method)))?;
+        let (path, query) = match request.path_with_query.split_once('?') {
+            Some((path, query)) => (path.to_string(), Some(query.to_string())),
+            None => (request.path_with_query, None),
+        };
+        Ok(Request {
+            method,
+            path,
+            query,
+            headers: headers_from_wit(request.headers)?,
+            body: request.body,
+        })
+    }
+
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The path below the object's address, starting with `/`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The non-empty segments of [`path`](Self::path): `/items/3/` gives
+    /// `["items", "3"]`. Handy to `match` on.
+    pub fn segments(&self) -> Vec<&str> {
+        self.path.split('/').filter(|s| !s.is_empty()).collect()
+    }
+
+    /// The raw query string, without `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+
+    /// The first value of a query parameter, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query()?
+            .split('&')
+            .filter_map(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (percent_decode(key) == name).then(|| percent_decode(value))
+            })
+            .next()
+    }
+
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// A header's value, if it is present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The body as UTF-8 text; a 400 error otherwise.
+    pub fn text(&self) -> Result<&str> {
+        std::str::from_utf8(&self.body).map_err(|_| Error::bad_request("the body is not UTF-8"))
+    }
+
+    /// The body parsed as JSON; a 400 error naming the problem otherwise.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Error::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// An HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Response {
+    /// An empty response with this status.
+    pub fn new(status: StatusCode) -> Self {
+        Response {
+            status,
+            headers: HeaderMap::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A `200 OK` with a `text/plain` body.
+    pub fn text(body: impl Into<String>) -> Self {
+        Self::bytes("text/plain; charset=utf-8", body.into().into_bytes())
+    }
+
+    /// A `200 OK` with a JSON body.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(body) => Self::bytes("application/json", body),
+            Err(e) => {
+                Error::internal(format!("cannot serialize the response: {e}")).into_response()
+            }
+        }
+    }
+
+    /// A `200 OK` with a body of the given content type.
+    pub fn bytes(content_type: &'static str, body: Vec<u8>) -> Self {
+        let mut response = Self::new(StatusCode::OK);
+        response.headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type),
+        );
+        response.body = body;
+        response
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    pub(crate) fn into_wit(self) -> types::Response {
+        types::Response {
+            status: self.status.as_u16(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+                .collect(),
+            body: self.body,
+        }
+    }
+}
+
+impl From<http::Response<Vec<u8>>> for Response {
+    fn from(response: http::Response<Vec<u8>>) -> Self {
+        let (parts, body) = response.into_parts();
+        Response {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+}
+
+fn headers_from_wit(headers: types::Headers) -> Result<HeaderMap> {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| Error::bad_request(format!("invalid header name {name:?}")))?;
+        let value = HeaderValue::from_bytes(&value)
+            .map_err(|_| Error::bad_request(format!("invalid value for header {name}")))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// Decodes `%XX` escapes and `+` (as a space), as in
+/// `application/x-www-form-urlencoded`. Malformed escapes stay as they are.
+fn percent_decode(input: &str) -> String {
+    let bytes = input.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes
+            .get(i + 1..i + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[i], escaped) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(path_with_query: &str) -> Request {
+        Request::from_wit(types::Request {
+            method: "GET".into(),
+            path_with_query: path_with_query.into(),
+            headers: vec![("x-name".into(), b"value".to_vec())],
+            body: vec![],
+        })
+        .expect("a valid request")
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b+c"), "a b c");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%C3%A9"), "\u{e9}");
+    }
+
+    #[test]
+    fn path_query_and_headers() {
+        let req = request("/items/3/?full=1&q=a%20b&flag");
+        assert_eq!(req.path(), "/items/3/");
+        assert_eq!(req.segments(), ["items", "3"]);
+        assert_eq!(req.query_param("q").as_deref(), Some("a b"));
+        assert_eq!(req.query_param("flag").as_deref(), Some(""));
+        assert_eq!(req.query_param("missing"), None);
+        assert_eq!(req.header("x-name"), Some("value"));
+        assert!(request("/").segments().is_empty());
+    }
+
+    #[test]
+    fn invalid_method_is_a_bad_request() {
+        let err = Request::from_wit(types::Request {
+            method: "BAD METHOD".into(),
+            path_with_query: "/".into(),
+            headers: vec![],
+            body: vec![],
+        })
+        .expect_err("spaces are not allowed in a method");
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    }
+}

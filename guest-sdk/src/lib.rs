@@ -1,0 +1,46 @@
+//! Write podhost object classes in Rust.
+//!
+//! A class is a type that implements [`Object`], exported with
+//! [`export!`](crate::export) and built for `wasm32-wasip2`:
+//!
+//! ```ignore
+//! use podhost_sdk::{sql, Object, Request, Response, Result};
+//!
+//! struct Counter;
+//!
+//! impl Object for Counter {
+//!     fn activate() -> Result<Self> {
+//!         sql::script("CREATE TABLE IF NOT EXISTS c (k TEXT PRIMARY KEY, v INTEGER)")?;
+//!         Ok(Counter)
+//!     }
+//!
+//!     fn fetch(&mut self, req: Request) -> Result<Response> {
+//!         let hits: i64 = sql::query_one("SELECT v FROM c WHERE k = 'hits'", ())?.unwrap_or(0);
+//!         Ok(Response::text(hits.to_string()))
+//!     }
+//! }
+//!
+//! podhost_sdk::export!(Counter);
+//! ```
+//!
+//! Each object handles one event at a time, inside a transaction: when
+//! `fetch` returns `Ok` its SQL and KV writes commit, when it returns `Err`
+//! they roll back. There is nothing to lock and no `BEGIN` to write.
+
+pub mod bindings;
+pub mod context;
+mod error;
+mod http_types;
+pub mod kv;
+mod object;
+pub mod sql;
+
+pub use error::{Error, Result, StorageError, StorageErrorCode};
+pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+pub use http_types::{Request, Response};
+pub use object::Object;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::object::dispatch_fetch;
+}

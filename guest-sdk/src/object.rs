@@ -1,0 +1,80 @@
+//! The `Object` trait and the glue between it and the `handler` export.
+
+use std::any::Any;
+use std::cell::RefCell;
+
+use crate::bindings::podhost::object::types;
+use crate::{Error, Request, Response, Result};
+
+/// An object class.
+///
+/// The host keeps one instance of the type per active object and hands it
+/// events one at a time. The instance lives until the object hibernates or
+/// an event traps; the database outlives it.
+pub trait Object: Sized + 'static {
+    /// Builds the instance when the object activates: on its first event,
+    /// and again after it woke from hibernation or recovered from a trap.
+    /// Runs inside that first event's transaction, so it is the place for
+    /// `CREATE TABLE IF NOT EXISTS`.
+    fn activate() -> Result<Self>;
+
+    /// Handles an HTTP request addressed to this object.
+    fn fetch(&mut self, request: Request) -> Result<Response>;
+}
+
+/// Exports a type implementing [`Object`] as the component's class.
+#[macro_export]
+macro_rules! export {
+    ($object:ty) => {
+        const _: () = {
+            struct Exported;
+
+            impl $crate::bindings::exports::podhost::object::handler::Guest for Exported {
+                fn fetch(
+                    request: $crate::bindings::podhost::object::types::Request,
+                ) -> ::core::result::Result<
+                    $crate::bindings::podhost::object::types::Response,
+                    $crate::bindings::podhost::object::types::Response,
+                > {
+                    $crate::__private::dispatch_fetch::<$object>(request)
+                }
+            }
+
+    $crate::bindings::export!(Exported with_types_in $crate::bindings);
+        };
+    };
+}
+
+thread_local! {
+    /// The instance of the exported class; a component runs one class on one
+    /// thread, so this holds at most one value of one type.
+    static INSTANCE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+}
+
+/// Runs `fetch` on the instance, activating it first if needed.
+pub fn dispatch_fetch<O: Object>(
+    request: types::Request,
+) -> std::result::Result<types::Response, types::Response> {
+    let outcome = Request::from_wit(request).and_then(|request| {
+        INSTANCE.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(Box::new(O::activate()?));
+            }
+            let object = slot
+                .as_mut()
+                .and_then(|o| o.downcast_mut::<O>())
+                .ok_or_else(|| Error::internal("the exported object has another type"))?;
+            object.fetch(request)
+        })
+    });
+    match outcome {
+        Ok(response) => Ok(response.into_wit()),
+        Err(error) => {
+            if error.status().is_server_error() {
+                eprintln!("event failed: {error}");
+            }
+            Err(error.into_response().into_wit())
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The host side of the `podhost:object` world: one module per WIT
+//! interface, all implemented on [`ObjectState`], the data of an object's
+//! wasmtime `Store`.
+
+mod context;
+mod kv;
+mod sql;
+mod types;
+mod wasi;
+
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::{Object, StorageError, StorageErrorCode};
+use crate::object::ObjectAddr;
+use crate::storage::Database;
+
+/// Everything an object's instance can reach through its imports.
+pub struct ObjectState {
+    object: Arc<ObjectAddr>,
+    db: Database,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl ObjectState {
+    pub fn new(object: Arc<ObjectAddr>, db: Database, max_memory: usize) -> Self {
+        ObjectState {
+            wasi: wasi::context(&object),
+            object,
+            db,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(max_memory)
+                .trap_on_grow_failure(true)
+                .build(),
+        }
+    }
+
+    pub fn database(&mut self) -> &mut Database {
+        &mut self.db
+    }
+
+    /// Gives the database back when the instance is dropped.
+    pub fn into_database(self) -> Database {
+        self.db
+    }
+
+    pub fn limits(&mut self) -> &mut StoreLimits {
+        &mut self.limits
+    }
+
+    /// The database, if the event's transaction is still open: a guest
+    /// must not write outside it, or its writes would commit on their own.
+    fn transaction(&self) -> Result<&Database, StorageError> {
+        if self.db.in_transaction() {
+            Ok(&self.db)
+        } else {
+            Err(StorageError {
+                code: StorageErrorCode::Other,
+                message: "this event's transaction was aborted by an earlier storage error; the event will be rolled back".into(),
+            })
+        }
+    }
+}
+
+impl WasiView for ObjectState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A linker with WASI (which Rust guests import even when unused) and
+/// every podhost interface.
+pub fn linker(engine: &Engine) -> anyhow::Result<Linker<ObjectState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    Object::add_to_linker::<ObjectState, HasSelf<ObjectState>>(&mut linker, |state| state)?;
+    Ok(linker)
+}

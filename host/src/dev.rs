@@ -1,0 +1,96 @@
+//! Building guest classes from a Cargo workspace, for `podhost dev` and the
+//! integration tests.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+/// The target guests are built for.
+pub const GUEST_TARGET: &str = "wasm32-wasip2";
+/// The Cargo profile guests are built with (see the workspace manifest).
+pub const GUEST_PROFILE: &str = "guest";
+
+/// The packages under `workspace/examples/`, by name.
+pub fn example_packages(workspace: &Path) -> anyhow::Result<Vec<String>> {
+    let examples = workspace.join("examples");
+    let entries = std::fs::read_dir(&examples).with_context(|| {
+        format!(
+            "cannot list {}: run this from the podhost repository, or pass --workspace",
+            examples.display()
+        )
+    })?;
+    let mut packages = Vec::new();
+    for entry in entries {
+        let manifest = entry?.path().join("Cargo.toml");
+        if !manifest.exists() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&manifest)?;
+        let parsed: toml::Table = toml::from_str(&text)
+            .with_context(|| format!("cannot parse {}", manifest.display()))?;
+        let name = parsed
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+            .with_context(|| format!("{} has no package name", manifest.display()))?;
+        packages.push(name.to_string());
+    }
+    packages.sort();
+    Ok(packages)
+}
+
+/// Builds `packages` of `workspace` as components into `target_dir` and
+/// returns each package's `.wasm`.
+///
+/// `target_dir` should differ from the one of any cargo running this, so
+/// the two never wait on each other's lock.
+pub fn build_guests(
+    workspace: &Path,
+    packages: &[String],
+    target_dir: &Path,
+) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(workspace)
+        .args([
+            "build",
+            "--target",
+            GUEST_TARGET,
+            "--profile",
+            GUEST_PROFILE,
+            "--target-dir",
+        ])
+        .arg(target_dir)
+        // Flags meant for the host build must not leak into the guests'.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET");
+    for package in packages {
+        command.args(["--package", package]);
+    }
+    let status = command
+        .status()
+        .context("cannot run cargo to build the guests")?;
+    if !status.success() {
+        bail!(
+            "building the guests failed ({status}); is the target installed? run: rustup target add {GUEST_TARGET}"
+        );
+    }
+    let out = target_dir.join(GUEST_TARGET).join(GUEST_PROFILE);
+    packages
+        .iter()
+        .map(|package| {
+            let wasm = out.join(format!("{}.wasm", package.replace('-', "_")));
+            if !wasm.exists() {
+                bail!(
+                    "cargo built {package} but {} is missing: is it a cdylib?",
+                    wasm.display()
+                );
+            }
+            Ok((package.clone(), wasm))
+        })
+        .collect()
+}

@@ -1,0 +1,150 @@
+//! The wasmtime engine and deployed classes: a pooling allocator sized for
+//! the configured number of active objects, and each class compiled once,
+//! cached on disk, and pre-linked so activation only instantiates.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+use crate::bindings::{Object, ObjectPre};
+use crate::capabilities::ObjectState;
+use crate::config::Config;
+use crate::storage::DataDir;
+
+/// Builds the engine every class and object shares.
+pub fn engine(config: &Config) -> anyhow::Result<Engine> {
+    let active = config.max_active;
+    // A Rust guest component holds several core instances and tables;
+    // the pool's defaults are sized for core modules.
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(active)
+        .total_core_instances(active.saturating_mul(8))
+        .total_memories(active.saturating_mul(2))
+        .total_tables(active.saturating_mul(4))
+        .total_stacks(active)
+        .max_memory_size(config.max_memory_bytes);
+    let mut wasm = wasmtime::Config::new();
+    wasm.wasm_component_model(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    describe(Engine::new(&wasm), || {
+        "cannot create the wasmtime engine".into()
+    })
+}
+
+/// A deployed class, ready to instantiate.
+pub struct Class {
+    name: String,
+    hash: String,
+    pre: ObjectPre<ObjectState>,
+}
+
+impl Class {
+    /// Loads the component at `wasm_path`, compiling it unless a compiled
+    /// copy for this exact component and engine is cached in `data`.
+    pub fn load(
+        engine: &Engine,
+        linker: &Linker<ObjectState>,
+        data: &DataDir,
+        name: &str,
+        wasm_path: &Path,
+    ) -> anyhow::Result<Self> {
+        let wasm = std::fs::read(wasm_path).with_context(|| {
+            format!(
+                "cannot read the component of class {name:?} at {}",
+                wasm_path.display()
+            )
+        })?;
+        let hash = hex_digest(&wasm);
+        let component = compiled(engine, data, name, &hash, &wasm)?;
+        let instance_pre = describe(linker.instantiate_pre(&component), || {
+            format!(
+                "class {name:?} ({}) imports something podhost does not provide",
+                wasm_path.display()
+            )
+        })?;
+        let pre = describe(ObjectPre::new(instance_pre), || {
+            format!(
+                "class {name:?} ({}) does not export the podhost:object world",
+                wasm_path.display()
+            )
+        })?;
+        Ok(Class {
+            name: name.to_string(),
+            hash,
+            pre,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The SHA-256 of the deployed component.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    pub async fn instantiate(&self, store: &mut Store<ObjectState>) -> wasmtime::Result<Object> {
+        self.pre.instantiate_async(store).await
+    }
+}
+
+fn compiled(
+    engine: &Engine,
+    data: &DataDir,
+    name: &str,
+    hash: &str,
+    wasm: &[u8],
+) -> anyhow::Result<Component> {
+    let cache = data.compiled_class(name, hash);
+    if cache.exists() {
+        // SAFETY: the host wrote this file from `Component::serialize` and
+        // keeps it in its own data directory; wasmtime checks that it was
+        // built by a compatible engine and refuses it otherwise.
+        match unsafe { Component::deserialize_file(engine, &cache) } {
+            Ok(component) => return Ok(component),
+            Err(error) => tracing::info!(
+                class = name,
+                "recompiling: the cached compilation is unusable: {error}"
+            ),
+        }
+    }
+    let started = std::time::Instant::now();
+    let component = describe(Component::new(engine, wasm), || {
+        format!("class {name:?} is not a valid WebAssembly component")
+    })?;
+    tracing::info!(class = name, elapsed = ?started.elapsed(), "compiled");
+    let serialized = describe(component.serialize(), || {
+        format!("cannot serialize class {name:?}")
+    })?;
+    if let Err(error) = write_cache(&cache, &serialized) {
+        tracing::warn!(class = name, "cannot cache the compiled class: {error:#}");
+    }
+    Ok(component)
+}
+
+/// Writes through a temporary file so a crash never leaves half a file.
+fn write_cache(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().context("the cache path has no parent")?;
+    std::fs::create_dir_all(dir)?;
+    let temporary = path.with_extension("cwasm.tmp");
+    std::fs::write(&temporary, bytes)?;
+    std::fs::rename(&temporary, path)?;
+    Ok(())
+}
+
+/// wasmtime has an error type of its own; this brings one into `anyhow`
+/// with a message saying what failed.
+fn describe<T>(result: wasmtime::Result<T>, what: impl FnOnce() -> String) -> anyhow::Result<T> {
+    result.map_err(|error| anyhow::Error::from(error).context(what()))
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

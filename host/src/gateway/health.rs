@@ -1,0 +1,18 @@
+//! `/healthz` and `/metrics`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use crate::runtime::Runtime;
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub async fn metrics(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
+    let body = runtime.metrics().render(runtime.active_objects());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}

@@ -1,0 +1,40 @@
+//! The HTTP front: routes requests to objects, plus health and metrics.
+
+mod error;
+mod health;
+mod objects;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{any, get};
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+
+use crate::runtime::Runtime;
+
+pub fn router(runtime: Arc<Runtime>) -> Router {
+    Router::new()
+        .route("/objects/{class}/{name}", any(objects::deliver_root))
+        .route("/objects/{class}/{name}/{*path}", any(objects::deliver))
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { ApiError::RouteNotFound })
+        .with_state(runtime)
+}
+
+/// Serves until `shutdown` resolves, then lets requests in flight finish
+/// and stops every object.
+pub async fn serve(
+    listener: TcpListener,
+    runtime: Arc<Runtime>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(Arc::clone(&runtime)))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    runtime.shut_down().await;
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! `ANY /objects/{class}/{name}[/{*path}]`: delivers the request to the
+//! object's `fetch` and returns its response.
+
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::Response;
+
+use super::ApiError;
+use crate::bindings;
+use crate::object::MAX_NAME_BYTES;
+use crate::runtime::Runtime;
+
+/// Headers about the client connection, not the message; never forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+];
+
+pub async fn deliver_root(
+    State(runtime): State<Arc<Runtime>>,
+    Path((class, name)): Path<(String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    forward(runtime, class, name, "", request).await
+}
+
+pub async fn deliver(
+    State(runtime): State<Arc<Runtime>>,
+    Path((class, name, path)): Path<(String, String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    forward(runtime, class, name, &path, request).await
+}
+
+async fn forward(
+    runtime: Arc<Runtime>,
+    class: String,
+    name: String,
+    path: &str,
+    request: Request,
+) -> Result<Response, ApiError> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "an object name must be 1 to {MAX_NAME_BYTES} bytes long"
+        )));
+    }
+    let limit = runtime.config().max_body_bytes;
+    let request = to_object_request(request, path, limit).await?;
+    let response = runtime.fetch(&class, &name, request).await?;
+    from_object_response(response)
+}
+
+async fn to_object_request(
+    request: Request,
+    path: &str,
+    limit: usize,
+) -> Result<bindings::Request, ApiError> {
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    let body = to_bytes(body, limit).await.map_err(|error| {
+        if std::error::Error::source(&error)
+            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
+        {
+            ApiError::BodyTooLarge { limit }
+        } else {
+            ApiError::BadRequest(format!("cannot read the request body: {error}"))
+        }
+    })?;
+    let mut path_with_query = format!("/{path}");
+    if let Some(query) = parts.uri.query() {
+        path_with_query.push('?');
+        path_with_query.push_str(query);
+    }
+    let headers = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| !HOP_BY_HOP.contains(&name.as_str()))
+        .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+        .collect();
+    Ok(bindings::Request {
+        method: parts.method.as_str().to_string(),
+        path_with_query,
+        headers,
+        body: body.to_vec(),
+    })
+}
+
+fn from_object_response(response: bindings::Response) -> Result<Response, ApiError> {
+    let status = StatusCode::from_u16(response.status).map_err(|_| {
+        ApiError::InvalidResponse(format!("status {} is not valid", response.status))
+    })?;
+    let mut out = Response::new(Body::from(response.body));
+    *out.status_mut() = status;
+    for (name, value) in response.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| ApiError::InvalidResponse(format!("header name {name:?} is not valid")))?;
+        if HOP_BY_HOP.contains(&name.as_str()) || name == header::CONTENT_LENGTH {
+            continue;
+        }
+        let value = HeaderValue::from_bytes(&value).map_err(|_| {
+            ApiError::InvalidResponse(format!("the value of header {name} is not valid"))
+        })?;
+        out.headers_mut().append(name, value);
+    }
+    Ok(out)
+}

@@ -1,0 +1,21 @@
+//! podhost: a self-hosted runtime for Durable Objects built on WebAssembly
+//! components.
+//!
+//! Every object of a class is its own wasmtime instance with its own SQLite
+//! database; the gateway routes HTTP requests to objects by class and name,
+//! and each object runs its events one at a time, each in a transaction.
+//! See `DESIGN.md` beside the repository for the whole picture.
+
+pub mod bindings;
+pub mod capabilities;
+pub mod config;
+pub mod dev;
+pub mod engine;
+pub mod gateway;
+pub mod metrics;
+pub mod object;
+pub mod runtime;
+pub mod storage;
+
+pub use config::Config;
+pub use runtime::Runtime;

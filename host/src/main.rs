@@ -1,0 +1,147 @@
+//! The `podhost` command.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use podhost::config::ClassConfig;
+use podhost::{Config, Runtime, dev, gateway};
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "podhost",
+    version,
+    about = "A self-hosted runtime for Durable Objects built on WebAssembly components"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the classes listed in a config file.
+    Serve {
+        /// The config file.
+        #[arg(long, short, default_value = "podhost.toml")]
+        config: PathBuf,
+        /// Listen here instead of the config's `listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Keep data here instead of the config's `data_dir`.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Build the repository's examples for wasm32-wasip2 and serve them.
+    Dev {
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// The podhost repository (the workspace holding `examples/`).
+        #[arg(long, default_value = ".")]
+        workspace: PathBuf,
+        /// Hibernate objects idle this long (e.g. `10s`, `500ms`).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        idle_timeout: Duration,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Cli::parse().command {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+        } => {
+            let mut config = Config::load(&config)?;
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            if let Some(data_dir) = data_dir {
+                config.data_dir = data_dir;
+            }
+            config
+        }
+        Command::Dev {
+            listen,
+            data_dir,
+            workspace,
+            idle_timeout,
+        } => {
+            let packages = dev::example_packages(&workspace)?;
+            let built = dev::build_guests(
+                &workspace,
+                &packages,
+                &workspace.join("target").join("guests"),
+            )?;
+            let classes = built
+                .into_iter()
+                .map(|(name, path)| (name, ClassConfig { path }))
+                .collect();
+            let config = Config {
+                listen,
+                data_dir,
+                idle_timeout,
+                classes,
+                ..Config::default()
+            };
+            config.validate()?;
+            config
+        }
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let runtime = Runtime::new(config)?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let address = listener.local_addr()?;
+    // Tools and tests read this line to find the port.
+    let mut stdout = tokio::io::stdout();
+    stdout
+        .write_all(format!("podhost listening on http://{address}\n").as_bytes())
+        .await?;
+    stdout.flush().await?;
+    gateway::serve(listener, runtime, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,30 @@
+//! What an object is asked to do, and how that can fail.
+
+use tokio::sync::oneshot;
+
+use crate::bindings::{Request, Response};
+
+/// One unit of work for an object.
+pub(crate) enum Event {
+    Fetch {
+        request: Request,
+        reply: oneshot::Sender<Result<Response, EventError>>,
+    },
+}
+
+/// Why an event produced no response from the object.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("no class named {0:?} is deployed")]
+    NoSuchClass(String),
+    #[error("the object failed while handling the request; its changes were rolled back")]
+    Trapped,
+    #[error("the object could not be activated")]
+    Activation,
+    #[error("the object's changes could not be saved; they were rolled back")]
+    Commit,
+    #[error("the object has too many requests waiting; retry later")]
+    Overloaded,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}

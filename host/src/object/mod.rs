@@ -1,0 +1,13 @@
+//! Objects: their addresses, the events they handle, the actor that runs
+//! one object's events one at a time, and the registry of live actors.
+
+mod actor;
+mod address;
+mod event;
+mod registry;
+
+pub(crate) use actor::Actor;
+pub use address::{MAX_NAME_BYTES, ObjectAddr};
+pub(crate) use event::Event;
+pub use event::EventError;
+pub(crate) use registry::Objects;

@@ -1,0 +1,43 @@
+//! The data directory's layout:
+//!
+//! ```text
+//! data/
+//!   classes/<class>/<hash>.cwasm              compiled components
+//!   objects/<class>/<id[0..2]>/<id>.sqlite    one database per object
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// The root of everything the host stores.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DataDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The database file of object `id` of `class`.
+    pub fn object_database(&self, class: &str, id: &str) -> PathBuf {
+        let shard = id.get(..2).unwrap_or(id);
+        self.root
+            .join("objects")
+            .join(class)
+            .join(shard)
+            .join(format!("{id}.sqlite"))
+    }
+
+    /// Where the compiled form of a class's component is cached.
+    pub fn compiled_class(&self, class: &str, hash: &str) -> PathBuf {
+        self.root
+            .join("classes")
+            .join(class)
+            .join(format!("{hash}.cwasm"))
+    }
+}

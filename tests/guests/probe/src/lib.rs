@@ -1,0 +1,108 @@
+//! A class made for the integration tests: each route exercises one host
+//! behaviour (traps, rollbacks, KV and SQL together, the SQL authorizer).
+
+use podhost_sdk::context::this_object;
+use podhost_sdk::sql::{self, Value};
+use podhost_sdk::{Error, Method, Object, Request, Response, Result, kv};
+use serde::Deserialize;
+use serde_json::json;
+
+struct Probe;
+
+#[derive(Deserialize)]
+struct Query {
+    query: String,
+    #[serde(default)]
+    params: Vec<serde_json::Value>,
+}
+
+impl Object for Probe {
+    fn activate() -> Result<Self> {
+        sql::script(
+            "CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
+        )?;
+        Ok(Probe)
+    }
+
+    fn fetch(&mut self, req: Request) -> Result<Response> {
+        match (req.method().clone(), req.segments().as_slice()) {
+            (Method::GET, ["state"]) => state(),
+            (Method::GET, ["whoami"]) => {
+                let me = this_object();
+                Ok(Response::json(
+                    &json!({ "class": me.class, "name": me.name, "id": me.id }),
+                ))
+            }
+            // One SQL row and one KV key, committed together.
+            (Method::POST, ["write"]) => {
+                write(req.text()?)?;
+                state()
+            }
+            // The same writes, then a failed event: both roll back.
+            (Method::POST, ["write-then-fail"]) => {
+                write(req.text()?)?;
+                Err(Error::conflict("failing on purpose"))
+            }
+            // The same writes, then a trap: both roll back, the instance goes.
+            (Method::POST, ["write-then-trap"]) => {
+                write(req.text()?)?;
+                panic!("trapping on purpose");
+            }
+            (Method::POST, ["sql"]) => run_sql(req.json()?),
+            (Method::POST, ["echo"]) => Ok(Response::json(&json!({
+                "method": req.method().as_str(),
+                "path": req.path(),
+                "query": req.query(),
+                "header": req.header("x-probe"),
+                "body_len": req.body().len(),
+            }))),
+            _ => Err(Error::not_found(format!(
+                "no route {} {}",
+                req.method(),
+                req.path()
+            ))),
+        }
+    }
+}
+
+fn write(body: &str) -> Result<()> {
+    sql::execute("INSERT INTO notes (body) VALUES (?)", (body,))?;
+    kv::put("last", body)?;
+    Ok(())
+}
+
+fn state() -> Result<Response> {
+    let notes: Vec<String> = sql::query("SELECT body FROM notes ORDER BY id", ())?;
+    let last: Option<String> = kv::get("last")?;
+    Ok(Response::json(&json!({ "notes": notes, "last": last })))
+}
+
+/// Runs arbitrary SQL; a storage error comes back as a 400 naming its code.
+fn run_sql(query: Query) -> Result<Response> {
+    let params: Vec<Value> = query.params.into_iter().map(json_to_value).collect();
+    match sql::exec(&query.query, params) {
+        Ok(rows) => Ok(Response::json(&json!({
+            "columns": rows.columns(),
+            "rows": rows.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+            "rows_written": rows.rows_written(),
+        }))),
+        Err(e) => Ok(Response::json(
+            &json!({ "error": { "code": format!("{:?}", e.code), "message": e.message } }),
+        )
+        .with_status(podhost_sdk::StatusCode::BAD_REQUEST)),
+    }
+}
+
+fn json_to_value(value: serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => b.into(),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map_or_else(|| Value::Real(n.as_f64().unwrap_or(0.0)), Value::Integer),
+        serde_json::Value::String(s) => Value::Text(s),
+        other => Value::Text(other.to_string()),
+    }
+}
+
+podhost_sdk::export!(Probe);
