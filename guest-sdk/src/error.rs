@@ -71,6 +71,20 @@ impl<E: std::error::Error> From<E> for Error {
     }
 }
 
+impl StorageErrorCode {
+    /// The code's name in WIT: `invalid`, `not-authorized`, ...
+    pub fn name(&self) -> &'static str {
+        match self {
+            StorageErrorCode::Invalid => "invalid",
+            StorageErrorCode::Constraint => "constraint",
+            StorageErrorCode::NotAuthorized => "not-authorized",
+            StorageErrorCode::StorageFull => "storage-full",
+            StorageErrorCode::TooBig => "too-big",
+            StorageErrorCode::Other => "other",
+        }
+    }
+}
+
 impl StorageError {
     pub(crate) fn new(code: StorageErrorCode, message: impl Into<String>) -> Self {
         StorageError {

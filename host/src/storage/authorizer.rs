@@ -244,10 +244,26 @@ mod tests {
             "CREATE TABLE _podhost_mine (x)",
             "CREATE INDEX _podhost_i ON notes (body)",
             "CREATE TRIGGER t AFTER INSERT ON _podhost_kv BEGIN SELECT 1; END",
-            "CREATE VIEW v AS SELECT * FROM _podhost_kv",
         ] {
             assert!(denied(&conn, &guard, sql).contains("reserved"), "{sql}");
         }
+    }
+
+    #[test]
+    fn views_and_triggers_do_not_launder_access() {
+        let (conn, guard) = guarded();
+        // SQLite authorizes a view's SELECT when the view is used, not when
+        // it is created; using it must still be refused.
+        conn.execute_batch("CREATE VIEW v AS SELECT * FROM _podhost_kv")
+            .expect("creating is allowed");
+        assert!(denied(&conn, &guard, "SELECT * FROM v").contains("reserved"));
+        conn.execute_batch(
+            "CREATE TRIGGER t AFTER INSERT ON notes BEGIN DELETE FROM _podhost_kv; END",
+        )
+        .expect("creating is allowed");
+        assert!(
+            denied(&conn, &guard, "INSERT INTO notes (body) VALUES ('x')").contains("reserved")
+        );
     }
 
     #[test]

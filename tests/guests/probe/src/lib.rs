@@ -87,7 +87,7 @@ fn run_sql(query: Query) -> Result<Response> {
             "rows_written": rows.rows_written(),
         }))),
         Err(e) => Ok(Response::json(
-            &json!({ "error": { "code": format!("{:?}", e.code), "message": e.message } }),
+            &json!({ "error": { "code": e.code.name(), "message": e.message } }),
         )
         .with_status(podhost_sdk::StatusCode::BAD_REQUEST)),
     }

@@ -1,0 +1,10 @@
+//! Integration tests: each starts a real `podhost` process on 127.0.0.1
+//! with its own data directory and drives it with a real HTTP client.
+//! The guests (examples and test guests) are built once per run.
+
+mod counter;
+mod faults;
+mod gateway;
+mod hibernation;
+mod storage;
+mod support;

@@ -1,0 +1,87 @@
+//! Guest SQL: what works, and what the authorizer refuses.
+
+use serde_json::json;
+
+use crate::support::{Options, Server};
+
+#[tokio::test]
+async fn guest_sql_cannot_reach_host_tables_other_files_or_transactions() {
+    let (server, _dir) = Server::start(Options::default()).await;
+    // Something in the KV store, so a leak would show.
+    assert_eq!(server.post("/objects/probe/s/write", "secret").await.0, 200);
+    for query in [
+        "SELECT * FROM _podhost_kv",
+        "SELECT * FROM _PODHOST_KV",
+        "DELETE FROM _podhost_kv",
+        "ATTACH DATABASE '/tmp/podhost-attack.sqlite' AS other",
+        "DETACH DATABASE main",
+        "BEGIN",
+        "COMMIT",
+        "SAVEPOINT s",
+        "PRAGMA journal_mode = DELETE",
+        "PRAGMA synchronous = OFF",
+        "PRAGMA writable_schema = ON",
+        "SELECT load_extension('/tmp/x')",
+    ] {
+        let (status, body) = server
+            .post_json("/objects/probe/s/sql", json!({ "query": query }))
+            .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["code"], "not-authorized", "{query}: {body}");
+        assert!(
+            !body.to_string().contains("secret"),
+            "{query} leaked data: {body}"
+        );
+    }
+    assert!(!std::path::Path::new("/tmp/podhost-attack.sqlite").exists());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn guest_sql_runs_with_parameters_and_reports_typed_errors() {
+    let (server, _dir) = Server::start(Options::default()).await;
+    let (status, body) = server
+        .post_json(
+            "/objects/probe/q/sql",
+            json!({ "query": "SELECT ?1 + 1 AS answer, ?2 AS name", "params": [41, "x"] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"], json!([{ "answer": 42, "name": "x" }]));
+
+    let (status, body) = server
+        .post_json(
+            "/objects/probe/q/sql",
+            json!({ "query": "INSERT INTO notes (body) VALUES (?)", "params": ["n"] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows_written"], 1);
+
+    let (status, body) = server
+        .post_json(
+            "/objects/probe/q/sql",
+            json!({ "query": "PRAGMA table_info(notes)" }),
+        )
+        .await;
+    assert_eq!(status, 200, "harmless pragmas work: {body}");
+    assert_eq!(body["rows"].as_array().map(Vec::len), Some(2));
+
+    for (query, code) in [
+        ("SELEC 1", "invalid"),
+        ("SELECT * FROM missing", "invalid"),
+        ("SELECT 1; SELECT 2", "invalid"),
+        ("SELECT ?", "invalid"),
+        (
+            "INSERT INTO notes (id, body) VALUES (1, NULL)",
+            "constraint",
+        ),
+    ] {
+        let (status, body) = server
+            .post_json("/objects/probe/q/sql", json!({ "query": query }))
+            .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["code"], code, "{query}: {body}");
+    }
+    server.stop().await;
+}

@@ -1,0 +1,186 @@
+//! Building the guests once, starting and stopping servers, HTTP helpers.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Every guest component the tests use, by class name.
+fn guests() -> &'static BTreeMap<String, PathBuf> {
+    static GUESTS: OnceLock<BTreeMap<String, PathBuf>> = OnceLock::new();
+    GUESTS.get_or_init(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let packages = ["counter", "probe"].map(String::from);
+        podhost::dev::build_guests(
+            &workspace,
+            &packages,
+            &workspace.join("target").join("guests"),
+        )
+        .expect("building the guests")
+    })
+}
+
+/// How a test wants its server.
+pub struct Options {
+    pub idle_timeout: &'static str,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            idle_timeout: "60s",
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+/// A `podhost serve` child process.
+pub struct Server {
+    child: Child,
+    dir: PathBuf,
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl Server {
+    /// Starts a server with a fresh data directory.
+    pub async fn start(options: Options) -> (Server, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = Server::start_in(dir.path(), &options).await;
+        (server, dir)
+    }
+
+    /// Starts a server on `dir` (reusing its data if any).
+    pub async fn start_in(dir: &Path, options: &Options) -> Server {
+        let mut config = format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nidle_timeout = \"{}\"\nmax_body_bytes = {}\n",
+            options.idle_timeout, options.max_body_bytes
+        );
+        for (name, path) in guests() {
+            let _ = write!(
+                config,
+                "[classes.{name}]\npath = {:?}\n",
+                path.display().to_string()
+            );
+        }
+        let config_path = dir.join("podhost.toml");
+        std::fs::write(&config_path, config).expect("writing the config");
+        let log = std::fs::File::create(dir.join("server.log")).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_podhost"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "info,podhost=debug")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting podhost");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let line = tokio::time::timeout(
+            Duration::from_secs(60),
+            BufReader::new(stdout).lines().next_line(),
+        )
+        .await
+        .ok()
+        .and_then(|line| line.ok().flatten());
+        let Some(base) =
+            line.and_then(|l| l.strip_prefix("podhost listening on ").map(str::to_string))
+        else {
+            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+            panic!("podhost did not start; its log:\n{log}");
+        };
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client");
+        Server {
+            child,
+            dir: dir.to_path_buf(),
+            base,
+            client,
+        }
+    }
+
+    /// Stops the server as an operator would (SIGTERM) and waits for it.
+    pub async fn stop(mut self) {
+        let pid = self.child.id().expect("running child") as libc::pid_t;
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("podhost stops within 30 s of SIGTERM")
+            .expect("waiting for podhost");
+        assert!(
+            status.success(),
+            "podhost exited with {status}; log:\n{}",
+            self.log()
+        );
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        read(self.client.get(self.url(path)).send().await).await
+    }
+
+    pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+        read(self.client.post(self.url(path)).body(body).send().await).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let (status, text) = self.post(path, body.to_string()).await;
+        (status, parse_json(&text))
+    }
+
+    /// The value of a metric from `/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let (_, text) = self.get("/metrics").await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+    }
+}
+
+async fn read(response: reqwest::Result<reqwest::Response>) -> (u16, String) {
+    let response = response.expect("request sent");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("response body"))
+}
+
+pub fn parse_json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Waits until `condition` holds, checking every 50 ms for up to `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
