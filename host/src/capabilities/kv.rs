@@ -61,7 +61,7 @@ impl Host for ObjectState {
 
     fn list(&mut self, options: ListOptions) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
         let conn = self.transaction()?.host();
-        Ok(list(conn, &options)?)
+        list(conn, &options)
     }
 
     fn delete_all(&mut self) -> Result<(), StorageError> {

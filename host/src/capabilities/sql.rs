@@ -54,11 +54,7 @@ fn run(conn: &Connection, query: &str, params: &[Value]) -> rusqlite::Result<Row
     for (index, param) in params.iter().enumerate() {
         stmt.raw_bind_parameter(index + 1, Param(param))?;
     }
-    let columns: Vec<String> = stmt
-        .column_names()
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let columns: Vec<String> = stmt.column_names().map(str::to_string).collect();
     let changes_before = conn.total_changes();
     let mut rows = Vec::new();
     let mut result_bytes = 0usize;
