@@ -10,4 +10,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use podhost::object::types::{Request, Response, StorageError, StorageErrorCode};
+pub use self::podhost::object::types::{Request, Response, StorageError, StorageErrorCode};
