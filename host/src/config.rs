@@ -40,6 +40,16 @@ pub struct Config {
     pub max_active: u32,
     /// Most linear memory one instance may use.
     pub max_memory_bytes: usize,
+    /// Longest an event may run; a guest still running then is stopped.
+    #[serde(with = "humantime_serde")]
+    pub max_cpu_per_event: Duration,
+    /// Most events an object commits together when they queue up; 1 turns
+    /// group commit off.
+    pub group_commit_max_events: usize,
+    /// A batch stops taking queued events once it has run this long, so
+    /// its first response is not held back for long.
+    #[serde(with = "humantime_serde")]
+    pub group_commit_max_delay: Duration,
     /// Deployed classes by name.
     pub classes: BTreeMap<String, ClassConfig>,
 }
@@ -61,6 +71,9 @@ impl Default for Config {
             durability: Durability::Full,
             max_active: 1000,
             max_memory_bytes: 128 << 20,
+            max_cpu_per_event: Duration::from_secs(30),
+            group_commit_max_events: 64,
+            group_commit_max_delay: Duration::from_millis(5),
             classes: BTreeMap::new(),
         }
     }
@@ -94,8 +107,17 @@ impl Config {
         for name in self.classes.keys() {
             validate_class_name(name)?;
         }
+        if self.group_commit_max_events == 0 {
+            bail!("group_commit_max_events must be at least 1");
+        }
         if self.max_active == 0 {
             bail!("max_active must be at least 1");
+        }
+        if self.max_cpu_per_event < crate::limits::EPOCH_TICK {
+            bail!(
+                "max_cpu_per_event must be at least {:?}",
+                crate::limits::EPOCH_TICK
+            );
         }
         if self.idle_timeout.is_zero() {
             bail!("idle_timeout must be longer than zero");

@@ -12,6 +12,7 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Stor
 use crate::bindings::{Object, ObjectPre};
 use crate::capabilities::ObjectState;
 use crate::config::Config;
+use crate::limits;
 use crate::storage::DataDir;
 
 /// Builds the engine every class and object shares.
@@ -28,10 +29,13 @@ pub fn engine(config: &Config) -> anyhow::Result<Engine> {
         .max_memory_size(config.max_memory_bytes);
     let mut wasm = wasmtime::Config::new();
     wasm.wasm_component_model(true)
+        .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    describe(Engine::new(&wasm), || {
+    let engine = describe(Engine::new(&wasm), || {
         "cannot create the wasmtime engine".into()
-    })
+    })?;
+    limits::start_epoch_ticker(&engine).context("cannot start the epoch thread")?;
+    Ok(engine)
 }
 
 /// A deployed class, ready to instantiate.

@@ -12,6 +12,7 @@ pub mod config;
 pub mod dev;
 pub mod engine;
 pub mod gateway;
+pub mod limits;
 pub mod metrics;
 pub mod object;
 pub mod runtime;

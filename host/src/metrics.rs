@@ -22,6 +22,8 @@ pub struct Metrics {
     pub events: Counter,
     /// Events that trapped or failed to commit.
     pub failures: Counter,
+    /// Transactions committed (a group commit counts once).
+    pub commits: Counter,
     /// Instances created.
     pub activations: Counter,
     /// Objects that went idle and were dropped.

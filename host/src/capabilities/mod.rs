@@ -10,11 +10,12 @@ mod wasi;
 
 use std::sync::Arc;
 
+use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{Object, StorageError, StorageErrorCode};
+use crate::limits::EventLimits;
 use crate::object::ObjectAddr;
 use crate::storage::Database;
 
@@ -24,20 +25,17 @@ pub struct ObjectState {
     db: Database,
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: EventLimits,
 }
 
 impl ObjectState {
-    pub fn new(object: Arc<ObjectAddr>, db: Database, max_memory: usize) -> Self {
+    pub fn new(object: Arc<ObjectAddr>, db: Database, limits: EventLimits) -> Self {
         ObjectState {
             wasi: wasi::context(&object),
             object,
             db,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(max_memory)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits,
         }
     }
 
@@ -50,7 +48,7 @@ impl ObjectState {
         self.db
     }
 
-    pub fn limits(&mut self) -> &mut StoreLimits {
+    pub fn limits(&mut self) -> &mut EventLimits {
         &mut self.limits
     }
 

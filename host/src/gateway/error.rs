@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::limits::LimitExceeded;
 use crate::object::EventError;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,12 @@ impl ApiError {
             ApiError::Event(event) => match event {
                 EventError::NoSuchClass(_) => (StatusCode::NOT_FOUND, "class_not_found"),
                 EventError::Trapped => (StatusCode::INTERNAL_SERVER_ERROR, "object_trapped"),
+                EventError::LimitExceeded(LimitExceeded::Cpu(_)) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "cpu_limit_exceeded")
+                }
+                EventError::LimitExceeded(LimitExceeded::Memory(_)) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "memory_limit_exceeded")
+                }
                 EventError::Activation => (StatusCode::INTERNAL_SERVER_ERROR, "activation_failed"),
                 EventError::Commit => (StatusCode::INTERNAL_SERVER_ERROR, "commit_failed"),
                 EventError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "object_overloaded"),

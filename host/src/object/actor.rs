@@ -7,14 +7,22 @@
 //! - `Live`: an instance runs, its store owning the database.
 //!
 //! Dormant -> Live on activation (instantiate). Live -> Dormant when an
-//! event traps or fails to commit: the instance may hold state that no
+//! event traps or a commit fails: the instance may hold state that no
 //! longer matches the database, so it is dropped; the next event builds a
 //! fresh one. After `idle_timeout` without events the actor retires: the
 //! instance and the database are dropped; that is hibernation.
+//!
+//! Group commit: the events already waiting in the mailbox run as one
+//! batch in one transaction, each in its own savepoint (a failed event
+//! rolls back only its own writes). The batch commits once, and only then
+//! do its responses leave (the output gate). A lone event never waits for
+//! company: a batch only takes what is already queued.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
+use tokio::sync::{mpsc, oneshot};
 use wasmtime::Store;
 
 use super::ObjectAddr;
@@ -23,6 +31,7 @@ use super::registry::Spawn;
 use crate::bindings::{Object, Request, Response};
 use crate::capabilities::ObjectState;
 use crate::engine::Class;
+use crate::limits::{EventLimits, LimitExceeded};
 use crate::runtime::Runtime;
 use crate::storage::{Database, Durability};
 
@@ -34,6 +43,14 @@ enum State {
         store: Store<ObjectState>,
         bindings: Object,
     },
+}
+
+/// An event that ran, waiting for its batch to commit.
+struct Ran {
+    reply: oneshot::Sender<Result<Response, EventError>>,
+    result: Result<Response, EventError>,
+    /// Whether its writes are in the batch (the guest answered `ok`).
+    wrote: bool,
 }
 
 pub(crate) struct Actor {
@@ -62,7 +79,7 @@ impl Actor {
         } = start;
         let idle_timeout = self.runtime.config().idle_timeout;
         loop {
-            let event = match tokio::time::timeout(idle_timeout, mailbox.recv()).await {
+            let first = match tokio::time::timeout(idle_timeout, mailbox.recv()).await {
                 Ok(Some(event)) => event,
                 // The host is shutting down and the mailbox is drained.
                 Ok(None) => break,
@@ -83,7 +100,7 @@ impl Actor {
                     continue;
                 }
             };
-            self.handle(event).await;
+            self.run_batch(first, &mut mailbox).await;
         }
         // Dropping the state drops the instance and closes the database
         // (checkpointing its WAL) before `alive` tells shutdown we are done.
@@ -91,24 +108,62 @@ impl Actor {
         drop(alive);
     }
 
-    async fn handle(&mut self, event: Event) {
-        match event {
-            Event::Fetch { request, reply } => {
-                let result = self.fetch(&request).await;
-                // The client may have gone; the event is done either way.
-                let _ = reply.send(result);
+    /// Runs `first` and whatever is already queued behind it, up to the
+    /// configured batch size and delay, then commits them together.
+    async fn run_batch(&mut self, first: Event, mailbox: &mut mpsc::Receiver<Event>) {
+        let config = self.runtime.config();
+        let (max_events, max_delay) = (
+            config.group_commit_max_events,
+            config.group_commit_max_delay,
+        );
+        let started = Instant::now();
+        let mut ran = Vec::new();
+        let mut next = Some(first);
+        while let Some(Event::Fetch { request, reply }) = next.take() {
+            self.runtime.metrics().events.inc();
+            let (result, wrote) = match self.fetch(&request).await {
+                Ok((response, wrote)) => (Ok(response), wrote),
+                Err(error) => (Err(error), false),
+            };
+            ran.push(Ran {
+                reply,
+                result,
+                wrote,
+            });
+            if ran.len() < max_events && started.elapsed() < max_delay {
+                next = mailbox.try_recv().ok();
             }
+        }
+        let committed = match self.database() {
+            Some(db) => db.commit(),
+            None => Ok(()),
+        };
+        if let Err(error) = committed {
+            tracing::error!(object = self.object.name(), class = self.object.class(), %error, "commit failed");
+            self.runtime.metrics().failures.inc();
+            if let Some(db) = self.database() {
+                db.rollback();
+            }
+            self.discard_live();
+            for event in ran.iter_mut().filter(|event| event.wrote) {
+                event.result = Err(EventError::Commit);
+            }
+        } else {
+            self.runtime.metrics().commits.inc();
+        }
+        for event in ran {
+            // The client may have gone; the event is done either way.
+            let _ = event.reply.send(event.result);
         }
     }
 
-    /// Runs `fetch` in a transaction that commits before the response
-    /// leaves (the output gate).
-    async fn fetch(&mut self, request: &Request) -> Result<Response, EventError> {
-        let runtime = Arc::clone(&self.runtime);
-        let metrics = runtime.metrics();
-        metrics.events.inc();
+    /// Runs `fetch` in its own savepoint of the batch's transaction.
+    /// Returns the response and whether the event's writes were kept.
+    async fn fetch(&mut self, request: &Request) -> Result<(Response, bool), EventError> {
         let (mut store, bindings) = self.activate().await?;
-        if let Err(error) = store.data_mut().database().begin() {
+        store.data_mut().limits().start_event();
+        store.set_epoch_deadline(1);
+        if let Err(error) = store.data_mut().database().begin_event() {
             tracing::error!(object = self.object.name(), class = self.object.class(), %error, "cannot begin a transaction");
             self.discard(store);
             return Err(EventError::Commit);
@@ -119,34 +174,45 @@ impl Actor {
             .await;
         let db = store.data_mut().database();
         match outcome {
-            Ok(Ok(response)) => match db.commit() {
+            Ok(Ok(response)) => match db.end_event() {
                 Ok(()) => {
                     self.state = State::Live { store, bindings };
-                    Ok(response)
+                    Ok((response, true))
                 }
                 Err(error) => {
-                    tracing::error!(object = self.object.name(), class = self.object.class(), %error, "commit failed");
-                    db.rollback();
-                    metrics.failures.inc();
+                    tracing::error!(object = self.object.name(), class = self.object.class(), %error, "cannot keep the event's writes");
+                    db.undo_event();
                     self.discard(store);
                     Err(EventError::Commit)
                 }
             },
             Ok(Err(response)) => {
-                db.rollback();
+                db.undo_event();
                 self.state = State::Live { store, bindings };
-                Ok(response)
+                Ok((response, false))
             }
             Err(trap) => {
-                db.rollback();
-                metrics.failures.inc();
-                tracing::warn!(
-                    object = self.object.name(),
-                    class = self.object.class(),
-                    "event trapped: {trap:?}"
-                );
+                db.undo_event();
+                self.runtime.metrics().failures.inc();
                 self.discard(store);
-                Err(EventError::Trapped)
+                match trap.downcast_ref::<LimitExceeded>() {
+                    Some(limit) => {
+                        tracing::warn!(
+                            object = self.object.name(),
+                            class = self.object.class(),
+                            "event stopped: {limit}"
+                        );
+                        Err(EventError::LimitExceeded(limit.clone()))
+                    }
+                    None => {
+                        tracing::warn!(
+                            object = self.object.name(),
+                            class = self.object.class(),
+                            "event trapped: {trap:?}"
+                        );
+                        Err(EventError::Trapped)
+                    }
+                }
             }
         }
     }
@@ -171,9 +237,11 @@ impl Actor {
             }
         };
         let config = self.runtime.config();
-        let state = ObjectState::new(Arc::clone(&self.object), db, config.max_memory_bytes);
+        let limits = EventLimits::new(config.max_memory_bytes, config.max_cpu_per_event);
+        let state = ObjectState::new(Arc::clone(&self.object), db, limits);
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| state.limits());
+        store.epoch_deadline_callback(|mut store| store.data_mut().limits().tick());
         match self.class.instantiate(&mut store).await {
             Ok(bindings) => {
                 self.runtime.metrics().activations.inc();
@@ -191,11 +259,29 @@ impl Actor {
         }
     }
 
+    /// The database, wherever it is (in the live store or kept dormant).
+    fn database(&mut self) -> Option<&mut Database> {
+        match &mut self.state {
+            State::Live { store, .. } => Some(store.data_mut().database()),
+            State::Dormant { db } => db.as_mut(),
+        }
+    }
+
     /// Drops the instance, keeping the database open for the next one.
     fn discard(&mut self, store: Store<ObjectState>) {
         self.state = State::Dormant {
             db: Some(store.into_data().into_database()),
         };
+    }
+
+    /// Drops the live instance, if there is one.
+    fn discard_live(&mut self) {
+        if let State::Live { .. } = self.state
+            && let State::Live { store, .. } =
+                std::mem::replace(&mut self.state, State::Dormant { db: None })
+        {
+            self.discard(store);
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use tokio::sync::oneshot;
 
 use crate::bindings::{Request, Response};
+use crate::limits::LimitExceeded;
 
 /// One unit of work for an object.
 pub(crate) enum Event {
@@ -19,6 +20,8 @@ pub enum EventError {
     NoSuchClass(String),
     #[error("the object failed while handling the request; its changes were rolled back")]
     Trapped,
+    #[error(transparent)]
+    LimitExceeded(LimitExceeded),
     #[error("the object could not be activated")]
     Activation,
     #[error("the object's changes could not be saved; they were rolled back")]

@@ -48,6 +48,8 @@ pub struct Database {
     /// The internal tables are known to exist (created in a committed
     /// transaction).
     schema_ready: bool,
+    /// A batch's transaction was begun and is not yet committed.
+    pending: bool,
 }
 
 impl Database {
@@ -70,21 +72,46 @@ impl Database {
             conn,
             guard,
             schema_ready: false,
+            pending: false,
         })
     }
 
-    /// Starts the transaction of an event.
-    pub fn begin(&mut self) -> rusqlite::Result<()> {
-        self.conn.execute_batch("BEGIN")?;
-        if !self.schema_ready {
-            self.conn.execute_batch(INTERNAL_SCHEMA)?;
+    /// Starts an event: opens the batch's transaction if this is its first
+    /// event, then a savepoint that the event's writes go to.
+    pub fn begin_event(&mut self) -> rusqlite::Result<()> {
+        if !self.pending {
+            self.conn.execute_batch("BEGIN")?;
+            self.pending = true;
+            if !self.schema_ready {
+                self.conn.execute_batch(INTERNAL_SCHEMA)?;
+            }
         }
-        Ok(())
+        self.conn.execute_batch("SAVEPOINT podhost_event")
     }
 
-    /// Commits the event's transaction. Fails if SQLite already rolled it
-    /// back (after an I/O or full-disk error, say).
+    /// Keeps the event's writes in the batch.
+    pub fn end_event(&mut self) -> rusqlite::Result<()> {
+        self.conn.execute_batch("RELEASE podhost_event")
+    }
+
+    /// Undoes the event's writes, keeping the rest of the batch.
+    pub fn undo_event(&mut self) {
+        if self.in_transaction()
+            && let Err(error) = self
+                .conn
+                .execute_batch("ROLLBACK TO podhost_event; RELEASE podhost_event")
+        {
+            tracing::error!(%error, "rolling back an event failed");
+        }
+    }
+
+    /// Commits the batch, if one was begun. Fails if SQLite already rolled
+    /// it back (after an I/O or full-disk error, say): then none of the
+    /// batch's writes were kept.
     pub fn commit(&mut self) -> rusqlite::Result<()> {
+        if !std::mem::take(&mut self.pending) {
+            return Ok(());
+        }
         if !self.in_transaction() {
             return Err(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
@@ -96,8 +123,9 @@ impl Database {
         Ok(())
     }
 
-    /// Rolls the event's transaction back, if one is open.
+    /// Rolls back whatever is open.
     pub fn rollback(&mut self) {
+        self.pending = false;
         if self.in_transaction()
             && let Err(error) = self.conn.execute_batch("ROLLBACK")
         {
@@ -180,14 +208,22 @@ mod tests {
         let path = dir.path().join("a/b/object.sqlite");
         let mut db = Database::open(&path, Durability::Full).expect("open");
 
-        db.begin().expect("begin");
+        db.begin_event().expect("begin");
         db.as_guest(|c| c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);"))
             .expect("guest DDL");
-        db.commit().expect("commit");
-
-        db.begin().expect("begin");
+        db.end_event().expect("end");
+        // A second event in the same batch fails: only its writes go.
+        db.begin_event().expect("begin");
         db.as_guest(|c| c.execute("INSERT INTO t VALUES (2)", []))
             .expect("insert");
+        db.undo_event();
+        db.commit().expect("commit");
+        assert!(!db.in_transaction());
+
+        db.begin_event().expect("begin");
+        db.as_guest(|c| c.execute("INSERT INTO t VALUES (3)", []))
+            .expect("insert");
+        db.end_event().expect("end");
         db.rollback();
 
         let failure = db
@@ -199,7 +235,7 @@ mod tests {
             .host()
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .expect("count");
-        assert_eq!(count, 1, "the rolled-back insert is gone");
+        assert_eq!(count, 1, "the undone and the rolled-back inserts are gone");
         assert!(db.size().expect("size") > 0);
         drop(db);
         let reopened = Database::open(&path, Durability::Normal).expect("reopen");

@@ -76,3 +76,45 @@ async fn an_error_response_rolls_back_sql_and_kv_together() {
     assert_eq!(state["last"], "first", "the KV write rolled back with it");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn failures_inside_a_group_commit_roll_back_only_their_own_writes() {
+    let (server, _dir) = Server::start(Options::default()).await;
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..90 {
+        let (route, expected) = match i % 3 {
+            0 => ("write", 200),
+            1 => ("write-then-fail", 409),
+            _ => ("write-then-trap", 500),
+        };
+        let request = server
+            .client
+            .post(server.url(&format!("/objects/probe/batch/{route}")))
+            .body(format!("{route}-{i}"))
+            .send();
+        requests.spawn(async move {
+            let response = request.await.expect("request sent");
+            assert_eq!(response.status().as_u16(), expected, "{route}-{i}");
+        });
+    }
+    requests.join_all().await;
+
+    let (status, body) = server.get("/objects/probe/batch/state").await;
+    assert_eq!(status, 200, "{body}");
+    let state = parse_json(&body);
+    let mut notes: Vec<String> = serde_json::from_value(state["notes"].clone()).expect("notes");
+    notes.sort();
+    let mut expected: Vec<String> = (0..90).step_by(3).map(|i| format!("write-{i}")).collect();
+    expected.sort();
+    assert_eq!(
+        notes, expected,
+        "exactly the successful events' writes were kept"
+    );
+    assert!(
+        state["last"]
+            .as_str()
+            .is_some_and(|last| last.starts_with("write-")),
+        "{state}"
+    );
+    server.stop().await;
+}

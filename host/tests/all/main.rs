@@ -3,8 +3,10 @@
 //! The guests (examples and test guests) are built once per run.
 
 mod counter;
+mod crash;
 mod faults;
 mod gateway;
 mod hibernation;
+mod limits;
 mod storage;
 mod support;

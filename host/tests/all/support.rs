@@ -29,6 +29,9 @@ fn guests() -> &'static BTreeMap<String, PathBuf> {
 pub struct Options {
     pub idle_timeout: &'static str,
     pub max_body_bytes: usize,
+    pub max_cpu_per_event: &'static str,
+    pub max_memory_bytes: usize,
+    pub durability: &'static str,
 }
 
 impl Default for Options {
@@ -36,6 +39,9 @@ impl Default for Options {
         Options {
             idle_timeout: "60s",
             max_body_bytes: 1 << 20,
+            max_cpu_per_event: "30s",
+            max_memory_bytes: 128 << 20,
+            durability: "full",
         }
     }
 }
@@ -59,8 +65,13 @@ impl Server {
     /// Starts a server on `dir` (reusing its data if any).
     pub async fn start_in(dir: &Path, options: &Options) -> Server {
         let mut config = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nidle_timeout = \"{}\"\nmax_body_bytes = {}\n",
-            options.idle_timeout, options.max_body_bytes
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nidle_timeout = \"{}\"\nmax_body_bytes = {}\n\
+             max_cpu_per_event = \"{}\"\nmax_memory_bytes = {}\ndurability = \"{}\"\n",
+            options.idle_timeout,
+            options.max_body_bytes,
+            options.max_cpu_per_event,
+            options.max_memory_bytes,
+            options.durability
         );
         for (name, path) in guests() {
             let _ = write!(
@@ -123,6 +134,13 @@ impl Server {
             "podhost exited with {status}; log:\n{}",
             self.log()
         );
+    }
+
+    /// Kills the server with SIGKILL, as a crash would, and waits for it.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("SIGKILL sent");
+        let status = self.child.wait().await.expect("waiting for podhost");
+        assert!(!status.success(), "podhost was killed");
     }
 
     pub fn log(&self) -> String {

@@ -49,6 +49,20 @@ impl Object for Probe {
                 panic!("trapping on purpose");
             }
             (Method::POST, ["sql"]) => run_sql(req.json()?),
+            // Never returns: the host's CPU limit must stop it.
+            (Method::POST, ["spin"]) => {
+                let mut turns = 0u64;
+                loop {
+                    turns = std::hint::black_box(turns.wrapping_add(1));
+                }
+            }
+            // Allocates without bound: the host's memory limit must stop it.
+            (Method::POST, ["hog"]) => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(std::hint::black_box(vec![1u8; 1 << 20]));
+                }
+            }
             (Method::POST, ["echo"]) => Ok(Response::json(&json!({
                 "method": req.method().as_str(),
                 "path": req.path(),

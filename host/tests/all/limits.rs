@@ -1,0 +1,100 @@
+//! Per-event limits: a guest that loops forever or allocates without bound
+//! fails its own event with an error naming the limit, and nobody else
+//! notices.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{Options, Server, parse_json};
+
+#[tokio::test]
+async fn an_endless_loop_is_stopped_at_the_cpu_limit_while_others_answer() {
+    let options = Options {
+        max_cpu_per_event: "300ms",
+        ..Options::default()
+    };
+    let (server, _dir) = Server::start(options).await;
+    assert_eq!(
+        server
+            .post("/objects/probe/spinner/write", "before")
+            .await
+            .0,
+        200
+    );
+
+    let started = Instant::now();
+    let spins: Vec<_> = (0..2)
+        .map(|_| {
+            let request = server
+                .client
+                .post(server.url("/objects/probe/spinner/spin"))
+                .send();
+            tokio::spawn(async move {
+                let response = request.await.expect("request sent");
+                (
+                    response.status().as_u16(),
+                    response.text().await.expect("body"),
+                )
+            })
+        })
+        .collect();
+    // Two runtime threads, two spinning events queued on one object: the
+    // rest of the host must keep answering while they run.
+    for expected in 1..=5 {
+        assert_eq!(
+            server.post("/objects/counter/bystander", "").await,
+            (200, expected.to_string())
+        );
+    }
+    for spin in spins {
+        let (status, body) = spin.await.expect("spin task");
+        assert_eq!(status, 500, "{body}");
+        let error = parse_json(&body);
+        assert_eq!(error["error"]["code"], "cpu_limit_exceeded");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("300ms")),
+            "{body}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "stopped near the limit: {:?}",
+        started.elapsed()
+    );
+
+    let (status, body) = server.get("/objects/probe/spinner/state").await;
+    assert_eq!(status, 200, "the object recovers: {body}");
+    assert_eq!(parse_json(&body)["notes"], serde_json::json!(["before"]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unbounded_allocation_hits_the_memory_limit_not_the_host() {
+    let options = Options {
+        max_memory_bytes: 32 << 20,
+        ..Options::default()
+    };
+    let (server, _dir) = Server::start(options).await;
+    let (status, body) = server.post("/objects/probe/hog/hog", "").await;
+    assert_eq!(status, 500, "{body}");
+    let error = parse_json(&body);
+    assert_eq!(error["error"]["code"], "memory_limit_exceeded");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&(32u64 << 20).to_string())),
+        "{body}"
+    );
+
+    assert_eq!(
+        server.post("/objects/probe/hog/write", "fine").await.0,
+        200,
+        "the object recovers"
+    );
+    assert_eq!(
+        server.post("/objects/counter/other", "").await,
+        (200, "1".into())
+    );
+    server.stop().await;
+}
