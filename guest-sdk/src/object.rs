@@ -12,6 +12,12 @@ use crate::{Error, Request, Response, Result};
 /// events one at a time. The instance lives until the object hibernates or
 /// an event traps; the database outlives it.
 pub trait Object: Sized + 'static {
+    /// SQL migrations, oldest first. Before the object's first event after
+    /// it opens its database, the host runs the ones this object has not
+    /// had yet, in one transaction; a failing one leaves the data as it
+    /// was and is retried at the next activation. Only ever append.
+    const MIGRATIONS: &'static [&'static str] = &[];
+
     /// Builds the instance when the object activates: on its first event,
     /// and again after it woke from hibernation or recovered from a trap.
     /// Runs inside that first event's transaction, so it is the place for
@@ -37,6 +43,13 @@ macro_rules! export {
                     $crate::bindings::podhost::object::types::Response,
                 > {
                     $crate::__private::dispatch_fetch::<$object>(request)
+                }
+
+                fn migrations() -> ::std::vec::Vec<::std::string::String> {
+                    <$object as $crate::Object>::MIGRATIONS
+                        .iter()
+                        .map(|migration| ::std::string::ToString::to_string(migration))
+                        .collect()
                 }
             }
 

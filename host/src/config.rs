@@ -5,8 +5,15 @@
 //! data_dir = "data"
 //! idle_timeout = "10s"
 //!
+//! [limits]                 # for every class
+//! max_cpu_per_event = "30s"
+//!
 //! [classes.counter]
-//! path = "target/guests/wasm32-wasip2/release/counter.wasm"
+//! path = "target/guests/wasm32-wasip2/guest/counter.wasm"
+//! durability = "normal"    # this class only
+//!
+//! [classes.counter.limits] # this class only
+//! max_storage_bytes = 10485760
 //! ```
 //!
 //! Relative paths are relative to the file's directory.
@@ -31,18 +38,8 @@ pub struct Config {
     /// An object with no event for this long hibernates.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
-    /// Largest request body accepted; larger ones get 413.
-    pub max_body_bytes: usize,
-    /// What an acknowledged write survives: `full` (power loss) or
-    /// `normal` (a crash of the process).
-    pub durability: Durability,
     /// How many objects may have a live instance at once.
     pub max_active: u32,
-    /// Most linear memory one instance may use.
-    pub max_memory_bytes: usize,
-    /// Longest an event may run; a guest still running then is stopped.
-    #[serde(with = "humantime_serde")]
-    pub max_cpu_per_event: Duration,
     /// Most events an object commits together when they queue up; 1 turns
     /// group commit off.
     pub group_commit_max_events: usize,
@@ -50,15 +47,122 @@ pub struct Config {
     /// its first response is not held back for long.
     #[serde(with = "humantime_serde")]
     pub group_commit_max_delay: Duration,
+    /// What an acknowledged write survives, unless a class says otherwise:
+    /// `full` (power loss) or `normal` (a crash of the process).
+    pub durability: Durability,
+    /// Limits of every class, unless a class overrides some.
+    pub limits: Limits,
     /// Deployed classes by name.
     pub classes: BTreeMap<String, ClassConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// What one event or object of a class may use. A breach fails only that
+/// event, with an error naming the limit.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Most linear memory one instance may use.
+    pub max_memory_bytes: usize,
+    /// Longest an event may run; a guest still running then is stopped.
+    #[serde(with = "humantime_serde")]
+    pub max_cpu_per_event: Duration,
+    /// Largest an object's database may grow; writes beyond it get a
+    /// `storage-full` error.
+    pub max_storage_bytes: u64,
+    /// Longest SQL text one statement may have.
+    pub max_sql_length: u32,
+    /// Most `?` parameters one statement may have.
+    pub max_sql_parameters: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1 << 20,
+            max_memory_bytes: 128 << 20,
+            max_cpu_per_event: Duration::from_secs(30),
+            max_storage_bytes: 1 << 30,
+            max_sql_length: 100_000,
+            max_sql_parameters: 999,
+        }
+    }
+}
+
+/// A class's `[classes.<name>.limits]`: any of [`Limits`]' fields.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitOverrides {
+    pub max_body_bytes: Option<usize>,
+    pub max_memory_bytes: Option<usize>,
+    #[serde(with = "humantime_serde::option")]
+    pub max_cpu_per_event: Option<Duration>,
+    pub max_storage_bytes: Option<u64>,
+    pub max_sql_length: Option<u32>,
+    pub max_sql_parameters: Option<u32>,
+}
+
+impl Limits {
+    /// These limits with a class's overrides applied.
+    pub fn overridden_by(&self, overrides: &LimitOverrides) -> Limits {
+        Limits {
+            max_body_bytes: overrides.max_body_bytes.unwrap_or(self.max_body_bytes),
+            max_memory_bytes: overrides.max_memory_bytes.unwrap_or(self.max_memory_bytes),
+            max_cpu_per_event: overrides
+                .max_cpu_per_event
+                .unwrap_or(self.max_cpu_per_event),
+            max_storage_bytes: overrides
+                .max_storage_bytes
+                .unwrap_or(self.max_storage_bytes),
+            max_sql_length: overrides.max_sql_length.unwrap_or(self.max_sql_length),
+            max_sql_parameters: overrides
+                .max_sql_parameters
+                .unwrap_or(self.max_sql_parameters),
+        }
+    }
+
+    fn validate(&self, whose: &str) -> anyhow::Result<()> {
+        if self.max_cpu_per_event < crate::limits::EPOCH_TICK {
+            bail!(
+                "{whose}: max_cpu_per_event must be at least {:?}",
+                crate::limits::EPOCH_TICK
+            );
+        }
+        if self.max_memory_bytes < 1 << 20 {
+            bail!("{whose}: max_memory_bytes must be at least 1 MiB");
+        }
+        if self.max_storage_bytes < 64 << 10 {
+            bail!("{whose}: max_storage_bytes must be at least 64 KiB");
+        }
+        if self.max_sql_length < 1024 || self.max_sql_length > 1 << 30 {
+            bail!("{whose}: max_sql_length must be between 1 KiB and 1 GiB");
+        }
+        if self.max_sql_parameters > 32_766 {
+            bail!("{whose}: max_sql_parameters must be at most 32766");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClassConfig {
     /// The component (`.wasm`) implementing the class.
     pub path: PathBuf,
+    /// Overrides the server's `durability` for this class.
+    #[serde(default)]
+    pub durability: Option<Durability>,
+    /// Overrides some of the server's `[limits]` for this class.
+    #[serde(default)]
+    pub limits: LimitOverrides,
+}
+
+/// A class's effective settings: the server's, with its overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassSettings {
+    pub durability: Durability,
+    pub limits: Limits,
 }
 
 impl Default for Config {
@@ -67,13 +171,11 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
             data_dir: PathBuf::from("data"),
             idle_timeout: Duration::from_secs(10),
-            max_body_bytes: 1 << 20,
-            durability: Durability::Full,
             max_active: 1000,
-            max_memory_bytes: 128 << 20,
-            max_cpu_per_event: Duration::from_secs(30),
             group_commit_max_events: 64,
             group_commit_max_delay: Duration::from_millis(5),
+            durability: Durability::Full,
+            limits: Limits::default(),
             classes: BTreeMap::new(),
         }
     }
@@ -103,21 +205,27 @@ impl Config {
         }
     }
 
+    /// The effective settings of class `name`.
+    pub fn class_settings(&self, class: &ClassConfig) -> ClassSettings {
+        ClassSettings {
+            durability: class.durability.unwrap_or(self.durability),
+            limits: self.limits.overridden_by(&class.limits),
+        }
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
-        for name in self.classes.keys() {
+        self.limits.validate("[limits]")?;
+        for (name, class) in &self.classes {
             validate_class_name(name)?;
+            self.class_settings(class)
+                .limits
+                .validate(&format!("[classes.{name}.limits]"))?;
         }
         if self.group_commit_max_events == 0 {
             bail!("group_commit_max_events must be at least 1");
         }
         if self.max_active == 0 {
             bail!("max_active must be at least 1");
-        }
-        if self.max_cpu_per_event < crate::limits::EPOCH_TICK {
-            bail!(
-                "max_cpu_per_event must be at least {:?}",
-                crate::limits::EPOCH_TICK
-            );
         }
         if self.idle_timeout.is_zero() {
             bail!("idle_timeout must be longer than zero");
@@ -154,10 +262,18 @@ mod tests {
             listen = "127.0.0.1:0"
             data_dir = "state"
             idle_timeout = "250ms"
-            max_body_bytes = 1024
             durability = "normal"
+            [limits]
+            max_body_bytes = 1024
+            max_cpu_per_event = "2s"
             [classes.counter]
             path = "counter.wasm"
+            [classes.strict]
+            path = "strict.wasm"
+            durability = "full"
+            [classes.strict.limits]
+            max_cpu_per_event = "100ms"
+            max_storage_bytes = 1048576
             "#,
         )
         .expect("valid config");
@@ -176,6 +292,9 @@ mod tests {
     #[test]
     fn rejects_typos_and_bad_names() {
         assert!(toml::from_str::<Config>("idle_timout = \"1s\"").is_err());
+        assert!(toml::from_str::<Config>("[limits]\nmax_cpu = \"1s\"").is_err());
+        let tiny: Config = toml::from_str("[limits]\nmax_cpu_per_event = \"1ms\"").expect("parses");
+        assert!(tiny.validate().is_err());
         assert!(validate_class_name("Counter").is_err());
         assert!(validate_class_name("-x").is_err());
         assert!(validate_class_name("my-class_2").is_ok());

@@ -51,6 +51,16 @@ pub fn build_guests(
     packages: &[String],
     target_dir: &Path,
 ) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    build_guests_with_features(workspace, packages, &[], target_dir)
+}
+
+/// [`build_guests`], with Cargo features enabled.
+pub fn build_guests_with_features(
+    workspace: &Path,
+    packages: &[String],
+    features: &[&str],
+    target_dir: &Path,
+) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
@@ -70,6 +80,9 @@ pub fn build_guests(
         .env_remove("CARGO_BUILD_TARGET");
     for package in packages {
         command.args(["--package", package]);
+    }
+    if !features.is_empty() {
+        command.args(["--features", &features.join(",")]);
     }
     let status = command
         .status()

@@ -3,6 +3,7 @@
 //! cached on disk, and pre-linked so activation only instantiates.
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
@@ -11,7 +12,7 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Stor
 
 use crate::bindings::{Object, ObjectPre};
 use crate::capabilities::ObjectState;
-use crate::config::Config;
+use crate::config::{ClassSettings, Config};
 use crate::limits;
 use crate::storage::DataDir;
 
@@ -26,7 +27,7 @@ pub fn engine(config: &Config) -> anyhow::Result<Engine> {
         .total_memories(active.saturating_mul(2))
         .total_tables(active.saturating_mul(4))
         .total_stacks(active)
-        .max_memory_size(config.max_memory_bytes);
+        .max_memory_size(largest_memory(config));
     let mut wasm = wasmtime::Config::new();
     wasm.wasm_component_model(true)
         .epoch_interruption(true)
@@ -38,11 +39,23 @@ pub fn engine(config: &Config) -> anyhow::Result<Engine> {
     Ok(engine)
 }
 
+/// The memory slot size of the pool: the largest any class may use.
+fn largest_memory(config: &Config) -> usize {
+    config
+        .classes
+        .values()
+        .map(|class| config.class_settings(class).limits.max_memory_bytes)
+        .fold(config.limits.max_memory_bytes, usize::max)
+}
+
 /// A deployed class, ready to instantiate.
 pub struct Class {
     name: String,
     hash: String,
+    settings: ClassSettings,
     pre: ObjectPre<ObjectState>,
+    /// The class's migrations, learnt from its first instance.
+    migrations: OnceLock<Arc<[String]>>,
 }
 
 impl Class {
@@ -54,6 +67,7 @@ impl Class {
         data: &DataDir,
         name: &str,
         wasm_path: &Path,
+        settings: ClassSettings,
     ) -> anyhow::Result<Self> {
         let wasm = std::fs::read(wasm_path).with_context(|| {
             format!(
@@ -78,12 +92,29 @@ impl Class {
         Ok(Class {
             name: name.to_string(),
             hash,
+            settings,
             pre,
+            migrations: OnceLock::new(),
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Its durability and limits.
+    pub fn settings(&self) -> &ClassSettings {
+        &self.settings
+    }
+
+    /// The migrations, if an instance has told them already.
+    pub fn known_migrations(&self) -> Option<Arc<[String]>> {
+        self.migrations.get().cloned()
+    }
+
+    /// Records the migrations an instance declared.
+    pub fn learn_migrations(&self, migrations: Vec<String>) -> Arc<[String]> {
+        Arc::clone(self.migrations.get_or_init(|| migrations.into()))
     }
 
     /// The SHA-256 of the deployed component.

@@ -88,7 +88,15 @@ fn main() -> anyhow::Result<()> {
             )?;
             let classes = built
                 .into_iter()
-                .map(|(name, path)| (name, ClassConfig { path }))
+                .map(|(name, path)| {
+                    (
+                        name,
+                        ClassConfig {
+                            path,
+                            ..ClassConfig::default()
+                        },
+                    )
+                })
                 .collect();
             let config = Config {
                 listen,

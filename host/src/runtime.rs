@@ -32,7 +32,8 @@ impl Runtime {
         let data = DataDir::new(&config.data_dir);
         let mut classes = HashMap::new();
         for (name, class) in &config.classes {
-            let class = Class::load(&engine, &linker, &data, name, &class.path)?;
+            let settings = config.class_settings(class);
+            let class = Class::load(&engine, &linker, &data, name, &class.path, settings)?;
             tracing::info!(class = name, hash = &class.hash()[..12], "class ready");
             classes.insert(name.clone(), Arc::new(class));
         }
@@ -54,10 +55,7 @@ impl Runtime {
         name: &str,
         request: Request,
     ) -> Result<Response, EventError> {
-        let class = self
-            .classes
-            .get(class)
-            .ok_or_else(|| EventError::NoSuchClass(class.to_string()))?;
+        let class = self.class(class)?;
         let object = Arc::new(ObjectAddr::new(class.name(), name));
         let (reply, response) = oneshot::channel();
         let event = Event::Fetch { request, reply };
@@ -72,6 +70,13 @@ impl Runtime {
         // The actor always replies unless it was dropped mid-event, which
         // only happens when the process is going away.
         response.await.unwrap_or(Err(EventError::ShuttingDown))
+    }
+
+    /// The deployed class `name`.
+    pub fn class(&self, name: &str) -> Result<&Arc<Class>, EventError> {
+        self.classes
+            .get(name)
+            .ok_or_else(|| EventError::NoSuchClass(name.to_string()))
     }
 
     /// Stops taking events and waits for every object to finish and close.

@@ -35,7 +35,8 @@ impl Host for ObjectState {
 
     fn put(&mut self, key: String, value: Vec<u8>) -> Result<(), StorageError> {
         check_entry(&key, &value)?;
-        Ok(put(self.transaction()?.host(), &key, &value)?)
+        let db = self.transaction()?;
+        Ok(db.host_write(|conn| put(conn, &key, &value))?)
     }
 
     fn put_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), StorageError> {
@@ -43,11 +44,12 @@ impl Host for ObjectState {
         entries
             .iter()
             .try_for_each(|(key, value)| check_entry(key, value))?;
-        let conn = self.transaction()?.host();
-        for (key, value) in &entries {
-            put(conn, key, value)?;
-        }
-        Ok(())
+        let db = self.transaction()?;
+        Ok(db.host_write(|conn| {
+            entries
+                .iter()
+                .try_for_each(|(key, value)| put(conn, key, value))
+        })?)
     }
 
     fn delete(&mut self, key: String) -> Result<bool, StorageError> {

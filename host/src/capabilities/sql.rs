@@ -16,13 +16,21 @@ impl Host for ObjectState {
     fn exec(&mut self, query: String, params: Vec<Value>) -> Result<RowSet, StorageError> {
         refuse_reserved(&query)?;
         let db = self.transaction()?;
-        Ok(db.as_guest(|conn| run(conn, &query, &params))?)
+        // Preparing is a cache lookup after the first time; a statement
+        // that may write runs under the storage limit's guard.
+        let read_only = db.as_guest(|conn| Ok(conn.prepare_cached(&query)?.readonly()))?;
+        let rows = if read_only {
+            db.as_guest(|conn| run(conn, &query, &params))
+        } else {
+            db.as_guest_write(|conn| run(conn, &query, &params))
+        };
+        Ok(rows?)
     }
 
     fn exec_script(&mut self, script: String) -> Result<(), StorageError> {
         refuse_reserved(&script)?;
         let db = self.transaction()?;
-        Ok(db.as_guest(|conn| conn.execute_batch(&script))?)
+        Ok(db.as_guest_write(|conn| conn.execute_batch(&script))?)
     }
 
     fn database_size(&mut self) -> u64 {

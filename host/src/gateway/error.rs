@@ -40,6 +40,7 @@ impl ApiError {
                     (StatusCode::INTERNAL_SERVER_ERROR, "memory_limit_exceeded")
                 }
                 EventError::Activation => (StatusCode::INTERNAL_SERVER_ERROR, "activation_failed"),
+                EventError::Migration(_) => (StatusCode::INTERNAL_SERVER_ERROR, "migration_failed"),
                 EventError::Commit => (StatusCode::INTERNAL_SERVER_ERROR, "commit_failed"),
                 EventError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "object_overloaded"),
                 EventError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),

@@ -52,7 +52,7 @@ async fn forward(
             "an object name must be 1 to {MAX_NAME_BYTES} bytes long"
         )));
     }
-    let limit = runtime.config().max_body_bytes;
+    let limit = runtime.class(&class)?.settings().limits.max_body_bytes;
     let request = to_object_request(request, path, limit).await?;
     let response = runtime.fetch(&class, &name, request).await?;
     from_object_response(response)

@@ -30,10 +30,11 @@ use super::event::{Event, EventError};
 use super::registry::Spawn;
 use crate::bindings::{Object, Request, Response};
 use crate::capabilities::ObjectState;
+use crate::config::ClassSettings;
 use crate::engine::Class;
 use crate::limits::{EventLimits, LimitExceeded};
 use crate::runtime::Runtime;
-use crate::storage::{Database, Durability};
+use crate::storage::Database;
 
 enum State {
     Dormant {
@@ -220,31 +221,47 @@ impl Actor {
     /// The live instance, instantiating one (and opening the database) if
     /// the object is dormant.
     async fn activate(&mut self) -> Result<(Store<ObjectState>, Object), EventError> {
-        let db = match std::mem::replace(&mut self.state, State::Dormant { db: None }) {
+        let (db, fresh) = match std::mem::replace(&mut self.state, State::Dormant { db: None }) {
             State::Live { store, bindings } => return Ok((store, bindings)),
-            State::Dormant { db: Some(db) } => db,
+            State::Dormant { db: Some(db) } => (db, false),
             State::Dormant { db: None } => {
                 let path = self
                     .runtime
                     .data_dir()
                     .object_database(self.object.class(), self.object.id());
-                open_database(
+                let db = open_database(
                     path,
-                    self.runtime.config().durability,
+                    self.class.settings().clone(),
                     Arc::clone(&self.object),
                 )
-                .await?
+                .await?;
+                (db, true)
             }
         };
-        let config = self.runtime.config();
-        let limits = EventLimits::new(config.max_memory_bytes, config.max_cpu_per_event);
+        let limits = &self.class.settings().limits;
+        let limits = EventLimits::new(limits.max_memory_bytes, limits.max_cpu_per_event);
         let state = ObjectState::new(Arc::clone(&self.object), db, limits);
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| state.limits());
         store.epoch_deadline_callback(|mut store| store.data_mut().limits().tick());
+        store.set_epoch_deadline(1);
         match self.class.instantiate(&mut store).await {
             Ok(bindings) => {
                 self.runtime.metrics().activations.inc();
+                if fresh
+                    && let Err(error) = migrate(
+                        Arc::clone(&self.class),
+                        Arc::clone(&self.object),
+                        &mut store,
+                        &bindings,
+                    )
+                    .await
+                {
+                    // Close the database too: the next activation reopens
+                    // it and tries the migrations again.
+                    self.state = State::Dormant { db: None };
+                    return Err(error);
+                }
                 Ok((store, bindings))
             }
             Err(error) => {
@@ -285,14 +302,56 @@ impl Actor {
     }
 }
 
+/// Runs the class's pending migrations on a database just opened.
+async fn migrate(
+    class: Arc<Class>,
+    object: Arc<ObjectAddr>,
+    store: &mut Store<ObjectState>,
+    bindings: &Object,
+) -> Result<(), EventError> {
+    let migrations = match class.known_migrations() {
+        Some(migrations) => migrations,
+        None => {
+            let declared = bindings
+                .podhost_object_handler()
+                .call_migrations(&mut *store)
+                .await
+                .map_err(|trap| {
+                    tracing::error!(
+                        class = object.class(),
+                        "listing the migrations trapped: {trap:?}"
+                    );
+                    EventError::Activation
+                })?;
+            class.learn_migrations(declared)
+        }
+    };
+    match store.data_mut().database().migrate(&migrations) {
+        Ok(0) => Ok(()),
+        Ok(count) => {
+            tracing::info!(
+                object = object.name(),
+                class = object.class(),
+                count,
+                "migrated"
+            );
+            Ok(())
+        }
+        Err(failure) => {
+            tracing::error!(object = object.name(), class = object.class(), "{failure}");
+            Err(EventError::Migration(failure))
+        }
+    }
+}
+
 /// Opens the database off the runtime's threads: creating a new file costs
 /// a few `fsync`s, and other objects must not wait for them.
 async fn open_database(
     path: PathBuf,
-    durability: Durability,
+    settings: ClassSettings,
     object: Arc<ObjectAddr>,
 ) -> Result<Database, EventError> {
-    match tokio::task::spawn_blocking(move || Database::open(&path, durability)).await {
+    match tokio::task::spawn_blocking(move || Database::open(&path, &settings)).await {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(error)) => {
             tracing::error!(

@@ -4,6 +4,7 @@ use tokio::sync::oneshot;
 
 use crate::bindings::{Request, Response};
 use crate::limits::LimitExceeded;
+use crate::storage::MigrationFailed;
 
 /// One unit of work for an object.
 pub(crate) enum Event {
@@ -22,6 +23,8 @@ pub enum EventError {
     Trapped,
     #[error(transparent)]
     LimitExceeded(LimitExceeded),
+    #[error("the object's database could not be migrated: {0}")]
+    Migration(MigrationFailed),
     #[error("the object could not be activated")]
     Activation,
     #[error("the object's changes could not be saved; they were rolled back")]

@@ -6,10 +6,11 @@ use std::path::Path;
 use anyhow::Context as _;
 use rusqlite::config::DbConfig;
 use rusqlite::limits::Limit;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::Deserialize;
 
-use super::authorizer::Guard;
+use super::authorizer::{Guard, RESERVED_PREFIX, mentions_reserved_name};
+use crate::config::ClassSettings;
 
 /// What an acknowledged write survives.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -23,17 +24,29 @@ pub enum Durability {
     Normal,
 }
 
-/// Longest SQL text SQLite accepts in one prepare (a script prepares its
-/// remaining text each time, so this also bounds scripts).
-const MAX_SQL_LENGTH: i32 = 1 << 20;
 /// Largest string, blob or row.
 const MAX_VALUE_LENGTH: i32 = 16 << 20;
-/// Most `?` parameters in one statement.
-const MAX_PARAMETERS: i32 = 999;
+/// How far past its storage limit one write may take a database before
+/// SQLite itself refuses. The host enforces the limit exactly after each
+/// write; this backstop exists because SQLite, when it refuses a page,
+/// rolls back the whole transaction rather than the one statement.
+const STORAGE_BACKSTOP: u64 = 2 * MAX_VALUE_LENGTH as u64;
 
 const INTERNAL_SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS _podhost_kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS _podhost_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 ";
+
+/// A class migration that failed; nothing of the migrations run with it
+/// was kept.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("migration {number} of {total} failed: {message}")]
+pub struct MigrationFailed {
+    /// 1 for the first migration of the class.
+    pub number: usize,
+    pub total: usize,
+    pub message: String,
+}
 
 /// A failed guest statement, with the authorizer's reason if it refused it.
 #[derive(Debug)]
@@ -50,11 +63,13 @@ pub struct Database {
     schema_ready: bool,
     /// A batch's transaction was begun and is not yet committed.
     pending: bool,
+    page_size: u64,
+    max_storage_bytes: u64,
 }
 
 impl Database {
     /// Opens (creating if needed) the database at `path`.
-    pub fn open(path: &Path, durability: Durability) -> anyhow::Result<Self> {
+    pub fn open(path: &Path, settings: &ClassSettings) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the directory {}", dir.display()))?;
@@ -64,15 +79,18 @@ impl Database {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
-        configure(&mut conn, durability)
+        configure(&mut conn, settings)
             .with_context(|| format!("cannot configure the database {}", path.display()))?;
         let guard = Guard::default();
         conn.authorizer(Some(guard.callback()))?;
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
         Ok(Database {
             conn,
             guard,
             schema_ready: false,
             pending: false,
+            page_size: page_size.unsigned_abs(),
+            max_storage_bytes: settings.limits.max_storage_bytes,
         })
     }
 
@@ -86,12 +104,12 @@ impl Database {
                 self.conn.execute_batch(INTERNAL_SCHEMA)?;
             }
         }
-        self.conn.execute_batch("SAVEPOINT podhost_event")
+        self.conn.execute_batch("SAVEPOINT _podhost_event")
     }
 
     /// Keeps the event's writes in the batch.
     pub fn end_event(&mut self) -> rusqlite::Result<()> {
-        self.conn.execute_batch("RELEASE podhost_event")
+        self.conn.execute_batch("RELEASE _podhost_event")
     }
 
     /// Undoes the event's writes, keeping the rest of the batch.
@@ -99,7 +117,7 @@ impl Database {
         if self.in_transaction()
             && let Err(error) = self
                 .conn
-                .execute_batch("ROLLBACK TO podhost_event; RELEASE podhost_event")
+                .execute_batch("ROLLBACK TO _podhost_event; RELEASE _podhost_event")
         {
             tracing::error!(%error, "rolling back an event failed");
         }
@@ -133,6 +151,93 @@ impl Database {
         }
     }
 
+    /// Runs the migrations this database has not had yet, in one
+    /// transaction, and records how many it has had. Returns how many ran.
+    pub fn migrate(&mut self, migrations: &[String]) -> Result<usize, MigrationFailed> {
+        if migrations.is_empty() {
+            return Ok(0);
+        }
+        let total = migrations.len();
+        let host_failure = |error: rusqlite::Error| MigrationFailed {
+            number: 0,
+            total,
+            message: format!("the host could not run migrations: {error}"),
+        };
+        self.conn.execute_batch("BEGIN").map_err(host_failure)?;
+        let applied = self.apply_migrations(migrations);
+        let committed = applied.and_then(|count| {
+            self.conn.execute_batch("COMMIT").map_err(host_failure)?;
+            Ok(count)
+        });
+        match committed {
+            Ok(count) => {
+                self.schema_ready = true;
+                Ok(count)
+            }
+            Err(failure) => {
+                self.rollback();
+                Err(failure)
+            }
+        }
+    }
+
+    fn apply_migrations(&mut self, migrations: &[String]) -> Result<usize, MigrationFailed> {
+        let total = migrations.len();
+        let failed = |number: usize, message: String| MigrationFailed {
+            number,
+            total,
+            message,
+        };
+        let host_failure = |error: rusqlite::Error| {
+            failed(0, format!("the host could not run migrations: {error}"))
+        };
+        self.conn
+            .execute_batch(INTERNAL_SCHEMA)
+            .map_err(host_failure)?;
+        let done: i64 = self
+            .conn
+            .query_row(
+                "SELECT value FROM _podhost_meta WHERE key = 'migrations'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(host_failure)?
+            .unwrap_or(0);
+        let done = usize::try_from(done).unwrap_or(0);
+        if done > total {
+            tracing::warn!(
+                done,
+                total,
+                "the database has had more migrations than its class declares"
+            );
+            return Ok(0);
+        }
+        for (index, migration) in migrations.iter().enumerate().skip(done) {
+            if mentions_reserved_name(migration) {
+                return Err(failed(
+                    index + 1,
+                    format!("names starting with {RESERVED_PREFIX} are reserved for the host"),
+                ));
+            }
+            self.as_guest(|conn| conn.execute_batch(migration))
+                .map_err(|failure| {
+                    failed(
+                        index + 1,
+                        failure.denial.unwrap_or_else(|| failure.error.to_string()),
+                    )
+                })?;
+        }
+        self.conn
+            .execute(
+                "INSERT INTO _podhost_meta (key, value) VALUES ('migrations', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [total as i64],
+            )
+            .map_err(host_failure)?;
+        Ok(total - done)
+    }
+
     /// Whether an event transaction is open. It can close under a guest's
     /// feet when SQLite aborts it, and then no further write may run.
     pub fn in_transaction(&self) -> bool {
@@ -159,19 +264,85 @@ impl Database {
         })
     }
 
+    /// Runs a guest statement that may write: if it takes the database past
+    /// its storage limit, only that statement is undone, and the guest gets
+    /// SQLite's error for a full database.
+    pub fn as_guest_write<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, SqlFailure> {
+        self.guarded_write(|db| db.as_guest(f))
+    }
+
+    /// [`as_guest_write`](Self::as_guest_write) for the host's own writes
+    /// on a guest's behalf (KV).
+    pub fn host_write<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.guarded_write(|db| {
+            f(&db.conn).map_err(|error| SqlFailure {
+                error,
+                denial: None,
+            })
+        })
+        .map_err(|failure| failure.error)
+    }
+
+    fn guarded_write<T>(
+        &self,
+        f: impl FnOnce(&Self) -> Result<T, SqlFailure>,
+    ) -> Result<T, SqlFailure> {
+        let host = |error| SqlFailure {
+            error,
+            denial: None,
+        };
+        self.run_cached("SAVEPOINT _podhost_write").map_err(host)?;
+        let result = f(self).and_then(|value| match self.size() {
+            Ok(size) if size > self.max_storage_bytes => Err(host(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                Some(format!(
+                    "the object's storage limit of {} bytes is reached; this statement was undone",
+                    self.max_storage_bytes
+                )),
+            ))),
+            Ok(_) => Ok(value),
+            Err(error) => Err(host(error)),
+        });
+        // SQLite may have rolled the whole transaction back on its own.
+        if self.in_transaction() {
+            let undo = result.is_err().then_some("ROLLBACK TO _podhost_write");
+            for sql in undo.into_iter().chain(["RELEASE _podhost_write"]) {
+                if let Err(error) = self.run_cached(sql) {
+                    tracing::error!(%error, "ending a write's savepoint failed");
+                }
+            }
+        }
+        result
+    }
+
+    /// Runs one of the host's statements through the statement cache. Guest
+    /// SQL never reaches these cached statements: they all name
+    /// `_podhost_` things, which guest SQL may not mention.
+    fn run_cached(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    }
+
     /// The database's size in bytes.
     pub fn size(&self) -> rusqlite::Result<u64> {
-        let bytes: i64 = self.conn.query_row(
-            "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
-            [],
-            |row| row.get(0),
-        )?;
-        Ok(bytes.unsigned_abs())
+        // Cached although it names no `_podhost_` thing: a guest sending
+        // the same text may read the page count anyway.
+        let pages: i64 = self
+            .conn
+            .prepare_cached("PRAGMA main.page_count")?
+            .query_row([], |row| row.get(0))?;
+        Ok(pages.unsigned_abs() * self.page_size)
     }
 }
 
-fn configure(conn: &mut Connection, durability: Durability) -> rusqlite::Result<()> {
-    let synchronous = match durability {
+fn configure(conn: &mut Connection, settings: &ClassSettings) -> rusqlite::Result<()> {
+    let synchronous = match settings.durability {
         Durability::Full => "FULL",
         Durability::Normal => "NORMAL",
     };
@@ -191,11 +362,27 @@ fn configure(conn: &mut Connection, durability: Durability) -> rusqlite::Result<
     ))?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
     conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
-    conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, MAX_SQL_LENGTH)?;
+    let limits = &settings.limits;
+    // A script prepares its remaining text each time, so this also bounds
+    // the length of scripts.
+    conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, clamp(limits.max_sql_length))?;
     conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_LENGTH)?;
-    conn.set_limit(Limit::SQLITE_LIMIT_VARIABLE_NUMBER, MAX_PARAMETERS)?;
+    conn.set_limit(
+        Limit::SQLITE_LIMIT_VARIABLE_NUMBER,
+        clamp(limits.max_sql_parameters),
+    )?;
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+    let backstop = limits.max_storage_bytes.saturating_add(STORAGE_BACKSTOP);
+    let max_pages = backstop.div_ceil(page_size.unsigned_abs().max(512));
+    conn.query_row(&format!("PRAGMA max_page_count = {max_pages}"), [], |_| {
+        Ok(())
+    })?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
+}
+
+fn clamp(limit: u32) -> i32 {
+    i32::try_from(limit).unwrap_or(i32::MAX)
 }
 
 #[cfg(test)]
@@ -206,7 +393,11 @@ mod tests {
     fn events_commit_or_roll_back_and_guest_rules_apply() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("a/b/object.sqlite");
-        let mut db = Database::open(&path, Durability::Full).expect("open");
+        let settings = ClassSettings {
+            durability: Durability::Full,
+            limits: crate::config::Limits::default(),
+        };
+        let mut db = Database::open(&path, &settings).expect("open");
 
         db.begin_event().expect("begin");
         db.as_guest(|c| c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);"))
@@ -238,11 +429,101 @@ mod tests {
         assert_eq!(count, 1, "the undone and the rolled-back inserts are gone");
         assert!(db.size().expect("size") > 0);
         drop(db);
-        let reopened = Database::open(&path, Durability::Normal).expect("reopen");
+        let normal = ClassSettings {
+            durability: Durability::Normal,
+            ..settings
+        };
+        let reopened = Database::open(&path, &normal).expect("reopen");
         let mode: String = reopened
             .host()
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .expect("mode");
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn writes_past_the_storage_limit_fail_with_disk_full() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = ClassSettings {
+            durability: Durability::Normal,
+            limits: crate::config::Limits {
+                max_storage_bytes: 256 << 10,
+                ..crate::config::Limits::default()
+            },
+        };
+        let mut db = Database::open(&dir.path().join("full.sqlite"), &settings).expect("open");
+        db.begin_event().expect("begin");
+        db.as_guest(|c| c.execute_batch("CREATE TABLE blobs (b BLOB)"))
+            .expect("table");
+        let insert = |db: &Database| {
+            db.as_guest_write(|c| c.execute("INSERT INTO blobs VALUES (zeroblob(32768))", []))
+        };
+        let fitted = (0..100).take_while(|_| insert(&db).is_ok()).count();
+        assert!(
+            (1..8).contains(&fitted),
+            "{fitted} blobs of 32 KiB fitted in 256 KiB"
+        );
+        let failure = insert(&db).expect_err("still full");
+        assert_eq!(
+            failure.error.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DiskFull)
+        );
+        db.end_event()
+            .expect("only the failed statements were undone; the event goes on");
+        db.commit().expect("what fitted commits");
+        let count: i64 = db
+            .host()
+            .query_row("SELECT count(*) FROM blobs", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(count as usize, fitted);
+        assert!(db.size().expect("size") <= 256 << 10);
+    }
+
+    #[test]
+    fn migrations_run_once_in_order_and_fail_whole() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = ClassSettings {
+            durability: Durability::Normal,
+            limits: crate::config::Limits::default(),
+        };
+        let path = dir.path().join("migrated.sqlite");
+        let mut db = Database::open(&path, &settings).expect("open");
+        let v1 = vec!["CREATE TABLE items (id INTEGER PRIMARY KEY)".to_string()];
+        assert_eq!(db.migrate(&v1).expect("v1"), 1);
+        assert_eq!(db.migrate(&v1).expect("again"), 0, "nothing runs twice");
+
+        let mut broken = v1.clone();
+        broken.push("ALTER TABLE items ADD COLUMN name TEXT".into());
+        broken.push("ALTER TABLE missing ADD COLUMN x".into());
+        let failure = db.migrate(&broken).expect_err("the third fails");
+        assert_eq!((failure.number, failure.total), (3, 3));
+        assert!(failure.message.contains("missing"), "{}", failure.message);
+        let columns: i64 = db
+            .host()
+            .query_row("SELECT count(*) FROM pragma_table_info('items')", [], |r| {
+                r.get(0)
+            })
+            .expect("columns");
+        assert_eq!(
+            columns, 1,
+            "the second migration was rolled back with the third"
+        );
+        assert!(!db.in_transaction());
+
+        let mut fixed = v1.clone();
+        fixed.push("ALTER TABLE items ADD COLUMN name TEXT".into());
+        assert_eq!(db.migrate(&fixed).expect("v2"), 1);
+        let sneaky = vec![
+            "CREATE TABLE t (x)".to_string(),
+            "DROP TABLE _podhost_kv".to_string(),
+        ];
+        let mut fresh = Database::open(&dir.path().join("other.sqlite"), &settings).expect("open");
+        assert!(
+            fresh
+                .migrate(&sneaky)
+                .expect_err("reserved")
+                .message
+                .contains("reserved")
+        );
     }
 }

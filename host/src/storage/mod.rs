@@ -6,5 +6,5 @@ pub(crate) mod database;
 mod layout;
 
 pub use authorizer::{RESERVED_PREFIX, mentions_reserved_name};
-pub use database::{Database, Durability};
+pub use database::{Database, Durability, MigrationFailed};
 pub use layout::DataDir;

@@ -98,3 +98,37 @@ async fn unbounded_allocation_hits_the_memory_limit_not_the_host() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn writes_past_the_storage_limit_get_a_typed_error_the_guest_handles() {
+    let options = Options {
+        max_storage_bytes: 512 << 10,
+        ..Options::default()
+    };
+    let (server, _dir) = Server::start(options).await;
+    let (status, body) = server.post("/objects/probe/full/fill", "").await;
+    assert_eq!(status, 200, "the guest handled the error: {body}");
+    let report = parse_json(&body);
+    assert_eq!(report["code"], "storage-full", "{body}");
+    assert!(
+        report["inserted"]
+            .as_u64()
+            .is_some_and(|n| (1..32).contains(&n)),
+        "{body}"
+    );
+
+    let (status, body) = server.get("/objects/probe/full/state").await;
+    assert_eq!(status, 200, "{body}");
+    let kept = parse_json(&body)["notes"].as_array().map_or(0, Vec::len) as u64;
+    assert_eq!(
+        kept,
+        report["inserted"].as_u64().unwrap_or(0),
+        "what fitted was committed"
+    );
+    assert_eq!(
+        server.post("/objects/counter/roomy", "").await,
+        (200, "1".into()),
+        "other objects are unaffected"
+    );
+    server.stop().await;
+}

@@ -8,5 +8,6 @@ mod faults;
 mod gateway;
 mod hibernation;
 mod limits;
+mod migrations;
 mod storage;
 mod support;

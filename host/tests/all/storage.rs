@@ -85,3 +85,33 @@ async fn guest_sql_runs_with_parameters_and_reports_typed_errors() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn overlong_statements_and_too_many_parameters_are_refused() {
+    let (server, _dir) = Server::start(Options::default()).await;
+    let long = format!("SELECT 1 -- {}", "x".repeat(200_000));
+    let (status, body) = server
+        .post_json("/objects/probe/big/sql", json!({ "query": long }))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "too-big", "{body}");
+
+    let placeholders = vec!["?"; 1000].join(", ");
+    let query = format!("SELECT {placeholders}");
+    let params = vec![1; 1000];
+    let (status, body) = server
+        .post_json(
+            "/objects/probe/big/sql",
+            json!({ "query": query, "params": params }),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("too many SQL variables")),
+        "{body}"
+    );
+    server.stop().await;
+}

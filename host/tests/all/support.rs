@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -25,6 +25,31 @@ fn guests() -> &'static BTreeMap<String, PathBuf> {
     })
 }
 
+/// The `migrating` test guest built with `feature` (v1 without one), as a
+/// file of its own so several versions can be deployed in turn.
+pub fn migrating_guest(feature: Option<&str>) -> PathBuf {
+    static BUILDS: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = BUILDS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = workspace.join("target").join("guests");
+    let features: Vec<&str> = feature.into_iter().collect();
+    let built = podhost::dev::build_guests_with_features(
+        &workspace,
+        &["migrating".to_string()],
+        &features,
+        &target,
+    )
+    .expect("building the migrating guest");
+    let copy = target
+        .join("variants")
+        .join(format!("migrating-{}.wasm", feature.unwrap_or("v1")));
+    std::fs::create_dir_all(copy.parent().expect("a parent")).expect("variants dir");
+    std::fs::copy(&built["migrating"], &copy).expect("copying the variant");
+    copy
+}
+
 /// How a test wants its server.
 pub struct Options {
     pub idle_timeout: &'static str,
@@ -32,6 +57,9 @@ pub struct Options {
     pub max_cpu_per_event: &'static str,
     pub max_memory_bytes: usize,
     pub durability: &'static str,
+    pub max_storage_bytes: u64,
+    /// Classes beyond the standard guests: name and component.
+    pub extra_classes: Vec<(&'static str, PathBuf)>,
 }
 
 impl Default for Options {
@@ -42,6 +70,8 @@ impl Default for Options {
             max_cpu_per_event: "30s",
             max_memory_bytes: 128 << 20,
             durability: "full",
+            max_storage_bytes: 1 << 30,
+            extra_classes: Vec::new(),
         }
     }
 }
@@ -65,15 +95,20 @@ impl Server {
     /// Starts a server on `dir` (reusing its data if any).
     pub async fn start_in(dir: &Path, options: &Options) -> Server {
         let mut config = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nidle_timeout = \"{}\"\nmax_body_bytes = {}\n\
-             max_cpu_per_event = \"{}\"\nmax_memory_bytes = {}\ndurability = \"{}\"\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nidle_timeout = \"{}\"\ndurability = \"{}\"\n\
+             [limits]\nmax_body_bytes = {}\nmax_cpu_per_event = \"{}\"\nmax_memory_bytes = {}\nmax_storage_bytes = {}\n",
             options.idle_timeout,
+            options.durability,
             options.max_body_bytes,
             options.max_cpu_per_event,
             options.max_memory_bytes,
-            options.durability
+            options.max_storage_bytes,
         );
-        for (name, path) in guests() {
+        let extra = options
+            .extra_classes
+            .iter()
+            .map(|(name, path)| (name.to_string(), path.clone()));
+        for (name, path) in guests().clone().into_iter().chain(extra) {
             let _ = write!(
                 config,
                 "[classes.{name}]\npath = {:?}\n",

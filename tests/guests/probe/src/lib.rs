@@ -49,6 +49,23 @@ impl Object for Probe {
                 panic!("trapping on purpose");
             }
             (Method::POST, ["sql"]) => run_sql(req.json()?),
+            // Writes 16 KiB rows until storage is full; reports what it got.
+            (Method::POST, ["fill"]) => {
+                let row = "x".repeat(16 << 10);
+                let mut inserted = 0u32;
+                let error = loop {
+                    match sql::execute("INSERT INTO notes (body) VALUES (?)", (row.as_str(),)) {
+                        Ok(_) => inserted += 1,
+                        Err(error) => break error,
+                    }
+                    if inserted == 100_000 {
+                        return Err(Error::internal("no storage limit was hit"));
+                    }
+                };
+                Ok(Response::json(
+                    &json!({ "inserted": inserted, "code": error.code.name(), "message": error.message }),
+                ))
+            }
             // Never returns: the host's CPU limit must stop it.
             (Method::POST, ["spin"]) => {
                 let mut turns = 0u64;
