@@ -18,7 +18,9 @@ use crate::storage::DataDir;
 
 /// Builds the engine every class and object shares.
 pub fn engine(config: &Config) -> anyhow::Result<Engine> {
-    let active = config.max_active;
+    // Headroom above max_active for instances of objects that were asked
+    // to hibernate and have not finished yet.
+    let active = config.max_active.saturating_add(config.max_active / 4 + 16);
     // A Rust guest component holds several core instances and tables;
     // the pool's defaults are sized for core modules.
     let mut pool = PoolingAllocationConfig::new();

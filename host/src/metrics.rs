@@ -28,6 +28,8 @@ pub struct Metrics {
     pub activations: Counter,
     /// Objects that went idle and were dropped.
     pub hibernations: Counter,
+    /// Objects dropped early to make room for others (`max_active`).
+    pub evictions: Counter,
 }
 
 impl Metrics {
@@ -69,6 +71,12 @@ impl Metrics {
             "counter",
             "Idle objects dropped.",
             self.hibernations.get(),
+        );
+        metric(
+            "podhost_evictions_total",
+            "counter",
+            "Objects hibernated early to make room (max_active).",
+            self.evictions.get(),
         );
         out
     }

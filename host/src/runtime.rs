@@ -38,11 +38,11 @@ impl Runtime {
             classes.insert(name.clone(), Arc::new(class));
         }
         Ok(Arc::new(Runtime {
+            objects: Objects::new(config.max_active as usize),
             config,
             data,
             engine,
             classes,
-            objects: Objects::new(),
             metrics: Metrics::default(),
         }))
     }

@@ -43,6 +43,9 @@ impl ApiError {
                 EventError::Migration(_) => (StatusCode::INTERNAL_SERVER_ERROR, "migration_failed"),
                 EventError::Commit => (StatusCode::INTERNAL_SERVER_ERROR, "commit_failed"),
                 EventError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "object_overloaded"),
+                EventError::TooManyActive => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "too_many_active_objects")
+                }
                 EventError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             },
         }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
-use wasmtime::Store;
+use wasmtime::{PoolConcurrencyLimitError, Store};
 
 use super::ObjectAddr;
 use super::event::{Event, EventError};
@@ -101,7 +101,24 @@ impl Actor {
                     continue;
                 }
             };
-            self.run_batch(first, &mut mailbox).await;
+            let hibernate = match first {
+                Event::Hibernate => true,
+                fetch => self.run_batch(fetch, &mut mailbox).await,
+            };
+            if hibernate
+                && self
+                    .runtime
+                    .objects()
+                    .retire(self.object.id(), generation, &mailbox)
+            {
+                self.runtime.metrics().evictions.inc();
+                tracing::debug!(
+                    object = self.object.name(),
+                    class = self.object.class(),
+                    "hibernating early to make room"
+                );
+                break;
+            }
         }
         // Dropping the state drops the instance and closes the database
         // (checkpointing its WAL) before `alive` tells shutdown we are done.
@@ -111,7 +128,8 @@ impl Actor {
 
     /// Runs `first` and whatever is already queued behind it, up to the
     /// configured batch size and delay, then commits them together.
-    async fn run_batch(&mut self, first: Event, mailbox: &mut mpsc::Receiver<Event>) {
+    /// Returns whether a request to hibernate ended the batch.
+    async fn run_batch(&mut self, first: Event, mailbox: &mut mpsc::Receiver<Event>) -> bool {
         let config = self.runtime.config();
         let (max_events, max_delay) = (
             config.group_commit_max_events,
@@ -120,7 +138,12 @@ impl Actor {
         let started = Instant::now();
         let mut ran = Vec::new();
         let mut next = Some(first);
-        while let Some(Event::Fetch { request, reply }) = next.take() {
+        let mut hibernate = false;
+        while let Some(event) = next.take() {
+            let Event::Fetch { request, reply } = event else {
+                hibernate = true;
+                break;
+            };
             self.runtime.metrics().events.inc();
             let (result, wrote) = match self.fetch(&request).await {
                 Ok((response, wrote)) => (Ok(response), wrote),
@@ -156,6 +179,7 @@ impl Actor {
             // The client may have gone; the event is done either way.
             let _ = event.reply.send(event.result);
         }
+        hibernate
     }
 
     /// Runs `fetch` in its own savepoint of the batch's transaction.
@@ -265,12 +289,19 @@ impl Actor {
                 Ok((store, bindings))
             }
             Err(error) => {
+                self.discard(store);
+                if error.is::<PoolConcurrencyLimitError>() {
+                    tracing::warn!(
+                        class = self.object.class(),
+                        "no room for another instance: {error}"
+                    );
+                    return Err(EventError::TooManyActive);
+                }
                 tracing::error!(
                     object = self.object.name(),
                     class = self.object.class(),
                     "activation failed: {error:?}"
                 );
-                self.discard(store);
                 Err(EventError::Activation)
             }
         }

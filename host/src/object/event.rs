@@ -12,6 +12,9 @@ pub(crate) enum Event {
         request: Request,
         reply: oneshot::Sender<Result<Response, EventError>>,
     },
+    /// Hibernate now if nothing else is waiting: the host needs room for
+    /// other objects.
+    Hibernate,
 }
 
 /// Why an event produced no response from the object.
@@ -29,6 +32,8 @@ pub enum EventError {
     Activation,
     #[error("the object's changes could not be saved; they were rolled back")]
     Commit,
+    #[error("too many objects are active on this server; retry later")]
+    TooManyActive,
     #[error("the object has too many requests waiting; retry later")]
     Overloaded,
     #[error("the server is shutting down")]

@@ -4,6 +4,10 @@
 //! lock, and an idle actor retires (removes itself) under the same lock
 //! only if its mailbox is empty. So no event is ever queued to an actor
 //! that has decided to stop, and there are never two actors for one object.
+//!
+//! At most `max_active` actors live at once (each holds an instance and an
+//! open database): starting one more asks the least recently used idle
+//! ones to hibernate early.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -22,6 +26,10 @@ pub(crate) struct Objects {
 
 struct Registry {
     mailboxes: HashMap<String, Mailbox>,
+    max_active: usize,
+    /// A logical clock: each delivery stamps its mailbox with the next
+    /// value, so the smallest stamps are the least recently used.
+    clock: u64,
     next_generation: u64,
     /// Each actor holds a clone; `None` once the host shuts down.
     alive: Option<mpsc::Sender<()>>,
@@ -30,6 +38,9 @@ struct Registry {
 struct Mailbox {
     sender: mpsc::Sender<Event>,
     generation: u64,
+    last_used: u64,
+    /// Asked to hibernate and not yet answered.
+    evicting: bool,
 }
 
 /// What a new actor needs to start.
@@ -40,11 +51,13 @@ pub(crate) struct Spawn {
 }
 
 impl Objects {
-    pub fn new() -> Self {
+    pub fn new(max_active: usize) -> Self {
         let (alive, finished) = mpsc::channel(1);
         Objects {
             registry: Mutex::new(Registry {
                 mailboxes: HashMap::new(),
+                max_active: max_active.max(1),
+                clock: 0,
                 next_generation: 0,
                 alive: Some(alive),
             }),
@@ -72,9 +85,14 @@ impl Objects {
         let Some(alive) = registry.alive.clone() else {
             return Err(EventError::ShuttingDown);
         };
-        let event = match registry.mailboxes.get(id) {
+        registry.clock += 1;
+        let now = registry.clock;
+        let event = match registry.mailboxes.get_mut(id) {
             Some(mailbox) => match mailbox.sender.try_send(event) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    mailbox.last_used = now;
+                    return Ok(());
+                }
                 Err(mpsc::error::TrySendError::Full(_)) => return Err(EventError::Overloaded),
                 // The actor died (it panicked): replace it.
                 Err(mpsc::error::TrySendError::Closed(event)) => event,
@@ -87,9 +105,18 @@ impl Objects {
         }
         let generation = registry.next_generation;
         registry.next_generation += 1;
-        registry
-            .mailboxes
-            .insert(id.to_string(), Mailbox { sender, generation });
+        if registry.mailboxes.len() >= registry.max_active {
+            registry.evict_least_recently_used();
+        }
+        registry.mailboxes.insert(
+            id.to_string(),
+            Mailbox {
+                sender,
+                generation,
+                last_used: now,
+                evicting: false,
+            },
+        );
         drop(registry);
         spawn(Spawn {
             mailbox,
@@ -104,6 +131,13 @@ impl Objects {
     pub fn retire(&self, id: &str, generation: u64, mailbox: &mpsc::Receiver<Event>) -> bool {
         let mut registry = self.lock();
         if !mailbox.is_empty() {
+            if let Some(entry) = registry
+                .mailboxes
+                .get_mut(id)
+                .filter(|m| m.generation == generation)
+            {
+                entry.evicting = false;
+            }
             return false;
         }
         if registry
@@ -131,5 +165,31 @@ impl Objects {
         }
         let mut finished = self.finished.lock().await;
         while finished.recv().await.is_some() {}
+    }
+}
+
+impl Registry {
+    /// Asks the least recently used actors that are idle and not already
+    /// leaving to hibernate: a few at a time, so the scan is paid rarely.
+    fn evict_least_recently_used(&mut self) {
+        let batch = 1 + self.max_active / 32;
+        let mut idle: Vec<(u64, &String)> = self
+            .mailboxes
+            .iter()
+            .filter(|(_, m)| !m.evicting && m.sender.capacity() == m.sender.max_capacity())
+            .map(|(id, m)| (m.last_used, id))
+            .collect();
+        if idle.len() > batch {
+            idle.select_nth_unstable(batch);
+            idle.truncate(batch);
+        }
+        let victims: Vec<String> = idle.into_iter().map(|(_, id)| id.clone()).collect();
+        for id in victims {
+            if let Some(mailbox) = self.mailboxes.get_mut(&id)
+                && mailbox.sender.try_send(Event::Hibernate).is_ok()
+            {
+                mailbox.evicting = true;
+            }
+        }
     }
 }

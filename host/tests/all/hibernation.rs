@@ -35,3 +35,51 @@ async fn idle_objects_hibernate_and_wake_with_their_data() {
     assert_eq!(server.metric("podhost_objects_active").await, 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn thousands_of_objects_stay_within_max_active_and_keep_their_data() {
+    let options = Options {
+        max_active: 16,
+        ..Options::default()
+    };
+    let (server, _dir) = Server::start(options).await;
+    const OBJECTS: usize = 2000;
+    const CONCURRENCY: usize = 8;
+    let mut peak_files = 0;
+    for wave in 0..OBJECTS / CONCURRENCY {
+        let mut requests = tokio::task::JoinSet::new();
+        for i in 0..CONCURRENCY {
+            let request = server
+                .client
+                .post(server.url(&format!("/objects/counter/many-{}", wave * CONCURRENCY + i)))
+                .send();
+            requests.spawn(async move {
+                let response = request.await.expect("request sent");
+                let status = response.status().as_u16();
+                (status, response.text().await.expect("body"))
+            });
+        }
+        for (status, body) in requests.join_all().await {
+            assert_eq!((status, body.as_str()), (200, "1"));
+        }
+        if wave % 25 == 0 {
+            peak_files = peak_files.max(server.open_files());
+        }
+    }
+    let active = server.metric("podhost_objects_active").await;
+    assert!(
+        active <= (16 + CONCURRENCY) as u64,
+        "{active} objects active with max_active = 16"
+    );
+    assert!(server.metric("podhost_evictions_total").await > (OBJECTS / 2) as u64);
+    assert!(peak_files < 250, "open files stay bounded: {peak_files}");
+
+    for i in (0..OBJECTS).step_by(97) {
+        assert_eq!(
+            server.get(&format!("/objects/counter/many-{i}")).await,
+            (200, "1".into()),
+            "object {i}"
+        );
+    }
+    server.stop().await;
+}

@@ -58,6 +58,7 @@ pub struct Options {
     pub max_memory_bytes: usize,
     pub durability: &'static str,
     pub max_storage_bytes: u64,
+    pub max_active: u32,
     /// Classes beyond the standard guests: name and component.
     pub extra_classes: Vec<(&'static str, PathBuf)>,
 }
@@ -71,6 +72,7 @@ impl Default for Options {
             max_memory_bytes: 128 << 20,
             durability: "full",
             max_storage_bytes: 1 << 30,
+            max_active: 1000,
             extra_classes: Vec::new(),
         }
     }
@@ -95,10 +97,11 @@ impl Server {
     /// Starts a server on `dir` (reusing its data if any).
     pub async fn start_in(dir: &Path, options: &Options) -> Server {
         let mut config = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nidle_timeout = \"{}\"\ndurability = \"{}\"\n\
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nidle_timeout = \"{}\"\ndurability = \"{}\"\nmax_active = {}\n\
              [limits]\nmax_body_bytes = {}\nmax_cpu_per_event = \"{}\"\nmax_memory_bytes = {}\nmax_storage_bytes = {}\n",
             options.idle_timeout,
             options.durability,
+            options.max_active,
             options.max_body_bytes,
             options.max_cpu_per_event,
             options.max_memory_bytes,
@@ -176,6 +179,12 @@ impl Server {
         self.child.start_kill().expect("SIGKILL sent");
         let status = self.child.wait().await.expect("waiting for podhost");
         assert!(!status.success(), "podhost was killed");
+    }
+
+    /// How many files the server process has open.
+    pub fn open_files(&self) -> usize {
+        let pid = self.child.id().expect("running child");
+        std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
     }
 
     pub fn log(&self) -> String {
