@@ -52,8 +52,32 @@ pub struct Config {
     pub durability: Durability,
     /// Limits of every class, unless a class overrides some.
     pub limits: Limits,
+    /// The bearer token `/admin/*` requires; without one the admin API is
+    /// off.
+    pub admin_token: Option<Secret>,
     /// Deployed classes by name.
     pub classes: BTreeMap<String, ClassConfig>,
+}
+
+/// A value kept out of logs and debug output.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 /// What one event or object of a class may use. A breach fails only that
@@ -176,6 +200,7 @@ impl Default for Config {
             group_commit_max_delay: Duration::from_millis(5),
             durability: Durability::Full,
             limits: Limits::default(),
+            admin_token: None,
             classes: BTreeMap::new(),
         }
     }

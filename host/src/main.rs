@@ -12,6 +12,8 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+mod objects_command;
+
 #[derive(Parser)]
 #[command(
     name = "podhost",
@@ -37,6 +39,11 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// List or delete objects.
+    Objects {
+        #[command(subcommand)]
+        command: objects_command::ObjectsCommand,
+    },
     /// Build the repository's examples for wasm32-wasip2 and serve them.
     Dev {
         #[arg(long, default_value = "127.0.0.1:8787")]
@@ -61,6 +68,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     raise_file_limit();
     let config = match Cli::parse().command {
+        Command::Objects { command } => return objects_command::run(command),
         Command::Serve {
             config,
             listen,

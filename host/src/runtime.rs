@@ -1,10 +1,11 @@
-//! The runtime: the engine, the deployed classes and the live objects,
-//! shared by the gateway and every actor.
+//! The runtime: the engine, the deployed classes, the live objects and the
+//! catalog, shared by the gateway and every actor.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use wasmtime::Engine;
 
 use crate::bindings::{Request, Response};
@@ -13,7 +14,8 @@ use crate::config::Config;
 use crate::engine::{self, Class};
 use crate::metrics::Metrics;
 use crate::object::{Actor, Event, EventError, ObjectAddr, Objects};
-use crate::storage::DataDir;
+use crate::storage::catalog::{Catalog, CatalogUpdate, CatalogWriter};
+use crate::storage::{DataDir, DataDirLock};
 
 pub struct Runtime {
     config: Config,
@@ -22,21 +24,30 @@ pub struct Runtime {
     classes: HashMap<String, Arc<Class>>,
     objects: Objects,
     metrics: Metrics,
+    catalog: Arc<Catalog>,
+    /// Taken at shutdown, so the writer task can finish.
+    catalog_writer: Mutex<Option<(CatalogWriter, JoinHandle<()>)>>,
+    _lock: DataDirLock,
 }
 
 impl Runtime {
-    /// Builds the engine and loads every configured class.
+    /// Locks the data directory, builds the engine and loads every
+    /// configured class. Must run inside the tokio runtime.
     pub fn new(config: Config) -> anyhow::Result<Arc<Self>> {
+        let lock = DataDirLock::acquire(&config.data_dir)?;
         let engine = engine::engine(&config)?;
         let linker = capabilities::linker(&engine)?;
         let data = DataDir::new(&config.data_dir);
+        let catalog = Arc::new(Catalog::open(&config.data_dir)?);
         let mut classes = HashMap::new();
         for (name, class) in &config.classes {
             let settings = config.class_settings(class);
             let class = Class::load(&engine, &linker, &data, name, &class.path, settings)?;
+            catalog.record_class(name, class.hash())?;
             tracing::info!(class = name, hash = &class.hash()[..12], "class ready");
             classes.insert(name.clone(), Arc::new(class));
         }
+        let writer = CatalogWriter::start(Arc::clone(&catalog));
         Ok(Arc::new(Runtime {
             objects: Objects::new(config.max_active as usize),
             config,
@@ -44,6 +55,9 @@ impl Runtime {
             engine,
             classes,
             metrics: Metrics::default(),
+            catalog,
+            catalog_writer: Mutex::new(Some(writer)),
+            _lock: lock,
         }))
     }
 
@@ -55,11 +69,29 @@ impl Runtime {
         name: &str,
         request: Request,
     ) -> Result<Response, EventError> {
+        self.deliver(class, name, |reply| Event::Fetch { request, reply })
+            .await?
+    }
+
+    /// Deletes object `name` of `class` for good: its database files and
+    /// its catalog entry. Returns whether it had a database. A later event
+    /// to the same name starts a new, empty object.
+    pub async fn delete(self: &Arc<Self>, class: &str, name: &str) -> Result<bool, EventError> {
+        self.deliver(class, name, |reply| Event::Delete { reply })
+            .await?
+    }
+
+    /// Queues the event `make` builds for the object and waits for its reply.
+    async fn deliver<T>(
+        self: &Arc<Self>,
+        class: &str,
+        name: &str,
+        make: impl FnOnce(oneshot::Sender<T>) -> Event,
+    ) -> Result<T, EventError> {
         let class = self.class(class)?;
         let object = Arc::new(ObjectAddr::new(class.name(), name));
-        let (reply, response) = oneshot::channel();
-        let event = Event::Fetch { request, reply };
-        self.objects.deliver(object.id(), event, |start| {
+        let (reply, answer) = oneshot::channel();
+        self.objects.deliver(object.id(), make(reply), |start| {
             Actor::spawn(
                 Arc::clone(self),
                 Arc::clone(&object),
@@ -69,7 +101,7 @@ impl Runtime {
         })?;
         // The actor always replies unless it was dropped mid-event, which
         // only happens when the process is going away.
-        response.await.unwrap_or(Err(EventError::ShuttingDown))
+        answer.await.map_err(|_| EventError::ShuttingDown)
     }
 
     /// The deployed class `name`.
@@ -79,9 +111,36 @@ impl Runtime {
             .ok_or_else(|| EventError::NoSuchClass(name.to_string()))
     }
 
-    /// Stops taking events and waits for every object to finish and close.
+    /// Stops taking events, waits for every object to finish and close,
+    /// then for the catalog to take their last updates.
     pub async fn shut_down(&self) {
         self.objects.shut_down().await;
+        let writer = self
+            .catalog_writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some((writer, task)) = writer {
+            drop(writer);
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "the catalog writer failed");
+            }
+        }
+    }
+
+    /// Sends an update to the catalog's background writer.
+    pub(crate) fn record(&self, update: CatalogUpdate) {
+        let writer = self
+            .catalog_writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((writer, _)) = writer.as_ref() {
+            writer.send(update);
+        }
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
     }
 
     pub fn config(&self) -> &Config {

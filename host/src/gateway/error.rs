@@ -13,6 +13,12 @@ use crate::object::EventError;
 pub enum ApiError {
     #[error("no route matches this path")]
     RouteNotFound,
+    #[error("the admin API is off: set admin_token in the config to turn it on")]
+    AdminDisabled,
+    #[error("this needs the admin token: Authorization: Bearer <admin_token>")]
+    Unauthorized,
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("the request body is larger than the limit of {limit} bytes")]
@@ -27,6 +33,9 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
+            ApiError::AdminDisabled => (StatusCode::NOT_FOUND, "admin_disabled"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ApiError::InvalidResponse(_) => (StatusCode::BAD_GATEWAY, "invalid_response"),
@@ -40,6 +49,7 @@ impl ApiError {
                     (StatusCode::INTERNAL_SERVER_ERROR, "memory_limit_exceeded")
                 }
                 EventError::Activation => (StatusCode::INTERNAL_SERVER_ERROR, "activation_failed"),
+                EventError::DeleteFailed => (StatusCode::INTERNAL_SERVER_ERROR, "delete_failed"),
                 EventError::Migration(_) => (StatusCode::INTERNAL_SERVER_ERROR, "migration_failed"),
                 EventError::Commit => (StatusCode::INTERNAL_SERVER_ERROR, "commit_failed"),
                 EventError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "object_overloaded"),

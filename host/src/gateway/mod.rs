@@ -1,5 +1,6 @@
 //! The HTTP front: routes requests to objects, plus health and metrics.
 
+mod admin;
 mod error;
 mod health;
 mod objects;
@@ -8,7 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{any, get};
+use axum::routing::{any, delete, get};
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
@@ -19,6 +20,11 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
     Router::new()
         .route("/objects/{class}/{name}", any(objects::deliver_root))
         .route("/objects/{class}/{name}/{*path}", any(objects::deliver))
+        .route("/admin/objects", get(admin::list_objects))
+        .route(
+            "/admin/objects/{class}/{name}",
+            delete(admin::delete_object),
+        )
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .fallback(|| async { ApiError::RouteNotFound })

@@ -35,6 +35,7 @@ use crate::engine::Class;
 use crate::limits::{EventLimits, LimitExceeded};
 use crate::runtime::Runtime;
 use crate::storage::Database;
+use crate::storage::catalog::{CatalogUpdate, ObjectSeen, now_ms};
 
 enum State {
     Dormant {
@@ -59,6 +60,8 @@ pub(crate) struct Actor {
     object: Arc<ObjectAddr>,
     class: Arc<Class>,
     state: State,
+    /// When the last batch started, for the catalog (ms since the epoch).
+    last_active: i64,
 }
 
 impl Actor {
@@ -68,6 +71,7 @@ impl Actor {
             object,
             class,
             state: State::Dormant { db: None },
+            last_active: now_ms(),
         };
         tokio::spawn(actor.run(start));
     }
@@ -101,35 +105,89 @@ impl Actor {
                     continue;
                 }
             };
-            let hibernate = match first {
-                Event::Hibernate => true,
-                fetch => self.run_batch(fetch, &mut mailbox).await,
+            let control = match first {
+                Event::Fetch { .. } => self.run_batch(first, &mut mailbox).await,
+                control => Some(control),
             };
-            if hibernate
-                && self
-                    .runtime
-                    .objects()
-                    .retire(self.object.id(), generation, &mailbox)
-            {
-                self.runtime.metrics().evictions.inc();
-                tracing::debug!(
-                    object = self.object.name(),
-                    class = self.object.class(),
-                    "hibernating early to make room"
-                );
-                break;
+            match control {
+                Some(Event::Hibernate)
+                    if self
+                        .runtime
+                        .objects()
+                        .retire(self.object.id(), generation, &mailbox) =>
+                {
+                    self.runtime.metrics().evictions.inc();
+                    tracing::debug!(
+                        object = self.object.name(),
+                        class = self.object.class(),
+                        "hibernating early to make room"
+                    );
+                    break;
+                }
+                Some(Event::Delete { reply }) => {
+                    let _ = reply.send(self.delete());
+                }
+                _ => {}
             }
         }
+        self.record_close();
         // Dropping the state drops the instance and closes the database
         // (checkpointing its WAL) before `alive` tells shutdown we are done.
         drop(self.state);
         drop(alive);
     }
 
+    /// Closes the object and removes its files and catalog entry.
+    fn delete(&mut self) -> Result<bool, EventError> {
+        self.state = State::Dormant { db: None };
+        let existed = self
+            .runtime
+            .data_dir()
+            .remove_object_files(self.object.class(), self.object.id())
+            .map_err(|error| {
+                tracing::error!(object = self.object.name(), class = self.object.class(), %error, "cannot delete");
+                EventError::DeleteFailed
+            })?;
+        self.runtime.record(CatalogUpdate::Removed {
+            id: self.object.id().to_string(),
+        });
+        tracing::info!(
+            object = self.object.name(),
+            class = self.object.class(),
+            existed,
+            "deleted"
+        );
+        Ok(existed)
+    }
+
+    /// Tells the catalog the object was active, and its size if its
+    /// database is open.
+    fn record_close(&mut self) {
+        let Some(size) = self.database().map(|db| db.size().unwrap_or(0)) else {
+            return;
+        };
+        self.runtime
+            .record(CatalogUpdate::Seen(self.sighting(Some(size))));
+    }
+
+    fn sighting(&self, size_bytes: Option<u64>) -> ObjectSeen {
+        ObjectSeen {
+            id: self.object.id().to_string(),
+            class: self.object.class().to_string(),
+            name: self.object.name().to_string(),
+            at: self.last_active,
+            size_bytes,
+        }
+    }
+
     /// Runs `first` and whatever is already queued behind it, up to the
     /// configured batch size and delay, then commits them together.
-    /// Returns whether a request to hibernate ended the batch.
-    async fn run_batch(&mut self, first: Event, mailbox: &mut mpsc::Receiver<Event>) -> bool {
+    /// Returns the event other than a request that ended the batch, if any.
+    async fn run_batch(
+        &mut self,
+        first: Event,
+        mailbox: &mut mpsc::Receiver<Event>,
+    ) -> Option<Event> {
         let config = self.runtime.config();
         let (max_events, max_delay) = (
             config.group_commit_max_events,
@@ -137,11 +195,12 @@ impl Actor {
         );
         let started = Instant::now();
         let mut ran = Vec::new();
+        self.last_active = now_ms();
         let mut next = Some(first);
-        let mut hibernate = false;
+        let mut control = None;
         while let Some(event) = next.take() {
             let Event::Fetch { request, reply } = event else {
-                hibernate = true;
+                control = Some(event);
                 break;
             };
             self.runtime.metrics().events.inc();
@@ -179,7 +238,7 @@ impl Actor {
             // The client may have gone; the event is done either way.
             let _ = event.reply.send(event.result);
         }
-        hibernate
+        control
     }
 
     /// Runs `fetch` in its own savepoint of the batch's transaction.
@@ -253,12 +312,15 @@ impl Actor {
                     .runtime
                     .data_dir()
                     .object_database(self.object.class(), self.object.id());
+                self.last_active = now_ms();
                 let db = open_database(
                     path,
                     self.class.settings().clone(),
                     Arc::clone(&self.object),
                 )
                 .await?;
+                self.runtime
+                    .record(CatalogUpdate::Seen(self.sighting(None)));
                 (db, true)
             }
         };

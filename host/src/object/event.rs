@@ -15,6 +15,10 @@ pub(crate) enum Event {
     /// Hibernate now if nothing else is waiting: the host needs room for
     /// other objects.
     Hibernate,
+    /// Close and remove the object's database for good.
+    Delete {
+        reply: oneshot::Sender<Result<bool, EventError>>,
+    },
 }
 
 /// Why an event produced no response from the object.
@@ -28,6 +32,8 @@ pub enum EventError {
     LimitExceeded(LimitExceeded),
     #[error("the object's database could not be migrated: {0}")]
     Migration(MigrationFailed),
+    #[error("the object's files could not be removed")]
+    DeleteFailed,
     #[error("the object could not be activated")]
     Activation,
     #[error("the object's changes could not be saved; they were rolled back")]

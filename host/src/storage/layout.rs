@@ -33,6 +33,23 @@ impl DataDir {
             .join(format!("{id}.sqlite"))
     }
 
+    /// Removes the database files of object `id` of `class`; returns
+    /// whether its database existed.
+    pub fn remove_object_files(&self, class: &str, id: &str) -> std::io::Result<bool> {
+        let database = self.object_database(class, id);
+        let mut existed = false;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = database.clone().into_os_string();
+            path.push(suffix);
+            match std::fs::remove_file(&path) {
+                Ok(()) => existed |= suffix.is_empty(),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(existed)
+    }
+
     /// Where the compiled form of a class's component is cached.
     pub fn compiled_class(&self, class: &str, hash: &str) -> PathBuf {
         self.root

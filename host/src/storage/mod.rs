@@ -1,10 +1,14 @@
 //! Where objects keep their data: one SQLite file per object, the host's
-//! internal tables inside it, and the authorizer that guards them.
+//! internal tables inside it, the authorizer that guards them, and the
+//! catalog of them all.
 
 mod authorizer;
+pub mod catalog;
 pub(crate) mod database;
 mod layout;
+mod lock;
 
 pub use authorizer::{RESERVED_PREFIX, mentions_reserved_name};
 pub use database::{Database, Durability, MigrationFailed};
 pub use layout::DataDir;
+pub use lock::DataDirLock;

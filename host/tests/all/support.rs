@@ -59,6 +59,7 @@ pub struct Options {
     pub durability: &'static str,
     pub max_storage_bytes: u64,
     pub max_active: u32,
+    pub admin_token: Option<&'static str>,
     /// Classes beyond the standard guests: name and component.
     pub extra_classes: Vec<(&'static str, PathBuf)>,
 }
@@ -73,6 +74,7 @@ impl Default for Options {
             durability: "full",
             max_storage_bytes: 1 << 30,
             max_active: 1000,
+            admin_token: None,
             extra_classes: Vec::new(),
         }
     }
@@ -107,6 +109,9 @@ impl Server {
             options.max_memory_bytes,
             options.max_storage_bytes,
         );
+        if let Some(token) = options.admin_token {
+            config.insert_str(0, &format!("admin_token = {token:?}\n"));
+        }
         let extra = options
             .extra_classes
             .iter()

@@ -1,0 +1,286 @@
+//! The host's own database, `data/catalog.sqlite`: the deployed classes and
+//! every object that has existed, with when it was created, when it was
+//! last active and its size. A background writer applies updates in
+//! batches (sent when objects activate and hibernate), so no event waits
+//! for the catalog and no event costs it an `fsync`.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS classes (
+        name TEXT PRIMARY KEY,
+        hash TEXT NOT NULL,
+        deployed_at INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS objects (
+        id TEXT PRIMARY KEY,
+        class TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_active_at INTEGER NOT NULL,
+        size_bytes INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX IF NOT EXISTS objects_by_class ON objects (class, name);
+";
+
+/// An object as the catalog knows it. Times are milliseconds since the
+/// Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectRecord {
+    pub id: String,
+    pub class: String,
+    pub name: String,
+    pub created_at: i64,
+    pub last_active_at: i64,
+    pub size_bytes: u64,
+}
+
+/// What an actor tells the catalog.
+#[derive(Debug, Clone)]
+pub struct ObjectSeen {
+    pub id: String,
+    pub class: String,
+    pub name: String,
+    pub at: i64,
+    /// Known when the object closes its database.
+    pub size_bytes: Option<u64>,
+}
+
+pub struct Catalog {
+    conn: Mutex<Connection>,
+}
+
+impl Catalog {
+    /// Opens (creating if needed) the catalog in `data_dir`.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        let path = data_dir.join("catalog.sqlite");
+        let conn =
+            Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        // The catalog describes the objects' files; it is not their data.
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Catalog {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Opens an existing catalog for reading, alongside a running server.
+    pub fn open_read_only(data_dir: &Path) -> anyhow::Result<Self> {
+        let path = data_dir.join("catalog.sqlite");
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| {
+                format!(
+                    "cannot open {}: has a server run with this data directory?",
+                    path.display()
+                )
+            })?;
+        conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
+        Ok(Catalog {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records the deployed classes; `deployed_at` changes when a class's
+    /// component does.
+    pub fn record_class(&self, name: &str, hash: &str) -> rusqlite::Result<()> {
+        self.lock().execute(
+            "INSERT INTO classes (name, hash, deployed_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, deployed_at = excluded.deployed_at
+             WHERE classes.hash <> excluded.hash",
+            params![name, hash, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Applies a batch of updates in one transaction, in order.
+    pub fn apply(&self, updates: &[CatalogUpdate]) -> rusqlite::Result<()> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO objects (id, class, name, created_at, last_active_at, size_bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?4, coalesce(?5, 0))
+                 ON CONFLICT (id) DO UPDATE SET
+                     last_active_at = max(objects.last_active_at, excluded.last_active_at),
+                     size_bytes = coalesce(?5, objects.size_bytes)",
+            )?;
+            let mut remove = tx.prepare_cached("DELETE FROM objects WHERE id = ?1")?;
+            for update in updates {
+                match update {
+                    CatalogUpdate::Seen(object) => {
+                        let size = object.size_bytes.map(|s| s as i64);
+                        upsert.execute(params![
+                            object.id,
+                            object.class,
+                            object.name,
+                            object.at,
+                            size
+                        ])?;
+                    }
+                    CatalogUpdate::Removed { id } => {
+                        remove.execute([id])?;
+                    }
+                }
+            }
+        }
+        tx.commit()
+    }
+
+    /// Objects, by class and name; of one class if given.
+    pub fn objects(&self, class: Option<&str>) -> rusqlite::Result<Vec<ObjectRecord>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, class, name, created_at, last_active_at, size_bytes FROM objects
+             WHERE ?1 IS NULL OR class = ?1 ORDER BY class, name",
+        )?;
+        let rows = stmt.query_map([class], |row| {
+            Ok(ObjectRecord {
+                id: row.get(0)?,
+                class: row.get(1)?,
+                name: row.get(2)?,
+                created_at: row.get(3)?,
+                last_active_at: row.get(4)?,
+                size_bytes: row.get::<_, i64>(5)?.unsigned_abs(),
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Forgets an object; returns whether it was known.
+    pub fn remove(&self, id: &str) -> rusqlite::Result<bool> {
+        Ok(self
+            .lock()
+            .execute("DELETE FROM objects WHERE id = ?1", [id])?
+            > 0)
+    }
+
+    /// The hash of the deployed component of `class`, if recorded.
+    pub fn class_hash(&self, class: &str) -> rusqlite::Result<Option<String>> {
+        self.lock()
+            .query_row("SELECT hash FROM classes WHERE name = ?1", [class], |row| {
+                row.get(0)
+            })
+            .optional()
+    }
+}
+
+/// A change for the background writer; applied in the order sent.
+#[derive(Debug, Clone)]
+pub enum CatalogUpdate {
+    Seen(ObjectSeen),
+    Removed { id: String },
+}
+
+/// Sends updates to the background writer.
+#[derive(Clone)]
+pub struct CatalogWriter {
+    sender: mpsc::UnboundedSender<CatalogUpdate>,
+}
+
+impl CatalogWriter {
+    /// Starts the writer task. It ends when every `CatalogWriter` is gone,
+    /// after applying what it was sent.
+    pub fn start(catalog: Arc<Catalog>) -> (CatalogWriter, tokio::task::JoinHandle<()>) {
+        let (sender, mut receiver) = mpsc::unbounded_channel::<CatalogUpdate>();
+        let task = tokio::spawn(async move {
+            while let Some(first) = receiver.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < 4096 {
+                    match receiver.try_recv() {
+                        Ok(seen) => batch.push(seen),
+                        Err(_) => break,
+                    }
+                }
+                let catalog = Arc::clone(&catalog);
+                match tokio::task::spawn_blocking(move || catalog.apply(&batch)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::warn!(%error, "cannot update the catalog"),
+                    Err(error) => tracing::warn!(%error, "updating the catalog panicked"),
+                }
+            }
+        });
+        (CatalogWriter { sender }, task)
+    }
+
+    pub fn send(&self, update: CatalogUpdate) {
+        // Only fails when the writer is gone, at the very end of shutdown.
+        let _ = self.sender.send(update);
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(id: &str, at: i64, size: Option<u64>) -> CatalogUpdate {
+        CatalogUpdate::Seen(ObjectSeen {
+            id: id.into(),
+            class: "counter".into(),
+            name: format!("name-{id}"),
+            at,
+            size_bytes: size,
+        })
+    }
+
+    #[test]
+    fn records_objects_and_classes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let catalog = Catalog::open(dir.path()).expect("open");
+        catalog
+            .apply(&[seen("a", 10, None), seen("b", 20, None)])
+            .expect("apply");
+        catalog
+            .apply(&[seen("a", 30, Some(4096)), seen("a", 25, None)])
+            .expect("apply");
+        let objects = catalog.objects(Some("counter")).expect("list");
+        assert_eq!(objects.len(), 2);
+        assert_eq!(
+            (
+                objects[0].created_at,
+                objects[0].last_active_at,
+                objects[0].size_bytes
+            ),
+            (10, 30, 4096)
+        );
+        assert!(catalog.objects(Some("other")).expect("list").is_empty());
+        assert!(catalog.remove("a").expect("remove"));
+        assert!(!catalog.remove("a").expect("remove again"));
+        catalog
+            .apply(&[
+                seen("c", 40, None),
+                CatalogUpdate::Removed { id: "c".into() },
+            ])
+            .expect("apply in order");
+
+        catalog.record_class("counter", "h1").expect("class");
+        catalog.record_class("counter", "h2").expect("class");
+        assert_eq!(
+            catalog.class_hash("counter").expect("hash").as_deref(),
+            Some("h2")
+        );
+        let reader = Catalog::open_read_only(dir.path()).expect("read only");
+        assert_eq!(reader.objects(None).expect("list").len(), 1);
+    }
+}
