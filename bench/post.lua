@@ -1,0 +1,2 @@
+-- wrk script: every request is a POST with an empty body.
+wrk.method = "POST"
