@@ -36,8 +36,8 @@ TOML
   [ -n "$url" ] || { cat "$dir/log" >&2; exit 1; }
   curl -s -X POST "$url/objects/counter/hot" > /dev/null
   local rate
-  rate=$(wrk -t1 -c"$connections" -d"${seconds}s" -s bench/post.lua "$url/objects/counter/hot" \
-    | awk '/Requests\/sec/ { print $2 }')
+  rate=$(BENCH_MODE=hot BENCH_METHOD=POST BENCH_PREFIX=/objects/counter/ wrk -t1 -c"$connections" -d"${seconds}s" -s bench/load.lua "$url/objects/counter/hot" \
+    | awk '/^RESULT/ { print $2 }')
   kill "$pid"; wait "$pid" || true
   echo "$rate"
 }

@@ -16,6 +16,14 @@ use crate::config::{ClassSettings, Config};
 use crate::limits;
 use crate::storage::DataDir;
 
+/// Address space podhost lets instance memories reserve: a quarter of the
+/// 128 TiB a 64-bit Linux process has.
+const ADDRESS_SPACE_BUDGET: u64 = 32 << 40;
+const DEFAULT_RESERVATION: u64 = 4 << 30;
+const DEFAULT_GUARD: u64 = 32 << 20;
+const SMALL_GUARD: u64 = 64 << 10;
+const WASM_PAGE: u64 = 64 << 10;
+
 /// Builds the engine every class and object shares.
 pub fn engine(config: &Config) -> anyhow::Result<Engine> {
     // Headroom above max_active for instances of objects that were asked
@@ -23,17 +31,44 @@ pub fn engine(config: &Config) -> anyhow::Result<Engine> {
     let active = config.max_active.saturating_add(config.max_active / 4 + 16);
     // A Rust guest component holds several core instances and tables;
     // the pool's defaults are sized for core modules.
+    let memories = active.saturating_mul(2);
+    let max_memory = largest_memory(config);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(active)
         .total_core_instances(active.saturating_mul(8))
-        .total_memories(active.saturating_mul(2))
+        .total_memories(memories)
         .total_tables(active.saturating_mul(4))
         .total_stacks(active)
-        .max_memory_size(largest_memory(config));
+        .max_memory_size(max_memory);
     let mut wasm = wasmtime::Config::new();
-    wasm.wasm_component_model(true)
-        .epoch_interruption(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    wasm.wasm_component_model(true).epoch_interruption(true);
+    // Each pooled memory reserves its slot of address space up front. The
+    // default slot (4 GiB plus a guard) lets compiled code skip bounds
+    // checks; when max_active needs more slots than the address space
+    // holds, slots shrink to the memory limit and code checks bounds.
+    let default_slot = DEFAULT_RESERVATION + DEFAULT_GUARD;
+    if u64::from(memories).saturating_mul(default_slot) > ADDRESS_SPACE_BUDGET {
+        let reservation = (max_memory as u64).next_multiple_of(WASM_PAGE);
+        let needed = u64::from(memories).saturating_mul(reservation + SMALL_GUARD);
+        if needed > ADDRESS_SPACE_BUDGET {
+            anyhow::bail!(
+                "max_active = {} with max_memory_bytes = {max_memory} needs {} GiB of address space for \
+                 instance memories, more than the {} GiB podhost allows itself: lower max_active or max_memory_bytes",
+                config.max_active,
+                needed >> 30,
+                ADDRESS_SPACE_BUDGET >> 30
+            );
+        }
+        wasm.memory_reservation(reservation)
+            .memory_guard_size(SMALL_GUARD)
+            .memory_reservation_for_growth(0);
+        tracing::info!(
+            max_active = config.max_active,
+            "instance memories reserve {} MiB each (with bounds checks) to fit the address space",
+            reservation >> 20
+        );
+    }
+    wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     let engine = describe(Engine::new(&wasm), || {
         "cannot create the wasmtime engine".into()
     })?;
@@ -176,7 +211,7 @@ fn write_cache(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// wasmtime has an error type of its own; this brings one into `anyhow`
 /// with a message saying what failed.
 fn describe<T>(result: wasmtime::Result<T>, what: impl FnOnce() -> String) -> anyhow::Result<T> {
-    result.map_err(|error| anyhow::Error::from(error).context(what()))
+    result.map_err(|error| anyhow::anyhow!("{}: {error:?}", what()))
 }
 
 fn hex_digest(bytes: &[u8]) -> String {

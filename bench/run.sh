@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Side by side, in one run on this machine: podhost (examples/counter,
+# durability=full), the baseline (the same SQL by hand: axum + rusqlite, no
+# Wasm) and Cloudflare's workerd (../shared/bench/peer-workerd), on the same
+# counter workload. Prints a table of rates, latencies and ratios, and
+# writes it to bench/results/<date>.md.
+#   usage: bench/run.sh [seconds per measurement] [connections]
+# Installs wrk (Debian) if missing; workerd installs itself (npm) on first
+# use. Set PEER_WORKERD to its run.sh if ../shared is elsewhere, or to
+# "none" to skip it.
+set -euo pipefail
+seconds=${1:-8} connections=${2:-16}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+peer=${PEER_WORKERD:-$root/../shared/bench/peer-workerd/run.sh}
+rss_objects=${RSS_OBJECTS:-1000}
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+rustup target add wasm32-wasip2 >/dev/null 2>&1
+cargo build --release -q -p podhost -p baseline
+cargo build -q --target wasm32-wasip2 --profile guest --target-dir target/guests -p counter
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+wait_for() {  # url
+  for _ in $(seq 1 600); do
+    curl -sf -o /dev/null "$1" && return 0
+    sleep 0.2
+  done
+  echo "no answer from $1" >&2
+  return 1
+}
+
+# name -> base URL, path prefix, pid
+declare -A url prefix pid
+servers=()
+
+start_podhost() {
+  local port dir=$work/podhost
+  port=$(free_port)
+  mkdir -p "$dir"
+  cat > "$dir/podhost.toml" <<TOML
+listen = "127.0.0.1:$port"
+data_dir = "data"
+durability = "full"
+idle_timeout = "10m"
+max_active = 2048
+[classes.counter]
+path = "$root/target/guests/wasm32-wasip2/guest/counter.wasm"
+TOML
+  RUST_LOG=warn RUST_BACKTRACE=0 target/release/podhost serve --config "$dir/podhost.toml" > "$dir/out" 2> "$dir/log" &
+  pids+=($!); pid[podhost]=$!
+  url[podhost]=http://127.0.0.1:$port prefix[podhost]=/objects/counter/
+  servers+=(podhost)
+}
+
+start_baseline() {
+  local port
+  port=$(free_port)
+  target/release/baseline "$port" "$work/baseline" > /dev/null 2> "$work/baseline.log" &
+  pids+=($!); pid[baseline]=$!
+  url[baseline]=http://127.0.0.1:$port prefix[baseline]=/c/
+  servers+=(baseline)
+}
+
+start_workerd() {
+  if [ "$peer" = none ] || [ ! -f "$peer" ]; then
+    echo "workerd skipped (no $peer)" >&2
+    return
+  fi
+  local port
+  port=$(free_port)
+  bash "$peer" "$port" "$work/workerd" > "$work/workerd.log" 2>&1 &
+  pids+=($!); pid[workerd]=$!
+  url[workerd]=http://127.0.0.1:$port prefix[workerd]=/c/
+  servers+=(workerd)
+}
+
+start_podhost
+start_baseline
+start_workerd
+for s in "${servers[@]}"; do wait_for "${url[$s]}${prefix[$s]}warmup"; done
+
+# measure SERVER MODE METHOD -> "req/s p50 p99 errors"
+measure() {
+  local s=$1
+  BENCH_PREFIX=${prefix[$s]} BENCH_MODE=$2 BENCH_METHOD=$3 BENCH_RUN=$RANDOM \
+    wrk -t1 -c"$connections" -d"${seconds}s" --timeout 10s -s bench/load.lua "${url[$s]}" \
+    | awk '/^RESULT/ { print $2, $3, $4, $5 }'
+}
+
+# A process's descendants, one pid a line.
+descendants() {
+  local child
+  for child in $(pgrep -P "$1" || true); do
+    echo "$child"
+    descendants "$child"
+  done
+}
+
+# Resident memory of a process and all its descendants, in KiB.
+tree_rss() {
+  local total=0 p
+  for p in "$1" $(descendants "$1"); do
+    total=$((total + $(awk '/VmRSS/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+
+# RSS growth per newly activated object, in KiB.
+rss_per_object() {
+  local s=$1 before after
+  before=$(tree_rss "${pid[$s]}")
+  seq 1 "$rss_objects" | xargs -P 16 -I{} curl -s -o /dev/null "${url[$s]}${prefix[$s]}rss-{}"
+  sleep 1
+  after=$(tree_rss "${pid[$s]}")
+  awk -v a="$after" -v b="$before" -v n="$rss_objects" 'BEGIN { printf "%.1f", (a - b) / n }'
+}
+
+declare -A result
+scenarios=("hot-write hot POST" "hot-read hot GET" "cold cold POST" "spread spread POST")
+for scenario in "${scenarios[@]}"; do
+  read -r label mode method <<< "$scenario"
+  for s in "${servers[@]}"; do
+    result[$label,$s]=$(measure "$s" "$mode" "$method")
+    echo "$label $s: ${result[$label,$s]}" >&2
+  done
+done
+for s in "${servers[@]}"; do
+  result[rss,$s]=$(rss_per_object "$s")
+  echo "rss $s: ${result[rss,$s]} KiB/object" >&2
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
+field() { echo "${result[$1,$2]:-- - - -}" | awk -v f="$3" '{ print $f }'; }
+
+report=$work/report.md
+{
+  echo "# podhost benchmarks, $(date -u +%F)"
+  echo
+  echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)."
+  echo "Load: wrk, 1 thread, $connections connections, ${seconds} s per cell; durability full (fsync per commit) on podhost and the baseline."
+  echo "podhost $(git rev-parse --short HEAD); $(rustc --version)."
+  echo
+  echo "| scenario | podhost req/s | baseline req/s | workerd req/s | podhost / workerd | podhost / baseline |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+  for scenario in "${scenarios[@]}"; do
+    read -r label _ <<< "$scenario"
+    p=$(field "$label" podhost 1) b=$(field "$label" baseline 1) w=$(field "$label" workerd 1)
+    echo "| $label | $p | $b | $w | $(ratio "$p" "$w") | $(ratio "$p" "$b") |"
+  done
+  echo
+  echo "Latency in ms, p50 / p99 (errors):"
+  echo
+  echo "| scenario | podhost | baseline | workerd |"
+  echo "| --- | --- | --- | --- |"
+  for scenario in "${scenarios[@]}"; do
+    read -r label _ <<< "$scenario"
+    row="| $label |"
+    for s in podhost baseline workerd; do
+      row="$row $(field "$label" "$s" 2) / $(field "$label" "$s" 3) ($(field "$label" "$s" 4)) |"
+    done
+    echo "$row"
+  done
+  echo
+  p=${result[rss,podhost]:--} b=${result[rss,baseline]:--} w=${result[rss,workerd]:--}
+  echo "Memory: resident growth per newly activated object ($rss_objects objects): podhost $p KiB, baseline $b KiB, workerd $w KiB; podhost / workerd $(ratio "$p" "$w")."
+} > "$report"
+cat "$report"
+mkdir -p bench/results
+cp "$report" "bench/results/$(date -u +%F).md"
