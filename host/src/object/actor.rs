@@ -6,22 +6,27 @@
 //!   used it. The next event activates.
 //! - `Live`: an instance runs, its store owning the database.
 //!
-//! Dormant -> Live on activation (instantiate). Live -> Dormant when an
-//! event traps or a commit fails: the instance may hold state that no
-//! longer matches the database, so it is dropped; the next event builds a
-//! fresh one. After `idle_timeout` without events the actor retires: the
-//! instance and the database are dropped; that is hibernation.
+//! Dormant -> Live on activation (instantiate, then the class's pending
+//! migrations if this connection has not run them). Live -> Dormant when an
+//! event traps, breaks a limit or loses its writes: the instance may hold
+//! state that no longer matches the database, so it is dropped and the
+//! next event builds a fresh one. After `idle_timeout` without events (or
+//! when asked to make room) the actor closes the database, then leaves the
+//! registry; that is hibernation. Closing first means a successor never
+//! opens the file while this actor still holds it.
 //!
 //! Group commit: the events already waiting in the mailbox run as one
 //! batch in one transaction, each in its own savepoint (a failed event
 //! rolls back only its own writes). The batch commits once, and only then
-//! do its responses leave (the output gate). A lone event never waits for
-//! company: a batch only takes what is already queued.
+//! do its responses leave (the output gate), so a response never shows a
+//! write that was not kept. A lone event never waits for company.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use rusqlite::ErrorCode;
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::{PoolConcurrencyLimitError, Store};
 
@@ -51,8 +56,13 @@ enum State {
 struct Ran {
     reply: oneshot::Sender<Result<Response, EventError>>,
     result: Result<Response, EventError>,
-    /// Whether its writes are in the batch (the guest answered `ok`).
-    wrote: bool,
+}
+
+impl Ran {
+    fn send(self) {
+        // The client may have gone; the event is done either way.
+        let _ = self.reply.send(self.result);
+    }
 }
 
 pub(crate) struct Actor {
@@ -84,11 +94,13 @@ impl Actor {
         } = start;
         let idle_timeout = self.runtime.config().idle_timeout;
         loop {
-            let first = match tokio::time::timeout(idle_timeout, mailbox.recv()).await {
-                Ok(Some(event)) => event,
+            let control = match tokio::time::timeout(idle_timeout, mailbox.recv()).await {
+                Ok(Some(first @ Event::Fetch { .. })) => self.run_batch(first, &mut mailbox).await,
+                Ok(Some(control)) => Some(control),
                 // The host is shutting down and the mailbox is drained.
                 Ok(None) => break,
                 Err(_idle) => {
+                    self.close().await;
                     if self
                         .runtime
                         .objects()
@@ -105,49 +117,67 @@ impl Actor {
                     continue;
                 }
             };
-            let control = match first {
-                Event::Fetch { .. } => self.run_batch(first, &mut mailbox).await,
-                control => Some(control),
-            };
             match control {
-                Some(Event::Hibernate)
+                Some(Event::Hibernate) => {
+                    self.close().await;
                     if self
                         .runtime
                         .objects()
-                        .retire(self.object.id(), generation, &mailbox) =>
-                {
-                    self.runtime.metrics().evictions.inc();
-                    tracing::debug!(
-                        object = self.object.name(),
-                        class = self.object.class(),
-                        "hibernating early to make room"
-                    );
-                    break;
+                        .retire(self.object.id(), generation, &mailbox)
+                    {
+                        self.runtime.metrics().evictions.inc();
+                        tracing::debug!(
+                            object = self.object.name(),
+                            class = self.object.class(),
+                            "hibernating early to make room"
+                        );
+                        break;
+                    }
                 }
                 Some(Event::Delete { reply }) => {
-                    let _ = reply.send(self.delete());
+                    let _ = reply.send(self.delete().await);
                 }
-                _ => {}
+                Some(Event::Fetch { .. }) | None => {}
             }
         }
-        self.record_close();
-        // Dropping the state drops the instance and closes the database
-        // (checkpointing its WAL) before `alive` tells shutdown we are done.
-        drop(self.state);
+        self.close().await;
         drop(alive);
     }
 
+    /// Drops the instance and closes the database, off the runtime's
+    /// threads: closing checkpoints the WAL and syncs the file.
+    async fn close(&mut self) {
+        self.record_close();
+        let state = std::mem::replace(&mut self.state, State::Dormant { db: None });
+        if matches!(state, State::Dormant { db: None }) {
+            return;
+        }
+        if let Err(error) = tokio::task::spawn_blocking(move || drop(state)).await {
+            tracing::error!(object = self.object.name(), %error, "closing the object panicked");
+        }
+    }
+
     /// Closes the object and removes its files and catalog entry.
-    fn delete(&mut self) -> Result<bool, EventError> {
-        self.state = State::Dormant { db: None };
-        let existed = self
-            .runtime
-            .data_dir()
-            .remove_object_files(self.object.class(), self.object.id())
-            .map_err(|error| {
+    async fn delete(&mut self) -> Result<bool, EventError> {
+        self.close().await;
+        let data = self.runtime.data_dir().clone();
+        let (class, id) = (
+            self.object.class().to_string(),
+            self.object.id().to_string(),
+        );
+        let removed =
+            tokio::task::spawn_blocking(move || data.remove_object_files(&class, &id)).await;
+        let existed = match removed {
+            Ok(Ok(existed)) => existed,
+            Ok(Err(error)) => {
                 tracing::error!(object = self.object.name(), class = self.object.class(), %error, "cannot delete");
-                EventError::DeleteFailed
-            })?;
+                return Err(EventError::DeleteFailed);
+            }
+            Err(error) => {
+                tracing::error!(object = self.object.name(), %error, "deleting panicked");
+                return Err(EventError::DeleteFailed);
+            }
+        };
         self.runtime.record(CatalogUpdate::Removed {
             id: self.object.id().to_string(),
         });
@@ -194,8 +224,9 @@ impl Actor {
             config.group_commit_max_delay,
         );
         let started = Instant::now();
-        let mut ran = Vec::new();
         self.last_active = now_ms();
+        let mut ran = Vec::new();
+        let mut count = 0;
         let mut next = Some(first);
         let mut control = None;
         while let Some(event) = next.take() {
@@ -204,46 +235,70 @@ impl Actor {
                 break;
             };
             self.runtime.metrics().events.inc();
-            let (result, wrote) = match self.fetch(&request).await {
-                Ok((response, wrote)) => (Ok(response), wrote),
-                Err(error) => (Err(error), false),
-            };
-            ran.push(Ran {
-                reply,
-                result,
-                wrote,
-            });
-            if ran.len() < max_events && started.elapsed() < max_delay {
+            let result = self.fetch(&request).await;
+            ran.push(Ran { reply, result });
+            count += 1;
+            if self.database().is_some_and(|db| db.batch_lost()) {
+                // An event's statement (ON CONFLICT ROLLBACK, RAISE(ROLLBACK))
+                // or SQLite itself ended the whole transaction: the writes of
+                // every event so far are gone, and so is what their
+                // responses may show. Fail them; the batch goes on afresh.
+                tracing::warn!(
+                    object = self.object.name(),
+                    class = self.object.class(),
+                    "an event rolled back its whole batch"
+                );
+                self.runtime.metrics().failures.inc();
+                if let Some(db) = self.database() {
+                    db.forget_lost_batch();
+                }
+                self.discard_live();
+                for mut event in ran.drain(..) {
+                    event.result = Err(EventError::Commit);
+                    event.send();
+                }
+            }
+            if count < max_events && started.elapsed() < max_delay {
                 next = mailbox.try_recv().ok();
             }
         }
-        let committed = match self.database() {
-            Some(db) => db.commit(),
-            None => Ok(()),
-        };
-        if let Err(error) = committed {
+        if let Err(error) = self.commit() {
             tracing::error!(object = self.object.name(), class = self.object.class(), %error, "commit failed");
             self.runtime.metrics().failures.inc();
             if let Some(db) = self.database() {
                 db.rollback();
             }
             self.discard_live();
-            for event in ran.iter_mut().filter(|event| event.wrote) {
+            for event in &mut ran {
                 event.result = Err(EventError::Commit);
             }
-        } else {
-            self.runtime.metrics().commits.inc();
         }
-        for event in ran {
-            // The client may have gone; the event is done either way.
-            let _ = event.reply.send(event.result);
-        }
+        ran.into_iter().for_each(Ran::send);
         control
     }
 
+    /// Commits the batch, if one is open. A commit that wrote waits for
+    /// fsync: on a multi-threaded runtime, let it hand this thread's other
+    /// tasks to another thread meanwhile, so other objects keep running
+    /// and their commits' fsyncs overlap.
+    fn commit(&mut self) -> rusqlite::Result<()> {
+        let Some(db) = self.database() else {
+            return Ok(());
+        };
+        let committed =
+            if db.wrote() && Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+                tokio::task::block_in_place(|| db.commit())
+            } else {
+                db.commit()
+            };
+        if committed.is_ok() {
+            self.runtime.metrics().commits.inc();
+        }
+        committed
+    }
+
     /// Runs `fetch` in its own savepoint of the batch's transaction.
-    /// Returns the response and whether the event's writes were kept.
-    async fn fetch(&mut self, request: &Request) -> Result<(Response, bool), EventError> {
+    async fn fetch(&mut self, request: &Request) -> Result<Response, EventError> {
         let (mut store, bindings) = self.activate().await?;
         store.data_mut().limits().start_event();
         store.set_epoch_deadline(1);
@@ -257,11 +312,29 @@ impl Actor {
             .call_fetch(&mut store, request)
             .await;
         let db = store.data_mut().database();
+        if db.take_deadline_hit() {
+            // The guest's SQL was stopped at the event's time limit.
+            let limit = db.event_budget();
+            db.undo_event();
+            self.runtime.metrics().failures.inc();
+            self.discard(store);
+            tracing::warn!(
+                object = self.object.name(),
+                class = self.object.class(),
+                "event's SQL stopped at {limit:?}"
+            );
+            return Err(EventError::LimitExceeded(LimitExceeded::Cpu(limit)));
+        }
         match outcome {
             Ok(Ok(response)) => match db.end_event() {
                 Ok(()) => {
                     self.state = State::Live { store, bindings };
-                    Ok((response, true))
+                    Ok(response)
+                }
+                Err(error) if error.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                    db.undo_event();
+                    self.state = State::Live { store, bindings };
+                    Err(EventError::DeferredConstraint)
                 }
                 Err(error) => {
                     tracing::error!(object = self.object.name(), class = self.object.class(), %error, "cannot keep the event's writes");
@@ -273,7 +346,7 @@ impl Actor {
             Ok(Err(response)) => {
                 db.undo_event();
                 self.state = State::Live { store, bindings };
-                Ok((response, false))
+                Ok(response)
             }
             Err(trap) => {
                 db.undo_event();
@@ -301,12 +374,12 @@ impl Actor {
         }
     }
 
-    /// The live instance, instantiating one (and opening the database) if
-    /// the object is dormant.
+    /// The live instance, instantiating one (and opening the database and
+    /// migrating it) if the object is dormant.
     async fn activate(&mut self) -> Result<(Store<ObjectState>, Object), EventError> {
-        let (db, fresh) = match std::mem::replace(&mut self.state, State::Dormant { db: None }) {
+        let db = match std::mem::replace(&mut self.state, State::Dormant { db: None }) {
             State::Live { store, bindings } => return Ok((store, bindings)),
-            State::Dormant { db: Some(db) } => (db, false),
+            State::Dormant { db: Some(db) } => db,
             State::Dormant { db: None } => {
                 let path = self
                     .runtime
@@ -321,7 +394,7 @@ impl Actor {
                 .await?;
                 self.runtime
                     .record(CatalogUpdate::Seen(self.sighting(None)));
-                (db, true)
+                db
             }
         };
         let limits = &self.class.settings().limits;
@@ -331,25 +404,8 @@ impl Actor {
         store.limiter(|state| state.limits());
         store.epoch_deadline_callback(|mut store| store.data_mut().limits().tick());
         store.set_epoch_deadline(1);
-        match self.class.instantiate(&mut store).await {
-            Ok(bindings) => {
-                self.runtime.metrics().activations.inc();
-                if fresh
-                    && let Err(error) = migrate(
-                        Arc::clone(&self.class),
-                        Arc::clone(&self.object),
-                        &mut store,
-                        &bindings,
-                    )
-                    .await
-                {
-                    // Close the database too: the next activation reopens
-                    // it and tries the migrations again.
-                    self.state = State::Dormant { db: None };
-                    return Err(error);
-                }
-                Ok((store, bindings))
-            }
+        let bindings = match self.class.instantiate(&mut store).await {
+            Ok(bindings) => bindings,
             Err(error) => {
                 self.discard(store);
                 if error.is::<PoolConcurrencyLimitError>() {
@@ -364,9 +420,26 @@ impl Actor {
                     class = self.object.class(),
                     "activation failed: {error:?}"
                 );
-                Err(EventError::Activation)
+                return Err(EventError::Activation);
             }
+        };
+        self.runtime.metrics().activations.inc();
+        if !store.data_mut().database().is_migrated()
+            && let Err(error) = migrate(
+                Arc::clone(&self.class),
+                Arc::clone(&self.object),
+                &mut store,
+                &bindings,
+            )
+            .await
+        {
+            // Close the database too: the next activation reopens it and
+            // tries the migrations again.
+            self.discard(store);
+            self.close().await;
+            return Err(error);
         }
+        Ok((store, bindings))
     }
 
     /// The database, wherever it is (in the live store or kept dormant).

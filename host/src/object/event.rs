@@ -32,6 +32,10 @@ pub enum EventError {
     LimitExceeded(LimitExceeded),
     #[error("the object's database could not be migrated: {0}")]
     Migration(MigrationFailed),
+    #[error(
+        "the request's writes leave a deferred FOREIGN KEY constraint unsatisfied; they were rolled back"
+    )]
+    DeferredConstraint,
     #[error("the object's files could not be removed")]
     DeleteFailed,
     #[error("the object could not be activated")]

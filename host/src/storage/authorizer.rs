@@ -30,7 +30,6 @@ const PRAGMAS_WITH_ARGUMENT: &[&str] = &[
     "foreign_key_list",
     "foreign_key_check",
     "foreign_keys",
-    "defer_foreign_keys",
     "integrity_check",
     "quick_check",
     "user_version",

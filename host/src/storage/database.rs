@@ -2,6 +2,9 @@
 //! event transaction, and running guest statements under the authorizer.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rusqlite::config::DbConfig;
@@ -65,7 +68,47 @@ pub struct Database {
     pending: bool,
     page_size: u64,
     max_storage_bytes: u64,
+    /// The class's migrations have run on this connection.
+    migrated: bool,
+    /// How long one event's SQL may run, and the clock that stops it.
+    event_budget: Duration,
+    deadline: Arc<Deadline>,
 }
+
+/// When the SQL of the current event must stop. SQLite's progress handler
+/// checks it every few thousand VM steps, because epoch interruption only
+/// stops wasm code, not a query the guest started.
+struct Deadline {
+    start: Instant,
+    /// Nanoseconds since `start`; `u64::MAX` when no event runs.
+    at: AtomicU64,
+    hit: AtomicBool,
+}
+
+impl Deadline {
+    fn arm(&self, budget: Duration) {
+        let at = self.start.elapsed().saturating_add(budget).as_nanos();
+        self.at
+            .store(u64::try_from(at).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn disarm(&self) {
+        self.at.store(u64::MAX, Ordering::Relaxed);
+    }
+
+    /// For the progress handler: whether to interrupt now.
+    fn passed(&self) -> bool {
+        let at = self.at.load(Ordering::Relaxed);
+        let passed = at != u64::MAX && self.start.elapsed().as_nanos() > u128::from(at);
+        if passed {
+            self.hit.store(true, Ordering::Relaxed);
+        }
+        passed
+    }
+}
+
+/// SQLite VM steps between two looks at the deadline.
+const STEPS_PER_DEADLINE_CHECK: i32 = 10_000;
 
 impl Database {
     /// Opens (creating if needed) the database at `path`.
@@ -83,6 +126,13 @@ impl Database {
             .with_context(|| format!("cannot configure the database {}", path.display()))?;
         let guard = Guard::default();
         conn.authorizer(Some(guard.callback()))?;
+        let deadline = Arc::new(Deadline {
+            start: Instant::now(),
+            at: AtomicU64::new(u64::MAX),
+            hit: AtomicBool::new(false),
+        });
+        let clock = Arc::clone(&deadline);
+        conn.progress_handler(STEPS_PER_DEADLINE_CHECK, Some(move || clock.passed()))?;
         let page_size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
         Ok(Database {
             conn,
@@ -91,12 +141,21 @@ impl Database {
             pending: false,
             page_size: page_size.unsigned_abs(),
             max_storage_bytes: settings.limits.max_storage_bytes,
+            migrated: false,
+            event_budget: settings.limits.max_cpu_per_event,
+            deadline,
         })
     }
 
     /// Starts an event: opens the batch's transaction if this is its first
     /// event, then a savepoint that the event's writes go to.
     pub fn begin_event(&mut self) -> rusqlite::Result<()> {
+        if self.batch_lost() {
+            // A SAVEPOINT outside a transaction would start a new one whose
+            // RELEASE commits on its own: refuse instead.
+            return Err(aborted());
+        }
+        self.deadline.arm(self.event_budget);
         if !self.pending {
             self.conn.execute_batch("BEGIN")?;
             self.pending = true;
@@ -107,13 +166,81 @@ impl Database {
         self.conn.execute_batch("SAVEPOINT _podhost_event")
     }
 
-    /// Keeps the event's writes in the batch.
+    /// Keeps the event's writes in the batch. Fails with a constraint
+    /// error if they leave a deferred foreign key unsatisfied: that must
+    /// fail this event, not the commit of the whole batch.
     pub fn end_event(&mut self) -> rusqlite::Result<()> {
+        self.deadline.disarm();
+        if self.deferred_violations() {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                Some(
+                    "the request's writes leave a deferred FOREIGN KEY constraint unsatisfied"
+                        .into(),
+                ),
+            ));
+        }
         self.conn.execute_batch("RELEASE _podhost_event")
+    }
+
+    /// Whether the current transaction holds unresolved deferred foreign
+    /// key violations.
+    fn deferred_violations(&self) -> bool {
+        let (mut current, mut highest) = (0, 0);
+        // SAFETY: the handle lives as long as `self.conn`; sqlite3_db_status
+        // only reads counters of the connection.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_db_status(
+                self.conn.handle(),
+                rusqlite::ffi::SQLITE_DBSTATUS_DEFERRED_FKS,
+                &mut current,
+                &mut highest,
+                0,
+            )
+        };
+        rc == rusqlite::ffi::SQLITE_OK && current > 0
+    }
+
+    /// Whether the event's SQL was stopped at the deadline (and resets it).
+    pub fn take_deadline_hit(&self) -> bool {
+        self.deadline.hit.swap(false, Ordering::Relaxed)
+    }
+
+    /// How long one event's SQL may run.
+    pub fn event_budget(&self) -> Duration {
+        self.event_budget
+    }
+
+    /// Whether the batch's transaction ended under the host's feet: a guest
+    /// statement with `ON CONFLICT ROLLBACK` or `RAISE(ROLLBACK)`, or SQLite
+    /// after an I/O error, rolled it all back.
+    pub fn batch_lost(&self) -> bool {
+        self.pending && !self.in_transaction()
+    }
+
+    /// Accepts that the batch is lost, so the next event starts afresh.
+    pub fn forget_lost_batch(&mut self) {
+        if self.batch_lost() {
+            self.pending = false;
+        }
+    }
+
+    /// Whether the open transaction has written (and its commit will sync).
+    pub fn wrote(&self) -> bool {
+        matches!(
+            self.conn.transaction_state(Some(rusqlite::MAIN_DB)),
+            Ok(rusqlite::TransactionState::Write)
+        )
+    }
+
+    /// Whether the class's migrations have run on this connection.
+    pub fn is_migrated(&self) -> bool {
+        self.migrated
     }
 
     /// Undoes the event's writes, keeping the rest of the batch.
     pub fn undo_event(&mut self) {
+        self.deadline.disarm();
         if self.in_transaction()
             && let Err(error) = self
                 .conn
@@ -131,10 +258,7 @@ impl Database {
             return Ok(());
         }
         if !self.in_transaction() {
-            return Err(rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
-                Some("the transaction was rolled back by an earlier error".into()),
-            ));
+            return Err(aborted());
         }
         self.conn.execute_batch("COMMIT")?;
         self.schema_ready = true;
@@ -155,8 +279,24 @@ impl Database {
     /// transaction, and records how many it has had. Returns how many ran.
     pub fn migrate(&mut self, migrations: &[String]) -> Result<usize, MigrationFailed> {
         if migrations.is_empty() {
+            self.migrated = true;
             return Ok(0);
         }
+        self.deadline.arm(self.event_budget);
+        let result = self.run_migrations(migrations);
+        self.deadline.disarm();
+        if self.take_deadline_hit() {
+            return Err(MigrationFailed {
+                number: 0,
+                total: migrations.len(),
+                message: format!("the migrations ran longer than {:?}", self.event_budget),
+            });
+        }
+        self.migrated = result.is_ok();
+        result
+    }
+
+    fn run_migrations(&mut self, migrations: &[String]) -> Result<usize, MigrationFailed> {
         let total = migrations.len();
         let host_failure = |error: rusqlite::Error| MigrationFailed {
             number: 0,
@@ -381,6 +521,13 @@ fn configure(conn: &mut Connection, settings: &ClassSettings) -> rusqlite::Resul
     Ok(())
 }
 
+fn aborted() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+        Some("the transaction was rolled back by an earlier statement or error".into()),
+    )
+}
+
 fn clamp(limit: u32) -> i32 {
     i32::try_from(limit).unwrap_or(i32::MAX)
 }
@@ -525,5 +672,131 @@ mod tests {
                 .message
                 .contains("reserved")
         );
+    }
+
+    fn settings(max_cpu: Duration) -> ClassSettings {
+        ClassSettings {
+            durability: Durability::Normal,
+            limits: crate::config::Limits {
+                max_cpu_per_event: max_cpu,
+                ..crate::config::Limits::default()
+            },
+        }
+    }
+
+    #[test]
+    fn runaway_sql_is_stopped_at_the_event_deadline() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut db = Database::open(
+            &dir.path().join("slow.sqlite"),
+            &settings(Duration::from_millis(200)),
+        )
+        .expect("open");
+        db.begin_event().expect("begin");
+        let started = Instant::now();
+        let failure = db
+            .as_guest(|c| {
+                c.query_row(
+                    "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .expect_err("an endless query");
+        assert_eq!(
+            failure.error.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::OperationInterrupted)
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(db.take_deadline_hit());
+        db.undo_event();
+        // Between events there is no deadline: host statements run freely.
+        std::thread::sleep(Duration::from_millis(250));
+        db.commit().expect("commit");
+        assert!(!db.take_deadline_hit());
+    }
+
+    #[test]
+    fn a_statement_that_rolls_back_everything_loses_the_batch_visibly() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut db = Database::open(
+            &dir.path().join("lost.sqlite"),
+            &settings(Duration::from_secs(5)),
+        )
+        .expect("open");
+        db.begin_event().expect("begin");
+        db.as_guest(|c| {
+            c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);")
+        })
+        .expect("setup");
+        db.end_event().expect("end");
+        db.commit().expect("commit");
+
+        db.begin_event().expect("begin");
+        db.as_guest(|c| c.execute("INSERT INTO t VALUES (2)", []))
+            .expect("a write");
+        db.end_event().expect("end");
+        db.begin_event().expect("begin");
+        db.as_guest(|c| c.execute("INSERT OR ROLLBACK INTO t VALUES (1)", []))
+            .expect_err("the conflict rolls back the whole transaction");
+        assert!(db.batch_lost());
+        assert!(db.end_event().is_err());
+        assert!(
+            db.begin_event().is_err(),
+            "no event may start a transaction of its own"
+        );
+        db.forget_lost_batch();
+        db.begin_event().expect("a fresh batch");
+        db.end_event().expect("end");
+        db.commit().expect("commit");
+        let rows: i64 = db
+            .host()
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(
+            rows, 1,
+            "the lost batch's write is gone, and nothing committed on its own"
+        );
+    }
+
+    #[test]
+    fn a_deferred_foreign_key_violation_fails_its_event_only() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut db = Database::open(
+            &dir.path().join("fk.sqlite"),
+            &settings(Duration::from_secs(5)),
+        )
+        .expect("open");
+        db.begin_event().expect("begin");
+        db.as_guest(|c| {
+            c.execute_batch(
+                "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                 CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);
+                 INSERT INTO parent VALUES (1);",
+            )
+        })
+        .expect("schema");
+        db.end_event().expect("end");
+        db.begin_event().expect("begin");
+        db.as_guest(|c| c.execute("INSERT INTO child VALUES (99)", []))
+            .expect("deferred");
+        let error = db
+            .end_event()
+            .expect_err("the orphan is caught at the event's end");
+        assert_eq!(
+            error.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ConstraintViolation)
+        );
+        db.undo_event();
+        db.begin_event().expect("begin");
+        db.as_guest(|c| c.execute("INSERT INTO child VALUES (1)", []))
+            .expect("fine");
+        db.end_event().expect("end");
+        db.commit()
+            .expect("the batch commits without the bad event");
     }
 }

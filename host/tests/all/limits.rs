@@ -132,3 +132,36 @@ async fn writes_past_the_storage_limit_get_a_typed_error_the_guest_handles() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn endless_guest_sql_is_stopped_at_the_cpu_limit() {
+    let options = Options {
+        max_cpu_per_event: "300ms",
+        ..Options::default()
+    };
+    let (server, _dir) = Server::start(options).await;
+    let endless =
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n";
+    let query = server
+        .client
+        .post(server.url("/objects/probe/slow/sql"))
+        .body(serde_json::json!({ "query": endless }).to_string())
+        .send();
+    let started = Instant::now();
+    let pending = tokio::spawn(query);
+    assert_eq!(
+        server.post("/objects/counter/meanwhile", "").await,
+        (200, "1".into())
+    );
+    let response = pending.await.expect("task").expect("sent");
+    assert_eq!(response.status(), 500);
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "cpu_limit_exceeded", "{body}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(
+        server.post("/objects/probe/slow/write", "after").await.0,
+        200,
+        "the object recovers"
+    );
+    server.stop().await;
+}
