@@ -100,18 +100,7 @@ impl Actor {
                 // The host is shutting down and the mailbox is drained.
                 Ok(None) => break,
                 Err(_idle) => {
-                    self.close().await;
-                    if self
-                        .runtime
-                        .objects()
-                        .retire(self.object.id(), generation, &mailbox)
-                    {
-                        self.runtime.metrics().hibernations.inc();
-                        tracing::debug!(
-                            object = self.object.name(),
-                            class = self.object.class(),
-                            "hibernating"
-                        );
+                    if self.hibernate(generation, &mailbox, false).await {
                         break;
                     }
                     continue;
@@ -119,18 +108,7 @@ impl Actor {
             };
             match control {
                 Some(Event::Hibernate) => {
-                    self.close().await;
-                    if self
-                        .runtime
-                        .objects()
-                        .retire(self.object.id(), generation, &mailbox)
-                    {
-                        self.runtime.metrics().evictions.inc();
-                        tracing::debug!(
-                            object = self.object.name(),
-                            class = self.object.class(),
-                            "hibernating early to make room"
-                        );
+                    if self.hibernate(generation, &mailbox, true).await {
                         break;
                     }
                 }
@@ -142,6 +120,39 @@ impl Actor {
         }
         self.close().await;
         drop(alive);
+    }
+
+    /// Closes the object, then leaves the registry unless events arrived
+    /// meanwhile (the next one reopens). `early` when asked to make room
+    /// rather than idle. Returns whether the actor should stop.
+    async fn hibernate(
+        &mut self,
+        generation: u64,
+        mailbox: &mpsc::Receiver<Event>,
+        early: bool,
+    ) -> bool {
+        self.close().await;
+        if !self
+            .runtime
+            .objects()
+            .retire(self.object.id(), generation, mailbox)
+        {
+            return false;
+        }
+        let metrics = self.runtime.metrics();
+        if early {
+            &metrics.evictions
+        } else {
+            &metrics.hibernations
+        }
+        .inc();
+        tracing::debug!(
+            object = self.object.name(),
+            class = self.object.class(),
+            early,
+            "hibernating"
+        );
+        true
     }
 
     /// Drops the instance and closes the database, off the runtime's
