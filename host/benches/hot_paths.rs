@@ -1,0 +1,114 @@
+//! Micro-benchmarks of the host's hot paths, in process (no HTTP):
+//! - `dispatch`: one event to an active object (counter GET, and POST with
+//!   `durability = normal` so fsync does not hide the host's own cost);
+//! - `activation`: the first event of a new object (open its database,
+//!   instantiate, run the event);
+//! - `sql`: a probe event running one `sql.exec` against one that runs
+//!   none; the difference is one round trip across the component boundary.
+//!
+//!     cargo bench -p podhost --bench hot_paths
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use podhost::bindings::Request;
+use podhost::config::ClassConfig;
+use podhost::storage::Durability;
+use podhost::{Config, Runtime};
+
+fn request(method: &str, path: &str, body: &[u8]) -> Request {
+    Request {
+        method: method.into(),
+        path_with_query: path.into(),
+        headers: Vec::new(),
+        body: body.to_vec(),
+    }
+}
+
+fn start(tokio: &tokio::runtime::Runtime, data: &Path) -> Arc<Runtime> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let packages = ["counter", "probe"].map(String::from);
+    let guests = podhost::dev::build_guests(
+        &workspace,
+        &packages,
+        &workspace.join("target").join("guests"),
+    )
+    .expect("building the guests");
+    let config = Config {
+        data_dir: data.to_path_buf(),
+        durability: Durability::Normal,
+        max_active: 20_000,
+        classes: guests
+            .into_iter()
+            .map(|(name, path)| {
+                (
+                    name,
+                    ClassConfig {
+                        path,
+                        ..ClassConfig::default()
+                    },
+                )
+            })
+            .collect(),
+        ..Config::default()
+    };
+    let _entered = tokio.enter();
+    Runtime::new(config).expect("runtime")
+}
+
+fn hot_paths(c: &mut Criterion) {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let data = tempfile::tempdir().expect("temp dir");
+    let runtime = start(&tokio, data.path());
+    let fetch = |class: &'static str, name: String, request: Request| {
+        let runtime = Arc::clone(&runtime);
+        async move {
+            let response = runtime
+                .fetch(class, &name, request)
+                .await
+                .expect("a response");
+            assert!(response.status < 300, "status {}", response.status);
+        }
+    };
+
+    let mut dispatch = c.benchmark_group("dispatch");
+    dispatch.bench_function("counter GET, active object", |b| {
+        b.to_async(&tokio)
+            .iter(|| fetch("counter", "hot".into(), request("GET", "/", b"")));
+    });
+    dispatch.bench_function("counter POST, active object, durability normal", |b| {
+        b.to_async(&tokio)
+            .iter(|| fetch("counter", "hot".into(), request("POST", "/", b"")));
+    });
+    dispatch.finish();
+
+    let fresh = AtomicU64::new(0);
+    c.bench_function("activation: first event of a new object", |b| {
+        b.to_async(&tokio).iter(|| {
+            let name = format!("new-{}", fresh.fetch_add(1, Ordering::Relaxed));
+            fetch("counter", name, request("GET", "/", b""))
+        });
+    });
+
+    let select = br#"{"query": "SELECT 1"}"#;
+    let mut sql = c.benchmark_group("sql");
+    sql.bench_function("probe event without SQL", |b| {
+        b.to_async(&tokio)
+            .iter(|| fetch("probe", "sql".into(), request("POST", "/echo", select)));
+    });
+    sql.bench_function("probe event with one sql.exec", |b| {
+        b.to_async(&tokio)
+            .iter(|| fetch("probe", "sql".into(), request("POST", "/sql", select)));
+    });
+    sql.finish();
+
+    tokio.block_on(runtime.shut_down());
+}
+
+criterion_group!(benches, hot_paths);
+criterion_main!(benches);
