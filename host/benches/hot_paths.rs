@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use podhost::bindings::Request;
-use podhost::config::ClassConfig;
 use podhost::storage::Durability;
 use podhost::{Config, Runtime};
 
@@ -40,18 +39,7 @@ fn start(tokio: &tokio::runtime::Runtime, data: &Path) -> Arc<Runtime> {
         data_dir: data.to_path_buf(),
         durability: Durability::Normal,
         max_active: 20_000,
-        classes: guests
-            .into_iter()
-            .map(|(name, path)| {
-                (
-                    name,
-                    ClassConfig {
-                        path,
-                        ..ClassConfig::default()
-                    },
-                )
-            })
-            .collect(),
+        classes: podhost::dev::classes(guests),
         ..Config::default()
     };
     let _entered = tokio.enter();

@@ -7,6 +7,8 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
+use crate::config::ClassConfig;
+
 /// The target guests are built for.
 pub const GUEST_TARGET: &str = "wasm32-wasip2";
 /// The Cargo profile guests are built with (see the workspace manifest).
@@ -104,6 +106,23 @@ pub fn build_guests_with_features(
                 );
             }
             Ok((package.clone(), wasm))
+        })
+        .collect()
+}
+
+/// Classes for built guests: each under its package name, with the
+/// server's settings.
+pub fn classes(built: BTreeMap<String, PathBuf>) -> BTreeMap<String, ClassConfig> {
+    built
+        .into_iter()
+        .map(|(name, path)| {
+            (
+                name,
+                ClassConfig {
+                    path,
+                    ..ClassConfig::default()
+                },
+            )
         })
         .collect()
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use podhost::config::ClassConfig;
 use podhost::{Config, Runtime, dev, gateway};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpListener;
@@ -96,18 +95,7 @@ fn main() -> anyhow::Result<()> {
                 &packages,
                 &workspace.join("target").join("guests"),
             )?;
-            let classes = built
-                .into_iter()
-                .map(|(name, path)| {
-                    (
-                        name,
-                        ClassConfig {
-                            path,
-                            ..ClassConfig::default()
-                        },
-                    )
-                })
-                .collect();
+            let classes = dev::classes(built);
             let config = Config {
                 listen,
                 data_dir,
