@@ -19,11 +19,12 @@ impl ObjectAddr {
         hasher.update(class.as_bytes());
         hasher.update([0]);
         hasher.update(name.as_bytes());
-        let id = hasher
-            .finalize()
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut id = String::with_capacity(64);
+        for byte in hasher.finalize() {
+            id.push(char::from(HEX[usize::from(byte >> 4)]));
+            id.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
         ObjectAddr {
             class: class.to_string(),
             name: name.to_string(),

@@ -35,10 +35,17 @@ const MAX_VALUE_LENGTH: i32 = 16 << 20;
 /// rolls back the whole transaction rather than the one statement.
 const STORAGE_BACKSTOP: u64 = 2 * MAX_VALUE_LENGTH as u64;
 
-const INTERNAL_SCHEMA: &str = "
+pub(super) const INTERNAL_SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS _podhost_kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS _podhost_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 ";
+
+// Transaction control, named so that they can go through the statement
+// cache: guest SQL that mentions `_podhost_` is refused, so no guest text
+// can ever be the key of one of these.
+const BEGIN: &str = "/* _podhost_ */ BEGIN";
+const COMMIT: &str = "/* _podhost_ */ COMMIT";
+const ROLLBACK: &str = "/* _podhost_ */ ROLLBACK";
 
 /// A class migration that failed; nothing of the migrations run with it
 /// was kept.
@@ -117,6 +124,7 @@ impl Database {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the directory {}", dir.display()))?;
         }
+        super::template::create_database_file(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -157,13 +165,13 @@ impl Database {
         }
         self.deadline.arm(self.event_budget);
         if !self.pending {
-            self.conn.execute_batch("BEGIN")?;
+            self.run_cached(BEGIN)?;
             self.pending = true;
             if !self.schema_ready {
                 self.conn.execute_batch(INTERNAL_SCHEMA)?;
             }
         }
-        self.conn.execute_batch("SAVEPOINT _podhost_event")
+        self.run_cached("SAVEPOINT _podhost_event")
     }
 
     /// Keeps the event's writes in the batch. Fails with a constraint
@@ -180,7 +188,7 @@ impl Database {
                 ),
             ));
         }
-        self.conn.execute_batch("RELEASE _podhost_event")
+        self.run_cached("RELEASE _podhost_event")
     }
 
     /// Whether the current transaction holds unresolved deferred foreign
@@ -243,8 +251,8 @@ impl Database {
         self.deadline.disarm();
         if self.in_transaction()
             && let Err(error) = self
-                .conn
-                .execute_batch("ROLLBACK TO _podhost_event; RELEASE _podhost_event")
+                .run_cached("ROLLBACK TO _podhost_event")
+                .and_then(|()| self.run_cached("RELEASE _podhost_event"))
         {
             tracing::error!(%error, "rolling back an event failed");
         }
@@ -260,7 +268,7 @@ impl Database {
         if !self.in_transaction() {
             return Err(aborted());
         }
-        self.conn.execute_batch("COMMIT")?;
+        self.run_cached(COMMIT)?;
         self.schema_ready = true;
         Ok(())
     }
@@ -269,7 +277,7 @@ impl Database {
     pub fn rollback(&mut self) {
         self.pending = false;
         if self.in_transaction()
-            && let Err(error) = self.conn.execute_batch("ROLLBACK")
+            && let Err(error) = self.run_cached(ROLLBACK)
         {
             tracing::error!(%error, "rollback failed");
         }
@@ -303,10 +311,10 @@ impl Database {
             total,
             message: format!("the host could not run migrations: {error}"),
         };
-        self.conn.execute_batch("BEGIN").map_err(host_failure)?;
+        self.run_cached(BEGIN).map_err(host_failure)?;
         let applied = self.apply_migrations(migrations);
         let committed = applied.and_then(|count| {
-            self.conn.execute_batch("COMMIT").map_err(host_failure)?;
+            self.run_cached(COMMIT).map_err(host_failure)?;
             Ok(count)
         });
         match committed {
@@ -486,6 +494,11 @@ fn configure(conn: &mut Connection, settings: &ClassSettings) -> rusqlite::Resul
         Durability::Full => "FULL",
         Durability::Normal => "NORMAL",
     };
+    // One connection per database, ever (the data directory is locked and
+    // an object has one actor): holding the lock for good lets WAL mode
+    // keep its index in memory, with no -shm file and no lock calls per
+    // transaction. It must be set before the database is first read.
+    conn.query_row("PRAGMA locking_mode = EXCLUSIVE", [], |_| Ok(()))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(rusqlite::Error::SqliteFailure(

@@ -38,7 +38,7 @@ impl DataDir {
     pub fn remove_object_files(&self, class: &str, id: &str) -> std::io::Result<bool> {
         let database = self.object_database(class, id);
         let mut existed = false;
-        for suffix in ["", "-wal", "-shm"] {
+        for suffix in ["", "-wal", "-shm", ".new"] {
             let mut path = database.clone().into_os_string();
             path.push(suffix);
             match std::fs::remove_file(&path) {

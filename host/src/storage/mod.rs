@@ -7,6 +7,7 @@ pub mod catalog;
 pub(crate) mod database;
 mod layout;
 mod lock;
+mod template;
 
 pub use authorizer::{RESERVED_PREFIX, mentions_reserved_name};
 pub use database::{Database, Durability, MigrationFailed};
