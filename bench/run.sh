@@ -5,6 +5,8 @@
 # counter workload. Prints a table of rates, latencies and ratios, and
 # writes it to bench/results/<date>.md.
 #   usage: bench/run.sh [seconds per measurement] [connections]
+# ROUNDS (default 3) sets how many times each cell is measured; the
+# median is reported.
 # Installs wrk (Debian) if missing; workerd installs itself (npm) on first
 # use. Set PEER_WORKERD to its run.sh if ../shared is elsewhere, or to
 # "none" to skip it.
@@ -13,7 +15,8 @@ seconds=${1:-8} connections=${2:-16}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 peer=${PEER_WORKERD:-$root/../shared/bench/peer-workerd/run.sh}
-rss_objects=${RSS_OBJECTS:-1000}
+rss_objects=${RSS_OBJECTS:-2000}
+rounds=${ROUNDS:-3}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 rustup target add wasm32-wasip2 >/dev/null 2>&1
@@ -126,14 +129,23 @@ rss_per_object() {
   awk -v a="$after" -v b="$before" -v n="$rss_objects" 'BEGIN { printf "%.1f", (a - b) / n }'
 }
 
-declare -A result
+# This machine drifts (other tenants, disk writeback) by up to 2x within
+# minutes. Each scenario runs $rounds times, the servers taking turns
+# within a round, and each cell keeps its median round by req/s.
+declare -A result runs
 scenarios=("hot-write hot POST" "hot-read hot GET" "cold cold POST" "spread spread POST")
-for scenario in "${scenarios[@]}"; do
-  read -r label mode method <<< "$scenario"
-  for s in "${servers[@]}"; do
-    result[$label,$s]=$(measure "$s" "$mode" "$method")
-    echo "$label $s: ${result[$label,$s]}" >&2
+for round in $(seq 1 "$rounds"); do
+  for scenario in "${scenarios[@]}"; do
+    read -r label mode method <<< "$scenario"
+    for s in "${servers[@]}"; do
+      line=$(measure "$s" "$mode" "$method")
+      runs[$label,$s]+="$line"$'\n'
+      echo "round $round $label $s: $line" >&2
+    done
   done
+done
+for key in "${!runs[@]}"; do
+  result[$key]=$(printf '%s' "${runs[$key]}" | sort -g -k1,1 | awk '{ line[NR] = $0 } END { print line[int((NR + 1) / 2)] }')
 done
 for s in "${servers[@]}"; do
   result[rss,$s]=$(rss_per_object "$s")
@@ -148,7 +160,7 @@ report=$work/report.md
   echo "# podhost benchmarks, $(date -u +%F)"
   echo
   echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)."
-  echo "Load: wrk, 1 thread, $connections connections, ${seconds} s per cell; durability full (fsync per commit) on podhost and the baseline."
+  echo "Load: wrk, 1 thread, $connections connections, ${seconds} s per run; each cell is the median of $rounds rounds (servers taking turns); durability full (fsync per commit) on podhost and the baseline."
   echo "podhost $(git rev-parse --short HEAD); $(rustc --version)."
   echo
   echo "| scenario | podhost req/s | baseline req/s | workerd req/s | podhost / workerd | podhost / baseline |"

@@ -1,8 +1,11 @@
 //! Micro-benchmarks of the host's hot paths, in process (no HTTP):
 //! - `dispatch`: one event to an active object (counter GET, and POST with
 //!   `durability = normal` so fsync does not hide the host's own cost);
-//! - `activation`: the first event of a new object (open its database,
-//!   instantiate, run the event);
+//! - `activation`: the first event of a new object (create and open its
+//!   database, instantiate, run the event), and the first event of a
+//!   hibernated one (reopen its database, instantiate, run the event; with
+//!   more objects than `max_active`, so each event also evicts one);
+//! - `storage`: opening an existing object database alone;
 //! - `sql`: a probe event running one `sql.exec` against one that runs
 //!   none; the difference is one round trip across the component boundary.
 //!
@@ -14,7 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use podhost::bindings::Request;
-use podhost::storage::Durability;
+use podhost::config::{ClassSettings, Limits};
+use podhost::storage::{Database, Durability};
 use podhost::{Config, Runtime};
 
 fn request(method: &str, path: &str, body: &[u8]) -> Request {
@@ -26,7 +30,7 @@ fn request(method: &str, path: &str, body: &[u8]) -> Request {
     }
 }
 
-fn start(tokio: &tokio::runtime::Runtime, data: &Path) -> Arc<Runtime> {
+fn start(tokio: &tokio::runtime::Runtime, data: &Path, max_active: u32) -> Arc<Runtime> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let packages = ["counter", "probe"].map(String::from);
     let guests = podhost::dev::build_guests(
@@ -38,7 +42,7 @@ fn start(tokio: &tokio::runtime::Runtime, data: &Path) -> Arc<Runtime> {
     let config = Config {
         data_dir: data.to_path_buf(),
         durability: Durability::Normal,
-        max_active: 20_000,
+        max_active,
         classes: podhost::dev::classes(guests),
         ..Config::default()
     };
@@ -52,16 +56,9 @@ fn hot_paths(c: &mut Criterion) {
         .build()
         .expect("tokio");
     let data = tempfile::tempdir().expect("temp dir");
-    let runtime = start(&tokio, data.path());
+    let runtime = start(&tokio, data.path(), 20_000);
     let fetch = |class: &'static str, name: String, request: Request| {
-        let runtime = Arc::clone(&runtime);
-        async move {
-            let response = runtime
-                .fetch(class, &name, request)
-                .await
-                .expect("a response");
-            assert!(response.status < 300, "status {}", response.status);
-        }
+        fetch_from(&runtime, class, name, request)
     };
 
     let mut dispatch = c.benchmark_group("dispatch");
@@ -83,6 +80,45 @@ fn hot_paths(c: &mut Criterion) {
         });
     });
 
+    // More objects than may be active: visiting them in turn reopens each.
+    let small_data = tempfile::tempdir().expect("temp dir");
+    let small = start(&tokio, small_data.path(), 64);
+    const HIBERNATING: u64 = 1024;
+    tokio.block_on(async {
+        for n in 0..HIBERNATING {
+            fetch_from(
+                &small,
+                "counter",
+                format!("h-{n}"),
+                request("POST", "/", b""),
+            )
+            .await;
+        }
+    });
+    let turn = AtomicU64::new(0);
+    c.bench_function("activation: first event of a hibernated object", |b| {
+        b.to_async(&tokio).iter(|| {
+            let n = turn.fetch_add(1, Ordering::Relaxed) % HIBERNATING;
+            fetch_from(
+                &small,
+                "counter",
+                format!("h-{n}"),
+                request("GET", "/", b""),
+            )
+        });
+    });
+    tokio.block_on(small.shut_down());
+
+    let settings = ClassSettings {
+        durability: Durability::Normal,
+        limits: Limits::default(),
+    };
+    let existing = small_data.path().join("bench.sqlite");
+    drop(Database::open(&existing, &settings).expect("create"));
+    c.bench_function("storage: open an existing object database", |b| {
+        b.iter(|| Database::open(&existing, &settings).expect("open"));
+    });
+
     let select = br#"{"query": "SELECT 1"}"#;
     let mut sql = c.benchmark_group("sql");
     sql.bench_function("probe event without SQL", |b| {
@@ -96,6 +132,14 @@ fn hot_paths(c: &mut Criterion) {
     sql.finish();
 
     tokio.block_on(runtime.shut_down());
+}
+
+async fn fetch_from(runtime: &Arc<Runtime>, class: &str, name: String, request: Request) {
+    let response = runtime
+        .fetch(class, &name, request)
+        .await
+        .expect("a response");
+    assert!(response.status < 300, "status {}", response.status);
 }
 
 criterion_group!(benches, hot_paths);

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rusqlite::config::DbConfig;
 use rusqlite::limits::Limit;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, FileControl, OpenFlags, OptionalExtension};
 use serde::Deserialize;
 
 use super::authorizer::{Guard, RESERVED_PREFIX, mentions_reserved_name};
+use super::claim::Claim;
 use crate::config::ClassSettings;
 
 /// What an acknowledged write survives.
@@ -26,6 +27,10 @@ pub enum Durability {
     /// host process, not of the machine.
     Normal,
 }
+
+/// SQLite's unix VFS without file locks; see [`Claim`] for why and what
+/// keeps a database to one connection instead.
+const UNLOCKED_VFS: &std::ffi::CStr = c"unix-none";
 
 /// Largest string, blob or row.
 const MAX_VALUE_LENGTH: i32 = 16 << 20;
@@ -80,6 +85,8 @@ pub struct Database {
     /// How long one event's SQL may run, and the clock that stops it.
     event_budget: Duration,
     deadline: Arc<Deadline>,
+    /// Released after `conn` closes (fields drop in order).
+    _claim: Claim,
 }
 
 /// When the SQL of the current event must stop. SQLite's progress handler
@@ -124,11 +131,12 @@ impl Database {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the directory {}", dir.display()))?;
         }
+        let claim = Claim::take(path)?;
         super::template::create_database_file(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut conn = Connection::open_with_flags(path, flags)
+        let mut conn = Connection::open_with_flags_and_vfs(path, flags, UNLOCKED_VFS)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
         configure(&mut conn, settings)
             .with_context(|| format!("cannot configure the database {}", path.display()))?;
@@ -152,6 +160,7 @@ impl Database {
             migrated: false,
             event_budget: settings.limits.max_cpu_per_event,
             deadline,
+            _claim: claim,
         })
     }
 
@@ -494,11 +503,14 @@ fn configure(conn: &mut Connection, settings: &ClassSettings) -> rusqlite::Resul
         Durability::Full => "FULL",
         Durability::Normal => "NORMAL",
     };
-    // One connection per database, ever (the data directory is locked and
-    // an object has one actor): holding the lock for good lets WAL mode
-    // keep its index in memory, with no -shm file and no lock calls per
-    // transaction. It must be set before the database is first read.
+    // One connection per database, ever (see `Claim`): exclusive mode lets
+    // WAL keep its index in memory, with no -shm file (the unlocked VFS has
+    // no shared memory). It must be set before the database is first read.
     conn.query_row("PRAGMA locking_mode = EXCLUSIVE", [], |_| Ok(()))?;
+    // Keep the WAL file between connections (emptied at close rather than
+    // deleted): reopening a hibernated object then creates no file.
+    conn.file_control(Some(rusqlite::MAIN_DB), FileControl::PersistWal(&mut 1))?;
+    conn.query_row("PRAGMA journal_size_limit = 4194304", [], |_| Ok(()))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(rusqlite::Error::SqliteFailure(

@@ -4,6 +4,7 @@
 
 mod authorizer;
 pub mod catalog;
+mod claim;
 pub(crate) mod database;
 mod layout;
 mod lock;
