@@ -27,12 +27,14 @@
 //! `fetch` returns `Ok` its SQL and KV writes commit, when it returns `Err`
 //! they roll back. There is nothing to lock and no `BEGIN` to write.
 
+pub mod alarms;
 pub mod bindings;
 pub mod context;
 mod error;
 mod http_types;
 pub mod kv;
 mod object;
+pub mod schedule;
 pub mod sql;
 
 pub use error::{Error, Result, StorageError, StorageErrorCode};
@@ -42,5 +44,5 @@ pub use object::Object;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::object::dispatch_fetch;
+    pub use crate::object::{dispatch_alarm, dispatch_fetch};
 }

@@ -26,6 +26,16 @@ pub trait Object: Sized + 'static {
 
     /// Handles an HTTP request addressed to this object.
     fn fetch(&mut self, request: Request) -> Result<Response>;
+
+    /// The object's alarm fired (see [`alarms`](crate::alarms) and
+    /// [`schedule`](crate::schedule)). It was cleared just before; setting
+    /// it again here schedules the next one. `Err` rolls back and the host
+    /// retries later with backoff; `retry_count` is 0 on the first try.
+    fn alarm(&mut self, retry_count: u32) -> Result<()> {
+        let _ = retry_count;
+        eprintln!("an alarm fired, but this class does not handle alarms");
+        Ok(())
+    }
 }
 
 /// Exports a type implementing [`Object`] as the component's class.
@@ -43,6 +53,10 @@ macro_rules! export {
                     $crate::bindings::podhost::object::types::Response,
                 > {
                     $crate::__private::dispatch_fetch::<$object>(request)
+                }
+
+                fn alarm(retry_count: u32) -> ::core::result::Result<(), ::std::string::String> {
+                    $crate::__private::dispatch_alarm::<$object>(retry_count)
                 }
 
                 fn migrations() -> ::std::vec::Vec<::std::string::String> {
@@ -64,23 +78,35 @@ thread_local! {
     static INSTANCE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
 }
 
-/// Runs `fetch` on the instance, activating it first if needed.
+/// Runs `f` on the instance, activating it first if needed.
+fn with_instance<O: Object, T>(f: impl FnOnce(&mut O) -> Result<T>) -> Result<T> {
+    INSTANCE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(Box::new(O::activate()?));
+        }
+        let object = slot
+            .as_mut()
+            .and_then(|o| o.downcast_mut::<O>())
+            .ok_or_else(|| Error::internal("the exported object has another type"))?;
+        f(object)
+    })
+}
+
+/// Runs `alarm` on the instance.
+pub fn dispatch_alarm<O: Object>(retry_count: u32) -> std::result::Result<(), String> {
+    with_instance::<O, _>(|object| object.alarm(retry_count)).map_err(|error| {
+        eprintln!("alarm failed: {error}");
+        error.message().to_string()
+    })
+}
+
+/// Runs `fetch` on the instance.
 pub fn dispatch_fetch<O: Object>(
     request: types::Request,
 ) -> std::result::Result<types::Response, types::Response> {
-    let outcome = Request::from_wit(request).and_then(|request| {
-        INSTANCE.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            if slot.is_none() {
-                *slot = Some(Box::new(O::activate()?));
-            }
-            let object = slot
-                .as_mut()
-                .and_then(|o| o.downcast_mut::<O>())
-                .ok_or_else(|| Error::internal("the exported object has another type"))?;
-            object.fetch(request)
-        })
-    });
+    let outcome = Request::from_wit(request)
+        .and_then(|request| with_instance::<O, _>(|object| object.fetch(request)));
     match outcome {
         Ok(response) => Ok(response.into_wit()),
         Err(error) => {

@@ -5,6 +5,10 @@
 //! data_dir = "data"
 //! idle_timeout = "10s"
 //!
+//! [alarms]                 # failed alarms: retried after 2 s, 4 s, ... 6 times
+//! retry_backoff = "2s"
+//! max_retries = 6
+//!
 //! [limits]                 # for every class
 //! max_cpu_per_event = "30s"
 //!
@@ -52,6 +56,8 @@ pub struct Config {
     pub durability: Durability,
     /// Limits of every class, unless a class overrides some.
     pub limits: Limits,
+    /// How failed alarms are retried.
+    pub alarms: AlarmSettings,
     /// The bearer token `/admin/*` requires; without one the admin API is
     /// off.
     pub admin_token: Option<Secret>,
@@ -77,6 +83,34 @@ impl Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(***)")
+    }
+}
+
+/// `[alarms]`: an alarm whose handler fails or traps is retried after
+/// `retry_backoff`, then twice that, and so on, `max_retries` times; then
+/// it is dropped with a logged error.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlarmSettings {
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    pub max_retries: u32,
+}
+
+impl Default for AlarmSettings {
+    fn default() -> Self {
+        AlarmSettings {
+            retry_backoff: Duration::from_secs(2),
+            max_retries: 6,
+        }
+    }
+}
+
+impl AlarmSettings {
+    /// How long to wait before retry number `retry` (1 for the first).
+    pub fn backoff(&self, retry: u32) -> Duration {
+        self.retry_backoff
+            .saturating_mul(1 << retry.saturating_sub(1).min(20))
     }
 }
 
@@ -200,6 +234,7 @@ impl Default for Config {
             group_commit_max_delay: Duration::from_millis(5),
             durability: Durability::Full,
             limits: Limits::default(),
+            alarms: AlarmSettings::default(),
             admin_token: None,
             classes: BTreeMap::new(),
         }

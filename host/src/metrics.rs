@@ -30,6 +30,40 @@ pub struct Metrics {
     pub hibernations: Counter,
     /// Objects dropped early to make room for others (`max_active`).
     pub evictions: Counter,
+    /// Alarms whose handler ran and committed.
+    pub alarms_fired: Counter,
+    /// Milliseconds from each fired alarm's scheduled time to its firing,
+    /// summed, and the largest.
+    pub alarm_lag_ms_sum: Counter,
+    pub alarm_lag_ms_max: Maximum,
+    /// Failed alarm attempts scheduled to be tried again.
+    pub alarm_retries: Counter,
+    /// Alarms given up after their last retry.
+    pub alarms_dropped: Counter,
+}
+
+/// The largest value recorded.
+#[derive(Debug, Default)]
+pub struct Maximum(AtomicU64);
+
+impl Maximum {
+    pub fn record(&self, value: u64) {
+        self.0.fetch_max(value, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Metrics {
+    /// Records that an alarm scheduled for `scheduled_ms` fired at `fired_ms`.
+    pub fn alarm_fired(&self, scheduled_ms: i64, fired_ms: i64) {
+        let lag = fired_ms.saturating_sub(scheduled_ms).max(0).unsigned_abs();
+        self.alarms_fired.inc();
+        self.alarm_lag_ms_sum.0.fetch_add(lag, Ordering::Relaxed);
+        self.alarm_lag_ms_max.record(lag);
+    }
 }
 
 impl Metrics {
@@ -77,6 +111,36 @@ impl Metrics {
             "counter",
             "Objects hibernated early to make room (max_active).",
             self.evictions.get(),
+        );
+        metric(
+            "podhost_alarms_fired_total",
+            "counter",
+            "Alarms whose handler ran and committed.",
+            self.alarms_fired.get(),
+        );
+        metric(
+            "podhost_alarm_lag_ms_sum",
+            "counter",
+            "Milliseconds from fired alarms' scheduled times to their firing, summed.",
+            self.alarm_lag_ms_sum.get(),
+        );
+        metric(
+            "podhost_alarm_lag_ms_max",
+            "gauge",
+            "The largest lag of a fired alarm, in milliseconds.",
+            self.alarm_lag_ms_max.get(),
+        );
+        metric(
+            "podhost_alarm_retries_total",
+            "counter",
+            "Failed alarm attempts scheduled to be tried again.",
+            self.alarm_retries.get(),
+        );
+        metric(
+            "podhost_alarms_dropped_total",
+            "counter",
+            "Alarms given up after their last retry.",
+            self.alarms_dropped.get(),
         );
         out
     }

@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wasmtime::Engine;
 
+use crate::alarms::Alarms;
 use crate::bindings::{Request, Response};
 use crate::capabilities;
 use crate::config::Config;
@@ -25,6 +26,7 @@ pub struct Runtime {
     objects: Objects,
     metrics: Metrics,
     catalog: Arc<Catalog>,
+    alarms: Alarms,
     /// Taken at shutdown, so the writer task can finish.
     catalog_writer: Mutex<Option<(CatalogWriter, JoinHandle<()>)>>,
     _lock: DataDirLock,
@@ -48,7 +50,7 @@ impl Runtime {
             classes.insert(name.clone(), Arc::new(class));
         }
         let writer = CatalogWriter::start(Arc::clone(&catalog));
-        Ok(Arc::new(Runtime {
+        let runtime = Arc::new(Runtime {
             objects: Objects::new(config.max_active as usize),
             config,
             data,
@@ -56,9 +58,12 @@ impl Runtime {
             classes,
             metrics: Metrics::default(),
             catalog,
+            alarms: Alarms::default(),
             catalog_writer: Mutex::new(Some(writer)),
             _lock: lock,
-        }))
+        });
+        Alarms::start(&runtime);
+        Ok(runtime)
     }
 
     /// Delivers an HTTP request to object `name` of `class` and waits for
@@ -71,6 +76,18 @@ impl Runtime {
     ) -> Result<Response, EventError> {
         self.deliver(class, name, |reply| Event::Fetch { request, reply })
             .await?
+    }
+
+    /// Delivers object `name`'s alarm event (attempt `retries + 1`) and
+    /// waits until it is handled, retried later or dropped.
+    pub(crate) async fn fire_alarm(
+        self: &Arc<Self>,
+        class: &str,
+        name: &str,
+        retries: u32,
+    ) -> Result<(), EventError> {
+        self.deliver(class, name, |reply| Event::Alarm { retries, reply })
+            .await
     }
 
     /// Deletes object `name` of `class` for good: its database files and
@@ -114,6 +131,7 @@ impl Runtime {
     /// Stops taking events, waits for every object to finish and close,
     /// then for the catalog to take their last updates.
     pub async fn shut_down(&self) {
+        self.alarms.stop();
         self.objects.shut_down().await;
         let writer = self
             .catalog_writer
@@ -137,6 +155,10 @@ impl Runtime {
         if let Some((writer, _)) = writer.as_ref() {
             writer.send(update);
         }
+    }
+
+    pub fn alarms(&self) -> &Alarms {
+        &self.alarms
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {

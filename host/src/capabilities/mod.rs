@@ -2,6 +2,7 @@
 //! interface, all implemented on [`ObjectState`], the data of an object's
 //! wasmtime `Store`.
 
+pub(crate) mod alarms;
 mod context;
 mod kv;
 mod sql;

@@ -21,6 +21,8 @@
 //! do its responses leave (the output gate), so a response never shows a
 //! write that was not kept. A lone event never waits for company.
 
+mod alarm;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,6 +37,7 @@ use super::event::{Event, EventError};
 use super::registry::Spawn;
 use crate::bindings::{Object, Request, Response};
 use crate::capabilities::ObjectState;
+use crate::capabilities::alarms::write_alarm;
 use crate::config::ClassSettings;
 use crate::engine::Class;
 use crate::limits::{EventLimits, LimitExceeded};
@@ -50,6 +53,30 @@ enum State {
         store: Store<ObjectState>,
         bindings: Object,
     },
+}
+
+/// A handler export to call.
+#[derive(Clone, Copy)]
+enum Call<'a> {
+    Fetch(&'a Request),
+    /// With the retry count.
+    Alarm(u32),
+}
+
+/// What a handler export returned; `Err` is the guest's own failure.
+enum Returned {
+    Fetch(Result<Response, Response>),
+    Alarm(Result<(), String>),
+}
+
+impl Returned {
+    /// Whether the event's writes are kept.
+    fn succeeded(&self) -> bool {
+        match self {
+            Returned::Fetch(result) => result.is_ok(),
+            Returned::Alarm(result) => result.is_ok(),
+        }
+    }
 }
 
 /// An event that ran, waiting for its batch to commit.
@@ -72,6 +99,9 @@ pub(crate) struct Actor {
     state: State,
     /// When the last batch started, for the catalog (ms since the epoch).
     last_active: i64,
+    /// When the catalog's alarm index says to wake this object, as far as
+    /// this actor knows.
+    indexed_alarm: Option<i64>,
 }
 
 impl Actor {
@@ -82,6 +112,7 @@ impl Actor {
             class,
             state: State::Dormant { db: None },
             last_active: now_ms(),
+            indexed_alarm: None,
         };
         tokio::spawn(actor.run(start));
     }
@@ -114,6 +145,11 @@ impl Actor {
                 }
                 Some(Event::Delete { reply }) => {
                     let _ = reply.send(self.delete().await);
+                }
+                Some(Event::Alarm { retries, reply }) => {
+                    self.last_active = now_ms();
+                    self.fire_alarm(retries).await;
+                    let _ = reply.send(());
                 }
                 Some(Event::Fetch { .. }) | None => {}
             }
@@ -273,6 +309,7 @@ impl Actor {
                 next = mailbox.try_recv().ok();
             }
         }
+        let alarm = self.alarm_before_commit();
         if let Err(error) = self.commit() {
             tracing::error!(object = self.object.name(), class = self.object.class(), %error, "commit failed");
             self.runtime.metrics().failures.inc();
@@ -283,6 +320,8 @@ impl Actor {
             for event in &mut ran {
                 event.result = Err(EventError::Commit);
             }
+        } else {
+            self.alarm_after_commit(alarm);
         }
         ran.into_iter().for_each(Ran::send);
         control
@@ -310,18 +349,44 @@ impl Actor {
 
     /// Runs `fetch` in its own savepoint of the batch's transaction.
     async fn fetch(&mut self, request: &Request) -> Result<Response, EventError> {
+        match self.run_event(Call::Fetch(request)).await? {
+            Returned::Fetch(Ok(response) | Err(response)) => Ok(response),
+            Returned::Alarm(_) => unreachable!("fetch returns a response"),
+        }
+    }
+
+    /// Runs one handler export in its own savepoint of the batch's
+    /// transaction: keeps its writes if it succeeded, undoes them if it
+    /// returned an error, and drops the instance if it trapped.
+    async fn run_event(&mut self, call: Call<'_>) -> Result<Returned, EventError> {
+        let fresh = !matches!(self.state, State::Live { .. });
         let (mut store, bindings) = self.activate().await?;
         store.data_mut().limits().start_event();
         store.set_epoch_deadline(1);
-        if let Err(error) = store.data_mut().database().begin_event() {
+        let db = store.data_mut().database();
+        let begun = db.begin_event().and_then(|()| match call {
+            // The alarm is cleared as its handler starts, in its
+            // transaction: the handler may set the next one.
+            Call::Alarm(_) => db.host_write(|conn| write_alarm(conn, None)),
+            Call::Fetch(_) => Ok(()),
+        });
+        if let Err(error) = begun {
             tracing::error!(object = self.object.name(), class = self.object.class(), %error, "cannot begin a transaction");
+            db.undo_event();
             self.discard(store);
             return Err(EventError::Commit);
         }
-        let outcome = bindings
-            .podhost_object_handler()
-            .call_fetch(&mut store, request)
-            .await;
+        let handler = bindings.podhost_object_handler();
+        let outcome = match call {
+            Call::Fetch(request) => handler
+                .call_fetch(&mut store, request)
+                .await
+                .map(Returned::Fetch),
+            Call::Alarm(retry_count) => handler
+                .call_alarm(&mut store, retry_count)
+                .await
+                .map(Returned::Alarm),
+        };
         let db = store.data_mut().database();
         if db.take_deadline_hit() {
             // The guest's SQL was stopped at the event's time limit.
@@ -337,10 +402,10 @@ impl Actor {
             return Err(EventError::LimitExceeded(LimitExceeded::Cpu(limit)));
         }
         match outcome {
-            Ok(Ok(response)) => match db.end_event() {
+            Ok(returned) if returned.succeeded() => match db.end_event() {
                 Ok(()) => {
                     self.state = State::Live { store, bindings };
-                    Ok(response)
+                    Ok(returned)
                 }
                 Err(error) if error.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
                     db.undo_event();
@@ -354,10 +419,17 @@ impl Actor {
                     Err(EventError::Commit)
                 }
             },
-            Ok(Err(response)) => {
+            Ok(returned) => {
                 db.undo_event();
-                self.state = State::Live { store, bindings };
-                Ok(response)
+                if fresh {
+                    // The instance was built in this event (the guest's
+                    // activation, say, created its tables), and that was
+                    // undone with it: the next event builds a new one.
+                    self.discard(store);
+                } else {
+                    self.state = State::Live { store, bindings };
+                }
+                Ok(returned)
             }
             Err(trap) => {
                 db.undo_event();
@@ -405,6 +477,7 @@ impl Actor {
                 .await?;
                 self.runtime
                     .record(CatalogUpdate::Seen(self.sighting(None)));
+                self.reconcile_alarm(&db);
                 db
             }
         };

@@ -12,6 +12,13 @@ pub(crate) enum Event {
         request: Request,
         reply: oneshot::Sender<Result<Response, EventError>>,
     },
+    /// The object's alarm is due (by the catalog's index): run its
+    /// handler if it really is, on attempt `retries + 1`. The reply says
+    /// it was handled, rescheduled or dropped.
+    Alarm {
+        retries: u32,
+        reply: oneshot::Sender<()>,
+    },
     /// Hibernate now if nothing else is waiting: the host needs room for
     /// other objects.
     Hibernate,

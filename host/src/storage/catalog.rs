@@ -69,6 +69,7 @@ impl Catalog {
         // The catalog describes the objects' files; it is not their data.
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(super::alarm_index::SCHEMA)?;
         Ok(Catalog {
             conn: Mutex::new(conn),
         })
@@ -90,7 +91,7 @@ impl Catalog {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -121,6 +122,7 @@ impl Catalog {
                      size_bytes = coalesce(?5, objects.size_bytes)",
             )?;
             let mut remove = tx.prepare_cached("DELETE FROM objects WHERE id = ?1")?;
+            let mut remove_alarm = tx.prepare_cached("DELETE FROM alarms WHERE id = ?1")?;
             for update in updates {
                 match update {
                     CatalogUpdate::Seen(object) => {
@@ -135,6 +137,7 @@ impl Catalog {
                     }
                     CatalogUpdate::Removed { id } => {
                         remove.execute([id])?;
+                        remove_alarm.execute([id])?;
                     }
                 }
             }
@@ -164,10 +167,9 @@ impl Catalog {
 
     /// Forgets an object; returns whether it was known.
     pub fn remove(&self, id: &str) -> rusqlite::Result<bool> {
-        Ok(self
-            .lock()
-            .execute("DELETE FROM objects WHERE id = ?1", [id])?
-            > 0)
+        let conn = self.lock();
+        conn.execute("DELETE FROM alarms WHERE id = ?1", [id])?;
+        Ok(conn.execute("DELETE FROM objects WHERE id = ?1", [id])? > 0)
     }
 
     /// The hash of the deployed component of `class`, if recorded.

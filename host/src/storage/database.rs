@@ -82,6 +82,8 @@ pub struct Database {
     max_storage_bytes: u64,
     /// The class's migrations have run on this connection.
     migrated: bool,
+    /// An event of the open batch set or cancelled the object's alarm.
+    alarm_changed: bool,
     /// How long one event's SQL may run, and the clock that stops it.
     event_budget: Duration,
     deadline: Arc<Deadline>,
@@ -158,6 +160,7 @@ impl Database {
             page_size: page_size.unsigned_abs(),
             max_storage_bytes: settings.limits.max_storage_bytes,
             migrated: false,
+            alarm_changed: false,
             event_budget: settings.limits.max_cpu_per_event,
             deadline,
             _claim: claim,
@@ -248,6 +251,17 @@ impl Database {
             self.conn.transaction_state(Some(rusqlite::MAIN_DB)),
             Ok(rusqlite::TransactionState::Write)
         )
+    }
+
+    /// Notes that an event set or cancelled the alarm (kept in
+    /// `_podhost_meta`), so the host updates its index after the batch.
+    pub fn note_alarm_change(&mut self) {
+        self.alarm_changed = true;
+    }
+
+    /// Whether the alarm may have changed since the last call.
+    pub fn take_alarm_change(&mut self) -> bool {
+        std::mem::take(&mut self.alarm_changed)
     }
 
     /// Whether the class's migrations have run on this connection.

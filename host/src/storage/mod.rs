@@ -2,6 +2,7 @@
 //! internal tables inside it, the authorizer that guards them, and the
 //! catalog of them all.
 
+mod alarm_index;
 mod authorizer;
 pub mod catalog;
 mod claim;
@@ -10,6 +11,7 @@ mod layout;
 mod lock;
 mod template;
 
+pub use alarm_index::{DueAlarm, IndexedAlarm};
 pub use authorizer::{RESERVED_PREFIX, mentions_reserved_name};
 pub use database::{Database, Durability, MigrationFailed};
 pub use layout::DataDir;

@@ -3,6 +3,7 @@
 //! The guests (examples and test guests) are built once per run.
 
 mod admin;
+mod alarms;
 mod counter;
 mod crash;
 mod faults;

@@ -60,6 +60,8 @@ pub struct Options {
     pub max_storage_bytes: u64,
     pub max_active: u32,
     pub admin_token: Option<&'static str>,
+    /// `[alarms] retry_backoff`.
+    pub alarm_retry_backoff: &'static str,
     /// Classes beyond the standard guests: name and component.
     pub extra_classes: Vec<(&'static str, PathBuf)>,
 }
@@ -75,6 +77,7 @@ impl Default for Options {
             max_storage_bytes: 1 << 30,
             max_active: 1000,
             admin_token: None,
+            alarm_retry_backoff: "2s",
             extra_classes: Vec::new(),
         }
     }
@@ -100,10 +103,12 @@ impl Server {
     pub async fn start_in(dir: &Path, options: &Options) -> Server {
         let mut config = format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nidle_timeout = \"{}\"\ndurability = \"{}\"\nmax_active = {}\n\
+             [alarms]\nretry_backoff = \"{}\"\n\
              [limits]\nmax_body_bytes = {}\nmax_cpu_per_event = \"{}\"\nmax_memory_bytes = {}\nmax_storage_bytes = {}\n",
             options.idle_timeout,
             options.durability,
             options.max_active,
+            options.alarm_retry_backoff,
             options.max_body_bytes,
             options.max_cpu_per_event,
             options.max_memory_bytes,

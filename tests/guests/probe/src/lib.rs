@@ -3,8 +3,10 @@
 
 use podhost_sdk::context::this_object;
 use podhost_sdk::sql::{self, Value};
-use podhost_sdk::{Error, Method, Object, Request, Response, Result, kv};
-use serde::Deserialize;
+use std::time::{Duration, UNIX_EPOCH};
+
+use podhost_sdk::{Error, Method, Object, Request, Response, Result, alarms, kv};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 struct Probe;
@@ -19,7 +21,8 @@ struct Query {
 impl Object for Probe {
     fn activate() -> Result<Self> {
         sql::script(
-            "CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS alarm_fires (n INTEGER PRIMARY KEY, retry INTEGER NOT NULL);",
         )?;
         Ok(Probe)
     }
@@ -49,6 +52,21 @@ impl Object for Probe {
                 panic!("trapping on purpose");
             }
             (Method::POST, ["sql"]) => run_sql(req.json()?),
+            (Method::GET, ["alarm"]) => alarm_state(),
+            // ?at_ms=T or ?in_ms=D; ?fail_first=N traps the first N
+            // attempts; ?repeat=R&every_ms=E sets the alarm again R times.
+            (Method::POST, ["alarm", "set"]) => {
+                set_alarm(&req)?;
+                alarm_state()
+            }
+            (Method::POST, ["alarm", "set-then-fail"]) => {
+                set_alarm(&req)?;
+                Err(Error::conflict("failing on purpose"))
+            }
+            (Method::POST, ["alarm", "cancel"]) => {
+                let was_set = alarms::cancel()?;
+                Ok(Response::json(&json!({ "was_set": was_set })))
+            }
             // Writes 16 KiB rows until storage is full; reports what it got.
             (Method::POST, ["fill"]) => {
                 let row = "x".repeat(16 << 10);
@@ -94,6 +112,67 @@ impl Object for Probe {
             ))),
         }
     }
+
+    fn alarm(&mut self, retry_count: u32) -> Result<()> {
+        let plan: AlarmPlan = kv::get("alarm-plan")?.unwrap_or_default();
+        if retry_count < plan.fail_first {
+            panic!("alarm trapping on purpose, attempt {}", retry_count + 1);
+        }
+        sql::execute(
+            "INSERT INTO alarm_fires (retry) VALUES (?)",
+            (i64::from(retry_count),),
+        )?;
+        if plan.repeat > 0 {
+            kv::put(
+                "alarm-plan",
+                &AlarmPlan {
+                    repeat: plan.repeat - 1,
+                    ..plan
+                },
+            )?;
+            alarms::set_in(Duration::from_millis(plan.every_ms))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default, Clone, Copy, Serialize, Deserialize)]
+struct AlarmPlan {
+    fail_first: u32,
+    repeat: u32,
+    every_ms: u64,
+}
+
+fn set_alarm(req: &Request) -> Result<()> {
+    let number = |name: &str| -> Result<Option<u64>> {
+        req.query_param(name)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| Error::bad_request(format!("{name} must be a number")))
+            })
+            .transpose()
+    };
+    let plan = AlarmPlan {
+        fail_first: number("fail_first")?.unwrap_or(0) as u32,
+        repeat: number("repeat")?.unwrap_or(0) as u32,
+        every_ms: number("every_ms")?.unwrap_or(0),
+    };
+    kv::put("alarm-plan", &plan)?;
+    match (number("at_ms")?, number("in_ms")?) {
+        (Some(at), _) => alarms::set_at(UNIX_EPOCH + Duration::from_millis(at))?,
+        (None, Some(delay)) => alarms::set_in(Duration::from_millis(delay))?,
+        (None, None) => return Err(Error::bad_request("at_ms or in_ms is required")),
+    }
+    Ok(())
+}
+
+fn alarm_state() -> Result<Response> {
+    let at = alarms::get()?.map(|t| {
+        t.duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    });
+    let fires: Vec<i64> = sql::query("SELECT retry FROM alarm_fires ORDER BY n", ())?;
+    Ok(Response::json(&json!({ "at_ms": at, "fires": fires })))
 }
 
 fn write(body: &str) -> Result<()> {

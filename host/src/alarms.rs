@@ -1,0 +1,152 @@
+//! The scheduler that wakes objects whose alarm is due.
+//!
+//! It reads due entries from the catalog's alarm index (see
+//! `storage::alarm_index`) and delivers an `alarm` event to each object,
+//! activating hibernated ones. The object's actor does the rest: it checks
+//! its own database, runs the handler, and moves or removes the entry
+//! (later, for a retry; to the next alarm; or away). An object gets at
+//! most one alarm event at a time from here.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::object::EventError;
+use crate::runtime::Runtime;
+use crate::storage::catalog::now_ms;
+use crate::storage::{DueAlarm, IndexedAlarm};
+
+/// Alarm events delivered and not yet finished, at most.
+const MAX_IN_FLIGHT: usize = 256;
+/// Due entries read at once.
+const BATCH: usize = 1024;
+/// How long until an alarm of a class that is not deployed is looked at
+/// again.
+const UNDEPLOYED_RECHECK_MS: i64 = 3_600_000;
+/// The longest the scheduler sleeps without looking at the index again.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// The scheduler's handle, kept by the runtime.
+#[derive(Default)]
+pub struct Alarms {
+    wake: Notify,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Alarms {
+    /// Starts the scheduler. It holds the runtime weakly, and stops at
+    /// [`stop`](Self::stop) or when the runtime is gone.
+    pub fn start(runtime: &Arc<Runtime>) {
+        let task = tokio::spawn(schedule(Arc::downgrade(runtime)));
+        *runtime.alarms().task_slot() = Some(task);
+    }
+
+    /// Asks the scheduler to look at the index now: an entry was added or
+    /// moved earlier, or an alarm event finished.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn stop(&self) {
+        if let Some(task) = self.task_slot().take() {
+            task.abort();
+        }
+    }
+
+    fn task_slot(&self) -> std::sync::MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.task
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+async fn schedule(runtime: Weak<Runtime>) {
+    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    loop {
+        let Some(host) = runtime.upgrade() else {
+            return;
+        };
+        let now = now_ms();
+        let catalog = Arc::clone(host.catalog());
+        let looked = tokio::task::spawn_blocking(move || {
+            Ok::<_, rusqlite::Error>((
+                catalog.due_alarms(now, BATCH)?,
+                catalog.next_alarm_after(now)?,
+            ))
+        })
+        .await;
+        let (due, next) = match looked {
+            Ok(Ok(found)) => found,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "cannot read the alarm index");
+                (Vec::new(), None)
+            }
+            Err(error) => {
+                tracing::error!(%error, "reading the alarm index panicked");
+                (Vec::new(), None)
+            }
+        };
+        for alarm in due {
+            if !lock(&in_flight).insert(alarm.id.clone()) {
+                continue;
+            }
+            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                return;
+            };
+            let (host, in_flight) = (Arc::clone(&host), Arc::clone(&in_flight));
+            tokio::spawn(async move {
+                deliver(&host, &alarm).await;
+                lock(&in_flight).remove(&alarm.id);
+                drop(permit);
+                host.alarms().wake();
+            });
+        }
+        let until_next = next.map_or(MAX_SLEEP, |at| {
+            Duration::from_millis(at.saturating_sub(now).max(1).unsigned_abs())
+        });
+        // Holding the runtime while asleep is fine: it stops this task
+        // before it goes away.
+        let woken = host.alarms().wake.notified();
+        tokio::select! {
+            () = tokio::time::sleep(until_next.min(MAX_SLEEP)) => {}
+            () = woken => {}
+        }
+    }
+}
+
+async fn deliver(runtime: &Arc<Runtime>, alarm: &DueAlarm) {
+    let result = runtime
+        .fire_alarm(&alarm.class, &alarm.name, alarm.retries)
+        .await;
+    if let Err(EventError::NoSuchClass(_)) = result {
+        // Kept for when the class is deployed again, looked at hourly.
+        tracing::warn!(
+            class = alarm.class,
+            object = alarm.name,
+            "an alarm's class is not deployed"
+        );
+        let later = IndexedAlarm {
+            at_ms: now_ms().saturating_add(UNDEPLOYED_RECHECK_MS),
+            retries: alarm.retries,
+        };
+        if let Err(error) =
+            runtime
+                .catalog()
+                .index_alarm(&alarm.id, &alarm.class, &alarm.name, later)
+        {
+            tracing::error!(%error, "cannot update the alarm index");
+        }
+    } else if let Err(error) = result {
+        // Left in the index: tried again at the next look.
+        tracing::warn!(class = alarm.class, object = alarm.name, %error, "cannot deliver an alarm");
+        tokio::time::sleep(MAX_SLEEP).await;
+    }
+}
+
+fn lock(set: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    set.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,200 @@
+//! The actor's side of alarms: firing them, retrying failed ones with
+//! backoff, and keeping the catalog's alarm index in step with the alarm
+//! in the object's database (early entries are harmless, late ones are
+//! missed alarms: see `storage::alarm_index`).
+
+use super::{Actor, Call, Returned, State};
+use crate::capabilities::alarms::read_alarm;
+use crate::storage::catalog::now_ms;
+use crate::storage::{Database, IndexedAlarm};
+
+/// The object's alarm after a batch: `None` if no event touched it.
+pub(super) type AlarmAfterBatch = Option<Option<i64>>;
+
+impl Actor {
+    /// Runs the alarm handler if the stored alarm is due, then commits and
+    /// updates the index; a failure schedules a retry or drops the alarm.
+    pub(super) async fn fire_alarm(&mut self, retries: u32) {
+        let now = now_ms();
+        let stored = match self.activate().await {
+            Ok((mut store, bindings)) => {
+                let stored = read_alarm(store.data_mut().database().host());
+                self.state = State::Live { store, bindings };
+                stored
+            }
+            Err(error) => {
+                self.alarm_failed(retries, &error.to_string());
+                return;
+            }
+        };
+        let scheduled = match stored {
+            Ok(Some(at)) if at <= now => at,
+            // Cancelled, or moved later, since the entry was written.
+            Ok(other) => return self.index_exactly(other),
+            Err(error) => {
+                self.alarm_failed(retries, &error.to_string());
+                return;
+            }
+        };
+        self.runtime.metrics().events.inc();
+        let failure = match self.run_event(Call::Alarm(retries)).await {
+            Ok(Returned::Alarm(Ok(()))) => None,
+            Ok(Returned::Alarm(Err(message))) => Some(message),
+            Ok(Returned::Fetch(_)) => unreachable!("alarm returns no response"),
+            Err(error) => Some(error.to_string()),
+        };
+        if let Some(message) = failure {
+            if let Some(db) = self.database() {
+                db.rollback();
+            }
+            self.alarm_failed(retries, &message);
+            return;
+        }
+        let after = self.alarm_before_commit();
+        if let Err(error) = self.commit() {
+            if let Some(db) = self.database() {
+                db.rollback();
+            }
+            self.discard_live();
+            self.alarm_failed(retries, &format!("its writes could not be saved: {error}"));
+            return;
+        }
+        self.runtime.metrics().alarm_fired(scheduled, now_ms());
+        // The handler cleared the alarm, unless it set another.
+        self.index_exactly(after.flatten());
+    }
+
+    /// After the database opens: makes sure its alarm is in the index.
+    pub(super) fn reconcile_alarm(&mut self, db: &Database) {
+        self.indexed_alarm = None;
+        let at = match read_alarm(db.host()) {
+            Ok(Some(at)) => at,
+            // A leftover entry wakes the object once and is removed then.
+            Ok(None) => return,
+            Err(error) => {
+                tracing::error!(object = self.object.name(), %error, "cannot read the alarm");
+                return;
+            }
+        };
+        match self.runtime.catalog().indexed_alarm(self.object.id()) {
+            // Being retried, or early: either way it wakes the object.
+            Ok(Some(entry)) if entry.retries > 0 || entry.at_ms <= at => {
+                self.indexed_alarm = Some(entry.at_ms);
+            }
+            Ok(_) => self.index(at, 0),
+            Err(error) => {
+                tracing::error!(object = self.object.name(), %error, "cannot read the alarm index");
+            }
+        }
+    }
+
+    /// Before a batch commits: the alarm its events left, if they touched
+    /// it, already in the index if it is earlier than what is there.
+    pub(super) fn alarm_before_commit(&mut self) -> AlarmAfterBatch {
+        let db = self.database()?;
+        if !db.take_alarm_change() {
+            return None;
+        }
+        let stored = match read_alarm(db.host()) {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::error!(object = self.object.name(), %error, "cannot read the alarm");
+                return None;
+            }
+        };
+        if let Some(at) = stored
+            && self.indexed_alarm.is_none_or(|indexed| at < indexed)
+        {
+            self.index(at, 0);
+        }
+        Some(stored)
+    }
+
+    /// After the batch committed: the index holds exactly its alarm.
+    pub(super) fn alarm_after_commit(&mut self, after: AlarmAfterBatch) {
+        if let Some(stored) = after
+            && stored != self.indexed_alarm
+        {
+            self.index_exactly(stored);
+        }
+    }
+
+    /// A failed attempt: retry after a backoff, or give up after the last.
+    fn alarm_failed(&mut self, retries: u32, why: &str) {
+        let settings = &self.runtime.config().alarms;
+        if retries < settings.max_retries {
+            let retry = retries + 1;
+            let delay = settings.backoff(retry);
+            tracing::warn!(
+                object = self.object.name(),
+                class = self.object.class(),
+                retry,
+                ?delay,
+                "alarm failed, will retry: {why}"
+            );
+            self.runtime.metrics().alarm_retries.inc();
+            let at = now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+            self.index(at, retry);
+            return;
+        }
+        tracing::error!(
+            object = self.object.name(),
+            class = self.object.class(),
+            attempts = retries + 1,
+            "alarm dropped after its last attempt failed: {why}"
+        );
+        self.runtime.metrics().alarms_dropped.inc();
+        if let Some(db) = self.database()
+            && let Err(error) = clear_alarm(db)
+        {
+            // It stays stored, and fires again when the object next opens.
+            tracing::error!(object = self.object.name(), %error, "cannot clear a dropped alarm");
+        }
+        self.index_exactly(None);
+    }
+
+    fn index_exactly(&mut self, stored: Option<i64>) {
+        match stored {
+            Some(at) => self.index(at, 0),
+            None => {
+                self.indexed_alarm = None;
+                if let Err(error) = self.runtime.catalog().unindex_alarm(self.object.id()) {
+                    tracing::error!(object = self.object.name(), %error, "cannot update the alarm index");
+                }
+            }
+        }
+    }
+
+    fn index(&mut self, at_ms: i64, retries: u32) {
+        let object = &self.object;
+        let entry = IndexedAlarm { at_ms, retries };
+        match self
+            .runtime
+            .catalog()
+            .index_alarm(object.id(), object.class(), object.name(), entry)
+        {
+            Ok(()) => {
+                self.indexed_alarm = Some(at_ms);
+                self.runtime.alarms().wake();
+            }
+            Err(error) => {
+                tracing::error!(object = object.name(), %error, "cannot update the alarm index");
+            }
+        }
+    }
+}
+
+/// Removes the stored alarm in a transaction of its own.
+fn clear_alarm(db: &mut Database) -> rusqlite::Result<()> {
+    db.begin_event()?;
+    let cleared = db
+        .host_write(|conn| crate::capabilities::alarms::write_alarm(conn, None))
+        .and_then(|()| db.end_event());
+    match cleared {
+        Ok(()) => db.commit(),
+        Err(error) => {
+            db.rollback();
+            Err(error)
+        }
+    }
+}
