@@ -13,15 +13,16 @@
 //! use [`schedule`](crate::schedule), which keeps this alarm at the
 //! earliest of them.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crate::StorageError;
 use crate::bindings::podhost::object::alarms as wit;
+use crate::time::{from_ms, to_ms};
 
 /// Sets the alarm to fire at `when`; a time in the past fires as soon as
 /// the event commits.
 pub fn set_at(when: SystemTime) -> Result<(), StorageError> {
-    wit::set(to_ms(when))
+    wit::set(to_ms(when).unsigned_abs())
 }
 
 /// Sets the alarm to fire `delay` from now.
@@ -31,19 +32,10 @@ pub fn set_in(delay: Duration) -> Result<(), StorageError> {
 
 /// When the alarm will fire, if it is set.
 pub fn get() -> Result<Option<SystemTime>, StorageError> {
-    Ok(wit::get()?.map(from_ms))
+    Ok(wit::get()?.map(|ms| from_ms(i64::try_from(ms).unwrap_or(i64::MAX))))
 }
 
 /// Removes the alarm; returns whether one was set.
 pub fn cancel() -> Result<bool, StorageError> {
     wit::cancel()
-}
-
-pub(crate) fn to_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-pub(crate) fn from_ms(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
 }

@@ -34,8 +34,10 @@ mod error;
 mod http_types;
 pub mod kv;
 mod object;
+pub mod random;
 pub mod schedule;
 pub mod sql;
+pub mod time;
 
 pub use error::{Error, Result, StorageError, StorageErrorCode};
 pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};

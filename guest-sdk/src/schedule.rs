@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::alarms::{from_ms, to_ms};
+use crate::time::{from_ms, to_ms};
 use crate::{StorageError, StorageErrorCode, alarms, sql};
 
 const TABLE: &str = "CREATE TABLE IF NOT EXISTS podhost_schedule (
@@ -71,7 +71,7 @@ pub fn at<T: Serialize + ?Sized>(
     sql::execute(
         "INSERT INTO podhost_schedule (name, at_ms, payload) VALUES (?, ?, ?)
          ON CONFLICT (name) DO UPDATE SET at_ms = excluded.at_ms, payload = excluded.payload",
-        (name, ms(when), payload),
+        (name, to_ms(when), payload),
     )?;
     rearm()
 }
@@ -100,7 +100,7 @@ pub fn when(name: &str) -> Result<Option<SystemTime>, StorageError> {
     ensure_table()?;
     let at: Option<i64> =
         sql::query_one("SELECT at_ms FROM podhost_schedule WHERE name = ?", (name,))?;
-    Ok(at.map(|at| from_ms(at.unsigned_abs())))
+    Ok(at.map(from_ms))
 }
 
 /// Every scheduled task, earliest first.
@@ -108,7 +108,7 @@ pub fn list() -> Result<Vec<Task>, StorageError> {
     ensure_table()?;
     tasks(
         "SELECT name, at_ms, payload FROM podhost_schedule ORDER BY at_ms, name",
-        i64::MAX,
+        (),
     )
 }
 
@@ -116,27 +116,23 @@ pub fn list() -> Result<Vec<Task>, StorageError> {
 /// the alarm to the next one. Call it from [`Object::alarm`](crate::Object::alarm).
 pub fn take_due() -> Result<Vec<Task>, StorageError> {
     ensure_table()?;
-    let now = ms(SystemTime::now());
+    let now = crate::time::now_ms();
     let due = tasks(
         "SELECT name, at_ms, payload FROM podhost_schedule WHERE at_ms <= ? ORDER BY at_ms, name",
-        now,
+        (now,),
     )?;
     sql::execute("DELETE FROM podhost_schedule WHERE at_ms <= ?", (now,))?;
     rearm()?;
     Ok(due)
 }
 
-fn tasks(query: &str, until: i64) -> Result<Vec<Task>, StorageError> {
-    let rows: Vec<(String, i64, Vec<u8>)> = if until == i64::MAX {
-        sql::query(query, ())?
-    } else {
-        sql::query(query, (until,))?
-    };
+fn tasks(query: &str, params: impl sql::Params) -> Result<Vec<Task>, StorageError> {
+    let rows: Vec<(String, i64, Vec<u8>)> = sql::query(query, params)?;
     Ok(rows
         .into_iter()
         .map(|(name, at, payload)| Task {
             name,
-            at: from_ms(at.unsigned_abs()),
+            at: from_ms(at),
             payload,
         })
         .collect())
@@ -147,7 +143,7 @@ fn rearm() -> Result<(), StorageError> {
     let earliest: Option<Option<i64>> =
         sql::query_one("SELECT min(at_ms) FROM podhost_schedule", ())?;
     match earliest.flatten() {
-        Some(at) => alarms::set_at(from_ms(at.unsigned_abs())),
+        Some(at) => alarms::set_at(from_ms(at)),
         None => alarms::cancel().map(drop),
     }
 }
@@ -161,8 +157,4 @@ fn ensure_table() -> Result<(), StorageError> {
         READY.set(true);
     }
     Ok(())
-}
-
-fn ms(time: SystemTime) -> i64 {
-    i64::try_from(to_ms(time)).unwrap_or(i64::MAX)
 }

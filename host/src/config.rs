@@ -273,6 +273,23 @@ impl Config {
         }
     }
 
+    /// The most durable of the classes' durabilities (the server's when
+    /// there are none).
+    pub fn catalog_durability(&self) -> Durability {
+        let full = if self.classes.is_empty() {
+            self.durability == Durability::Full
+        } else {
+            self.classes
+                .values()
+                .any(|class| self.class_settings(class).durability == Durability::Full)
+        };
+        if full {
+            Durability::Full
+        } else {
+            Durability::Normal
+        }
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         self.limits.validate("[limits]")?;
         for (name, class) in &self.classes {
@@ -347,6 +364,13 @@ mod tests {
             config.classes["counter"].path,
             Path::new("/srv/counter.wasm")
         );
+        assert_eq!(
+            config.catalog_durability(),
+            Durability::Full,
+            "one full class makes the catalog full"
+        );
+        config.classes.remove("strict");
+        assert_eq!(config.catalog_durability(), Durability::Normal);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use podhost::Config;
 use podhost::object::ObjectAddr;
 use podhost::storage::catalog::Catalog;
-use podhost::storage::{DataDir, DataDirLock};
+use podhost::storage::{DataDir, DataDirLock, Durability};
 
 #[derive(Subcommand)]
 pub enum ObjectsCommand {
@@ -92,7 +92,7 @@ fn delete(data_dir: &Path, class: &str, name: &str) -> anyhow::Result<()> {
     })?;
     let object = ObjectAddr::new(class, name);
     let existed = DataDir::new(data_dir).remove_object_files(class, object.id())?;
-    let known = Catalog::open(data_dir)?.remove(object.id())?;
+    let known = Catalog::open(data_dir, Durability::Full)?.remove(object.id())?;
     if existed || known {
         println!("deleted {class}/{name}");
     } else {

@@ -40,7 +40,10 @@ impl Runtime {
         let engine = engine::engine(&config)?;
         let linker = capabilities::linker(&engine)?;
         let data = DataDir::new(&config.data_dir);
-        let catalog = Arc::new(Catalog::open(&config.data_dir)?);
+        let catalog = Arc::new(Catalog::open(
+            &config.data_dir,
+            config.catalog_durability(),
+        )?);
         let mut classes = HashMap::new();
         for (name, class) in &config.classes {
             let settings = config.class_settings(class);

@@ -111,7 +111,8 @@ mod tests {
     #[test]
     fn entries_come_due_in_time_order() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let catalog = Catalog::open(dir.path()).expect("catalog");
+        let catalog =
+            Catalog::open(dir.path(), crate::storage::Durability::Normal).expect("catalog");
         let at = |at_ms| IndexedAlarm { at_ms, retries: 0 };
         catalog
             .index_alarm("b", "c", "bee", at(200))

@@ -13,6 +13,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use super::Durability;
+
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS classes (
         name TEXT PRIMARY KEY,
@@ -58,16 +60,20 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Opens (creating if needed) the catalog in `data_dir`.
-    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+    /// Opens (creating if needed) the catalog in `data_dir`, with the
+    /// durability of the most durable class: it holds the alarm index,
+    /// which must survive whatever the objects' alarms survive.
+    pub fn open(data_dir: &Path, durability: Durability) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let path = data_dir.join("catalog.sqlite");
         let conn =
             Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
-        // The catalog describes the objects' files; it is not their data.
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")?;
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {}; PRAGMA busy_timeout = 5000;",
+            durability.synchronous()
+        ))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(super::alarm_index::SCHEMA)?;
         Ok(Catalog {
@@ -249,7 +255,7 @@ mod tests {
     #[test]
     fn records_objects_and_classes() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let catalog = Catalog::open(dir.path()).expect("open");
+        let catalog = Catalog::open(dir.path(), Durability::Normal).expect("open");
         catalog
             .apply(&[seen("a", 10, None), seen("b", 20, None)])
             .expect("apply");

@@ -28,6 +28,16 @@ pub enum Durability {
     Normal,
 }
 
+impl Durability {
+    /// The `PRAGMA synchronous` value (in WAL mode) that gives it.
+    pub(crate) fn synchronous(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        }
+    }
+}
+
 /// SQLite's unix VFS without file locks; see [`Claim`] for why and what
 /// keeps a database to one connection instead.
 const UNLOCKED_VFS: &std::ffi::CStr = c"unix-none";
@@ -513,10 +523,7 @@ impl Database {
 }
 
 fn configure(conn: &mut Connection, settings: &ClassSettings) -> rusqlite::Result<()> {
-    let synchronous = match settings.durability {
-        Durability::Full => "FULL",
-        Durability::Normal => "NORMAL",
-    };
+    let synchronous = settings.durability.synchronous();
     // One connection per database, ever (see `Claim`): exclusive mode lets
     // WAL keep its index in memory, with no -shm file (the unlocked VFS has
     // no shared memory). It must be set before the database is first read.

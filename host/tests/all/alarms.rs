@@ -53,18 +53,17 @@ async fn an_alarm_wakes_a_hibernated_object_once_and_clears() {
     set(&server, "sleeper", "in_ms=1200").await;
     assert!(alarm_state(&server, "sleeper").await["at_ms"].is_u64());
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            server.metric("podhost_objects_active").await == 0
-        })
-        .await,
+        server
+            .metric_becomes("podhost_objects_active", Duration::from_secs(5), |n| n == 0)
+            .await,
         "the object hibernates before its alarm"
     );
     let activations = server.metric("podhost_activations_total").await;
     assert!(
-        eventually(Duration::from_secs(10), || async {
-            server.metric("podhost_alarms_fired_total").await == 1
-        })
-        .await,
+        server
+            .metric_becomes("podhost_alarms_fired_total", Duration::from_secs(10), |n| n
+                == 1)
+            .await,
         "the alarm fired"
     );
     assert!(server.metric("podhost_activations_total").await > activations);
@@ -141,10 +140,13 @@ async fn a_failing_alarm_is_retried_with_backoff_then_dropped() {
     // Never succeeds: 1 attempt + 6 retries (100 ms .. 3.2 s), then dropped.
     set(&server, "doomed", "in_ms=0&fail_first=100").await;
     assert!(
-        eventually(Duration::from_secs(20), || async {
-            server.metric("podhost_alarms_dropped_total").await == 1
-        })
-        .await,
+        server
+            .metric_becomes(
+                "podhost_alarms_dropped_total",
+                Duration::from_secs(20),
+                |n| n == 1
+            )
+            .await,
         "the alarm is dropped after its last retry"
     );
     assert_eq!(server.metric("podhost_alarm_retries_total").await, 2 + 6);
@@ -166,10 +168,10 @@ async fn an_alarm_due_while_the_host_was_killed_fires_after_restart() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let server = Server::start_in(dir.path(), &options).await;
     assert!(
-        eventually(Duration::from_secs(10), || async {
-            server.metric("podhost_alarms_fired_total").await == 1
-        })
-        .await,
+        server
+            .metric_becomes("podhost_alarms_fired_total", Duration::from_secs(10), |n| n
+                == 1)
+            .await,
         "the alarm fired after the restart"
     );
     assert_eq!(fires(&server, "survivor").await, [0]);
@@ -195,10 +197,10 @@ async fn a_thousand_alarms_due_in_the_same_second_all_fire() {
         "setting the alarms took too long to test this"
     );
     assert!(
-        eventually(Duration::from_secs(60), || async {
-            server.metric("podhost_alarms_fired_total").await >= OBJECTS as u64
-        })
-        .await,
+        server
+            .metric_becomes("podhost_alarms_fired_total", Duration::from_secs(60), |n| n
+                >= OBJECTS as u64)
+            .await,
         "fired: {}",
         server.metric("podhost_alarms_fired_total").await
     );

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Options, Server, eventually};
+use crate::support::{Options, Server};
 
 #[tokio::test]
 async fn idle_objects_hibernate_and_wake_with_their_data() {
@@ -16,10 +16,11 @@ async fn idle_objects_hibernate_and_wake_with_their_data() {
     assert_eq!(server.metric("podhost_objects_active").await, 1);
     assert_eq!(server.metric("podhost_activations_total").await, 1);
 
-    let hibernated = eventually(Duration::from_secs(10), || async {
-        server.metric("podhost_objects_active").await == 0
-    })
-    .await;
+    let hibernated = server
+        .metric_becomes("podhost_objects_active", Duration::from_secs(10), |n| {
+            n == 0
+        })
+        .await;
     assert!(hibernated, "the object hibernated after its idle timeout");
     assert_eq!(server.metric("podhost_hibernations_total").await, 1);
 

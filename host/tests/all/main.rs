@@ -10,6 +10,8 @@ mod faults;
 mod gateway;
 mod hibernation;
 mod limits;
+mod locks;
 mod migrations;
+mod sessions;
 mod storage;
 mod support;

@@ -15,7 +15,7 @@ fn guests() -> &'static BTreeMap<String, PathBuf> {
     static GUESTS: OnceLock<BTreeMap<String, PathBuf>> = OnceLock::new();
     GUESTS.get_or_init(|| {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let packages = ["counter", "probe"].map(String::from);
+        let packages = ["counter", "locks", "probe", "sessions"].map(String::from);
         podhost::dev::build_guests(
             &workspace,
             &packages,
@@ -217,6 +217,16 @@ impl Server {
         read(self.client.post(self.url(path)).body(body).send().await).await
     }
 
+    pub async fn delete(&self, path: &str) -> (u16, String) {
+        read(self.client.delete(self.url(path)).send().await).await
+    }
+
+    /// GETs `path` and parses the body as JSON.
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let (status, text) = self.get(path).await;
+        (status, parse_json(&text))
+    }
+
     pub async fn post_json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         let (status, text) = self.post(path, body.to_string()).await;
         (status, parse_json(&text))
@@ -228,6 +238,16 @@ impl Server {
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+    }
+
+    /// Waits up to `limit` until metric `name` satisfies `condition`.
+    pub async fn metric_becomes(
+        &self,
+        name: &str,
+        limit: Duration,
+        condition: impl Fn(u64) -> bool,
+    ) -> bool {
+        eventually(limit, || async { condition(self.metric(name).await) }).await
     }
 }
 
