@@ -36,6 +36,7 @@ pub mod kv;
 mod object;
 pub mod random;
 pub mod schedule;
+pub mod sockets;
 pub mod sql;
 pub mod time;
 
@@ -46,5 +47,8 @@ pub use object::Object;
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::object::{dispatch_alarm, dispatch_fetch};
+    pub use crate::object::{
+        dispatch_alarm, dispatch_fetch, dispatch_socket_close, dispatch_socket_message,
+        dispatch_socket_open,
+    };
 }

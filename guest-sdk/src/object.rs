@@ -4,7 +4,8 @@ use std::any::Any;
 use std::cell::RefCell;
 
 use crate::bindings::podhost::object::types;
-use crate::{Error, Request, Response, Result};
+use crate::sockets::{Accept, Closed, Message, Socket};
+use crate::{Error, Request, Response, Result, StatusCode};
 
 /// An object class.
 ///
@@ -36,6 +37,32 @@ pub trait Object: Sized + 'static {
         eprintln!("an alarm fired, but this class does not handle alarms");
         Ok(())
     }
+
+    /// A client asks to open a WebSocket (see [`sockets`](crate::sockets)).
+    /// `Ok` accepts it with its tags; `Err` refuses it with that error's
+    /// status. By default sockets are refused.
+    fn socket_open(&mut self, socket: Socket, request: Request) -> Result<Accept> {
+        let _ = (socket, request);
+        Err(Error::new(
+            StatusCode::NOT_FOUND,
+            "this object does not take WebSockets",
+        ))
+    }
+
+    /// A message arrived on one of the object's sockets. `Err` rolls the
+    /// event back (nothing it sent leaves); the socket stays open.
+    fn socket_message(&mut self, socket: Socket, message: Message) -> Result<()> {
+        let _ = (socket, message);
+        Ok(())
+    }
+
+    /// A client closed its socket, or its connection was lost. The socket
+    /// is no longer in [`sockets::sockets`](crate::sockets::sockets);
+    /// `closed` carries its last attachment.
+    fn socket_close(&mut self, closed: Closed) -> Result<()> {
+        let _ = closed;
+        Ok(())
+    }
 }
 
 /// Exports a type implementing [`Object`] as the component's class.
@@ -57,6 +84,34 @@ macro_rules! export {
 
                 fn alarm(retry_count: u32) -> ::core::result::Result<(), ::std::string::String> {
                     $crate::__private::dispatch_alarm::<$object>(retry_count)
+                }
+
+                fn socket_open(
+                    socket: u64,
+                    request: $crate::bindings::podhost::object::types::Request,
+                ) -> ::core::result::Result<
+                    $crate::bindings::podhost::object::types::SocketAccept,
+                    $crate::bindings::podhost::object::types::Response,
+                > {
+                    $crate::__private::dispatch_socket_open::<$object>(socket, request)
+                }
+
+                fn socket_message(
+                    socket: u64,
+                    message: $crate::bindings::podhost::object::types::Message,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    $crate::__private::dispatch_socket_message::<$object>(socket, message)
+                }
+
+                fn socket_close(
+                    socket: u64,
+                    code: u16,
+                    reason: ::std::string::String,
+                    attachment: ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    $crate::__private::dispatch_socket_close::<$object>(
+                        socket, code, reason, attachment,
+                    )
                 }
 
                 fn migrations() -> ::std::vec::Vec<::std::string::String> {
@@ -93,27 +148,77 @@ fn with_instance<O: Object, T>(f: impl FnOnce(&mut O) -> Result<T>) -> Result<T>
     })
 }
 
-/// Runs `alarm` on the instance.
-pub fn dispatch_alarm<O: Object>(retry_count: u32) -> std::result::Result<(), String> {
-    with_instance::<O, _>(|object| object.alarm(retry_count)).map_err(|error| {
-        eprintln!("alarm failed: {error}");
+/// Runs an event without a response on the instance; the error's message
+/// goes to the log and back to the host.
+fn run_logged<O: Object>(
+    what: &str,
+    f: impl FnOnce(&mut O) -> Result<()>,
+) -> std::result::Result<(), String> {
+    with_instance::<O, _>(f).map_err(|error| {
+        eprintln!("{what} failed: {error}");
         error.message().to_string()
     })
+}
+
+/// The response for a failed request, logged if it is the object's fault.
+fn error_response(error: Error) -> types::Response {
+    if error.status().is_server_error() {
+        eprintln!("event failed: {error}");
+    }
+    error.into_response().into_wit()
+}
+
+/// Runs `alarm` on the instance.
+pub fn dispatch_alarm<O: Object>(retry_count: u32) -> std::result::Result<(), String> {
+    run_logged::<O>("alarm", |object| object.alarm(retry_count))
 }
 
 /// Runs `fetch` on the instance.
 pub fn dispatch_fetch<O: Object>(
     request: types::Request,
 ) -> std::result::Result<types::Response, types::Response> {
-    let outcome = Request::from_wit(request)
-        .and_then(|request| with_instance::<O, _>(|object| object.fetch(request)));
-    match outcome {
-        Ok(response) => Ok(response.into_wit()),
-        Err(error) => {
-            if error.status().is_server_error() {
-                eprintln!("event failed: {error}");
-            }
-            Err(error.into_response().into_wit())
-        }
-    }
+    Request::from_wit(request)
+        .and_then(|request| with_instance::<O, _>(|object| object.fetch(request)))
+        .map(Response::into_wit)
+        .map_err(error_response)
+}
+
+/// Runs `socket_open` on the instance.
+pub fn dispatch_socket_open<O: Object>(
+    socket: u64,
+    request: types::Request,
+) -> std::result::Result<types::SocketAccept, types::Response> {
+    Request::from_wit(request)
+        .and_then(|request| {
+            with_instance::<O, _>(|object| object.socket_open(Socket(socket), request))
+        })
+        .map(Accept::into_wit)
+        .map_err(error_response)
+}
+
+/// Runs `socket_message` on the instance.
+pub fn dispatch_socket_message<O: Object>(
+    socket: u64,
+    message: types::Message,
+) -> std::result::Result<(), String> {
+    let message = Message::from_wit(message);
+    run_logged::<O>("socket message", |object| {
+        object.socket_message(Socket(socket), message)
+    })
+}
+
+/// Runs `socket_close` on the instance.
+pub fn dispatch_socket_close<O: Object>(
+    socket: u64,
+    code: u16,
+    reason: String,
+    attachment: Vec<u8>,
+) -> std::result::Result<(), String> {
+    let closed = Closed {
+        socket: Socket(socket),
+        code,
+        reason,
+        attachment,
+    };
+    run_logged::<O>("socket close", |object| object.socket_close(closed))
 }

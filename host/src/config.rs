@@ -58,6 +58,8 @@ pub struct Config {
     pub limits: Limits,
     /// How failed alarms are retried.
     pub alarms: AlarmSettings,
+    /// WebSockets: limits and keepalive.
+    pub sockets: SocketSettings,
     /// The bearer token `/admin/*` requires; without one the admin API is
     /// off.
     pub admin_token: Option<Secret>,
@@ -111,6 +113,35 @@ impl AlarmSettings {
     pub fn backoff(&self, retry: u32) -> Duration {
         self.retry_backoff
             .saturating_mul(1 << retry.saturating_sub(1).min(20))
+    }
+}
+
+/// `[sockets]`: the WebSockets objects hold.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocketSettings {
+    /// Open sockets one object may have; more are refused with 503.
+    pub max_per_object: usize,
+    /// Largest message a client may send; a larger one closes its socket
+    /// with 1009.
+    pub max_message_bytes: usize,
+    /// Messages that may wait for one slow client; past that its socket is
+    /// closed with 1013 so it holds up no one else.
+    pub max_queued_messages: usize,
+    /// How often the host pings each client; one that has sent nothing
+    /// (not even the pong) by the next ping is disconnected.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+}
+
+impl Default for SocketSettings {
+    fn default() -> Self {
+        SocketSettings {
+            max_per_object: 32_768,
+            max_message_bytes: 1 << 20,
+            max_queued_messages: 1024,
+            ping_interval: Duration::from_secs(30),
+        }
     }
 }
 
@@ -235,6 +266,7 @@ impl Default for Config {
             durability: Durability::Full,
             limits: Limits::default(),
             alarms: AlarmSettings::default(),
+            sockets: SocketSettings::default(),
             admin_token: None,
             classes: BTreeMap::new(),
         }
@@ -300,6 +332,18 @@ impl Config {
         }
         if self.group_commit_max_events == 0 {
             bail!("group_commit_max_events must be at least 1");
+        }
+        let sockets = &self.sockets;
+        if sockets.max_per_object == 0
+            || sockets.max_queued_messages == 0
+            || sockets.max_message_bytes < 125
+        {
+            bail!(
+                "[sockets]: max_per_object and max_queued_messages must be at least 1, max_message_bytes at least 125"
+            );
+        }
+        if sockets.ping_interval < Duration::from_millis(100) {
+            bail!("[sockets]: ping_interval must be at least 100ms");
         }
         if self.max_active == 0 {
             bail!("max_active must be at least 1");

@@ -17,6 +17,7 @@ pub mod limits;
 pub mod metrics;
 pub mod object;
 pub mod runtime;
+pub mod sockets;
 pub mod storage;
 
 pub use config::Config;

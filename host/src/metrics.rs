@@ -40,6 +40,12 @@ pub struct Metrics {
     pub alarm_retries: Counter,
     /// Alarms given up after their last retry.
     pub alarms_dropped: Counter,
+    /// WebSockets objects accepted.
+    pub sockets_opened: Counter,
+    /// Messages from clients delivered to objects.
+    pub socket_messages: Counter,
+    /// Messages the host answered with an object's auto-response.
+    pub socket_auto_responses: Counter,
 }
 
 /// The largest value recorded.
@@ -67,8 +73,9 @@ impl Metrics {
 }
 
 impl Metrics {
-    /// The Prometheus exposition of these counters and of `active` objects.
-    pub fn render(&self, active: usize) -> String {
+    /// The Prometheus exposition of these counters, of `active` objects
+    /// and of `sockets` open.
+    pub fn render(&self, active: usize, sockets: usize) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
             let _ = writeln!(
@@ -141,6 +148,30 @@ impl Metrics {
             "counter",
             "Alarms given up after their last retry.",
             self.alarms_dropped.get(),
+        );
+        metric(
+            "podhost_sockets_open",
+            "gauge",
+            "WebSockets open, those of hibernated objects included.",
+            sockets as u64,
+        );
+        metric(
+            "podhost_sockets_opened_total",
+            "counter",
+            "WebSockets objects accepted.",
+            self.sockets_opened.get(),
+        );
+        metric(
+            "podhost_socket_messages_total",
+            "counter",
+            "Messages from clients delivered to objects.",
+            self.socket_messages.get(),
+        );
+        metric(
+            "podhost_socket_auto_responses_total",
+            "counter",
+            "Messages answered by an auto-response without waking the object.",
+            self.socket_auto_responses.get(),
         );
         out
     }

@@ -3,18 +3,21 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wasmtime::Engine;
 
 use crate::alarms::Alarms;
+use crate::bindings::podhost::object::types::Message as SocketMessage;
 use crate::bindings::{Request, Response};
 use crate::capabilities;
 use crate::config::Config;
 use crate::engine::{self, Class};
 use crate::metrics::Metrics;
-use crate::object::{Actor, Event, EventError, ObjectAddr, Objects};
+use crate::object::{Actor, Event, EventError, ObjectAddr, Objects, SocketEvent, SocketOutcome};
+use crate::sockets::Hub;
 use crate::storage::catalog::{Catalog, CatalogUpdate, CatalogWriter};
 use crate::storage::{DataDir, DataDirLock};
 
@@ -27,6 +30,8 @@ pub struct Runtime {
     metrics: Metrics,
     catalog: Arc<Catalog>,
     alarms: Alarms,
+    /// The WebSockets of every object, open through their hibernation.
+    sockets: Arc<Hub>,
     /// Taken at shutdown, so the writer task can finish.
     catalog_writer: Mutex<Option<(CatalogWriter, JoinHandle<()>)>>,
     _lock: DataDirLock,
@@ -62,6 +67,7 @@ impl Runtime {
             metrics: Metrics::default(),
             catalog,
             alarms: Alarms::default(),
+            sockets: Arc::default(),
             catalog_writer: Mutex::new(Some(writer)),
             _lock: lock,
         });
@@ -91,6 +97,56 @@ impl Runtime {
     ) -> Result<(), EventError> {
         self.deliver(class, name, |reply| Event::Alarm { retries, reply })
             .await
+    }
+
+    /// Delivers an event of socket `socket` of object `name` and waits
+    /// until it is handled and committed.
+    pub(crate) async fn socket_event(
+        self: &Arc<Self>,
+        class: &str,
+        name: &str,
+        socket: u64,
+        happened: SocketEvent,
+    ) -> Result<SocketOutcome, EventError> {
+        self.deliver(class, name, |reply| Event::Socket {
+            socket,
+            happened,
+            reply,
+        })
+        .await?
+    }
+
+    /// Delivers a message of socket `socket` to object `name`.
+    pub(crate) async fn socket_message(
+        self: &Arc<Self>,
+        class: &str,
+        name: &str,
+        socket: u64,
+        message: SocketMessage,
+    ) -> Result<(), EventError> {
+        self.socket_event(class, name, socket, SocketEvent::Message(message))
+            .await
+            .map(drop)
+    }
+
+    /// Tells object `name` its socket `socket` was closed by the client.
+    pub(crate) async fn socket_close(
+        self: &Arc<Self>,
+        class: &str,
+        name: &str,
+        socket: u64,
+        code: u16,
+        reason: String,
+        attachment: Vec<u8>,
+    ) -> Result<(), EventError> {
+        let closed = SocketEvent::Close {
+            code,
+            reason,
+            attachment,
+        };
+        self.socket_event(class, name, socket, closed)
+            .await
+            .map(drop)
     }
 
     /// Deletes object `name` of `class` for good: its database files and
@@ -135,6 +191,7 @@ impl Runtime {
     /// then for the catalog to take their last updates.
     pub async fn shut_down(&self) {
         self.alarms.stop();
+        self.sockets.close_all(Duration::from_secs(2)).await;
         self.objects.shut_down().await;
         let writer = self
             .catalog_writer
@@ -158,6 +215,10 @@ impl Runtime {
         if let Some((writer, _)) = writer.as_ref() {
             writer.send(update);
         }
+    }
+
+    pub fn sockets(&self) -> &Arc<Hub> {
+        &self.sockets
     }
 
     pub fn alarms(&self) -> &Alarms {

@@ -3,6 +3,7 @@
 //! wasmtime `Store`.
 
 pub(crate) mod alarms;
+mod broadcast;
 mod context;
 mod kv;
 mod sql;
@@ -18,6 +19,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::bindings::{Object, StorageError, StorageErrorCode};
 use crate::limits::EventLimits;
 use crate::object::ObjectAddr;
+use crate::sockets::{Hub, Outgoing};
 use crate::storage::Database;
 
 /// Everything an object's instance can reach through its imports.
@@ -27,16 +29,26 @@ pub struct ObjectState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: EventLimits,
+    sockets: Arc<Hub>,
+    /// Messages and closes of the running event, sent if its batch commits.
+    outbox: Vec<Outgoing>,
 }
 
 impl ObjectState {
-    pub fn new(object: Arc<ObjectAddr>, db: Database, limits: EventLimits) -> Self {
+    pub fn new(
+        object: Arc<ObjectAddr>,
+        db: Database,
+        limits: EventLimits,
+        sockets: Arc<Hub>,
+    ) -> Self {
         ObjectState {
             wasi: wasi::context(&object),
             object,
             db,
             table: ResourceTable::new(),
             limits,
+            sockets,
+            outbox: Vec::new(),
         }
     }
 

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::limits::LimitExceeded;
 use crate::object::EventError;
+use crate::sockets::SocketRefused;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -26,6 +27,8 @@ pub enum ApiError {
     #[error("the object answered with an invalid response: {0}")]
     InvalidResponse(String),
     #[error(transparent)]
+    TooManySockets(#[from] SocketRefused),
+    #[error(transparent)]
     Event(#[from] EventError),
 }
 
@@ -39,6 +42,7 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ApiError::InvalidResponse(_) => (StatusCode::BAD_GATEWAY, "invalid_response"),
+            ApiError::TooManySockets(_) => (StatusCode::SERVICE_UNAVAILABLE, "too_many_sockets"),
             ApiError::Event(event) => match event {
                 EventError::NoSuchClass(_) => (StatusCode::NOT_FOUND, "class_not_found"),
                 EventError::Trapped => (StatusCode::INTERNAL_SERVER_ERROR, "object_trapped"),

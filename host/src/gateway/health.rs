@@ -13,6 +13,8 @@ pub async fn healthz() -> &'static str {
 }
 
 pub async fn metrics(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
-    let body = runtime.metrics().render(runtime.active_objects());
+    let body = runtime
+        .metrics()
+        .render(runtime.active_objects(), runtime.sockets().open());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -4,6 +4,7 @@ mod admin;
 mod error;
 mod health;
 mod objects;
+mod sockets;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,14 +1,16 @@
 //! `ANY /objects/{class}/{name}[/{*path}]`: delivers the request to the
-//! object's `fetch` and returns its response.
+//! object's `fetch` and returns its response, or offers a WebSocket
+//! upgrade to the object (see `sockets`).
 
 use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
-use super::ApiError;
+use super::{ApiError, sockets};
 use crate::bindings;
 use crate::object::MAX_NAME_BYTES;
 use crate::runtime::Runtime;
@@ -53,6 +55,10 @@ async fn forward(
         )));
     }
     let limit = runtime.class(&class)?.settings().limits.max_body_bytes;
+    if is_websocket_upgrade(request.headers()) {
+        let (parts, _) = request.into_parts();
+        return sockets::open(runtime, class, name, path, parts).await;
+    }
     let request = to_object_request(request, path, limit).await?;
     let response = runtime.fetch(&class, &name, request).await?;
     from_object_response(response)
@@ -81,6 +87,12 @@ async fn to_object_request(
             ApiError::BadRequest(format!("cannot read the request body: {error}"))
         }
     })?;
+    Ok(object_request(&parts, path, body.to_vec()))
+}
+
+/// The request the object sees: its path below the object's address and
+/// the end-to-end headers.
+pub(super) fn object_request(parts: &Parts, path: &str, body: Vec<u8>) -> bindings::Request {
     let mut path_with_query = format!("/{path}");
     if let Some(query) = parts.uri.query() {
         path_with_query.push('?');
@@ -92,15 +104,27 @@ async fn to_object_request(
         .filter(|(name, _)| !HOP_BY_HOP.contains(&name.as_str()))
         .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
         .collect();
-    Ok(bindings::Request {
+    bindings::Request {
         method: parts.method.as_str().to_string(),
         path_with_query,
         headers,
-        body: body.to_vec(),
-    })
+        body,
+    }
 }
 
-fn from_object_response(response: bindings::Response) -> Result<Response, ApiError> {
+/// `Connection: upgrade` with `Upgrade: websocket`.
+fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let has = |name, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value
+                .to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    has(header::UPGRADE, "websocket") && has(header::CONNECTION, "upgrade")
+}
+
+pub(super) fn from_object_response(response: bindings::Response) -> Result<Response, ApiError> {
     let status = StatusCode::from_u16(response.status).map_err(|_| {
         ApiError::InvalidResponse(format!("status {} is not valid", response.status))
     })?;

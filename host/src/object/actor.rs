@@ -33,8 +33,9 @@ use tokio::sync::{mpsc, oneshot};
 use wasmtime::{PoolConcurrencyLimitError, Store};
 
 use super::ObjectAddr;
-use super::event::{Event, EventError};
+use super::event::{Event, EventError, SocketEvent, SocketOutcome};
 use super::registry::Spawn;
+use crate::bindings::podhost::object::types::{Message as SocketMessage, SocketAccept};
 use crate::bindings::{Object, Request, Response};
 use crate::capabilities::ObjectState;
 use crate::capabilities::alarms::write_alarm;
@@ -42,6 +43,7 @@ use crate::config::ClassSettings;
 use crate::engine::Class;
 use crate::limits::{EventLimits, LimitExceeded};
 use crate::runtime::Runtime;
+use crate::sockets::{MAX_TAG_BYTES, MAX_TAGS, Outgoing};
 use crate::storage::Database;
 use crate::storage::catalog::{CatalogUpdate, ObjectSeen, now_ms};
 
@@ -61,12 +63,17 @@ enum Call<'a> {
     Fetch(&'a Request),
     /// With the retry count.
     Alarm(u32),
+    SocketOpen(u64, &'a Request),
+    SocketMessage(u64, &'a SocketMessage),
+    SocketClose(u64, u16, &'a str, &'a [u8]),
 }
 
 /// What a handler export returned; `Err` is the guest's own failure.
 enum Returned {
     Fetch(Result<Response, Response>),
     Alarm(Result<(), String>),
+    SocketOpen(Result<SocketAccept, Response>),
+    Socket(Result<(), String>),
 }
 
 impl Returned {
@@ -74,21 +81,39 @@ impl Returned {
     fn succeeded(&self) -> bool {
         match self {
             Returned::Fetch(result) => result.is_ok(),
-            Returned::Alarm(result) => result.is_ok(),
+            Returned::Alarm(result) | Returned::Socket(result) => result.is_ok(),
+            Returned::SocketOpen(result) => result.is_ok(),
         }
     }
 }
 
 /// An event that ran, waiting for its batch to commit.
-struct Ran {
-    reply: oneshot::Sender<Result<Response, EventError>>,
-    result: Result<Response, EventError>,
+enum Ran {
+    Fetch {
+        reply: oneshot::Sender<Result<Response, EventError>>,
+        result: Result<Response, EventError>,
+    },
+    Socket {
+        reply: oneshot::Sender<Result<SocketOutcome, EventError>>,
+        result: Result<SocketOutcome, EventError>,
+    },
 }
 
 impl Ran {
+    /// Its writes were lost with the batch's.
+    fn fail(&mut self) {
+        match self {
+            Ran::Fetch { result, .. } => *result = Err(EventError::Commit),
+            Ran::Socket { result, .. } => *result = Err(EventError::Commit),
+        }
+    }
+
     fn send(self) {
         // The client may have gone; the event is done either way.
-        let _ = self.reply.send(self.result);
+        match self {
+            Ran::Fetch { reply, result } => drop(reply.send(result)),
+            Ran::Socket { reply, result } => drop(reply.send(result)),
+        }
     }
 }
 
@@ -102,6 +127,9 @@ pub(crate) struct Actor {
     /// When the catalog's alarm index says to wake this object, as far as
     /// this actor knows.
     indexed_alarm: Option<i64>,
+    /// Socket messages and closes of the batch's successful events, sent
+    /// when it commits.
+    outbox: Vec<Outgoing>,
 }
 
 impl Actor {
@@ -113,6 +141,7 @@ impl Actor {
             state: State::Dormant { db: None },
             last_active: now_ms(),
             indexed_alarm: None,
+            outbox: Vec::new(),
         };
         tokio::spawn(actor.run(start));
     }
@@ -126,7 +155,9 @@ impl Actor {
         let idle_timeout = self.runtime.config().idle_timeout;
         loop {
             let control = match tokio::time::timeout(idle_timeout, mailbox.recv()).await {
-                Ok(Some(first @ Event::Fetch { .. })) => self.run_batch(first, &mut mailbox).await,
+                Ok(Some(first @ (Event::Fetch { .. } | Event::Socket { .. }))) => {
+                    self.run_batch(first, &mut mailbox).await
+                }
                 Ok(Some(control)) => Some(control),
                 // The host is shutting down and the mailbox is drained.
                 Ok(None) => break,
@@ -151,7 +182,7 @@ impl Actor {
                     self.fire_alarm(retries).await;
                     let _ = reply.send(());
                 }
-                Some(Event::Fetch { .. }) | None => {}
+                Some(Event::Fetch { .. } | Event::Socket { .. }) | None => {}
             }
         }
         self.close().await;
@@ -277,13 +308,25 @@ impl Actor {
         let mut next = Some(first);
         let mut control = None;
         while let Some(event) = next.take() {
-            let Event::Fetch { request, reply } = event else {
-                control = Some(event);
-                break;
-            };
             self.runtime.metrics().events.inc();
-            let result = self.fetch(&request).await;
-            ran.push(Ran { reply, result });
+            match event {
+                Event::Fetch { request, reply } => {
+                    let result = self.fetch(&request).await;
+                    ran.push(Ran::Fetch { reply, result });
+                }
+                Event::Socket {
+                    socket,
+                    happened,
+                    reply,
+                } => {
+                    let result = self.socket_event(socket, happened).await;
+                    ran.push(Ran::Socket { reply, result });
+                }
+                control_event => {
+                    control = Some(control_event);
+                    break;
+                }
+            }
             count += 1;
             if self.database().is_some_and(|db| db.batch_lost()) {
                 // An event's statement (ON CONFLICT ROLLBACK, RAISE(ROLLBACK))
@@ -300,8 +343,9 @@ impl Actor {
                     db.forget_lost_batch();
                 }
                 self.discard_live();
+                self.outbox.clear();
                 for mut event in ran.drain(..) {
-                    event.result = Err(EventError::Commit);
+                    event.fail();
                     event.send();
                 }
             }
@@ -317,11 +361,11 @@ impl Actor {
                 db.rollback();
             }
             self.discard_live();
-            for event in &mut ran {
-                event.result = Err(EventError::Commit);
-            }
+            self.outbox.clear();
+            ran.iter_mut().for_each(Ran::fail);
         } else {
             self.alarm_after_commit(alarm);
+            self.send_outbox();
         }
         ran.into_iter().for_each(Ran::send);
         control
@@ -347,11 +391,55 @@ impl Actor {
         committed
     }
 
+    /// Hands the committed batch's socket messages to the hub.
+    fn send_outbox(&mut self) {
+        if !self.outbox.is_empty() {
+            let outbox = std::mem::take(&mut self.outbox);
+            self.runtime.sockets().deliver(self.object.id(), outbox);
+        }
+    }
+
     /// Runs `fetch` in its own savepoint of the batch's transaction.
     async fn fetch(&mut self, request: &Request) -> Result<Response, EventError> {
         match self.run_event(Call::Fetch(request)).await? {
             Returned::Fetch(Ok(response) | Err(response)) => Ok(response),
-            Returned::Alarm(_) => unreachable!("fetch returns a response"),
+            _ => unreachable!("fetch returns a response"),
+        }
+    }
+
+    /// Runs a socket event in its own savepoint of the batch's transaction.
+    async fn socket_event(
+        &mut self,
+        socket: u64,
+        happened: SocketEvent,
+    ) -> Result<SocketOutcome, EventError> {
+        let call = match &happened {
+            SocketEvent::Open(request) => Call::SocketOpen(socket, request),
+            SocketEvent::Message(message) => Call::SocketMessage(socket, message),
+            SocketEvent::Close {
+                code,
+                reason,
+                attachment,
+            } => Call::SocketClose(socket, *code, reason, attachment),
+        };
+        match self.run_event(call).await? {
+            Returned::SocketOpen(Ok(accept)) => {
+                self.runtime
+                    .sockets()
+                    .set_tags(self.object.id(), socket, accept.tags);
+                Ok(SocketOutcome::Accepted)
+            }
+            Returned::SocketOpen(Err(response)) => Ok(SocketOutcome::Refused(response)),
+            Returned::Socket(Err(message)) => {
+                tracing::debug!(
+                    object = self.object.name(),
+                    class = self.object.class(),
+                    socket,
+                    "socket event failed: {message}"
+                );
+                Ok(SocketOutcome::Handled)
+            }
+            _ => Ok(SocketOutcome::Handled),
         }
     }
 
@@ -368,7 +456,7 @@ impl Actor {
             // The alarm is cleared as its handler starts, in its
             // transaction: the handler may set the next one.
             Call::Alarm(_) => db.host_write(|conn| write_alarm(conn, None)),
-            Call::Fetch(_) => Ok(()),
+            _ => Ok(()),
         });
         if let Err(error) = begun {
             tracing::error!(object = self.object.name(), class = self.object.class(), %error, "cannot begin a transaction");
@@ -386,7 +474,21 @@ impl Actor {
                 .call_alarm(&mut store, retry_count)
                 .await
                 .map(Returned::Alarm),
+            Call::SocketOpen(socket, request) => handler
+                .call_socket_open(&mut store, socket, request)
+                .await
+                .map(|result| Returned::SocketOpen(result.and_then(checked_accept))),
+            Call::SocketMessage(socket, message) => handler
+                .call_socket_message(&mut store, socket, message)
+                .await
+                .map(Returned::Socket),
+            Call::SocketClose(socket, code, reason, attachment) => handler
+                .call_socket_close(&mut store, socket, code, reason, attachment)
+                .await
+                .map(Returned::Socket),
         };
+        // Sent only if the event's writes are kept.
+        let outbox = store.data_mut().take_outbox();
         let db = store.data_mut().database();
         if db.take_deadline_hit() {
             // The guest's SQL was stopped at the event's time limit.
@@ -404,6 +506,7 @@ impl Actor {
         match outcome {
             Ok(returned) if returned.succeeded() => match db.end_event() {
                 Ok(()) => {
+                    self.outbox.extend(outbox);
                     self.state = State::Live { store, bindings };
                     Ok(returned)
                 }
@@ -483,7 +586,12 @@ impl Actor {
         };
         let limits = &self.class.settings().limits;
         let limits = EventLimits::new(limits.max_memory_bytes, limits.max_cpu_per_event);
-        let state = ObjectState::new(Arc::clone(&self.object), db, limits);
+        let state = ObjectState::new(
+            Arc::clone(&self.object),
+            db,
+            limits,
+            Arc::clone(self.runtime.sockets()),
+        );
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| state.limits());
         store.epoch_deadline_callback(|mut store| store.data_mut().limits().tick());
@@ -615,5 +723,31 @@ async fn open_database(
             tracing::error!(object = object.name(), class = object.class(), %join_error, "opening the database panicked");
             Err(EventError::Activation)
         }
+    }
+}
+
+/// The accept a guest returned, if its tags are within the limits; a 500
+/// refusal naming the problem otherwise.
+fn checked_accept(accept: SocketAccept) -> Result<SocketAccept, Response> {
+    let problem = if accept.tags.len() > MAX_TAGS {
+        Some(format!("a socket has at most {MAX_TAGS} tags"))
+    } else if accept
+        .tags
+        .iter()
+        .any(|tag| tag.is_empty() || tag.len() > MAX_TAG_BYTES)
+    {
+        Some(format!("a socket tag has 1 to {MAX_TAG_BYTES} bytes"))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(accept),
+        Some(problem) => Err(Response {
+            status: 500,
+            headers: vec![("content-type".into(), b"application/json".to_vec())],
+            body: serde_json::json!({ "error": { "code": "invalid_socket_accept", "message": problem } })
+                .to_string()
+                .into_bytes(),
+        }),
     }
 }

@@ -2,6 +2,7 @@
 
 use tokio::sync::oneshot;
 
+use crate::bindings::podhost::object::types::Message as SocketMessage;
 use crate::bindings::{Request, Response};
 use crate::limits::LimitExceeded;
 use crate::storage::MigrationFailed;
@@ -11,6 +12,12 @@ pub(crate) enum Event {
     Fetch {
         request: Request,
         reply: oneshot::Sender<Result<Response, EventError>>,
+    },
+    /// Something happened on one of the object's WebSockets.
+    Socket {
+        socket: u64,
+        happened: SocketEvent,
+        reply: oneshot::Sender<Result<SocketOutcome, EventError>>,
     },
     /// The object's alarm is due (by the catalog's index): run its
     /// handler if it really is, on attempt `retries + 1`. The reply says
@@ -26,6 +33,28 @@ pub(crate) enum Event {
     Delete {
         reply: oneshot::Sender<Result<bool, EventError>>,
     },
+}
+
+pub(crate) enum SocketEvent {
+    /// A client asks to open the socket (already registered in the hub).
+    Open(Request),
+    Message(SocketMessage),
+    Close {
+        code: u16,
+        reason: String,
+        attachment: Vec<u8>,
+    },
+}
+
+/// What a socket event came to.
+#[derive(Debug)]
+pub(crate) enum SocketOutcome {
+    Accepted,
+    /// The object refused the socket with this response.
+    Refused(Response),
+    /// A message or close, handled (or failed in the guest: the socket
+    /// stays either way).
+    Handled,
 }
 
 /// Why an event produced no response from the object.

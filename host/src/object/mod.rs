@@ -8,6 +8,6 @@ mod registry;
 
 pub(crate) use actor::Actor;
 pub use address::{MAX_NAME_BYTES, ObjectAddr};
-pub(crate) use event::Event;
 pub use event::EventError;
+pub(crate) use event::{Event, SocketEvent, SocketOutcome};
 pub(crate) use registry::Objects;

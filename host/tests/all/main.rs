@@ -4,6 +4,7 @@
 
 mod admin;
 mod alarms;
+mod chat;
 mod counter;
 mod crash;
 mod faults;

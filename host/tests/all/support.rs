@@ -15,7 +15,7 @@ fn guests() -> &'static BTreeMap<String, PathBuf> {
     static GUESTS: OnceLock<BTreeMap<String, PathBuf>> = OnceLock::new();
     GUESTS.get_or_init(|| {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let packages = ["counter", "locks", "probe", "sessions"].map(String::from);
+        let packages = ["chat", "counter", "locks", "probe", "sessions"].map(String::from);
         podhost::dev::build_guests(
             &workspace,
             &packages,
@@ -64,6 +64,8 @@ pub struct Options {
     pub alarm_retry_backoff: &'static str,
     /// Classes beyond the standard guests: name and component.
     pub extra_classes: Vec<(&'static str, PathBuf)>,
+    /// More config sections, e.g. `"[sockets]\nping_interval = \"1s\"\n"`.
+    pub extra_config: &'static str,
 }
 
 impl Default for Options {
@@ -79,9 +81,13 @@ impl Default for Options {
             admin_token: None,
             alarm_retry_backoff: "2s",
             extra_classes: Vec::new(),
+            extra_config: "",
         }
     }
 }
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A `podhost serve` child process.
 pub struct Server {
@@ -114,6 +120,7 @@ impl Server {
             options.max_memory_bytes,
             options.max_storage_bytes,
         );
+        config.push_str(options.extra_config);
         if let Some(token) = options.admin_token {
             config.insert_str(0, &format!("admin_token = {token:?}\n"));
         }
@@ -215,6 +222,13 @@ impl Server {
 
     pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
         read(self.client.post(self.url(path)).body(body).send().await).await
+    }
+
+    /// Opens a WebSocket to `path`.
+    pub async fn ws(&self, path: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        let url = format!("{}{path}", self.base.replacen("http://", "ws://", 1));
+        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        Ok(ws)
     }
 
     pub async fn delete(&self, path: &str) -> (u16, String) {

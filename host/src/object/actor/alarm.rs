@@ -40,13 +40,14 @@ impl Actor {
         let failure = match self.run_event(Call::Alarm(retries)).await {
             Ok(Returned::Alarm(Ok(()))) => None,
             Ok(Returned::Alarm(Err(message))) => Some(message),
-            Ok(Returned::Fetch(_)) => unreachable!("alarm returns no response"),
+            Ok(_) => unreachable!("alarm returns no response"),
             Err(error) => Some(error.to_string()),
         };
         if let Some(message) = failure {
             if let Some(db) = self.database() {
                 db.rollback();
             }
+            self.outbox.clear();
             self.alarm_failed(retries, &message);
             return;
         }
@@ -56,9 +57,11 @@ impl Actor {
                 db.rollback();
             }
             self.discard_live();
+            self.outbox.clear();
             self.alarm_failed(retries, &format!("its writes could not be saved: {error}"));
             return;
         }
+        self.send_outbox();
         self.runtime.metrics().alarm_fired(scheduled, now_ms());
         // The handler cleared the alarm, unless it set another.
         self.index_exactly(after.flatten());

@@ -5,6 +5,7 @@ use podhost_sdk::context::this_object;
 use podhost_sdk::sql::{self, Value};
 use std::time::{Duration, UNIX_EPOCH};
 
+use podhost_sdk::sockets::{self, Accept, Message, Socket};
 use podhost_sdk::{Error, Method, Object, Request, Response, Result, alarms, kv};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -131,6 +132,28 @@ impl Object for Probe {
                 },
             )?;
             alarms::set_in(Duration::from_millis(plan.every_ms))?;
+        }
+        Ok(())
+    }
+
+    /// Any socket is accepted, tagged `all`.
+    fn socket_open(&mut self, _socket: Socket, _req: Request) -> Result<Accept> {
+        Ok(Accept::new().tag("all"))
+    }
+
+    /// `publish:X` publishes X to `all`; `publish-then-fail:X` does too,
+    /// then fails, so X must never leave; `send-then-trap:X` sends X back
+    /// and traps.
+    fn socket_message(&mut self, socket: Socket, message: Message) -> Result<()> {
+        let text = message.as_text().unwrap_or_default();
+        if let Some(x) = text.strip_prefix("publish:") {
+            sockets::publish("all", x);
+        } else if let Some(x) = text.strip_prefix("publish-then-fail:") {
+            sockets::publish("all", x);
+            return Err(Error::internal("failing on purpose"));
+        } else if let Some(x) = text.strip_prefix("send-then-trap:") {
+            socket.send(x)?;
+            panic!("trapping on purpose");
         }
         Ok(())
     }

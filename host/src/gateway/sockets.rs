@@ -1,0 +1,91 @@
+//! A WebSocket upgrade on an object's route: the socket is registered,
+//! the object's `socket-open` decides, and an accepted socket is upgraded
+//! and handed to its connection tasks (`sockets::connection`).
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::mpsc;
+
+use super::ApiError;
+use super::objects::{from_object_response, object_request};
+use crate::object::{ObjectAddr, SocketEvent, SocketOutcome};
+use crate::runtime::Runtime;
+use crate::sockets::connection::{self, Accepted};
+
+/// The read buffer of an idle socket: small, so that idle sockets cost a
+/// few KB; larger messages grow it while they arrive.
+const READ_BUFFER_BYTES: usize = 4096;
+
+pub async fn open(
+    runtime: Arc<Runtime>,
+    class: String,
+    name: String,
+    path: &str,
+    mut parts: Parts,
+) -> Result<Response, ApiError> {
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return Ok(rejection.into_response()),
+    };
+    let request = object_request(&parts, path, Vec::new());
+    let settings = runtime.config().sockets.clone();
+    let hub = Arc::clone(runtime.sockets());
+    let object_id = ObjectAddr::new(&class, &name).id().to_string();
+    let socket = hub.next_socket();
+    let (queue_in, queue) = mpsc::channel(settings.max_queued_messages);
+    let control = hub.register(&object_id, socket, queue_in, settings.max_per_object)?;
+    let opened = runtime
+        .socket_event(&class, &name, socket, SocketEvent::Open(request))
+        .await;
+    let refused = match opened {
+        Ok(SocketOutcome::Accepted) => None,
+        Ok(SocketOutcome::Refused(response)) => Some(from_object_response(response)),
+        Ok(SocketOutcome::Handled) => Some(Err(ApiError::Internal(
+            "the socket was neither accepted nor refused".into(),
+        ))),
+        Err(error) => Some(Err(error.into())),
+    };
+    if let Some(response) = refused {
+        hub.remove(&object_id, socket);
+        return response;
+    }
+    runtime.metrics().sockets_opened.inc();
+    let failed = {
+        let (runtime, class, name, object_id) = (
+            Arc::clone(&runtime),
+            class.clone(),
+            name.clone(),
+            object_id.clone(),
+        );
+        move |error: axum::Error| {
+            tracing::debug!(object = name, class, socket, %error, "the WebSocket upgrade failed");
+            if let Some(attachment) = runtime.sockets().remove(&object_id, socket) {
+                tokio::spawn(async move {
+                    let _ = runtime
+                        .socket_close(&class, &name, socket, 1006, String::new(), attachment)
+                        .await;
+                });
+            }
+        }
+    };
+    let accepted = Accepted {
+        runtime,
+        class,
+        name,
+        object_id,
+        socket,
+        queue,
+        control,
+    };
+    Ok(upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(settings.max_message_bytes)
+        .max_frame_size(settings.max_message_bytes)
+        .on_failed_upgrade(failed)
+        .on_upgrade(move |ws| connection::run(ws, accepted)))
+}

@@ -1,0 +1,309 @@
+//! Every open socket, by object: tags, attachment, the queue its writer
+//! drains, and the object's auto-response.
+//!
+//! One lock finds an object's sockets; each object's sockets have a lock
+//! of their own, so a publish to one room does not hold up the others.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::extract::ws::Message;
+use tokio::sync::{Notify, mpsc};
+
+use super::Outgoing;
+use super::outbox::close_frame;
+
+/// Why a socket could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketRefused {
+    #[error("the object has {0} open sockets, its limit")]
+    TooMany(usize),
+}
+
+#[derive(Default)]
+pub struct Hub {
+    next_socket: AtomicU64,
+    /// Connections whose tasks still run (closing ones included).
+    connections: AtomicUsize,
+    objects: Mutex<HashMap<String, Arc<Mutex<ObjectSockets>>>>,
+    /// By object; kept while the object has no sockets, so it can set it
+    /// when it activates.
+    auto_responses: Mutex<HashMap<String, Arc<(String, String)>>>,
+}
+
+/// An object's sockets, oldest first (ids only grow).
+#[derive(Default)]
+pub struct ObjectSockets {
+    sockets: BTreeMap<u64, Entry>,
+}
+
+struct Entry {
+    tags: Vec<String>,
+    attachment: Vec<u8>,
+    queue: mpsc::Sender<Message>,
+    control: Arc<Control>,
+}
+
+/// How the hub stops a connection that cannot take its queue any more.
+#[derive(Default)]
+pub struct Control {
+    forced: Mutex<Option<(u16, String)>>,
+    pub wake: Notify,
+}
+
+impl Control {
+    /// Asks the writer to close the socket with `code`, dropping what is
+    /// still queued.
+    pub fn force(&self, code: u16, reason: &str) {
+        *lock(&self.forced) = Some((code, reason.to_string()));
+        self.wake.notify_one();
+    }
+
+    /// The close asked for, if any.
+    pub fn forced(&self) -> Option<(u16, String)> {
+        lock(&self.forced).take()
+    }
+}
+
+/// A socket as the object sees it.
+pub struct SocketInfo {
+    pub socket: u64,
+    pub tags: Vec<String>,
+    pub attachment: Vec<u8>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here leaves the maps consistent.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Hub {
+    /// A new socket number, unique in this server.
+    pub fn next_socket(&self) -> u64 {
+        self.next_socket.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn object(&self, object: &str) -> Option<Arc<Mutex<ObjectSockets>>> {
+        lock(&self.objects).get(object).cloned()
+    }
+
+    fn with<T>(&self, object: &str, f: impl FnOnce(&mut ObjectSockets) -> T) -> Option<T> {
+        let sockets = self.object(object)?;
+        let mut sockets = lock(&sockets);
+        Some(f(&mut sockets))
+    }
+
+    /// Registers a socket of `object` (without tags yet) and returns the
+    /// connection's control. Refused past `max` sockets.
+    pub fn register(
+        &self,
+        object: &str,
+        socket: u64,
+        queue: mpsc::Sender<Message>,
+        max: usize,
+    ) -> Result<Arc<Control>, SocketRefused> {
+        let sockets = Arc::clone(lock(&self.objects).entry(object.to_string()).or_default());
+        let mut sockets = lock(&sockets);
+        if sockets.sockets.len() >= max {
+            return Err(SocketRefused::TooMany(max));
+        }
+        let control = Arc::new(Control::default());
+        sockets.sockets.insert(
+            socket,
+            Entry {
+                tags: Vec::new(),
+                attachment: Vec::new(),
+                queue,
+                control: Arc::clone(&control),
+            },
+        );
+        Ok(control)
+    }
+
+    /// Sets the tags the object accepted the socket with.
+    pub fn set_tags(&self, object: &str, socket: u64, tags: Vec<String>) {
+        self.with(object, |sockets| {
+            if let Some(entry) = sockets.sockets.get_mut(&socket) {
+                entry.tags = tags;
+            }
+        });
+    }
+
+    /// Forgets a socket; returns its attachment if it was registered. The
+    /// last socket of an object takes the object's entry with it.
+    pub fn remove(&self, object: &str, socket: u64) -> Option<Vec<u8>> {
+        let mut objects = lock(&self.objects);
+        let sockets = objects.get(object)?;
+        let mut sockets = lock(sockets);
+        let removed = sockets
+            .sockets
+            .remove(&socket)
+            .map(|entry| entry.attachment);
+        let empty = sockets.sockets.is_empty();
+        drop(sockets);
+        if empty {
+            objects.remove(object);
+        }
+        removed
+    }
+
+    pub fn contains(&self, object: &str, socket: u64) -> bool {
+        self.with(object, |sockets| sockets.sockets.contains_key(&socket))
+            .unwrap_or(false)
+    }
+
+    /// How many of the object's sockets are tagged `tag`.
+    pub fn count_tagged(&self, object: &str, tag: &str) -> usize {
+        self.with(object, |sockets| {
+            sockets
+                .sockets
+                .values()
+                .filter(|entry| entry.tags.iter().any(|t| t == tag))
+                .count()
+        })
+        .unwrap_or(0)
+    }
+
+    /// The object's sockets, all or those tagged `tag`.
+    pub fn list(&self, object: &str, tag: Option<&str>) -> Vec<SocketInfo> {
+        self.with(object, |sockets| {
+            sockets
+                .sockets
+                .iter()
+                .filter(|(_, entry)| tag.is_none_or(|tag| entry.tags.iter().any(|t| t == tag)))
+                .map(|(&socket, entry)| SocketInfo {
+                    socket,
+                    tags: entry.tags.clone(),
+                    attachment: entry.attachment.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
+    /// Replaces a socket's attachment; false if there is no such socket.
+    pub fn set_attachment(&self, object: &str, socket: u64, attachment: Vec<u8>) -> bool {
+        self.with(object, |sockets| match sockets.sockets.get_mut(&socket) {
+            Some(entry) => {
+                entry.attachment = attachment;
+                true
+            }
+            None => false,
+        })
+        .unwrap_or(false)
+    }
+
+    pub fn attachment(&self, object: &str, socket: u64) -> Option<Vec<u8>> {
+        self.with(object, |sockets| {
+            sockets
+                .sockets
+                .get(&socket)
+                .map(|entry| entry.attachment.clone())
+        })?
+    }
+
+    /// Sets or removes the object's auto-response.
+    pub fn set_auto_response(&self, object: &str, pair: Option<(String, String)>) {
+        let mut responses = lock(&self.auto_responses);
+        match pair {
+            Some(pair) => responses.insert(object.to_string(), Arc::new(pair)),
+            None => responses.remove(object),
+        };
+    }
+
+    /// The reply the host gives to `text` for the object, if it has one.
+    pub fn auto_reply(&self, object: &str, text: &str) -> Option<String> {
+        let pair = lock(&self.auto_responses).get(object).cloned()?;
+        (pair.0 == text).then(|| pair.1.clone())
+    }
+
+    /// Hands a committed batch's messages and closes to the sockets'
+    /// queues, in order. A socket whose queue is full is too slow to keep:
+    /// it is closed (1013, try again later) rather than hold up the rest,
+    /// and its reader tells the object as for any close.
+    pub fn deliver(&self, object: &str, outbox: Vec<Outgoing>) {
+        let Some(sockets) = self.object(object) else {
+            return;
+        };
+        let mut sockets = lock(&sockets);
+        for outgoing in outbox {
+            match outgoing {
+                Outgoing::Send { socket, message } => {
+                    if let Some(entry) = sockets.sockets.get(&socket) {
+                        enqueue(socket, entry, message);
+                    }
+                }
+                Outgoing::Publish { tag, message } => {
+                    for (&socket, entry) in &sockets.sockets {
+                        if entry.tags.contains(&tag) {
+                            enqueue(socket, entry, message.clone());
+                        }
+                    }
+                }
+                Outgoing::Close {
+                    socket,
+                    code,
+                    reason,
+                } => {
+                    if let Some(entry) = sockets.sockets.remove(&socket) {
+                        enqueue(socket, &entry, close_frame(code, &reason));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes every socket (1001, going away) and waits up to `within`
+    /// for their connections to send the close and end, for shutdown.
+    pub async fn close_all(&self, within: Duration) {
+        let objects: Vec<_> = lock(&self.objects).drain().map(|(_, s)| s).collect();
+        for sockets in objects {
+            for (_, entry) in std::mem::take(&mut lock(&sockets).sockets) {
+                entry.control.force(1001, "the server is shutting down");
+            }
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        while self.connections.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Counts a running connection until the guard drops.
+    pub fn connection(self: &Arc<Self>) -> ConnectionGuard {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(Arc::clone(self))
+    }
+
+    /// How many sockets are open.
+    pub fn open(&self) -> usize {
+        let objects: Vec<_> = lock(&self.objects).values().cloned().collect();
+        objects.iter().map(|s| lock(s).sockets.len()).sum()
+    }
+}
+
+pub struct ConnectionGuard(Arc<Hub>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn enqueue(socket: u64, entry: &Entry, message: Message) {
+    match entry.queue.try_send(message) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            tracing::warn!(socket, "closing a socket too slow to take its messages");
+            entry
+                .control
+                .force(1013, "too slow: too many messages waiting");
+        }
+        // The connection ended; its reader removes it and tells the object.
+        Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}

@@ -1,0 +1,23 @@
+//! WebSockets held by the host for objects.
+//!
+//! A socket belongs to the [`Hub`], not to the object's actor: it stays
+//! open while the object hibernates, and a message on it wakes the object
+//! as any event would. Each connection runs as two tasks
+//! ([`connection`]): a reader that turns frames into events, and a writer
+//! that drains the socket's queue, which the hub fills after each commit.
+
+pub(crate) mod connection;
+mod hub;
+mod outbox;
+
+pub use hub::{Hub, SocketInfo, SocketRefused};
+pub use outbox::{Outgoing, frame};
+
+/// Tags a socket may have, and how long each may be.
+pub const MAX_TAGS: usize = 10;
+pub const MAX_TAG_BYTES: usize = 256;
+/// The largest attachment a socket may carry.
+pub const MAX_ATTACHMENT_BYTES: usize = 4096;
+/// The longest close reason the protocol allows (a control frame's 125
+/// bytes, less the code).
+pub const MAX_CLOSE_REASON_BYTES: usize = 123;

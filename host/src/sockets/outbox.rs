@@ -1,0 +1,39 @@
+//! What an event asks its sockets to do; held until the event's batch
+//! commits (the output gate), then handed to the [`Hub`](super::Hub).
+
+use axum::extract::ws::{CloseFrame, Message};
+
+use crate::bindings::podhost::object::types::Message as SocketMessage;
+
+pub enum Outgoing {
+    Send {
+        socket: u64,
+        message: Message,
+    },
+    /// To every socket tagged `tag` when the batch commits.
+    Publish {
+        tag: String,
+        message: Message,
+    },
+    Close {
+        socket: u64,
+        code: u16,
+        reason: String,
+    },
+}
+
+/// The frame to send for a guest's message; text and binary payloads are
+/// reference-counted, so a publish to many sockets shares one copy.
+pub fn frame(message: SocketMessage) -> Message {
+    match message {
+        SocketMessage::Text(text) => Message::Text(text.into()),
+        SocketMessage::Binary(bytes) => Message::Binary(bytes.into()),
+    }
+}
+
+pub fn close_frame(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
