@@ -31,6 +31,7 @@ pub mod alarms;
 pub mod bindings;
 pub mod context;
 mod error;
+pub mod events;
 mod http_types;
 pub mod kv;
 mod object;

@@ -60,6 +60,8 @@ pub struct Config {
     pub alarms: AlarmSettings,
     /// WebSockets: limits and keepalive.
     pub sockets: SocketSettings,
+    /// The objects' event logs, streamed as Server-Sent Events.
+    pub events: EventSettings,
     /// The bearer token `/admin/*` requires; without one the admin API is
     /// off.
     pub admin_token: Option<Secret>,
@@ -141,6 +143,27 @@ impl Default for SocketSettings {
             max_message_bytes: 1 << 20,
             max_queued_messages: 1024,
             ping_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[events]`: each object's durable event log (`events.publish`), which
+/// SSE clients resume from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventSettings {
+    /// Events kept per object; a client that missed more than this is told
+    /// of the gap.
+    pub retention: u64,
+    /// Largest `data` of one event.
+    pub max_data_bytes: usize,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        EventSettings {
+            retention: 1000,
+            max_data_bytes: 64 << 10,
         }
     }
 }
@@ -267,6 +290,7 @@ impl Default for Config {
             limits: Limits::default(),
             alarms: AlarmSettings::default(),
             sockets: SocketSettings::default(),
+            events: EventSettings::default(),
             admin_token: None,
             classes: BTreeMap::new(),
         }
@@ -341,6 +365,9 @@ impl Config {
             bail!(
                 "[sockets]: max_per_object and max_queued_messages must be at least 1, max_message_bytes at least 125"
             );
+        }
+        if self.events.retention == 0 {
+            bail!("[events]: retention must be at least 1");
         }
         if sockets.ping_interval < Duration::from_millis(100) {
             bail!("[sockets]: ping_interval must be at least 100ms");

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use wasmtime::Engine;
 
@@ -13,11 +13,12 @@ use crate::alarms::Alarms;
 use crate::bindings::podhost::object::types::Message as SocketMessage;
 use crate::bindings::{Request, Response};
 use crate::capabilities;
+use crate::capabilities::events::Backlog;
 use crate::config::Config;
 use crate::engine::{self, Class};
 use crate::metrics::Metrics;
 use crate::object::{Actor, Event, EventError, ObjectAddr, Objects, SocketEvent, SocketOutcome};
-use crate::sockets::Hub;
+use crate::sockets::{Hub, LoggedEvent};
 use crate::storage::catalog::{Catalog, CatalogUpdate, CatalogWriter};
 use crate::storage::{DataDir, DataDirLock};
 
@@ -58,6 +59,7 @@ impl Runtime {
             classes.insert(name.clone(), Arc::new(class));
         }
         let writer = CatalogWriter::start(Arc::clone(&catalog));
+        let sockets = Arc::new(Hub::new(config.events.clone()));
         let runtime = Arc::new(Runtime {
             objects: Objects::new(config.max_active as usize),
             config,
@@ -67,7 +69,7 @@ impl Runtime {
             metrics: Metrics::default(),
             catalog,
             alarms: Alarms::default(),
-            sockets: Arc::default(),
+            sockets,
             catalog_writer: Mutex::new(Some(writer)),
             _lock: lock,
         });
@@ -111,6 +113,23 @@ impl Runtime {
         self.deliver(class, name, |reply| Event::Socket {
             socket,
             happened,
+            reply,
+        })
+        .await?
+    }
+
+    /// Subscribes to object `name`'s event log after event `after` (none:
+    /// live only); returns what the subscriber missed.
+    pub(crate) async fn subscribe(
+        self: &Arc<Self>,
+        class: &str,
+        name: &str,
+        after: Option<u64>,
+        subscriber: mpsc::Sender<LoggedEvent>,
+    ) -> Result<Backlog, EventError> {
+        self.deliver(class, name, |reply| Event::Subscribe {
+            after,
+            subscriber,
             reply,
         })
         .await?

@@ -14,9 +14,11 @@
 //!   echoed back). A text `ping` is answered `pong` by the host.
 //! - `GET /messages?after=ID&limit=N`: stored messages, oldest first.
 //! - `GET /presence`: the names of the connected members.
+//! - `GET /_events` (Server-Sent Events): every message as an event
+//!   `message`; reconnecting with `Last-Event-ID` resumes without a gap.
 
 use podhost_sdk::sockets::{self, Accept, Closed, Message, Socket};
-use podhost_sdk::{Error, Method, Object, Request, Response, Result, sql, time};
+use podhost_sdk::{Error, Method, Object, Request, Response, Result, events, sql, time};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -109,17 +111,16 @@ impl Object for Chat {
             (&member.name, &said.text, at_ms),
         )?
         .last_insert_rowid();
-        sockets::publish_json(
-            ROOM,
-            &json!({
-                "type": "message",
-                "id": id,
-                "name": member.name,
-                "text": said.text,
-                "at_ms": at_ms,
-                "client_id": said.client_id,
-            }),
-        )?;
+        let message = json!({
+            "type": "message",
+            "id": id,
+            "name": member.name,
+            "text": said.text,
+            "at_ms": at_ms,
+            "client_id": said.client_id,
+        });
+        sockets::publish_json(ROOM, &message)?;
+        events::publish_json("message", &message)?;
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 pub(crate) mod alarms;
 mod broadcast;
 mod context;
+pub(crate) mod events;
 mod kv;
 mod sql;
 mod types;

@@ -53,6 +53,7 @@ impl ApiError {
                     (StatusCode::INTERNAL_SERVER_ERROR, "memory_limit_exceeded")
                 }
                 EventError::Activation => (StatusCode::INTERNAL_SERVER_ERROR, "activation_failed"),
+                EventError::EventLog => (StatusCode::INTERNAL_SERVER_ERROR, "event_log_failed"),
                 EventError::DeleteFailed => (StatusCode::INTERNAL_SERVER_ERROR, "delete_failed"),
                 EventError::DeferredConstraint => (StatusCode::CONFLICT, "constraint_failed"),
                 EventError::Migration(_) => (StatusCode::INTERNAL_SERVER_ERROR, "migration_failed"),

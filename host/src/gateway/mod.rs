@@ -2,6 +2,7 @@
 
 mod admin;
 mod error;
+mod events;
 mod health;
 mod objects;
 mod sockets;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 
-use super::{ApiError, sockets};
+use super::{ApiError, events, sockets};
 use crate::bindings;
 use crate::object::MAX_NAME_BYTES;
 use crate::runtime::Runtime;
@@ -55,6 +55,10 @@ async fn forward(
         )));
     }
     let limit = runtime.class(&class)?.settings().limits.max_body_bytes;
+    if path == events::EVENTS_PATH && request.method() == Method::GET {
+        let (parts, _) = request.into_parts();
+        return events::stream(runtime, class, name, parts).await;
+    }
     if is_websocket_upgrade(request.headers()) {
         let (parts, _) = request.into_parts();
         return sockets::open(runtime, class, name, path, parts).await;

@@ -39,11 +39,12 @@ use crate::bindings::podhost::object::types::{Message as SocketMessage, SocketAc
 use crate::bindings::{Object, Request, Response};
 use crate::capabilities::ObjectState;
 use crate::capabilities::alarms::write_alarm;
+use crate::capabilities::events::{Backlog, read_backlog};
 use crate::config::ClassSettings;
 use crate::engine::Class;
 use crate::limits::{EventLimits, LimitExceeded};
 use crate::runtime::Runtime;
-use crate::sockets::{MAX_TAG_BYTES, MAX_TAGS, Outgoing};
+use crate::sockets::{LoggedEvent, MAX_TAG_BYTES, MAX_TAGS, Outgoing};
 use crate::storage::Database;
 use crate::storage::catalog::{CatalogUpdate, ObjectSeen, now_ms};
 
@@ -176,6 +177,13 @@ impl Actor {
                 }
                 Some(Event::Delete { reply }) => {
                     let _ = reply.send(self.delete().await);
+                }
+                Some(Event::Subscribe {
+                    after,
+                    subscriber,
+                    reply,
+                }) => {
+                    let _ = reply.send(self.subscribe(after, subscriber).await);
                 }
                 Some(Event::Alarm { retries, reply }) => {
                     self.last_active = now_ms();
@@ -389,6 +397,30 @@ impl Actor {
             self.runtime.metrics().commits.inc();
         }
         committed
+    }
+
+    /// Reads what an SSE client missed and registers it for what comes
+    /// next, in one step between batches: no committed event is missed or
+    /// sent twice.
+    async fn subscribe(
+        &mut self,
+        after: Option<u64>,
+        subscriber: mpsc::Sender<LoggedEvent>,
+    ) -> Result<Backlog, EventError> {
+        let (mut store, bindings) = self.activate().await?;
+        let backlog = match after {
+            Some(after) => read_backlog(store.data_mut().database().host(), after),
+            None => Ok(Backlog::default()),
+        };
+        self.state = State::Live { store, bindings };
+        let backlog = backlog.map_err(|error| {
+            tracing::error!(object = self.object.name(), class = self.object.class(), %error, "cannot read the event log");
+            EventError::EventLog
+        })?;
+        self.runtime
+            .sockets()
+            .subscribe(self.object.id(), subscriber);
+        Ok(backlog)
     }
 
     /// Hands the committed batch's socket messages to the hub.

@@ -1,10 +1,12 @@
 //! What an object is asked to do, and how that can fail.
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::bindings::podhost::object::types::Message as SocketMessage;
 use crate::bindings::{Request, Response};
+use crate::capabilities::events::Backlog;
 use crate::limits::LimitExceeded;
+use crate::sockets::LoggedEvent;
 use crate::storage::MigrationFailed;
 
 /// One unit of work for an object.
@@ -18,6 +20,14 @@ pub(crate) enum Event {
         socket: u64,
         happened: SocketEvent,
         reply: oneshot::Sender<Result<SocketOutcome, EventError>>,
+    },
+    /// An SSE client subscribes, having seen the events up to `after` if
+    /// it says so: the reply is what it missed, and from then on the
+    /// subscriber gets each committed event.
+    Subscribe {
+        after: Option<u64>,
+        subscriber: mpsc::Sender<LoggedEvent>,
+        reply: oneshot::Sender<Result<Backlog, EventError>>,
     },
     /// The object's alarm is due (by the catalog's index): run its
     /// handler if it really is, on attempt `retries + 1`. The reply says
@@ -76,6 +86,8 @@ pub enum EventError {
     DeleteFailed,
     #[error("the object could not be activated")]
     Activation,
+    #[error("the object's event log could not be read")]
+    EventLog,
     #[error("the object's changes could not be saved; they were rolled back")]
     Commit,
     #[error("too many objects are active on this server; retry later")]

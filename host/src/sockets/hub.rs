@@ -12,8 +12,9 @@ use std::time::Duration;
 use axum::extract::ws::Message;
 use tokio::sync::{Notify, mpsc};
 
-use super::Outgoing;
 use super::outbox::close_frame;
+use super::{LoggedEvent, Outgoing};
+use crate::config::EventSettings;
 
 /// Why a socket could not be registered.
 #[derive(Debug, thiserror::Error)]
@@ -22,8 +23,10 @@ pub enum SocketRefused {
     TooMany(usize),
 }
 
-#[derive(Default)]
 pub struct Hub {
+    events: EventSettings,
+    /// SSE subscribers by object.
+    streams: Mutex<HashMap<String, Vec<mpsc::Sender<LoggedEvent>>>>,
     next_socket: AtomicU64,
     /// Connections whose tasks still run (closing ones included).
     connections: AtomicUsize,
@@ -82,6 +85,49 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hub {
+    pub fn new(events: EventSettings) -> Self {
+        Hub {
+            events,
+            streams: Mutex::default(),
+            next_socket: AtomicU64::default(),
+            connections: AtomicUsize::default(),
+            objects: Mutex::default(),
+            auto_responses: Mutex::default(),
+        }
+    }
+
+    pub fn event_settings(&self) -> &EventSettings {
+        &self.events
+    }
+
+    /// Adds an SSE subscriber of `object`'s events; it is dropped when its
+    /// client goes or falls too far behind (it then resumes by id).
+    pub fn subscribe(&self, object: &str, subscriber: mpsc::Sender<LoggedEvent>) {
+        let mut streams = lock(&self.streams);
+        let subscribers = streams.entry(object.to_string()).or_default();
+        subscribers.retain(|s| !s.is_closed());
+        subscribers.push(subscriber);
+    }
+
+    /// How many SSE subscribers are connected.
+    pub fn subscribers(&self) -> usize {
+        lock(&self.streams)
+            .values()
+            .flatten()
+            .filter(|s| !s.is_closed())
+            .count()
+    }
+
+    fn stream(&self, object: &str, event: &LoggedEvent) {
+        let mut streams = lock(&self.streams);
+        let Some(subscribers) = streams.get_mut(object) else {
+            return;
+        };
+        subscribers.retain(|subscriber| subscriber.try_send(event.clone()).is_ok());
+        if subscribers.is_empty() {
+            streams.remove(object);
+        }
+    }
     /// A new socket number, unique in this server.
     pub fn next_socket(&self) -> u64 {
         self.next_socket.fetch_add(1, Ordering::Relaxed) + 1
@@ -226,11 +272,16 @@ impl Hub {
     /// it is closed (1013, try again later) rather than hold up the rest,
     /// and its reader tells the object as for any close.
     pub fn deliver(&self, object: &str, outbox: Vec<Outgoing>) {
-        let Some(sockets) = self.object(object) else {
-            return;
-        };
-        let mut sockets = lock(&sockets);
+        let sockets = self.object(object);
+        let mut sockets = sockets.as_deref().map(lock);
         for outgoing in outbox {
+            if let Outgoing::Event(event) = &outgoing {
+                self.stream(object, event);
+                continue;
+            }
+            let Some(sockets) = sockets.as_deref_mut() else {
+                continue;
+            };
             match outgoing {
                 Outgoing::Send { socket, message } => {
                     if let Some(entry) = sockets.sockets.get(&socket) {
@@ -253,6 +304,7 @@ impl Hub {
                         enqueue(socket, &entry, close_frame(code, &reason));
                     }
                 }
+                Outgoing::Event(_) => {}
             }
         }
     }

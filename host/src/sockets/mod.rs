@@ -1,17 +1,19 @@
-//! WebSockets held by the host for objects.
+//! WebSockets and event streams held by the host for objects.
 //!
 //! A socket belongs to the [`Hub`], not to the object's actor: it stays
 //! open while the object hibernates, and a message on it wakes the object
 //! as any event would. Each connection runs as two tasks
 //! ([`connection`]): a reader that turns frames into events, and a writer
 //! that drains the socket's queue, which the hub fills after each commit.
+//! Server-Sent Events subscribers are held the same way and get the
+//! object's logged events after each commit.
 
 pub(crate) mod connection;
 mod hub;
 mod outbox;
 
 pub use hub::{Hub, SocketInfo, SocketRefused};
-pub use outbox::{Outgoing, frame};
+pub use outbox::{LoggedEvent, Outgoing, frame};
 
 /// Tags a socket may have, and how long each may be.
 pub const MAX_TAGS: usize = 10;

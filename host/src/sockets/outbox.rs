@@ -1,9 +1,19 @@
 //! What an event asks its sockets to do; held until the event's batch
 //! commits (the output gate), then handed to the [`Hub`](super::Hub).
 
+use std::sync::Arc;
+
 use axum::extract::ws::{CloseFrame, Message};
 
 use crate::bindings::podhost::object::types::Message as SocketMessage;
+
+/// An event of an object's log, as SSE subscribers get it.
+#[derive(Debug, Clone)]
+pub struct LoggedEvent {
+    pub id: u64,
+    pub name: Arc<str>,
+    pub data: Arc<str>,
+}
 
 pub enum Outgoing {
     Send {
@@ -20,6 +30,8 @@ pub enum Outgoing {
         code: u16,
         reason: String,
     },
+    /// To the object's SSE subscribers.
+    Event(LoggedEvent),
 }
 
 /// The frame to send for a guest's message; text and binary payloads are

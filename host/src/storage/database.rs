@@ -53,6 +53,7 @@ const STORAGE_BACKSTOP: u64 = 2 * MAX_VALUE_LENGTH as u64;
 pub(super) const INTERNAL_SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS _podhost_kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS _podhost_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS _podhost_events (id INTEGER PRIMARY KEY, name TEXT NOT NULL, data TEXT NOT NULL);
 ";
 
 // Transaction control, named so that they can go through the statement

@@ -323,3 +323,70 @@ async fn next_text(ws: &mut Ws) -> String {
         }
     }
 }
+
+/// The next SSE event's message text, checking its id.
+async fn next_logged(events: &mut crate::support::EventStream, id: u64) -> String {
+    let event = events.next().await;
+    assert_eq!(
+        (event.id, event.event.as_str()),
+        (Some(id), "message"),
+        "{event:?}"
+    );
+    let data: Value = serde_json::from_str(&event.data).expect("JSON data");
+    data["text"].as_str().expect("a text").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sse_client_resumes_with_last_event_id_and_misses_nothing() {
+    let (server, _dir) = Server::start(Options {
+        idle_timeout: "300ms",
+        extra_config: "[events]\nretention = 4\n",
+        ..Options::default()
+    })
+    .await;
+    let events = "/objects/chat/news/_events";
+    let mut follower = server.events(events, None).await;
+    let mut ada = join(&server, "news", "ada").await;
+    for (i, text) in ["m1", "m2"].into_iter().enumerate() {
+        say(&mut ada, text, "").await;
+        next_of(&mut ada, "message").await;
+        assert_eq!(next_logged(&mut follower, i as u64 + 1).await, text);
+    }
+    drop(follower);
+
+    for text in ["m3", "m4", "m5"] {
+        say(&mut ada, text, "").await;
+        next_of(&mut ada, "message").await;
+    }
+    let mut follower = server.events(events, Some(2)).await;
+    for (id, text) in [(3, "m3"), (4, "m4"), (5, "m5")] {
+        assert_eq!(
+            next_logged(&mut follower, id).await,
+            text,
+            "missed, in order"
+        );
+    }
+    assert!(
+        server
+            .metric_becomes("podhost_objects_active", WAIT, |n| n == 0)
+            .await,
+        "the room hibernates with a follower connected"
+    );
+    say(&mut ada, "m6", "").await;
+    assert_eq!(next_logged(&mut follower, 6).await, "m6", "then live ones");
+
+    // The log keeps 4 events (3..=6): a client that saw only 1 is told.
+    let mut late = server.events(events, Some(1)).await;
+    assert_eq!(late.next().await.event, "podhost-gap");
+    assert_eq!(next_logged(&mut late, 3).await, "m3");
+
+    let (status, _) = server
+        .client
+        .get(server.url(events))
+        .header("last-event-id", "yesterday")
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .expect("answered");
+    assert_eq!(status, 400);
+}

@@ -89,6 +89,59 @@ impl Default for Options {
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// One Server-Sent Event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    pub id: Option<u64>,
+    pub event: String,
+    pub data: String,
+}
+
+/// A Server-Sent Events response, read event by event.
+pub struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl EventStream {
+    /// The next event (keep-alive comments skipped), within 10 s.
+    pub async fn next(&mut self) -> SseEvent {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent {
+                    id: None,
+                    event: "message".into(),
+                    data: String::new(),
+                };
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    match field {
+                        "id" => event.id = value.parse().ok(),
+                        "event" => event.event = value.to_string(),
+                        "data" => data.push(value),
+                        _ => {}
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                event.data = data.join("\n");
+                return event;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.response.chunk())
+                .await
+                .expect("an event within 10 s")
+                .expect("the stream is readable")
+                .expect("the stream is open");
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        }
+    }
+}
+
 /// A `podhost serve` child process.
 pub struct Server {
     child: Child,
@@ -229,6 +282,21 @@ impl Server {
         let url = format!("{}{path}", self.base.replacen("http://", "ws://", 1));
         let (ws, _) = tokio_tungstenite::connect_async(url).await?;
         Ok(ws)
+    }
+
+    /// Follows the Server-Sent Events at `path`, resuming after
+    /// `last_event_id` if given.
+    pub async fn events(&self, path: &str, last_event_id: Option<u64>) -> EventStream {
+        let mut request = self.client.get(self.url(path));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await.expect("subscribed");
+        assert_eq!(response.status(), 200, "{path}");
+        EventStream {
+            response,
+            buffer: String::new(),
+        }
     }
 
     pub async fn delete(&self, path: &str) -> (u16, String) {
