@@ -207,6 +207,11 @@ pub fn sockets(tag: Option<&str>) -> Vec<SocketInfo> {
         .collect()
 }
 
+/// How many sockets are open, all or those tagged `tag`.
+pub fn count(tag: Option<&str>) -> u32 {
+    wit::count(tag)
+}
+
 /// Lets the host answer a text message equal to `request` with `response`
 /// without waking the object (a keepalive ping, say); `None` removes it.
 pub fn set_auto_response(pair: Option<(&str, &str)>) {

@@ -9,7 +9,8 @@
 //!   client first gets `{"type": "history", "messages": [...]}`, then
 //!   `{"type": "message", "id", "name", "text", "at_ms", "client_id"}` for
 //!   every message (its own included: the echo is its acknowledgement),
-//!   and `{"type": "join" | "leave", "name"}`.
+//!   and `{"type": "join" | "leave", "name"}` while the room has fewer
+//!   than 100 members.
 //!   It sends `{"text": "...", "client_id": "..."}` (`client_id` optional,
 //!   echoed back). A text `ping` is answered `pong` by the host.
 //! - `GET /messages?after=ID&limit=N`: stored messages, oldest first.
@@ -26,6 +27,9 @@ const ROOM: &str = "room";
 const HISTORY: i64 = 50;
 const MAX_NAME_BYTES: usize = 32;
 const MAX_TEXT_BYTES: usize = 4096;
+/// Rooms this big stop announcing joins and leaves to everyone (each would
+/// cost a message per member); their clients read `/presence` instead.
+const ANNOUNCED_UP_TO: u32 = 100;
 
 struct Chat;
 
@@ -88,7 +92,9 @@ impl Object for Chat {
         sockets::set_auto_response(Some(("ping", "pong")));
         socket.set_attachment(&Member { name: name.clone() })?;
         socket.send_json(&json!({ "type": "history", "messages": recent()? }))?;
-        sockets::publish_json(ROOM, &json!({ "type": "join", "name": name }))?;
+        if sockets::count(Some(ROOM)) < ANNOUNCED_UP_TO {
+            sockets::publish_json(ROOM, &json!({ "type": "join", "name": name }))?;
+        }
         Ok(Accept::new().tag(ROOM))
     }
 
@@ -125,7 +131,9 @@ impl Object for Chat {
     }
 
     fn socket_close(&mut self, closed: Closed) -> Result<()> {
-        if let Some(member) = closed.attachment::<Member>()? {
+        if sockets::count(Some(ROOM)) < ANNOUNCED_UP_TO
+            && let Some(member) = closed.attachment::<Member>()?
+        {
             sockets::publish_json(ROOM, &json!({ "type": "leave", "name": member.name }))?;
         }
         Ok(())

@@ -18,7 +18,7 @@ impl Host for ObjectState {
     }
 
     fn publish(&mut self, tag: String, message: SocketMessage) -> u32 {
-        let tagged = self.sockets.count_tagged(self.object.id(), &tag);
+        let tagged = self.sockets.count(self.object.id(), Some(&tag));
         self.outbox.push(Outgoing::Publish {
             tag,
             message: frame(message),
@@ -36,6 +36,11 @@ impl Host for ObjectState {
                 attachment: info.attachment,
             })
             .collect()
+    }
+
+    fn count(&mut self, tag: Option<String>) -> u32 {
+        let count = self.sockets.count(self.object.id(), tag.as_deref());
+        u32::try_from(count).unwrap_or(u32::MAX)
     }
 
     fn close(&mut self, socket: u64, code: u16, reason: String) -> Result<(), SocketError> {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{any, delete, get};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
@@ -40,6 +41,13 @@ pub async fn serve(
     runtime: Arc<Runtime>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Responses and socket frames are written whole: Nagle's algorithm
+    // would only hold small ones back waiting for an ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router(Arc::clone(&runtime)))
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -17,8 +17,8 @@ use crate::runtime::Runtime;
 use crate::sockets::connection::{self, Accepted};
 
 /// The read buffer of an idle socket: small, so that idle sockets cost a
-/// few KB; larger messages grow it while they arrive.
-const READ_BUFFER_BYTES: usize = 4096;
+/// few KB; a larger message grows it while it arrives.
+const READ_BUFFER_BYTES: usize = 2048;
 
 pub async fn open(
     runtime: Arc<Runtime>,

@@ -4,7 +4,7 @@
 //! One lock finds an object's sockets; each object's sockets have a lock
 //! of their own, so a publish to one room does not hold up the others.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -36,10 +36,50 @@ pub struct Hub {
     auto_responses: Mutex<HashMap<String, Arc<(String, String)>>>,
 }
 
-/// An object's sockets, oldest first (ids only grow).
+/// An object's sockets, oldest first (ids only grow), and an index by
+/// tag, so that publishing to a tag and counting it cost what the tag has.
 #[derive(Default)]
 pub struct ObjectSockets {
     sockets: BTreeMap<u64, Entry>,
+    by_tag: HashMap<String, BTreeSet<u64>>,
+}
+
+impl ObjectSockets {
+    fn remove(&mut self, socket: u64) -> Option<Entry> {
+        let entry = self.sockets.remove(&socket)?;
+        self.untag(socket, &entry.tags);
+        Some(entry)
+    }
+
+    fn set_tags(&mut self, socket: u64, tags: Vec<String>) {
+        let Some(entry) = self.sockets.get_mut(&socket) else {
+            return;
+        };
+        let old = std::mem::replace(&mut entry.tags, tags);
+        self.untag(socket, &old);
+        for tag in &self.sockets[&socket].tags {
+            self.by_tag.entry(tag.clone()).or_default().insert(socket);
+        }
+    }
+
+    fn untag(&mut self, socket: u64, tags: &[String]) {
+        for tag in tags {
+            if let Some(tagged) = self.by_tag.get_mut(tag) {
+                tagged.remove(&socket);
+                if tagged.is_empty() {
+                    self.by_tag.remove(tag);
+                }
+            }
+        }
+    }
+
+    fn tagged(&self, tag: &str) -> impl Iterator<Item = (u64, &Entry)> {
+        self.by_tag
+            .get(tag)
+            .into_iter()
+            .flatten()
+            .filter_map(|socket| Some((*socket, self.sockets.get(socket)?)))
+    }
 }
 
 struct Entry {
@@ -173,9 +213,7 @@ impl Hub {
     /// Sets the tags the object accepted the socket with.
     pub fn set_tags(&self, object: &str, socket: u64, tags: Vec<String>) {
         self.with(object, |sockets| {
-            if let Some(entry) = sockets.sockets.get_mut(&socket) {
-                entry.tags = tags;
-            }
+            sockets.set_tags(socket, tags);
         });
     }
 
@@ -185,10 +223,7 @@ impl Hub {
         let mut objects = lock(&self.objects);
         let sockets = objects.get(object)?;
         let mut sockets = lock(sockets);
-        let removed = sockets
-            .sockets
-            .remove(&socket)
-            .map(|entry| entry.attachment);
+        let removed = sockets.remove(socket).map(|entry| entry.attachment);
         let empty = sockets.sockets.is_empty();
         drop(sockets);
         if empty {
@@ -202,31 +237,29 @@ impl Hub {
             .unwrap_or(false)
     }
 
-    /// How many of the object's sockets are tagged `tag`.
-    pub fn count_tagged(&self, object: &str, tag: &str) -> usize {
-        self.with(object, |sockets| {
-            sockets
-                .sockets
-                .values()
-                .filter(|entry| entry.tags.iter().any(|t| t == tag))
-                .count()
+    /// How many of the object's sockets there are, all or tagged `tag`.
+    pub fn count(&self, object: &str, tag: Option<&str>) -> usize {
+        self.with(object, |sockets| match tag {
+            None => sockets.sockets.len(),
+            Some(tag) => sockets.by_tag.get(tag).map_or(0, BTreeSet::len),
         })
         .unwrap_or(0)
     }
 
     /// The object's sockets, all or those tagged `tag`.
     pub fn list(&self, object: &str, tag: Option<&str>) -> Vec<SocketInfo> {
-        self.with(object, |sockets| {
-            sockets
+        let info = |(socket, entry): (u64, &Entry)| SocketInfo {
+            socket,
+            tags: entry.tags.clone(),
+            attachment: entry.attachment.clone(),
+        };
+        self.with(object, |sockets| match tag {
+            None => sockets
                 .sockets
                 .iter()
-                .filter(|(_, entry)| tag.is_none_or(|tag| entry.tags.iter().any(|t| t == tag)))
-                .map(|(&socket, entry)| SocketInfo {
-                    socket,
-                    tags: entry.tags.clone(),
-                    attachment: entry.attachment.clone(),
-                })
-                .collect()
+                .map(|(&socket, entry)| info((socket, entry)))
+                .collect(),
+            Some(tag) => sockets.tagged(tag).map(info).collect(),
         })
         .unwrap_or_default()
     }
@@ -289,10 +322,8 @@ impl Hub {
                     }
                 }
                 Outgoing::Publish { tag, message } => {
-                    for (&socket, entry) in &sockets.sockets {
-                        if entry.tags.contains(&tag) {
-                            enqueue(socket, entry, message.clone());
-                        }
+                    for (socket, entry) in sockets.tagged(&tag) {
+                        enqueue(socket, entry, message.clone());
                     }
                 }
                 Outgoing::Close {
@@ -300,7 +331,7 @@ impl Hub {
                     code,
                     reason,
                 } => {
-                    if let Some(entry) = sockets.sockets.remove(&socket) {
+                    if let Some(entry) = sockets.remove(socket) {
                         enqueue(socket, &entry, close_frame(code, &reason));
                     }
                 }
