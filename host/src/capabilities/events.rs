@@ -31,9 +31,9 @@ pub(crate) fn read_backlog(conn: &Connection, after: u64) -> rusqlite::Result<Ba
     if logged.is_none() {
         return Ok(Backlog::default());
     }
-    let oldest: Option<i64> = conn
-        .prepare_cached("SELECT min(id) FROM _podhost_events")?
-        .query_row([], |row| row.get(0))?;
+    let (oldest, newest): (Option<i64>, Option<i64>) = conn
+        .prepare_cached("SELECT min(id), max(id) FROM _podhost_events")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
     let mut statement = conn
         .prepare_cached("SELECT id, name, data FROM _podhost_events WHERE id > ?1 ORDER BY id")?;
     let events = statement
@@ -45,10 +45,13 @@ pub(crate) fn read_backlog(conn: &Connection, after: u64) -> rusqlite::Result<Ba
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(Backlog {
-        gap: oldest.is_some_and(|oldest| oldest > after.saturating_add(1)),
-        events,
-    })
+    // Missed events were trimmed, or the client saw ids this log never
+    // had (the object was deleted and started over).
+    let gap = match (oldest, newest) {
+        (Some(oldest), Some(newest)) => oldest > after.saturating_add(1) || after > newest,
+        _ => after > 0,
+    };
+    Ok(Backlog { gap, events })
 }
 
 /// The longest event name.

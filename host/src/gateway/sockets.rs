@@ -14,7 +14,7 @@ use super::ApiError;
 use super::objects::{from_object_response, object_request};
 use crate::object::{ObjectAddr, SocketEvent, SocketOutcome};
 use crate::runtime::Runtime;
-use crate::sockets::connection::{self, Accepted};
+use crate::sockets::connection::{self, Accepted, Registered};
 
 /// The read buffer of an idle socket: small, so that idle sockets cost a
 /// few KB; a larger message grows it while it arrives.
@@ -38,6 +38,13 @@ pub async fn open(
     let socket = hub.next_socket();
     let (queue_in, queue) = mpsc::channel(settings.max_queued_messages);
     let control = hub.register(&object_id, socket, queue_in, settings.max_per_object)?;
+    let registered = Registered::new(
+        Arc::clone(&runtime),
+        class.clone(),
+        name.clone(),
+        object_id.clone(),
+        socket,
+    );
     let opened = runtime
         .socket_event(&class, &name, socket, SocketEvent::Open(request))
         .await;
@@ -50,42 +57,24 @@ pub async fn open(
         Err(error) => Some(Err(error.into())),
     };
     if let Some(response) = refused {
-        hub.remove(&object_id, socket);
+        registered.withdraw();
         return response;
     }
     runtime.metrics().sockets_opened.inc();
-    let failed = {
-        let (runtime, class, name, object_id) = (
-            Arc::clone(&runtime),
-            class.clone(),
-            name.clone(),
-            object_id.clone(),
-        );
-        move |error: axum::Error| {
-            tracing::debug!(object = name, class, socket, %error, "the WebSocket upgrade failed");
-            if let Some(attachment) = runtime.sockets().remove(&object_id, socket) {
-                tokio::spawn(async move {
-                    let _ = runtime
-                        .socket_close(&class, &name, socket, 1006, String::new(), attachment)
-                        .await;
-                });
-            }
-        }
-    };
     let accepted = Accepted {
-        runtime,
-        class,
-        name,
-        object_id,
-        socket,
+        registered,
         queue,
         control,
     };
+    // If the upgrade fails, the callback below is never given `accepted`:
+    // dropping it unregisters the socket and tells the object.
     Ok(upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_message_size(settings.max_message_bytes)
         .max_frame_size(settings.max_message_bytes)
-        .on_failed_upgrade(failed)
+        .on_failed_upgrade(move |error| {
+            tracing::debug!(socket, %error, "the WebSocket upgrade failed");
+        })
         .on_upgrade(move |ws| connection::run(ws, accepted)))
 }

@@ -267,6 +267,7 @@ impl Actor {
         self.runtime.record(CatalogUpdate::Removed {
             id: self.object.id().to_string(),
         });
+        self.runtime.sockets().forget_object(self.object.id());
         tracing::info!(
             object = self.object.name(),
             class = self.object.class(),

@@ -3,8 +3,8 @@
 //! what the hub queues, pings the client and closes the socket when told.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -27,13 +27,79 @@ const TOO_BIG: u16 = 1009;
 /// full, before the socket gives up (1013).
 const OVERLOADED_RETRIES: u32 = 20;
 
+/// A socket registered in the hub whose connection has not started. If it
+/// is dropped unstarted (the client left during `socket-open`, or the
+/// upgrade failed), it unregisters the socket and tells the object, which
+/// may have counted it in (1006).
+pub struct Registered {
+    runtime: Arc<Runtime>,
+    class: String,
+    name: String,
+    object_id: String,
+    socket: u64,
+    armed: bool,
+}
+
+impl Registered {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        class: String,
+        name: String,
+        object_id: String,
+        socket: u64,
+    ) -> Self {
+        Registered {
+            runtime,
+            class,
+            name,
+            object_id,
+            socket,
+            armed: true,
+        }
+    }
+
+    /// Unregisters the socket without telling the object: it refused the
+    /// socket, or its `socket-open` did not commit.
+    pub fn withdraw(mut self) {
+        self.armed = false;
+        self.runtime.sockets().remove(&self.object_id, self.socket);
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Some(attachment) = self.runtime.sockets().remove(&self.object_id, self.socket) else {
+            return;
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (runtime, class, name, socket) = (
+            Arc::clone(&self.runtime),
+            std::mem::take(&mut self.class),
+            std::mem::take(&mut self.name),
+            self.socket,
+        );
+        handle.spawn(async move {
+            tell_closed(
+                &runtime,
+                &class,
+                &name,
+                socket,
+                (ABNORMAL, String::new()),
+                attachment,
+            )
+            .await;
+        });
+    }
+}
+
 /// An accepted socket of an object, before its connection starts.
 pub struct Accepted {
-    pub runtime: Arc<Runtime>,
-    pub class: String,
-    pub name: String,
-    pub object_id: String,
-    pub socket: u64,
+    pub registered: Registered,
     pub queue: mpsc::Receiver<Message>,
     pub control: Arc<Control>,
 }
@@ -42,19 +108,23 @@ pub struct Accepted {
 /// unless the object closed it itself.
 pub async fn run(ws: WebSocket, accepted: Accepted) {
     let Accepted {
-        runtime,
-        class,
-        name,
-        object_id,
-        socket,
+        mut registered,
         queue,
         control,
     } = accepted;
+    registered.armed = false;
+    let runtime = Arc::clone(&registered.runtime);
+    let (class, name, object_id, socket) = (
+        std::mem::take(&mut registered.class),
+        std::mem::take(&mut registered.name),
+        std::mem::take(&mut registered.object_id),
+        registered.socket,
+    );
     let hub = Arc::clone(runtime.sockets());
     let _running = hub.connection();
     let ping_every = runtime.config().sockets.ping_interval;
     let (sink, stream) = ws.split();
-    let heard = Arc::new(AtomicBool::new(true));
+    let heard = Arc::new(Liveness::new());
     let mut writer = tokio::spawn(write(
         sink,
         queue,
@@ -71,22 +141,89 @@ pub async fn run(ws: WebSocket, accepted: Accepted) {
         socket,
         heard: &heard,
     };
-    let (code, reason) = tokio::select! {
+    let closed = tokio::select! {
         closed = reader.read(stream, &control) => closed,
         ended = &mut writer => ended.ok().flatten().unwrap_or((ABNORMAL, String::new())),
     };
     let told = hub.remove(&object_id, socket);
-    // Removing the socket dropped its queue: the writer sends what is left
-    // and stops. A client that does not read is not waited for long.
+    // Removing the socket dropped its queue: the writer sends what is left,
+    // answers the client's close, and stops. A client that does not read
+    // is not waited for long.
     if !writer.is_finished() && tokio::time::timeout(ping_every, &mut writer).await.is_err() {
         writer.abort();
     }
-    if let Some(attachment) = told
-        && let Err(error) = runtime
-            .socket_close(&class, &name, socket, code, reason, attachment)
-            .await
-    {
-        tracing::debug!(object = name, class, socket, %error, "socket-close not delivered");
+    if let Some(attachment) = told {
+        tell_closed(&runtime, &class, &name, socket, closed, attachment).await;
+    }
+}
+
+/// Delivers `socket-close`, offered again while the object is overloaded.
+async fn tell_closed(
+    runtime: &Arc<Runtime>,
+    class: &str,
+    name: &str,
+    socket: u64,
+    (code, reason): (u16, String),
+    attachment: Vec<u8>,
+) {
+    let delivered = offer(|| {
+        runtime.socket_close(
+            class,
+            name,
+            socket,
+            code,
+            reason.clone(),
+            attachment.clone(),
+        )
+    })
+    .await;
+    if let Err(error) = delivered {
+        tracing::warn!(object = name, class, socket, %error, "the object was not told its socket closed");
+    }
+}
+
+/// Runs `attempt`, again with backoff while the object's mailbox is full.
+async fn offer<F, Fut>(mut attempt: F) -> Result<(), EventError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), EventError>>,
+{
+    let mut delay = Duration::from_millis(5);
+    for _ in 1..OVERLOADED_RETRIES {
+        match attempt().await {
+            Err(EventError::Overloaded) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+    attempt().await
+}
+
+/// When the client was last heard from: any frame, a pong included.
+struct Liveness {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Liveness {
+    fn new() -> Self {
+        Liveness {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        self.start
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
     }
 }
 
@@ -97,14 +234,14 @@ struct Reader<'a> {
     name: &'a str,
     object_id: &'a str,
     socket: u64,
-    heard: &'a AtomicBool,
+    heard: &'a Liveness,
 }
 
 impl Reader<'_> {
     /// Reads until the client closes; returns its close code and reason.
     async fn read(&self, mut stream: SplitStream<WebSocket>, control: &Control) -> (u16, String) {
         while let Some(frame) = stream.next().await {
-            self.heard.store(true, Ordering::Relaxed);
+            self.heard.touch();
             let message = match frame {
                 Ok(Message::Text(text)) => {
                     if let Some(reply) = self.hub.auto_reply(self.object_id, text.as_str()) {
@@ -152,44 +289,43 @@ impl Reader<'_> {
     /// rather than pile up. Returns a close if the socket must go.
     async fn deliver(&self, message: SocketMessage, control: &Control) -> Option<(u16, String)> {
         self.runtime.metrics().socket_messages.inc();
-        let mut delay = Duration::from_millis(5);
-        for _ in 0..OVERLOADED_RETRIES {
-            match self
-                .runtime
+        let delivered = offer(|| {
+            self.runtime
                 .socket_message(self.class, self.name, self.socket, message.clone())
-                .await
-            {
-                Ok(()) => return None,
-                Err(EventError::Overloaded) => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_millis(500));
-                }
-                Err(EventError::ShuttingDown) => return Some((1001, String::new())),
-                Err(error) => {
-                    // The object failed on this message; the socket stays.
-                    tracing::debug!(object = self.name, class = self.class, socket = self.socket, %error, "socket-message failed");
-                    return None;
-                }
+        })
+        .await;
+        // Pongs are not read while the object works: that is not silence.
+        self.heard.touch();
+        match delivered {
+            Ok(()) => None,
+            Err(EventError::Overloaded) => {
+                let reason = "the object is overloaded";
+                control.force(1013, reason);
+                Some((1013, reason.to_string()))
+            }
+            Err(EventError::ShuttingDown) => Some((1001, String::new())),
+            Err(error) => {
+                // The object failed on this message; the socket stays.
+                tracing::debug!(object = self.name, class = self.class, socket = self.socket, %error, "socket-message failed");
+                None
             }
         }
-        let reason = "the object is overloaded";
-        control.force(1013, reason);
-        Some((1013, reason.to_string()))
     }
 }
 
 /// Sends the queue's messages and a ping every `ping_every`; stops after a
 /// close, when the queue is dropped, when the hub forces a close, or when
-/// the client neither answered the last ping nor sent anything. Returns
-/// the close it sent, if the hub forced one.
+/// the client has sent nothing (not even a pong) for two intervals.
+/// Returns the close it sent, if the hub forced one.
 async fn write(
     mut sink: SplitSink<WebSocket, Message>,
     mut queue: mpsc::Receiver<Message>,
     control: Arc<Control>,
     ping_every: Duration,
-    heard: Arc<AtomicBool>,
+    heard: Arc<Liveness>,
 ) -> Option<(u16, String)> {
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let message = tokio::select! {
             biased;
@@ -202,12 +338,16 @@ async fn write(
             }
             next = queue.recv() => match next {
                 Some(message) => message,
-                None => break,
+                None => {
+                    // Flushes the answer to a client's close, if it sent one.
+                    let _ = tokio::time::timeout(ping_every, sink.close()).await;
+                    return None;
+                }
             },
             _ = ping.tick() => {
-                if !heard.swap(false, Ordering::Relaxed) {
+                if heard.silent_for() >= ping_every * 2 {
                     tracing::debug!("closing a socket whose client stopped answering pings");
-                    break;
+                    return None;
                 }
                 Message::Ping(Default::default())
             }
@@ -218,11 +358,10 @@ async fn write(
         tokio::select! {
             sent = tokio::time::timeout(ping_every, sink.send(message)) => {
                 if closing || !matches!(sent, Ok(Ok(()))) {
-                    break;
+                    return None;
                 }
             }
             () = control.wake.notified() => return control.forced(),
         }
     }
-    None
 }

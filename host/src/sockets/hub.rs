@@ -192,8 +192,10 @@ impl Hub {
         queue: mpsc::Sender<Message>,
         max: usize,
     ) -> Result<Arc<Control>, SocketRefused> {
-        let sockets = Arc::clone(lock(&self.objects).entry(object.to_string()).or_default());
-        let mut sockets = lock(&sockets);
+        // The objects' lock is held until the socket is in, as `remove`
+        // holds it: the entry cannot be dropped as empty in between.
+        let mut objects = lock(&self.objects);
+        let mut sockets = lock(objects.entry(object.to_string()).or_default());
         if sockets.sockets.len() >= max {
             return Err(SocketRefused::TooMany(max));
         }
@@ -340,6 +342,19 @@ impl Hub {
         }
     }
 
+    /// Closes an object's sockets (1001) and drops its event subscribers,
+    /// when the object is deleted: what they followed is gone.
+    pub fn forget_object(&self, object: &str) {
+        lock(&self.streams).remove(object);
+        lock(&self.auto_responses).remove(object);
+        let Some(sockets) = lock(&self.objects).remove(object) else {
+            return;
+        };
+        for (_, entry) in std::mem::take(&mut lock(&sockets).sockets) {
+            entry.control.force(1001, "the object was deleted");
+        }
+    }
+
     /// Closes every socket (1001, going away) and waits up to `within`
     /// for their connections to send the close and end, for shutdown.
     pub async fn close_all(&self, within: Duration) {
@@ -388,5 +403,60 @@ fn enqueue(socket: u64, entry: &Entry, message: Message) {
         }
         // The connection ended; its reader removes it and tells the object.
         Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub() -> Hub {
+        Hub::new(EventSettings::default())
+    }
+
+    fn open(hub: &Hub, object: &str, tags: &[&str]) -> (u64, mpsc::Receiver<Message>) {
+        let socket = hub.next_socket();
+        let (queue, received) = mpsc::channel(4);
+        hub.register(object, socket, queue, 3).expect("room for it");
+        hub.set_tags(object, socket, tags.iter().map(|t| t.to_string()).collect());
+        (socket, received)
+    }
+
+    #[test]
+    fn publishes_reach_the_tagged_sockets_of_the_object_only() {
+        let hub = hub();
+        let (a, mut a_in) = open(&hub, "room", &["red"]);
+        let (_b, mut b_in) = open(&hub, "room", &["blue"]);
+        let (_c, mut c_in) = open(&hub, "other", &["red"]);
+        assert_eq!(hub.count("room", Some("red")), 1);
+        assert_eq!(hub.count("room", None), 2);
+        hub.deliver(
+            "room",
+            vec![Outgoing::Publish {
+                tag: "red".into(),
+                message: Message::Text("hi".into()),
+            }],
+        );
+        assert_eq!(a_in.try_recv().ok(), Some(Message::Text("hi".into())));
+        assert!(b_in.try_recv().is_err());
+        assert!(c_in.try_recv().is_err());
+        hub.set_tags("room", a, vec!["blue".into()]);
+        assert_eq!(hub.count("room", Some("red")), 0);
+        assert_eq!(hub.count("room", Some("blue")), 2);
+    }
+
+    #[test]
+    fn limits_removal_and_forgetting() {
+        let hub = hub();
+        let sockets: Vec<_> = (0..3).map(|_| open(&hub, "room", &["t"])).collect();
+        let (queue, _) = mpsc::channel(1);
+        assert!(hub.register("room", hub.next_socket(), queue, 3).is_err());
+        hub.set_attachment("room", sockets[0].0, b"ada".to_vec());
+        assert_eq!(hub.remove("room", sockets[0].0), Some(b"ada".to_vec()));
+        assert_eq!(hub.remove("room", sockets[0].0), None, "only once");
+        assert_eq!(hub.count("room", Some("t")), 2);
+        hub.forget_object("room");
+        assert_eq!(hub.open(), 0);
+        assert!(lock(&hub.objects).is_empty());
     }
 }

@@ -107,6 +107,10 @@ async fn members_get_history_broadcasts_and_presence() {
     assert_eq!(next_of(&mut bob, "message").await["text"], "hi ada");
 
     bob.close(None).await.expect("closed");
+    assert!(
+        next_close(&mut bob).await.is_none(),
+        "the server answers the close (a clean close, not 1006)"
+    );
     assert_eq!(
         next_of(&mut ada, "leave").await,
         json!({ "type": "leave", "name": "bob" })
@@ -389,4 +393,30 @@ async fn an_sse_client_resumes_with_last_event_id_and_misses_nothing() {
         .map(|r| (r.status().as_u16(), ()))
         .expect("answered");
     assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sockets_past_the_limit_are_refused() {
+    let (server, _dir) = Server::start(Options {
+        extra_config: "[sockets]\nmax_per_object = 2\n",
+        ..Options::default()
+    })
+    .await;
+    let _ada = join(&server, "small", "ada").await;
+    let bob = join(&server, "small", "bob").await;
+    match server.ws("/objects/chat/small/ws?name=cy").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 503);
+        }
+        other => panic!("a third socket is refused, not {:?}", other.map(drop)),
+    }
+    let _other_room = join(&server, "big", "cy").await;
+    drop(bob);
+    assert!(
+        crate::support::eventually(WAIT, || async {
+            server.ws("/objects/chat/small/ws?name=cy").await.is_ok()
+        })
+        .await,
+        "room again once one leaves"
+    );
 }
