@@ -317,9 +317,9 @@ impl Actor {
         let mut next = Some(first);
         let mut control = None;
         while let Some(event) = next.take() {
-            self.runtime.metrics().events.inc();
             match event {
                 Event::Fetch { request, reply } => {
+                    self.runtime.metrics().events.inc();
                     let result = self.fetch(&request).await;
                     ran.push(Ran::Fetch { reply, result });
                 }
@@ -328,6 +328,7 @@ impl Actor {
                     happened,
                     reply,
                 } => {
+                    self.runtime.metrics().events.inc();
                     let result = self.socket_event(socket, happened).await;
                     ran.push(Ran::Socket { reply, result });
                 }

@@ -149,15 +149,6 @@ impl Hub {
         subscribers.push(subscriber);
     }
 
-    /// How many SSE subscribers are connected.
-    pub fn subscribers(&self) -> usize {
-        lock(&self.streams)
-            .values()
-            .flatten()
-            .filter(|s| !s.is_closed())
-            .count()
-    }
-
     fn stream(&self, object: &str, event: &LoggedEvent) {
         let mut streams = lock(&self.streams);
         let Some(subscribers) = streams.get_mut(object) else {

@@ -20,20 +20,23 @@ async fn join(server: &Server, room: &str, name: &str) -> Ws {
         .unwrap_or_else(|error| panic!("{name} joins {room}: {error}"))
 }
 
-/// The next text message as JSON, skipping pings.
-async fn next_json(ws: &mut Ws) -> Value {
+/// The next text message, skipping other frames.
+async fn next_text(ws: &mut Ws) -> String {
     loop {
-        let frame = tokio::time::timeout(WAIT, ws.next())
+        match tokio::time::timeout(WAIT, ws.next())
             .await
-            .expect("a message within the wait")
-            .expect("the socket is open")
-            .expect("a frame");
-        match frame {
-            Message::Text(text) => return serde_json::from_str(&text).expect("JSON"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected frame {other:?}"),
+            .expect("a frame")
+        {
+            Some(Ok(Message::Text(text))) => return text.to_string(),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a message, got {other:?}"),
         }
     }
+}
+
+/// The next text message as JSON.
+async fn next_json(ws: &mut Ws) -> Value {
+    serde_json::from_str(&next_text(ws).await).expect("JSON")
 }
 
 /// Reads until a message of `kind` arrives, and returns it.
@@ -313,19 +316,6 @@ async fn messages_of_a_failed_event_never_leave() {
         "D",
         "the socket outlives the trap"
     );
-}
-
-async fn next_text(ws: &mut Ws) -> String {
-    loop {
-        match tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a frame")
-        {
-            Some(Ok(Message::Text(text))) => return text.to_string(),
-            Some(Ok(_)) => continue,
-            other => panic!("expected a message, got {other:?}"),
-        }
-    }
 }
 
 /// The next SSE event's message text, checking its id.
