@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bindings::podhost::object::types;
+use crate::caller::{Caller, User};
 use crate::{Error, Result};
 
 /// An HTTP request addressed to this object.
@@ -16,6 +17,7 @@ pub struct Request {
     query: Option<String>,
     headers: HeaderMap,
     body: Vec<u8>,
+    caller: Option<Caller>,
 }
 
 impl Request {
@@ -32,6 +34,7 @@ impl Request {
             query,
             headers: headers_from_wit(request.headers)?,
             body: request.body,
+            caller: request.caller,
         })
     }
 
@@ -64,6 +67,29 @@ impl Request {
                 (percent_decode(key) == name).then(|| percent_decode(value))
             })
             .next()
+    }
+
+    /// Who sent the request, as the host authenticated it: a user through
+    /// `/me`, an organization's member through `/orgs`, an API key through
+    /// `/key`, or the operator. `None` for anyone else (a `public` class's
+    /// request by name). Never taken from a header a client could forge.
+    pub fn caller(&self) -> Option<&Caller> {
+        self.caller.as_ref()
+    }
+
+    /// The signed-in user, through `/me` or `/orgs`.
+    pub fn user(&self) -> Option<&User> {
+        match self.caller.as_ref()? {
+            Caller::User(user) => Some(user),
+            Caller::Member(member) => Some(&member.user),
+            Caller::Key(_) | Caller::Admin => None,
+        }
+    }
+
+    /// The signed-in user, or a 401 error for requests without one.
+    pub fn require_user(&self) -> Result<&User> {
+        self.user()
+            .ok_or_else(|| Error::new(StatusCode::UNAUTHORIZED, "this needs a signed-in user"))
     }
 
     pub fn headers(&self) -> &HeaderMap {
@@ -232,6 +258,7 @@ mod tests {
             path_with_query: path_with_query.into(),
             headers: vec![("x-name".into(), b"value".to_vec())],
             body: vec![],
+            caller: None,
         })
         .expect("a valid request")
     }
@@ -263,6 +290,7 @@ mod tests {
             path_with_query: "/".into(),
             headers: vec![],
             body: vec![],
+            caller: None,
         })
         .expect_err("spaces are not allowed in a method");
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);

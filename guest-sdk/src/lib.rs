@@ -29,6 +29,7 @@
 
 pub mod alarms;
 pub mod bindings;
+pub mod caller;
 pub mod context;
 mod error;
 pub mod events;

@@ -27,6 +27,7 @@ fn request(method: &str, path: &str, body: &[u8]) -> Request {
         path_with_query: path.into(),
         headers: Vec::new(),
         body: body.to_vec(),
+        caller: None,
     }
 }
 
@@ -110,6 +111,7 @@ fn hot_paths(c: &mut Criterion) {
     tokio.block_on(small.shut_down());
 
     let settings = ClassSettings {
+        access: podhost::config::Access::Public,
         durability: Durability::Normal,
         limits: Limits::default(),
     };

@@ -65,6 +65,10 @@ pub struct Config {
     /// The bearer token `/admin/*` requires; without one the admin API is
     /// off.
     pub admin_token: Option<Secret>,
+    /// Accounts: `/auth/*`, `/me`, `/orgs`. On (with these defaults) when a
+    /// class has `access = "user"` or `"org"`, or when this section is
+    /// present.
+    pub auth: Option<AuthSettings>,
     /// Deployed classes by name.
     pub classes: BTreeMap<String, ClassConfig>,
 }
@@ -164,6 +168,99 @@ impl Default for EventSettings {
         EventSettings {
             retention: 1000,
             max_data_bytes: 64 << 10,
+        }
+    }
+}
+
+/// `[auth]`: accounts, sessions and login limits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Signs session tokens (at least 32 bytes). Without one, a random key
+    /// is made on first start and kept in the catalog.
+    pub secret: Option<Secret>,
+    /// How long an access token is good for; `POST /auth/refresh` trades
+    /// the refresh token for a new one.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    /// How long a session lasts (refreshing is possible until then).
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    pub min_password_length: usize,
+    /// Marks the session cookies `Secure`: turn on when clients reach the
+    /// server over HTTPS.
+    pub secure_cookies: bool,
+    /// The window login attempts are counted in.
+    #[serde(with = "humantime_serde")]
+    pub login_window: Duration,
+    /// Failed logins one account may have per window.
+    pub max_failed_logins_per_account: u32,
+    /// Logins one client address may try per window.
+    pub max_logins_per_address: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            secret: None,
+            token_ttl: Duration::from_secs(60 * 60),
+            session_ttl: Duration::from_secs(30 * 24 * 60 * 60),
+            min_password_length: 10,
+            secure_cookies: false,
+            login_window: Duration::from_secs(15 * 60),
+            max_failed_logins_per_account: 10,
+            max_logins_per_address: 50,
+        }
+    }
+}
+
+impl AuthSettings {
+    fn validate(&self) -> anyhow::Result<()> {
+        if self
+            .secret
+            .as_ref()
+            .is_some_and(|secret| secret.expose().len() < 32)
+        {
+            bail!("[auth]: secret must be at least 32 bytes");
+        }
+        if self.token_ttl < Duration::from_secs(1) || self.session_ttl < self.token_ttl {
+            bail!("[auth]: token_ttl must be at least 1s, and session_ttl at least token_ttl");
+        }
+        if !(8..=128).contains(&self.min_password_length) {
+            bail!("[auth]: min_password_length must be between 8 and 128");
+        }
+        if self.max_failed_logins_per_account == 0 || self.max_logins_per_address == 0 {
+            bail!("[auth]: the login limits must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Who may reach a class's objects, and by which route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Anyone, by name: `/objects/{class}/{name}`.
+    #[default]
+    Public,
+    /// Each signed-in user their own object, through `/me/{class}`.
+    User,
+    /// Members of an organization its object, through `/orgs/{org}/{class}`.
+    Org,
+    /// Clients bearing one of the object's API keys, through `/key`.
+    Key,
+    /// Only the operator, with the admin token.
+    Admin,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Public => "public",
+            Access::User => "user",
+            Access::Org => "org",
+            Access::Key => "key",
+            Access::Admin => "admin",
         }
     }
 }
@@ -268,6 +365,9 @@ pub struct ClassConfig {
     /// Overrides some of the server's `[limits]` for this class.
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// Who may reach the class's objects; `public` if left out.
+    #[serde(default)]
+    pub access: Access,
 }
 
 /// A class's effective settings: the server's, with its overrides.
@@ -275,6 +375,7 @@ pub struct ClassConfig {
 pub struct ClassSettings {
     pub durability: Durability,
     pub limits: Limits,
+    pub access: Access,
 }
 
 impl Default for Config {
@@ -292,6 +393,7 @@ impl Default for Config {
             sockets: SocketSettings::default(),
             events: EventSettings::default(),
             admin_token: None,
+            auth: None,
             classes: BTreeMap::new(),
         }
     }
@@ -326,6 +428,21 @@ impl Config {
         ClassSettings {
             durability: class.durability.unwrap_or(self.durability),
             limits: self.limits.overridden_by(&class.limits),
+            access: class.access,
+        }
+    }
+
+    /// The accounts' settings if accounts are on: a class needs them, or
+    /// `[auth]` is present.
+    pub fn accounts(&self) -> Option<AuthSettings> {
+        let needed = self
+            .classes
+            .values()
+            .any(|class| matches!(class.access, Access::User | Access::Org));
+        match &self.auth {
+            Some(settings) => Some(settings.clone()),
+            None if needed => Some(AuthSettings::default()),
+            None => None,
         }
     }
 
@@ -353,6 +470,9 @@ impl Config {
             self.class_settings(class)
                 .limits
                 .validate(&format!("[classes.{name}.limits]"))?;
+        }
+        if let Some(auth) = &self.auth {
+            auth.validate()?;
         }
         if self.group_commit_max_events == 0 {
             bail!("group_commit_max_events must be at least 1");

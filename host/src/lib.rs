@@ -6,6 +6,7 @@
 //! and each object runs its events one at a time, each in a transaction.
 //! See `DESIGN.md` beside the repository for the whole picture.
 
+pub mod accounts;
 pub mod alarms;
 pub mod bindings;
 pub mod capabilities;

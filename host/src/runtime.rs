@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use wasmtime::Engine;
 
+use crate::accounts::Accounts;
 use crate::alarms::Alarms;
 use crate::bindings::podhost::object::types::Message as SocketMessage;
 use crate::bindings::{Request, Response};
@@ -30,6 +31,10 @@ pub struct Runtime {
     objects: Objects,
     metrics: Metrics,
     catalog: Arc<Catalog>,
+    /// Users, organizations, API keys and handles.
+    accounts: Accounts,
+    /// Whether `/auth`, `/me` and `/orgs` are on.
+    accounts_enabled: bool,
     alarms: Alarms,
     /// The WebSockets of every object, open through their hibernation.
     sockets: Arc<Hub>,
@@ -50,6 +55,13 @@ impl Runtime {
             &config.data_dir,
             config.catalog_durability(),
         )?);
+        let accounts_settings = config.accounts();
+        let accounts_enabled = accounts_settings.is_some();
+        let accounts = Accounts::open(
+            &config.data_dir,
+            config.catalog_durability(),
+            accounts_settings.unwrap_or_default(),
+        )?;
         let mut classes = HashMap::new();
         for (name, class) in &config.classes {
             let settings = config.class_settings(class);
@@ -68,6 +80,8 @@ impl Runtime {
             classes,
             metrics: Metrics::default(),
             catalog,
+            accounts,
+            accounts_enabled,
             alarms: Alarms::default(),
             sockets,
             catalog_writer: Mutex::new(Some(writer)),
@@ -242,6 +256,16 @@ impl Runtime {
 
     pub fn alarms(&self) -> &Alarms {
         &self.alarms
+    }
+
+    /// The accounts, if on (see `Config::accounts`).
+    pub fn accounts(&self) -> Option<&Accounts> {
+        self.accounts_enabled.then_some(&self.accounts)
+    }
+
+    /// API keys and handles, which work with or without accounts.
+    pub fn routes(&self) -> &Accounts {
+        &self.accounts
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {

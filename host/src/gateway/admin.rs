@@ -31,7 +31,8 @@ pub async fn list_objects(
     Ok(Json(json!({ "objects": objects })))
 }
 
-/// `DELETE /admin/objects/{class}/{name}`: deletes an object for good.
+/// `DELETE /admin/objects/{class}/{name}`: deletes an object for good,
+/// with its API keys and handles.
 pub async fn delete_object(
     State(runtime): State<Arc<Runtime>>,
     headers: HeaderMap,
@@ -39,10 +40,16 @@ pub async fn delete_object(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&runtime, &headers)?;
     let deleted = runtime.delete(&class, &name).await?;
+    runtime.routes().forget_object(&class, &name).await?;
     Ok(Json(json!({ "deleted": deleted })))
 }
 
-fn authorize(runtime: &Runtime, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Whether the request bears the admin token (and the admin API is on).
+pub(super) fn is_admin(runtime: &Runtime, headers: &HeaderMap) -> bool {
+    authorize(runtime, headers).is_ok()
+}
+
+pub(super) fn authorize(runtime: &Runtime, headers: &HeaderMap) -> Result<(), ApiError> {
     let token = runtime
         .config()
         .admin_token

@@ -2,10 +2,12 @@
 //! `{"error": {"code": "...", "message": "..."}}`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::accounts::AuthError;
+use crate::config::Access;
 use crate::limits::LimitExceeded;
 use crate::object::EventError;
 use crate::sockets::SocketRefused;
@@ -30,6 +32,33 @@ pub enum ApiError {
     TooManySockets(#[from] SocketRefused),
     #[error(transparent)]
     Event(#[from] EventError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(
+        "accounts are off: give a class `access = \"user\"` or `\"org\"`, or add an [auth] section to the config"
+    )]
+    AccountsDisabled,
+    #[error("{}", access_hint(class, *access))]
+    AccessDenied { class: String, access: Access },
+    #[error("class {class} is not reached this way (its access is {}); {}", access.as_str(), access_hint(class, *access))]
+    WrongRoute { class: String, access: Access },
+    #[error("this needs a live API key: Authorization: Bearer pk_...")]
+    InvalidKey,
+    #[error("class {class} has no handle {handle:?}")]
+    HandleNotFound { class: String, handle: String },
+}
+
+/// How objects of `class` are reached, given its access.
+fn access_hint(class: &str, access: Access) -> String {
+    match access {
+        Access::Public => format!("reach its objects at /objects/{class}/{{name}}"),
+        Access::User => format!("each user reaches their own object at /me/{class}"),
+        Access::Org => {
+            format!("members reach their organization's object at /orgs/{{org}}/{class}")
+        }
+        Access::Key => "it is reached with an API key at /key".to_string(),
+        Access::Admin => format!("class {class} is reached only with the admin token"),
+    }
 }
 
 impl ApiError {
@@ -43,6 +72,27 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ApiError::InvalidResponse(_) => (StatusCode::BAD_GATEWAY, "invalid_response"),
             ApiError::TooManySockets(_) => (StatusCode::SERVICE_UNAVAILABLE, "too_many_sockets"),
+            ApiError::AccountsDisabled => (StatusCode::NOT_FOUND, "accounts_disabled"),
+            ApiError::AccessDenied { .. } => (StatusCode::FORBIDDEN, "access_denied"),
+            ApiError::WrongRoute { .. } => (StatusCode::NOT_FOUND, "wrong_route"),
+            ApiError::InvalidKey => (StatusCode::UNAUTHORIZED, "invalid_key"),
+            ApiError::HandleNotFound { .. } => (StatusCode::NOT_FOUND, "handle_not_found"),
+            ApiError::Auth(auth) => match auth {
+                AuthError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+                AuthError::WeakPassword(_) => (StatusCode::BAD_REQUEST, "weak_password"),
+                AuthError::EmailTaken => (StatusCode::CONFLICT, "email_taken"),
+                AuthError::BadCredentials => (StatusCode::UNAUTHORIZED, "bad_credentials"),
+                AuthError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+                AuthError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+                AuthError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+                AuthError::TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
+                AuthError::SessionEnded => (StatusCode::UNAUTHORIZED, "session_ended"),
+                AuthError::NoSuchOrg => (StatusCode::NOT_FOUND, "org_not_found"),
+                AuthError::NoSuchUser => (StatusCode::NOT_FOUND, "user_not_found"),
+                AuthError::RoleTooLow(_) => (StatusCode::FORBIDDEN, "role_too_low"),
+                AuthError::LastOwner => (StatusCode::CONFLICT, "last_owner"),
+                AuthError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
             ApiError::Event(event) => match event {
                 EventError::NoSuchClass(_) => (StatusCode::NOT_FOUND, "class_not_found"),
                 EventError::Trapped => (StatusCode::INTERNAL_SERVER_ERROR, "object_trapped"),
@@ -71,7 +121,22 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::warn!(error = %self, "request failed");
+        }
         let body = json!({ "error": { "code": code, "message": self.to_string() } });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::Auth(AuthError::RateLimited(wait)) = &self {
+            let seconds = wait.as_secs().max(1).to_string();
+            if let Ok(value) = HeaderValue::from_str(&seconds) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }

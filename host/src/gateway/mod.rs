@@ -1,17 +1,24 @@
 //! The HTTP front: routes requests to objects, plus health and metrics.
 
 mod admin;
+mod auth;
+mod credentials;
 mod error;
 mod events;
+mod handles;
 mod health;
+mod keys;
+mod me;
 mod objects;
+mod orgs;
 mod sockets;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{any, delete, get};
+use axum::routing::{any, delete, get, post, put};
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
@@ -23,10 +30,42 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
     Router::new()
         .route("/objects/{class}/{name}", any(objects::deliver_root))
         .route("/objects/{class}/{name}/{*path}", any(objects::deliver))
+        .route("/me/{class}", any(me::deliver_root))
+        .route("/me/{class}/{*path}", any(me::deliver))
+        .route("/orgs/{org}/{class}", any(orgs::deliver_root))
+        .route("/orgs/{org}/{class}/{*path}", any(orgs::deliver))
+        .route("/key", any(keys::deliver_root))
+        .route("/key/{*path}", any(keys::deliver))
+        .route("/handles/{class}/{handle}", any(handles::deliver_root))
+        .route("/handles/{class}/{handle}/{*path}", any(handles::deliver))
+        .route("/auth/signup", post(auth::signup))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/me", get(auth::me))
+        .route("/auth/orgs", post(orgs::create).get(orgs::list))
+        .route(
+            "/auth/orgs/{org}/members",
+            get(orgs::members).put(orgs::set_member),
+        )
+        .route(
+            "/auth/orgs/{org}/members/{user}",
+            delete(orgs::remove_member),
+        )
         .route("/admin/objects", get(admin::list_objects))
         .route(
             "/admin/objects/{class}/{name}",
             delete(admin::delete_object),
+        )
+        .route(
+            "/admin/objects/{class}/{name}/keys",
+            post(keys::create).get(keys::list),
+        )
+        .route("/admin/objects/{class}/{name}/handles", get(handles::list))
+        .route("/admin/keys/{id}", delete(keys::revoke))
+        .route(
+            "/admin/handles/{class}/{handle}",
+            put(handles::set).get(handles::get).delete(handles::delete),
         )
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
@@ -48,7 +87,9 @@ pub async fn serve(
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router(Arc::clone(&runtime)))
+    // The client's address counts login attempts.
+    let app = router(Arc::clone(&runtime)).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
     runtime.shut_down().await;

@@ -10,8 +10,11 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 
-use super::{ApiError, events, sockets};
+use super::{ApiError, admin, credentials, events, sockets};
+use crate::accounts::Caller;
 use crate::bindings;
+use crate::bindings::podhost::object::types as wit;
+use crate::config::Access;
 use crate::object::MAX_NAME_BYTES;
 use crate::runtime::Runtime;
 
@@ -31,7 +34,8 @@ pub async fn deliver_root(
     Path((class, name)): Path<(String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    forward(runtime, class, name, "", request).await
+    let caller = by_name(&runtime, &class, request.headers())?;
+    forward(&runtime, &class, &name, "", request, caller).await
 }
 
 pub async fn deliver(
@@ -39,31 +43,59 @@ pub async fn deliver(
     Path((class, name, path)): Path<(String, String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    forward(runtime, class, name, &path, request).await
+    let caller = by_name(&runtime, &class, request.headers())?;
+    forward(&runtime, &class, &name, &path, request, caller).await
 }
 
-async fn forward(
-    runtime: Arc<Runtime>,
-    class: String,
-    name: String,
+/// Who may address an object of `class` by its name (or a handle): anyone
+/// for public classes, otherwise only the operator.
+pub(super) fn by_name(
+    runtime: &Runtime,
+    class: &str,
+    headers: &HeaderMap,
+) -> Result<Option<Caller>, ApiError> {
+    let access = runtime.class(class)?.settings().access;
+    if access == Access::Public {
+        Ok(None)
+    } else if admin::is_admin(runtime, headers) {
+        Ok(Some(Caller::Admin))
+    } else {
+        Err(ApiError::AccessDenied {
+            class: class.to_string(),
+            access,
+        })
+    }
+}
+
+/// Hands the request to object `name` of `class` as `caller`: a fetch, a
+/// WebSocket upgrade or a subscription to its events.
+pub(super) async fn forward(
+    runtime: &Arc<Runtime>,
+    class: &str,
+    name: &str,
     path: &str,
     request: Request,
+    caller: Option<Caller>,
 ) -> Result<Response, ApiError> {
     if name.is_empty() || name.len() > MAX_NAME_BYTES {
         return Err(ApiError::BadRequest(format!(
             "an object name must be 1 to {MAX_NAME_BYTES} bytes long"
         )));
     }
+    let runtime = Arc::clone(runtime);
+    let (class, name) = (class.to_string(), name.to_string());
     let limit = runtime.class(&class)?.settings().limits.max_body_bytes;
     if path == events::EVENTS_PATH && request.method() == Method::GET {
         let (parts, _) = request.into_parts();
         return events::stream(runtime, class, name, parts).await;
     }
+    let caller = caller.as_ref().map(Caller::to_wit);
     if is_websocket_upgrade(request.headers()) {
         let (parts, _) = request.into_parts();
-        return sockets::open(runtime, class, name, path, parts).await;
+        let request = object_request(&parts, path, Vec::new(), caller);
+        return sockets::open(runtime, class, name, request, parts).await;
     }
-    let request = to_object_request(request, path, limit).await?;
+    let request = to_object_request(request, path, limit, caller).await?;
     let response = runtime.fetch(&class, &name, request).await?;
     from_object_response(response)
 }
@@ -72,6 +104,7 @@ async fn to_object_request(
     request: Request,
     path: &str,
     limit: usize,
+    caller: Option<wit::Caller>,
 ) -> Result<bindings::Request, ApiError> {
     let (parts, body) = request.into_parts();
     let declared = parts
@@ -91,28 +124,46 @@ async fn to_object_request(
             ApiError::BadRequest(format!("cannot read the request body: {error}"))
         }
     })?;
-    Ok(object_request(&parts, path, body.to_vec()))
+    Ok(object_request(&parts, path, body.to_vec(), caller))
 }
 
-/// The request the object sees: its path below the object's address and
-/// the end-to-end headers.
-pub(super) fn object_request(parts: &Parts, path: &str, body: Vec<u8>) -> bindings::Request {
+/// The request the object sees: its path below the object's address, the
+/// end-to-end headers and who sent it. Credentials the host checked stay
+/// with the host.
+fn object_request(
+    parts: &Parts,
+    path: &str,
+    body: Vec<u8>,
+    caller: Option<wit::Caller>,
+) -> bindings::Request {
     let mut path_with_query = format!("/{path}");
     if let Some(query) = parts.uri.query() {
         path_with_query.push('?');
         path_with_query.push_str(query);
     }
+    let authenticated = caller.is_some();
     let headers = parts
         .headers
         .iter()
         .filter(|(name, _)| !HOP_BY_HOP.contains(&name.as_str()))
-        .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+        .filter_map(|(name, value)| {
+            if !authenticated {
+                return Some((name.as_str().to_string(), value.as_bytes().to_vec()));
+            }
+            match *name {
+                header::AUTHORIZATION => None,
+                header::COOKIE => credentials::without_session_cookies(value)
+                    .map(|cookies| (name.as_str().to_string(), cookies.into_bytes())),
+                _ => Some((name.as_str().to_string(), value.as_bytes().to_vec())),
+            }
+        })
         .collect();
     bindings::Request {
         method: parts.method.as_str().to_string(),
         path_with_query,
         headers,
         body,
+        caller,
     }
 }
 

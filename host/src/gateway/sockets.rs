@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 
 use super::ApiError;
-use super::objects::{from_object_response, object_request};
+use super::objects::from_object_response;
+use crate::bindings;
 use crate::object::{ObjectAddr, SocketEvent, SocketOutcome};
 use crate::runtime::Runtime;
 use crate::sockets::connection::{self, Accepted, Registered};
@@ -24,14 +25,13 @@ pub async fn open(
     runtime: Arc<Runtime>,
     class: String,
     name: String,
-    path: &str,
+    request: bindings::Request,
     mut parts: Parts,
 ) -> Result<Response, ApiError> {
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(upgrade) => upgrade,
         Err(rejection) => return Ok(rejection.into_response()),
     };
-    let request = object_request(&parts, path, Vec::new());
     let settings = runtime.config().sockets.clone();
     let hub = Arc::clone(runtime.sockets());
     let object_id = ObjectAddr::new(&class, &name).id().to_string();

@@ -19,16 +19,10 @@ impl ObjectAddr {
         hasher.update(class.as_bytes());
         hasher.update([0]);
         hasher.update(name.as_bytes());
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut id = String::with_capacity(64);
-        for byte in hasher.finalize() {
-            id.push(char::from(HEX[usize::from(byte >> 4)]));
-            id.push(char::from(HEX[usize::from(byte & 0xf)]));
-        }
         ObjectAddr {
             class: class.to_string(),
             name: name.to_string(),
-            id,
+            id: to_hex(&hasher.finalize()),
         }
     }
 
@@ -44,6 +38,17 @@ impl ObjectAddr {
     pub fn id(&self) -> &str {
         &self.id
     }
+}
+
+/// Lower-case hex digits, two per byte.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    out
 }
 
 #[cfg(test)]

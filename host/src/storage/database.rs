@@ -588,6 +588,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("a/b/object.sqlite");
         let settings = ClassSettings {
+            access: crate::config::Access::Public,
             durability: Durability::Full,
             limits: crate::config::Limits::default(),
         };
@@ -624,6 +625,7 @@ mod tests {
         assert!(db.size().expect("size") > 0);
         drop(db);
         let normal = ClassSettings {
+            access: crate::config::Access::Public,
             durability: Durability::Normal,
             ..settings
         };
@@ -639,6 +641,7 @@ mod tests {
     fn writes_past_the_storage_limit_fail_with_disk_full() {
         let dir = tempfile::tempdir().expect("temp dir");
         let settings = ClassSettings {
+            access: crate::config::Access::Public,
             durability: Durability::Normal,
             limits: crate::config::Limits {
                 max_storage_bytes: 256 << 10,
@@ -677,6 +680,7 @@ mod tests {
     fn migrations_run_once_in_order_and_fail_whole() {
         let dir = tempfile::tempdir().expect("temp dir");
         let settings = ClassSettings {
+            access: crate::config::Access::Public,
             durability: Durability::Normal,
             limits: crate::config::Limits::default(),
         };
@@ -723,6 +727,7 @@ mod tests {
 
     fn settings(max_cpu: Duration) -> ClassSettings {
         ClassSettings {
+            access: crate::config::Access::Public,
             durability: Durability::Normal,
             limits: crate::config::Limits {
                 max_cpu_per_event: max_cpu,

@@ -2,6 +2,7 @@
 //! with its own data directory and drives it with a real HTTP client.
 //! The guests (examples and test guests) are built once per run.
 
+mod accounts;
 mod admin;
 mod alarms;
 mod chat;

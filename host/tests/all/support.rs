@@ -10,6 +10,12 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// The component of test guest `name` (`probe`, `counter`, ...), to deploy
+/// under another class name.
+pub fn guest(name: &str) -> PathBuf {
+    guests()[name].clone()
+}
+
 /// Every guest component the tests use, by class name.
 fn guests() -> &'static BTreeMap<String, PathBuf> {
     static GUESTS: OnceLock<BTreeMap<String, PathBuf>> = OnceLock::new();
@@ -66,6 +72,8 @@ pub struct Options {
     pub extra_classes: Vec<(&'static str, PathBuf)>,
     /// More config sections, e.g. `"[sockets]\nping_interval = \"1s\"\n"`.
     pub extra_config: &'static str,
+    /// Classes' `access`, by class name.
+    pub access: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -82,6 +90,7 @@ impl Default for Options {
             alarm_retry_backoff: "2s",
             extra_classes: Vec::new(),
             extra_config: "",
+            access: Vec::new(),
         }
     }
 }
@@ -187,6 +196,9 @@ impl Server {
                 "[classes.{name}]\npath = {:?}\n",
                 path.display().to_string()
             );
+            if let Some((_, access)) = options.access.iter().find(|(class, _)| *class == name) {
+                let _ = writeln!(config, "access = {access:?}");
+            }
         }
         let config_path = dir.join("podhost.toml");
         std::fs::write(&config_path, config).expect("writing the config");

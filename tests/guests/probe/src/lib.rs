@@ -1,6 +1,7 @@
 //! A class made for the integration tests: each route exercises one host
 //! behaviour (traps, rollbacks, KV and SQL together, the SQL authorizer).
 
+use podhost_sdk::caller::{Caller, User};
 use podhost_sdk::context::this_object;
 use podhost_sdk::sql::{self, Value};
 use std::time::{Duration, UNIX_EPOCH};
@@ -37,6 +38,7 @@ impl Object for Probe {
                     &json!({ "class": me.class, "name": me.name, "id": me.id }),
                 ))
             }
+            (Method::GET, ["caller"]) => Ok(Response::json(&caller_json(&req))),
             // One SQL row and one KV key, committed together.
             (Method::POST, ["write"]) => {
                 write(req.text()?)?;
@@ -164,6 +166,28 @@ struct AlarmPlan {
     fail_first: u32,
     repeat: u32,
     every_ms: u64,
+}
+
+/// The request's caller, and the credentials the object can see.
+fn caller_json(req: &Request) -> serde_json::Value {
+    let user = |user: &User| json!({ "id": user.id, "email": user.email });
+    let caller = match req.caller() {
+        None => json!(null),
+        Some(Caller::User(u)) => json!({ "kind": "user", "user": user(u) }),
+        Some(Caller::Member(member)) => json!({
+            "kind": "member",
+            "user": user(&member.user),
+            "org": member.org,
+            "role": member.role.as_str(),
+        }),
+        Some(Caller::Key(id)) => json!({ "kind": "key", "key": id }),
+        Some(Caller::Admin) => json!({ "kind": "admin" }),
+    };
+    json!({
+        "caller": caller,
+        "authorization": req.header("authorization"),
+        "cookie": req.header("cookie"),
+    })
 }
 
 fn set_alarm(req: &Request) -> Result<()> {

@@ -1,0 +1,177 @@
+//! API keys and handles: two ways to find an object other than its name.
+//! A key (`pk_…`, shown once, stored as its SHA-256) routes the request
+//! that bears it to its object; a handle (an alias such as an email
+//! address) stands for the object's name within its class.
+
+use super::store::{KeyInfo, KeyTarget};
+use super::{Accounts, AuthError, digest, random_id, random_secret};
+use crate::storage::catalog::now_ms;
+
+/// The longest handle and key label, in bytes.
+pub const MAX_HANDLE_BYTES: usize = 254;
+const MAX_LABEL_BYTES: usize = 200;
+
+/// A key just made: the only time its secret is seen.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NewKey {
+    #[serde(flatten)]
+    pub info: KeyInfo,
+    pub key: String,
+}
+
+impl Accounts {
+    /// Makes an API key for object `name` of `class`.
+    pub async fn create_key(
+        &self,
+        class: &str,
+        name: &str,
+        label: &str,
+    ) -> Result<NewKey, AuthError> {
+        if label.len() > MAX_LABEL_BYTES || label.chars().any(char::is_control) {
+            return Err(AuthError::Invalid(format!(
+                "`label` must be at most {MAX_LABEL_BYTES} bytes, without control characters"
+            )));
+        }
+        let key = random_secret("pk_")?;
+        let target = KeyTarget {
+            id: random_id("k_")?,
+            class: class.to_string(),
+            name: name.to_string(),
+        };
+        let info = KeyInfo {
+            id: target.id.clone(),
+            label: label.to_string(),
+            created_at: now_ms(),
+        };
+        let (hash, label, at) = (digest(&key), info.label.clone(), info.created_at);
+        self.blocking(move |store| store.create_key(&target, &hash, &label, at))
+            .await?;
+        Ok(NewKey { info, key })
+    }
+
+    /// Where `key` leads, if it is a live key.
+    pub async fn resolve_key(&self, key: &str) -> Result<Option<KeyTarget>, AuthError> {
+        if !key.starts_with("pk_") {
+            return Ok(None);
+        }
+        let hash = digest(key);
+        match self.keys.get(&hash) {
+            Ok(target) => Ok(target),
+            Err(generation) => {
+                let found = {
+                    let hash = hash.clone();
+                    self.blocking(move |store| store.key_by_hash(&hash)).await?
+                };
+                self.keys.fill(hash, found.clone(), generation);
+                Ok(found)
+            }
+        }
+    }
+
+    pub async fn keys_of(&self, class: &str, name: &str) -> Result<Vec<KeyInfo>, AuthError> {
+        let (class, name) = (class.to_string(), name.to_string());
+        Ok(self
+            .blocking(move |store| store.keys_of(&class, &name))
+            .await?)
+    }
+
+    /// Revokes key `id`; returns whether it existed.
+    pub async fn revoke_key(&self, id: &str) -> Result<bool, AuthError> {
+        let id = id.to_string();
+        let hash = self.blocking(move |store| store.delete_key(&id)).await?;
+        if let Some(hash) = &hash {
+            self.keys.remove_where(|cached, _| cached == hash);
+        }
+        Ok(hash.is_some())
+    }
+
+    /// Points `handle` of `class` at object `name`.
+    pub async fn set_handle(
+        &self,
+        class: &str,
+        handle: &str,
+        name: &str,
+    ) -> Result<String, AuthError> {
+        let handle = normalize_handle(handle)?;
+        let (c, h, n) = (class.to_string(), handle.clone(), name.to_string());
+        self.blocking(move |store| store.set_handle(&c, &h, &n, now_ms()))
+            .await?;
+        self.forget_handle(class, &handle);
+        Ok(handle)
+    }
+
+    /// The name `handle` of `class` stands for.
+    pub async fn resolve_handle(
+        &self,
+        class: &str,
+        handle: &str,
+    ) -> Result<Option<String>, AuthError> {
+        let Ok(handle) = normalize_handle(handle) else {
+            return Ok(None);
+        };
+        let key = (class.to_string(), handle);
+        match self.handles.get(&key) {
+            Ok(name) => Ok(name),
+            Err(generation) => {
+                let name = {
+                    let (class, handle) = key.clone();
+                    self.blocking(move |store| store.handle(&class, &handle))
+                        .await?
+                };
+                self.handles.fill(key, name.clone(), generation);
+                Ok(name)
+            }
+        }
+    }
+
+    pub async fn handles_of(&self, class: &str, name: &str) -> Result<Vec<String>, AuthError> {
+        let (class, name) = (class.to_string(), name.to_string());
+        Ok(self
+            .blocking(move |store| store.handles_of(&class, &name))
+            .await?)
+    }
+
+    /// Removes `handle` of `class`; returns whether it existed.
+    pub async fn delete_handle(&self, class: &str, handle: &str) -> Result<bool, AuthError> {
+        let handle = normalize_handle(handle)?;
+        let (c, h) = (class.to_string(), handle.clone());
+        let deleted = self
+            .blocking(move |store| store.delete_handle(&c, &h))
+            .await?;
+        self.forget_handle(class, &handle);
+        Ok(deleted)
+    }
+
+    /// Drops the keys and handles of a deleted object.
+    pub async fn forget_object(&self, class: &str, name: &str) -> Result<(), AuthError> {
+        let (c, n) = (class.to_string(), name.to_string());
+        let hashes = self
+            .blocking(move |store| store.forget_object(&c, &n))
+            .await?;
+        self.keys.remove_where(|hash, _| hashes.contains(hash));
+        self.handles
+            .remove_where(|(c, _), target| c == class && target.as_deref() == Some(name));
+        Ok(())
+    }
+
+    fn forget_handle(&self, class: &str, handle: &str) {
+        self.handles
+            .remove_where(|(c, h), _| c == class && h == handle);
+    }
+}
+
+/// Handles are compared without ASCII case (like email addresses).
+fn normalize_handle(handle: &str) -> Result<String, AuthError> {
+    let valid = !handle.is_empty()
+        && handle.len() <= MAX_HANDLE_BYTES
+        && !handle
+            .chars()
+            .any(|c| c == '/' || c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(handle.to_ascii_lowercase())
+    } else {
+        Err(AuthError::Invalid(format!(
+            "a handle must be 1 to {MAX_HANDLE_BYTES} bytes, without '/', spaces or control characters"
+        )))
+    }
+}

@@ -1,0 +1,498 @@
+//! The accounts' tables in the catalog's database: users, sessions,
+//! organizations and their members, API keys and handles. Every call is
+//! synchronous; callers run them on blocking threads.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::Context as _;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use serde::Serialize;
+
+use super::caller::{Role, User};
+use super::secrets::random_bytes;
+use crate::storage::Durability;
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS users (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS sessions (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users (id),
+        refresh_hash TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE INDEX IF NOT EXISTS sessions_revoked ON sessions (revoked_at) WHERE revoked_at IS NOT NULL;
+    CREATE TABLE IF NOT EXISTS orgs (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS org_members (
+        org_id TEXT NOT NULL REFERENCES orgs (id),
+        user_id TEXT NOT NULL REFERENCES users (id),
+        role TEXT NOT NULL CHECK (role IN ('owner', 'admin', 'member')),
+        added_at INTEGER NOT NULL,
+        PRIMARY KEY (org_id, user_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS org_members_by_user ON org_members (user_id);
+    CREATE TABLE IF NOT EXISTS api_keys (
+        id TEXT PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        class TEXT NOT NULL,
+        name TEXT NOT NULL,
+        label TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS api_keys_by_object ON api_keys (class, name);
+    CREATE TABLE IF NOT EXISTS handles (
+        class TEXT NOT NULL,
+        handle TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (class, handle)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS handles_by_object ON handles (class, name);
+    CREATE TABLE IF NOT EXISTS settings (
+        key TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    );
+";
+
+/// A session as stored. Times are milliseconds since the Unix epoch.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub id: String,
+    pub user: User,
+    pub expires_at: i64,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OrgMembership {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Member {
+    pub id: String,
+    pub email: String,
+    pub role: Role,
+    pub added_at: i64,
+}
+
+pub enum MemberChange {
+    Done,
+    NotAMember,
+    LastOwner,
+}
+
+/// Where an API key leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTarget {
+    pub id: String,
+    pub class: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub label: String,
+    pub created_at: i64,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens the catalog's database (the catalog has created it) with its
+    /// own connection.
+    pub fn open(data_dir: &Path, durability: Durability) -> anyhow::Result<Self> {
+        let path = data_dir.join("catalog.sqlite");
+        let conn =
+            Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+            durability.synchronous()
+        ))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The key tokens are signed with: made and kept on first use.
+    pub fn signing_key(&self) -> anyhow::Result<Vec<u8>> {
+        let conn = self.lock();
+        let key = random_bytes::<32>()?;
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES ('signing_key', ?1) ON CONFLICT DO NOTHING",
+            [&key[..]],
+        )?;
+        Ok(conn.query_row(
+            "SELECT value FROM settings WHERE key = 'signing_key'",
+            [],
+            |row| row.get(0),
+        )?)
+    }
+
+    /// Creates a user; `Ok(false)` if the email is taken.
+    pub fn create_user(&self, user: &User, password_hash: &str, now: i64) -> anyhow::Result<bool> {
+        let inserted = self.lock().execute(
+            "INSERT INTO users (id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![user.id, user.email, password_hash, now],
+        );
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(error) if error.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                Ok(false)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The user with this email and their password hash.
+    pub fn user_by_email(&self, email: &str) -> anyhow::Result<Option<(User, String)>> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT id, email, password_hash FROM users WHERE email = ?1",
+                [email],
+                |row| {
+                    Ok((
+                        User {
+                            id: row.get(0)?,
+                            email: row.get(1)?,
+                        },
+                        row.get(2)?,
+                    ))
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn create_session(
+        &self,
+        id: &str,
+        user_id: &str,
+        refresh_hash: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> anyhow::Result<()> {
+        self.lock().execute(
+            "INSERT INTO sessions (id, user_id, refresh_hash, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, user_id, refresh_hash, now, expires_at],
+        )?;
+        Ok(())
+    }
+
+    const SESSION: &str = "SELECT s.id, u.id, u.email, s.expires_at, s.revoked_at IS NOT NULL
+        FROM sessions s JOIN users u ON u.id = s.user_id";
+
+    fn session_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+        Ok(SessionRow {
+            id: row.get(0)?,
+            user: User {
+                id: row.get(1)?,
+                email: row.get(2)?,
+            },
+            expires_at: row.get(3)?,
+            revoked: row.get(4)?,
+        })
+    }
+
+    pub fn session_by_refresh(&self, refresh_hash: &str) -> anyhow::Result<Option<SessionRow>> {
+        Ok(self
+            .lock()
+            .query_row(
+                &format!("{} WHERE s.refresh_hash = ?1", Self::SESSION),
+                [refresh_hash],
+                Self::session_row,
+            )
+            .optional()?)
+    }
+
+    /// Replaces a live session's refresh token; `false` if the session
+    /// was revoked meanwhile.
+    pub fn rotate_refresh(&self, id: &str, old_hash: &str, new_hash: &str) -> anyhow::Result<bool> {
+        Ok(self.lock().execute(
+            "UPDATE sessions SET refresh_hash = ?3
+             WHERE id = ?1 AND refresh_hash = ?2 AND revoked_at IS NULL",
+            params![id, old_hash, new_hash],
+        )? > 0)
+    }
+
+    /// Ends a session; `false` if it had already ended.
+    pub fn revoke_session(&self, id: &str, now: i64) -> anyhow::Result<bool> {
+        Ok(self.lock().execute(
+            "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            params![id, now],
+        )? > 0)
+    }
+
+    /// Deletes sessions that expired before `now`; returns how many.
+    pub fn delete_expired_sessions(&self, now: i64) -> anyhow::Result<usize> {
+        Ok(self
+            .lock()
+            .execute("DELETE FROM sessions WHERE expires_at < ?1", [now])?)
+    }
+
+    /// Sessions revoked at or after `since`.
+    pub fn revoked_since(&self, since: i64) -> anyhow::Result<Vec<(String, i64)>> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare("SELECT id, revoked_at FROM sessions WHERE revoked_at >= ?1")?;
+        let rows = stmt.query_map([since], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn create_org(&self, id: &str, name: &str, owner: &str, now: i64) -> anyhow::Result<()> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO orgs (id, name, created_at) VALUES (?1, ?2, ?3)",
+            params![id, name, now],
+        )?;
+        tx.execute(
+            "INSERT INTO org_members (org_id, user_id, role, added_at) VALUES (?1, ?2, 'owner', ?3)",
+            params![id, owner, now],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The organizations `user_id` belongs to, with their role.
+    pub fn orgs_of(&self, user_id: &str) -> anyhow::Result<Vec<OrgMembership>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT o.id, o.name, m.role FROM org_members m JOIN orgs o ON o.id = m.org_id
+             WHERE m.user_id = ?1 ORDER BY o.created_at, o.id",
+        )?;
+        let rows = stmt.query_map([user_id], |row| {
+            Ok(OrgMembership {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                role: role_column(row, 2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// `user_id`'s role in `org`, if a member.
+    pub fn role(&self, org: &str, user_id: &str) -> anyhow::Result<Option<Role>> {
+        Ok(self
+            .lock()
+            .prepare_cached("SELECT role FROM org_members WHERE org_id = ?1 AND user_id = ?2")?
+            .query_row([org, user_id], |row| role_column(row, 0))
+            .optional()?)
+    }
+
+    pub fn members(&self, org: &str) -> anyhow::Result<Vec<Member>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT u.id, u.email, m.role, m.added_at FROM org_members m
+             JOIN users u ON u.id = m.user_id WHERE m.org_id = ?1 ORDER BY m.added_at, u.email",
+        )?;
+        let rows = stmt.query_map([org], |row| {
+            Ok(Member {
+                id: row.get(0)?,
+                email: row.get(1)?,
+                role: role_column(row, 2)?,
+                added_at: row.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Adds a member, changes their role (`Some`) or removes them (`None`),
+    /// unless that would leave the organization without an owner.
+    pub fn update_member(
+        &self,
+        org: &str,
+        user_id: &str,
+        role: Option<Role>,
+        now: i64,
+    ) -> anyhow::Result<MemberChange> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let current = tx
+            .query_row(
+                "SELECT role FROM org_members WHERE org_id = ?1 AND user_id = ?2",
+                [org, user_id],
+                |row| role_column(row, 0),
+            )
+            .optional()?;
+        match role {
+            None if current.is_none() => return Ok(MemberChange::NotAMember),
+            None => tx.execute(
+                "DELETE FROM org_members WHERE org_id = ?1 AND user_id = ?2",
+                [org, user_id],
+            )?,
+            Some(role) => tx.execute(
+                "INSERT INTO org_members (org_id, user_id, role, added_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role",
+                params![org, user_id, role.as_str(), now],
+            )?,
+        };
+        let owners: i64 = tx.query_row(
+            "SELECT count(*) FROM org_members WHERE org_id = ?1 AND role = 'owner'",
+            [org],
+            |row| row.get(0),
+        )?;
+        if owners == 0 {
+            return Ok(MemberChange::LastOwner);
+        }
+        tx.commit()?;
+        Ok(MemberChange::Done)
+    }
+
+    pub fn user_id_by_email(&self, email: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .lock()
+            .query_row("SELECT id FROM users WHERE email = ?1", [email], |row| {
+                row.get(0)
+            })
+            .optional()?)
+    }
+
+    pub fn create_key(
+        &self,
+        target: &KeyTarget,
+        hash: &str,
+        label: &str,
+        now: i64,
+    ) -> anyhow::Result<()> {
+        self.lock().execute(
+            "INSERT INTO api_keys (id, hash, class, name, label, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![target.id, hash, target.class, target.name, label, now],
+        )?;
+        Ok(())
+    }
+
+    pub fn key_by_hash(&self, hash: &str) -> anyhow::Result<Option<KeyTarget>> {
+        Ok(self
+            .lock()
+            .prepare_cached("SELECT id, class, name FROM api_keys WHERE hash = ?1")?
+            .query_row([hash], |row| {
+                Ok(KeyTarget {
+                    id: row.get(0)?,
+                    class: row.get(1)?,
+                    name: row.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    pub fn keys_of(&self, class: &str, name: &str) -> anyhow::Result<Vec<KeyInfo>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id, label, created_at FROM api_keys WHERE class = ?1 AND name = ?2
+             ORDER BY created_at, id",
+        )?;
+        let rows = stmt.query_map([class, name], |row| {
+            Ok(KeyInfo {
+                id: row.get(0)?,
+                label: row.get(1)?,
+                created_at: row.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Deletes a key; returns its hash if it existed.
+    pub fn delete_key(&self, id: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .lock()
+            .query_row(
+                "DELETE FROM api_keys WHERE id = ?1 RETURNING hash",
+                [id],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Points `handle` of `class` at object `name`, replacing any target.
+    pub fn set_handle(
+        &self,
+        class: &str,
+        handle: &str,
+        name: &str,
+        now: i64,
+    ) -> anyhow::Result<()> {
+        self.lock().execute(
+            "INSERT INTO handles (class, handle, name, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (class, handle) DO UPDATE SET name = excluded.name",
+            params![class, handle, name, now],
+        )?;
+        Ok(())
+    }
+
+    pub fn handle(&self, class: &str, handle: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .lock()
+            .prepare_cached("SELECT name FROM handles WHERE class = ?1 AND handle = ?2")?
+            .query_row([class, handle], |row| row.get(0))
+            .optional()?)
+    }
+
+    pub fn handles_of(&self, class: &str, name: &str) -> anyhow::Result<Vec<String>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT handle FROM handles WHERE class = ?1 AND name = ?2 ORDER BY handle")?;
+        let rows = stmt.query_map([class, name], |row| row.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn delete_handle(&self, class: &str, handle: &str) -> anyhow::Result<bool> {
+        Ok(self.lock().execute(
+            "DELETE FROM handles WHERE class = ?1 AND handle = ?2",
+            [class, handle],
+        )? > 0)
+    }
+
+    /// Removes every key and handle of an object (it was deleted); returns
+    /// the keys' hashes.
+    pub fn forget_object(&self, class: &str, name: &str) -> anyhow::Result<Vec<String>> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let hashes = tx
+            .prepare("DELETE FROM api_keys WHERE class = ?1 AND name = ?2 RETURNING hash")?
+            .query_map([class, name], |row| row.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        tx.execute(
+            "DELETE FROM handles WHERE class = ?1 AND name = ?2",
+            [class, name],
+        )?;
+        tx.commit()?;
+        Ok(hashes)
+    }
+}
+
+fn role_column(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Role> {
+    let text: String = row.get(index)?;
+    Role::parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            format!("unknown role {text:?}").into(),
+        )
+    })
+}

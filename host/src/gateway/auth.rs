@@ -1,0 +1,193 @@
+//! `/auth/*`: sign up, log in, refresh, log out, and who am I. Sessions
+//! come back both as JSON (for API clients: `Authorization: Bearer`) and
+//! as HttpOnly cookies (for browsers).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use super::credentials::{self, REFRESH_COOKIE};
+use crate::accounts::{Accounts, AuthError, Authenticated, Issued};
+use crate::runtime::Runtime;
+use crate::storage::catalog::now_ms;
+
+/// The largest body `/auth` reads.
+const MAX_BODY_BYTES: usize = 16 << 10;
+
+#[derive(Deserialize)]
+struct Credentials {
+    email: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RefreshBody {
+    refresh_token: Option<String>,
+}
+
+/// `POST /auth/signup {email, password}`: 201 with a session.
+pub async fn signup(
+    State(runtime): State<Arc<Runtime>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let accounts = accounts(&runtime)?;
+    let (email, password, address) = email_and_password(request).await?;
+    let issued = accounts.signup(&email, password, address).await?;
+    Ok(with_session(accounts, StatusCode::CREATED, issued))
+}
+
+/// `POST /auth/login {email, password}`: a new session.
+pub async fn login(
+    State(runtime): State<Arc<Runtime>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let accounts = accounts(&runtime)?;
+    let (email, password, address) = email_and_password(request).await?;
+    let issued = accounts.login(&email, password, address).await?;
+    Ok(with_session(accounts, StatusCode::OK, issued))
+}
+
+/// `POST /auth/refresh [{refresh_token}]` (or the refresh cookie): a new
+/// access token and refresh token for the same session.
+pub async fn refresh(
+    State(runtime): State<Arc<Runtime>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let accounts = accounts(&runtime)?;
+    let headers = request.headers().clone();
+    let body = read_body(request).await?;
+    let given: RefreshBody = if body.is_empty() {
+        RefreshBody::default()
+    } else {
+        json_body(&body)?
+    };
+    let refresh_token = given
+        .refresh_token
+        .or_else(|| credentials::cookie(&headers, REFRESH_COOKIE).map(str::to_string))
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "`refresh_token` is required (in the body or the podhost_refresh cookie)".into(),
+            )
+        })?;
+    let issued = accounts.refresh(&refresh_token).await?;
+    Ok(with_session(accounts, StatusCode::OK, issued))
+}
+
+/// `POST /auth/logout`: ends the session of the access token (or refresh
+/// cookie) and clears the cookies.
+pub async fn logout(
+    State(runtime): State<Arc<Runtime>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let accounts = accounts(&runtime)?;
+    let ended = accounts
+        .logout(
+            credentials::session_token(&headers),
+            credentials::cookie(&headers, REFRESH_COOKIE),
+        )
+        .await?;
+    let mut response = Json(json!({ "logged_out": ended })).into_response();
+    for cookie in credentials::cleared_cookies(accounts.settings()) {
+        append_cookie(&mut response, &cookie);
+    }
+    Ok(response)
+}
+
+/// `GET /auth/me`: the signed-in user, their session and organizations.
+pub async fn me(
+    State(runtime): State<Arc<Runtime>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let (accounts, caller) = signed_in(&runtime, &headers)?;
+    let orgs = accounts.orgs_of(&caller.user).await?;
+    Ok(Json(json!({
+        "user": caller.user,
+        "token_expires_at": caller.expires_at,
+        "orgs": orgs,
+    })))
+}
+
+/// The `{email, password}` of a signup or login, and where it came from.
+async fn email_and_password(
+    request: Request,
+) -> Result<(String, String, Option<IpAddr>), ApiError> {
+    let address = credentials::client_address(&request);
+    let given: Credentials = json_body(&read_body(request).await?)?;
+    let email = required(given.email, "email")?;
+    let password = required(given.password, "password")?;
+    Ok((email, password, address))
+}
+
+/// The accounts, or an error saying they are off.
+pub(super) fn accounts(runtime: &Runtime) -> Result<&Accounts, ApiError> {
+    runtime.accounts().ok_or(ApiError::AccountsDisabled)
+}
+
+/// The request's signed-in user.
+pub(super) fn signed_in<'a>(
+    runtime: &'a Runtime,
+    headers: &HeaderMap,
+) -> Result<(&'a Accounts, Authenticated), ApiError> {
+    let accounts = accounts(runtime)?;
+    let token = credentials::session_token(headers).ok_or(AuthError::Unauthenticated)?;
+    Ok((accounts, accounts.authenticate(token)?))
+}
+
+/// Parses a JSON body, naming what is wrong with it.
+pub(super) fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::BodyTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
+    }
+    serde_json::from_slice(body)
+        .map_err(|error| ApiError::BadRequest(format!("the body must be a JSON object: {error}")))
+}
+
+/// A field that must be present and not empty.
+pub(super) fn required(value: Option<String>, field: &str) -> Result<String, ApiError> {
+    value
+        .filter(|value| !value.is_empty())
+        .ok_or_else(|| ApiError::BadRequest(format!("`{field}` is required")))
+}
+
+pub(super) async fn read_body(request: Request) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::BodyTooLarge {
+            limit: MAX_BODY_BYTES,
+        })
+}
+
+fn with_session(accounts: &Accounts, status: StatusCode, issued: Issued) -> Response {
+    let now = now_ms();
+    let remaining = |at: i64| Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
+    let cookies = credentials::session_cookies(
+        accounts.settings(),
+        &issued.token,
+        remaining(issued.token_expires_at),
+        &issued.refresh_token,
+        remaining(issued.session_expires_at),
+    );
+    let mut response = (status, Json(issued)).into_response();
+    for cookie in cookies {
+        append_cookie(&mut response, &cookie);
+    }
+    response
+}
+
+fn append_cookie(response: &mut Response, cookie: &str) {
+    if let Ok(value) = cookie.parse() {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}

@@ -1,0 +1,117 @@
+//! API keys: `ANY /key[/{*path}]` with `Authorization: Bearer pk_…`
+//! reaches the object the key was made for, whatever its class's access;
+//! the operator makes, lists and revokes keys under `/admin`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, admin, auth, credentials, objects};
+use crate::accounts::Caller;
+use crate::object::MAX_NAME_BYTES;
+use crate::runtime::Runtime;
+
+pub async fn deliver_root(
+    State(runtime): State<Arc<Runtime>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    forward_by_key(&runtime, "", request).await
+}
+
+pub async fn deliver(
+    State(runtime): State<Arc<Runtime>>,
+    Path(path): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    forward_by_key(&runtime, &path, request).await
+}
+
+async fn forward_by_key(
+    runtime: &Arc<Runtime>,
+    path: &str,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let key = credentials::bearer(request.headers()).ok_or(ApiError::InvalidKey)?;
+    let target = runtime
+        .routes()
+        .resolve_key(key)
+        .await?
+        .ok_or(ApiError::InvalidKey)?;
+    let caller = Caller::Key { id: target.id };
+    objects::forward(
+        runtime,
+        &target.class,
+        &target.name,
+        path,
+        request,
+        Some(caller),
+    )
+    .await
+}
+
+#[derive(Deserialize, Default)]
+struct NewKey {
+    label: Option<String>,
+}
+
+/// `POST /admin/objects/{class}/{name}/keys [{label}]`: a new key; the
+/// answer is the only place its secret appears.
+pub async fn create(
+    State(runtime): State<Arc<Runtime>>,
+    Path((class, name)): Path<(String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    admin::authorize(&runtime, request.headers())?;
+    check_object(&runtime, &class, &name)?;
+    let body = auth::read_body(request).await?;
+    let given: NewKey = if body.is_empty() {
+        NewKey::default()
+    } else {
+        auth::json_body(&body)?
+    };
+    let key = runtime
+        .routes()
+        .create_key(&class, &name, given.label.as_deref().unwrap_or(""))
+        .await?;
+    let body = json!({ "class": class, "name": name, "key": key });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `GET /admin/objects/{class}/{name}/keys`: the object's keys, without
+/// their secrets.
+pub async fn list(
+    State(runtime): State<Arc<Runtime>>,
+    Path((class, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    admin::authorize(&runtime, &headers)?;
+    let keys = runtime.routes().keys_of(&class, &name).await?;
+    Ok(Json(json!({ "keys": keys })))
+}
+
+/// `DELETE /admin/keys/{id}`: revokes a key at once.
+pub async fn revoke(
+    State(runtime): State<Arc<Runtime>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    admin::authorize(&runtime, &headers)?;
+    let revoked = runtime.routes().revoke_key(&id).await?;
+    Ok(Json(json!({ "revoked": revoked })))
+}
+
+/// A deployed class and a valid object name.
+pub(super) fn check_object(runtime: &Runtime, class: &str, name: &str) -> Result<(), ApiError> {
+    runtime.class(class)?;
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "an object name must be 1 to {MAX_NAME_BYTES} bytes long"
+        )));
+    }
+    Ok(())
+}

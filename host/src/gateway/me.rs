@@ -1,0 +1,55 @@
+//! `ANY /me/{class}[/{*path}]`: the signed-in user's own object of a
+//! per-user class (`access = "user"`), named by their user id.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::response::Response;
+
+use super::{ApiError, auth, objects};
+use crate::accounts::Caller;
+use crate::config::Access;
+use crate::runtime::Runtime;
+
+pub async fn deliver_root(
+    State(runtime): State<Arc<Runtime>>,
+    Path(class): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    forward_to_own(&runtime, &class, "", request).await
+}
+
+pub async fn deliver(
+    State(runtime): State<Arc<Runtime>>,
+    Path((class, path)): Path<(String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    forward_to_own(&runtime, &class, &path, request).await
+}
+
+async fn forward_to_own(
+    runtime: &Arc<Runtime>,
+    class: &str,
+    path: &str,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (_, signed_in) = auth::signed_in(runtime, request.headers())?;
+    let access = runtime.class(class)?.settings().access;
+    if access != Access::User {
+        return Err(ApiError::WrongRoute {
+            class: class.to_string(),
+            access,
+        });
+    }
+    let user = signed_in.user;
+    let name = user.id.clone();
+    objects::forward(
+        runtime,
+        class,
+        &name,
+        path,
+        request,
+        Some(Caller::User(user)),
+    )
+    .await
+}

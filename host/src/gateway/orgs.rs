@@ -1,0 +1,136 @@
+//! Organizations: `ANY /orgs/{org}/{class}[/{*path}]` reaches the
+//! organization's object of an `access = "org"` class, for its members
+//! only; `/auth/orgs/...` creates organizations and manages members.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, auth, objects};
+use crate::accounts::{Caller, Role};
+use crate::config::Access;
+use crate::runtime::Runtime;
+
+pub async fn deliver_root(
+    State(runtime): State<Arc<Runtime>>,
+    Path((org, class)): Path<(String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    forward_to_org(&runtime, &org, &class, "", request).await
+}
+
+pub async fn deliver(
+    State(runtime): State<Arc<Runtime>>,
+    Path((org, class, path)): Path<(String, String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    forward_to_org(&runtime, &org, &class, &path, request).await
+}
+
+async fn forward_to_org(
+    runtime: &Arc<Runtime>,
+    org: &str,
+    class: &str,
+    path: &str,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (accounts, signed_in) = auth::signed_in(runtime, request.headers())?;
+    let role = accounts.role(org, &signed_in.user).await?;
+    let access = runtime.class(class)?.settings().access;
+    if access != Access::Org {
+        return Err(ApiError::WrongRoute {
+            class: class.to_string(),
+            access,
+        });
+    }
+    let caller = Caller::Member {
+        user: signed_in.user,
+        org: org.to_string(),
+        role,
+    };
+    objects::forward(runtime, class, org, path, request, Some(caller)).await
+}
+
+#[derive(Deserialize)]
+struct NewOrg {
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NewMember {
+    email: Option<String>,
+    role: Option<String>,
+}
+
+/// `POST /auth/orgs {name}`: a new organization, owned by the caller.
+pub async fn create(
+    State(runtime): State<Arc<Runtime>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let headers = request.headers().clone();
+    let (accounts, signed_in) = auth::signed_in(&runtime, &headers)?;
+    let body: NewOrg = auth::json_body(&auth::read_body(request).await?)?;
+    let name = auth::required(body.name, "name")?;
+    let org = accounts.create_org(&signed_in.user, &name).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "org": org }))).into_response())
+}
+
+/// `GET /auth/orgs`: the caller's organizations and roles.
+pub async fn list(
+    State(runtime): State<Arc<Runtime>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let (accounts, signed_in) = auth::signed_in(&runtime, &headers)?;
+    let orgs = accounts.orgs_of(&signed_in.user).await?;
+    Ok(Json(json!({ "orgs": orgs })))
+}
+
+/// `GET /auth/orgs/{org}/members`: for members.
+pub async fn members(
+    State(runtime): State<Arc<Runtime>>,
+    Path(org): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let (accounts, signed_in) = auth::signed_in(&runtime, &headers)?;
+    let members = accounts.members(&org, &signed_in.user).await?;
+    Ok(Json(json!({ "members": members })))
+}
+
+/// `PUT /auth/orgs/{org}/members {email, role}`: adds a member or changes
+/// their role.
+pub async fn set_member(
+    State(runtime): State<Arc<Runtime>>,
+    Path(org): Path<String>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let headers = request.headers().clone();
+    let (accounts, signed_in) = auth::signed_in(&runtime, &headers)?;
+    let body: NewMember = auth::json_body(&auth::read_body(request).await?)?;
+    let email = auth::required(body.email, "email")?;
+    let role = auth::required(body.role, "role")?;
+    let role = Role::parse(&role).ok_or_else(|| {
+        ApiError::BadRequest("`role` must be \"owner\", \"admin\" or \"member\"".into())
+    })?;
+    accounts
+        .set_member(&org, &signed_in.user, &email, role)
+        .await?;
+    let members = accounts.members(&org, &signed_in.user).await?;
+    Ok(Json(json!({ "members": members })))
+}
+
+/// `DELETE /auth/orgs/{org}/members/{user}`: removes a member (or lets the
+/// caller leave).
+pub async fn remove_member(
+    State(runtime): State<Arc<Runtime>>,
+    Path((org, user)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let (accounts, signed_in) = auth::signed_in(&runtime, &headers)?;
+    accounts.remove_member(&org, &signed_in.user, &user).await?;
+    Ok(Json(json!({ "removed": true })))
+}
