@@ -223,8 +223,19 @@ impl AuthSettings {
         {
             bail!("[auth]: secret must be at least 32 bytes");
         }
-        if self.token_ttl < Duration::from_secs(1) || self.session_ttl < self.token_ttl {
-            bail!("[auth]: token_ttl must be at least 1s, and session_ttl at least token_ttl");
+        const TEN_YEARS: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+        if self.token_ttl < Duration::from_secs(1)
+            || self.session_ttl < self.token_ttl
+            || self.session_ttl > TEN_YEARS
+        {
+            bail!(
+                "[auth]: token_ttl must be at least 1s, session_ttl at least token_ttl and at most 10 years"
+            );
+        }
+        if self.login_window < Duration::from_secs(1)
+            || self.login_window > Duration::from_secs(24 * 60 * 60)
+        {
+            bail!("[auth]: login_window must be between 1s and 24h");
         }
         if !(8..=128).contains(&self.min_password_length) {
             bail!("[auth]: min_password_length must be between 8 and 128");

@@ -93,6 +93,7 @@ fn delete(data_dir: &Path, class: &str, name: &str) -> anyhow::Result<()> {
     let object = ObjectAddr::new(class, name);
     let existed = DataDir::new(data_dir).remove_object_files(class, object.id())?;
     let known = Catalog::open(data_dir, Durability::Full)?.remove(object.id())?;
+    podhost::accounts::forget_routes(data_dir, class, name)?;
     if existed || known {
         println!("deleted {class}/{name}");
     } else {

@@ -3,6 +3,7 @@
 //! that bears it to its object; a handle (an alias such as an email
 //! address) stands for the object's name within its class.
 
+use super::grants::key_grant;
 use super::store::{KeyInfo, KeyTarget};
 use super::{Accounts, AuthError, digest, random_id, random_secret};
 use crate::storage::catalog::now_ms;
@@ -77,10 +78,13 @@ impl Accounts {
 
     /// Revokes key `id`; returns whether it existed.
     pub async fn revoke_key(&self, id: &str) -> Result<bool, AuthError> {
-        let id = id.to_string();
-        let hash = self.blocking(move |store| store.delete_key(&id)).await?;
+        let hash = {
+            let id = id.to_string();
+            self.blocking(move |store| store.delete_key(&id)).await?
+        };
         if let Some(hash) = &hash {
             self.keys.remove_where(|cached, _| cached == hash);
+            self.grants.end(&key_grant(id));
         }
         Ok(hash.is_some())
     }
@@ -145,10 +149,14 @@ impl Accounts {
     /// Drops the keys and handles of a deleted object.
     pub async fn forget_object(&self, class: &str, name: &str) -> Result<(), AuthError> {
         let (c, n) = (class.to_string(), name.to_string());
-        let hashes = self
+        let keys = self
             .blocking(move |store| store.forget_object(&c, &n))
             .await?;
-        self.keys.remove_where(|hash, _| hashes.contains(hash));
+        self.keys
+            .remove_where(|hash, _| keys.iter().any(|(_, h)| h == hash));
+        for (id, _) in &keys {
+            self.grants.end(&key_grant(id));
+        }
         self.handles
             .remove_where(|(c, _), target| c == class && target.as_deref() == Some(name));
         Ok(())

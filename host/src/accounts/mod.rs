@@ -7,6 +7,7 @@
 mod cache;
 mod caller;
 mod error;
+mod grants;
 mod keys;
 mod orgs;
 mod password;
@@ -25,9 +26,11 @@ use serde::Serialize;
 
 pub use caller::{Caller, Role, User};
 pub use error::AuthError;
+pub use grants::{Admission, Revocation};
 pub use store::{KeyInfo, Member, OrgMembership};
 
 use self::cache::Cache;
+use self::grants::{Grants, session_grant};
 use self::password::Hasher;
 use self::rate_limit::RateLimiter;
 use self::secrets::{digest, random_id, random_secret};
@@ -75,6 +78,8 @@ pub struct Accounts {
     roles: Cache<(String, String), Option<Role>>,
     keys: Cache<String, Option<KeyTarget>>,
     handles: Cache<(String, String), Option<String>>,
+    /// What open WebSockets and event streams were admitted with.
+    grants: Grants,
 }
 
 impl Accounts {
@@ -94,7 +99,7 @@ impl Accounts {
         if expired > 0 {
             tracing::info!(expired, "expired sessions deleted");
         }
-        let since = now_ms() - settings.token_ttl.as_millis() as i64;
+        let since = now_ms().saturating_sub(millis(settings.token_ttl));
         let revoked = store.revoked_since(since)?.into_iter().collect();
         Ok(Accounts {
             signer: Signer::new(&key),
@@ -111,6 +116,7 @@ impl Accounts {
             roles: Cache::new(CACHE_CAPACITY),
             keys: Cache::new(CACHE_CAPACITY),
             handles: Cache::new(CACHE_CAPACITY),
+            grants: Grants::default(),
             store: Arc::new(store),
             settings,
         })
@@ -118,6 +124,12 @@ impl Accounts {
 
     pub fn settings(&self) -> &AuthSettings {
         &self.settings
+    }
+
+    /// A revocation that fires when the admission's session, membership
+    /// or key ends.
+    pub fn watch(&self, admission: &Admission) -> Revocation {
+        self.grants.watch(&admission.grants)
     }
 
     /// Creates an account and its first session.
@@ -161,8 +173,10 @@ impl Accounts {
     ) -> Result<Issued, AuthError> {
         self.count_attempt(address)?;
         let email = normalize_email(email).map_err(|_| AuthError::BadCredentials)?;
+        // Counted before the (slow) check, so parallel guesses cannot all
+        // slip under the limit; a success wipes the count.
         self.failures_per_account
-            .check(&email, Instant::now())
+            .take(&email, Instant::now())
             .map_err(AuthError::RateLimited)?;
         let found = {
             let email = email.clone();
@@ -179,10 +193,7 @@ impl Accounts {
                 self.failures_per_account.reset(&email);
                 self.start_session(user).await
             }
-            _ => {
-                self.failures_per_account.count(&email, Instant::now());
-                Err(AuthError::BadCredentials)
-            }
+            _ => Err(AuthError::BadCredentials),
         }
     }
 
@@ -192,12 +203,9 @@ impl Accounts {
         let Some(address) = address else {
             return Ok(());
         };
-        let (address, now) = (address.to_string(), Instant::now());
         self.attempts_per_address
-            .check(&address, now)
-            .map_err(AuthError::RateLimited)?;
-        self.attempts_per_address.count(&address, now);
-        Ok(())
+            .take(&rate_limit::address_key(address), Instant::now())
+            .map_err(AuthError::RateLimited)
     }
 
     /// Verifies an access token: signed by us, unexpired, its session not
@@ -221,6 +229,14 @@ impl Accounts {
             session: claims.sid,
             expires_at: (claims.exp as i64) * 1000,
         })
+    }
+
+    /// Whether `token` is one of podhost's: an API key or a token signed
+    /// with our key (live or not). Such tokens never reach objects.
+    pub fn is_credential(&self, token: &str) -> bool {
+        token.starts_with("pk_")
+            || token.starts_with("rt_")
+            || self.signer.verify_signature(token).is_ok()
     }
 
     /// Trades a refresh token for a new access token and a new refresh
@@ -255,13 +271,11 @@ impl Accounts {
         token: Option<&str>,
         refresh_token: Option<&str>,
     ) -> Result<bool, AuthError> {
-        let session = match (token, refresh_token) {
-            (Some(token), _) => {
-                self.signer
-                    .verify_signature(token)
-                    .map_err(|_| AuthError::InvalidToken)?
-                    .sid
-            }
+        let from_token = token
+            .and_then(|token| self.signer.verify_signature(token).ok())
+            .map(|claims| claims.sid);
+        let session = match (from_token, refresh_token) {
+            (Some(session), _) => session,
             (None, Some(refresh)) => {
                 let hash = digest(refresh);
                 self.blocking(move |store| store.session_by_refresh(&hash))
@@ -269,15 +283,17 @@ impl Accounts {
                     .ok_or(AuthError::InvalidToken)?
                     .id
             }
+            (None, None) if token.is_some() => return Err(AuthError::InvalidToken),
             (None, None) => return Err(AuthError::Unauthenticated),
         };
         let now = now_ms();
         {
             let mut revoked = self.lock_revoked();
-            let oldest = now - self.settings.token_ttl.as_millis() as i64;
+            let oldest = now.saturating_sub(millis(self.settings.token_ttl));
             revoked.retain(|_, at| *at >= oldest);
             revoked.insert(session.clone(), now);
         }
+        self.grants.end(&session_grant(&session));
         let ended = self
             .blocking(move |store| store.revoke_session(&session, now))
             .await?;
@@ -288,7 +304,7 @@ impl Accounts {
         let session = random_id("s_")?;
         let refresh_token = random_secret("rt_")?;
         let now = now_ms();
-        let expires_at = now.saturating_add(self.settings.session_ttl.as_millis() as i64);
+        let expires_at = now.saturating_add(millis(self.settings.session_ttl));
         {
             let (session, user_id, hash) =
                 (session.clone(), user.id.clone(), digest(&refresh_token));
@@ -311,7 +327,7 @@ impl Accounts {
     ) -> Issued {
         let now = now_ms();
         let token_expires_at = now
-            .saturating_add(self.settings.token_ttl.as_millis() as i64)
+            .saturating_add(millis(self.settings.token_ttl))
             .min(session_expires_at);
         let token = self.signer.sign(&Claims {
             sub: user.id.clone(),
@@ -343,6 +359,17 @@ impl Accounts {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Drops the API keys and handles of a deleted object, with the server
+/// stopped (`podhost objects delete`).
+pub fn forget_routes(data_dir: &Path, class: &str, name: &str) -> anyhow::Result<()> {
+    Store::open(data_dir, Durability::Full)?.forget_object(class, name)?;
+    Ok(())
+}
+
+fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Emails are compared without case or surrounding spaces.

@@ -2,6 +2,9 @@
 //! admins manage the members. Roles are checked on every `/orgs` request,
 //! from a cache that membership changes keep current.
 
+use std::time::Instant;
+
+use super::grants::member_grant;
 use super::store::{Member, MemberChange, OrgMembership};
 use super::{Accounts, AuthError, Role, User, normalize_email, random_id};
 use crate::storage::catalog::now_ms;
@@ -62,7 +65,8 @@ impl Accounts {
 
     /// Adds the user with `email` to `org` with `role`, or changes their
     /// role. Admins manage members and admins; only owners make or unmake
-    /// owners.
+    /// owners. Emails that match no one count against `by`, so members
+    /// cannot probe which addresses have accounts.
     pub async fn set_member(
         &self,
         org: &str,
@@ -70,22 +74,20 @@ impl Accounts {
         email: &str,
         role: Role,
     ) -> Result<(), AuthError> {
-        let own = self.role(org, by).await?;
+        self.role(org, by).await?;
         let email = normalize_email(email)?;
-        let target = self
+        let probes = format!("lookups:{}", by.id);
+        self.failures_per_account
+            .check(&probes, Instant::now())
+            .map_err(AuthError::RateLimited)?;
+        let Some(target) = self
             .blocking(move |store| store.user_id_by_email(&email))
             .await?
-            .ok_or(AuthError::NoSuchUser)?;
-        let current = self.stored_role(org, &target).await?;
-        let needed = if role == Role::Owner || current == Some(Role::Owner) {
-            Role::Owner
-        } else {
-            Role::Admin
+        else {
+            let _ = self.failures_per_account.take(&probes, Instant::now());
+            return Err(AuthError::NoSuchUser);
         };
-        if own < needed {
-            return Err(AuthError::RoleTooLow(needed.as_str()));
-        }
-        self.change_member(org, &target, Some(role)).await
+        self.change_member(org, by, &target, Some(role)).await
     }
 
     /// Removes member `user_id` from `org`. Anyone may leave; admins
@@ -96,17 +98,7 @@ impl Accounts {
         by: &User,
         user_id: &str,
     ) -> Result<(), AuthError> {
-        let own = self.role(org, by).await?;
-        if user_id != by.id {
-            let Some(current) = self.stored_role(org, user_id).await? else {
-                return Err(AuthError::NoSuchUser);
-            };
-            let needed = current.max(Role::Admin);
-            if own < needed {
-                return Err(AuthError::RoleTooLow(needed.as_str()));
-            }
-        }
-        self.change_member(org, user_id, None).await
+        self.change_member(org, by, user_id, None).await
     }
 
     async fn stored_role(&self, org: &str, user_id: &str) -> Result<Option<Role>, AuthError> {
@@ -116,22 +108,31 @@ impl Accounts {
             .await?)
     }
 
+    /// Applies a membership change (permissions are checked in the same
+    /// transaction), then forgets the cached role and closes the
+    /// connections the old membership opened.
     async fn change_member(
         &self,
         org: &str,
+        by: &User,
         user_id: &str,
         role: Option<Role>,
     ) -> Result<(), AuthError> {
         let key = (org.to_string(), user_id.to_string());
         let change = {
-            let (org, user_id) = key.clone();
-            self.blocking(move |store| store.update_member(&org, &user_id, role, now_ms()))
+            let (org, user_id, by) = (key.0.clone(), key.1.clone(), by.id.clone());
+            self.blocking(move |store| store.update_member(&org, &by, &user_id, role, now_ms()))
                 .await?
         };
-        self.roles.remove_where(|cached, _| *cached == key);
+        if matches!(change, MemberChange::Done) {
+            self.roles.remove_where(|cached, _| *cached == key);
+            self.grants.end(&member_grant(org, user_id));
+        }
         match change {
             MemberChange::Done => Ok(()),
-            MemberChange::NotAMember => Err(AuthError::NoSuchUser),
+            MemberChange::NotAMember => Err(AuthError::NoSuchOrg),
+            MemberChange::NoSuchMember => Err(AuthError::NoSuchUser),
+            MemberChange::RoleTooLow(needed) => Err(AuthError::RoleTooLow(needed.as_str())),
             MemberChange::LastOwner => Err(AuthError::LastOwner),
         }
     }

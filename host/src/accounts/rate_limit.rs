@@ -2,12 +2,14 @@
 //! address, so password guessing runs out of tries.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Keys kept at most; past this, ended windows are swept out, and if that
-/// is not enough the oldest half goes.
-const MAX_KEYS: usize = 100_000;
+/// Past this many keys, ended windows are swept out. Live ones are kept
+/// whatever their number: dropping them would hand fresh tries to whoever
+/// filled the map.
+const SWEEP_AT: usize = 100_000;
 
 pub struct RateLimiter {
     max: u32,
@@ -30,22 +32,13 @@ impl RateLimiter {
         }
     }
 
-    /// `Err(wait)` when `key` has used its tries in this window.
-    pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        let windows = self.lock();
-        match windows.get(key) {
-            Some(window) if now < window.started + self.window && window.count >= self.max => {
-                Err(window.started + self.window - now)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Counts one try of `key`.
-    pub fn count(&self, key: &str, now: Instant) {
+    /// Counts one try of `key`, or `Err(wait)` if it has used its tries in
+    /// this window (checked and counted at once, so parallel tries cannot
+    /// all pass).
+    pub fn take(&self, key: &str, now: Instant) -> Result<(), Duration> {
         let mut windows = self.lock();
-        if windows.len() >= MAX_KEYS && !windows.contains_key(key) {
-            self.sweep(&mut windows, now);
+        if windows.len() >= SWEEP_AT && !windows.contains_key(key) {
+            windows.retain(|_, window| now < window.started + self.window);
         }
         let window = windows.entry(key.to_string()).or_insert(Window {
             started: now,
@@ -57,7 +50,22 @@ impl RateLimiter {
                 count: 0,
             };
         }
-        window.count = window.count.saturating_add(1);
+        if window.count >= self.max {
+            return Err(window.started + self.window - now);
+        }
+        window.count += 1;
+        Ok(())
+    }
+
+    /// `Err(wait)` if `key` has used its tries in this window; counts
+    /// nothing.
+    pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        match self.lock().get(key) {
+            Some(window) if now < window.started + self.window && window.count >= self.max => {
+                Err(window.started + self.window - now)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Forgets `key`'s tries (after a successful login).
@@ -65,20 +73,25 @@ impl RateLimiter {
         self.lock().remove(key);
     }
 
-    fn sweep(&self, windows: &mut HashMap<String, Window>, now: Instant) {
-        windows.retain(|_, window| now < window.started + self.window);
-        if windows.len() >= MAX_KEYS {
-            let mut starts: Vec<Instant> = windows.values().map(|w| w.started).collect();
-            starts.sort_unstable();
-            let median = starts[starts.len() / 2];
-            windows.retain(|_, window| window.started > median);
-        }
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Window>> {
         self.windows
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The key of a client address: IPv6 clients are counted by their /64,
+/// which one client usually has whole.
+pub fn address_key(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
     }
 }
 
@@ -90,18 +103,25 @@ mod tests {
     fn limits_each_key_within_its_window() {
         let limiter = RateLimiter::new(2, Duration::from_secs(60));
         let start = Instant::now();
-        limiter.count("a", start);
-        assert_eq!(limiter.check("a", start), Ok(()));
-        limiter.count("a", start);
+        assert_eq!(limiter.take("a", start), Ok(()));
+        assert_eq!(limiter.take("a", start), Ok(()));
         let later = start + Duration::from_secs(20);
-        assert_eq!(limiter.check("a", later), Err(Duration::from_secs(40)));
-        assert_eq!(limiter.check("b", later), Ok(()), "keys are apart");
+        assert_eq!(limiter.take("a", later), Err(Duration::from_secs(40)));
+        assert_eq!(limiter.take("b", later), Ok(()), "keys are apart");
         let next_window = start + Duration::from_secs(60);
-        assert_eq!(limiter.check("a", next_window), Ok(()));
-        limiter.count("a", next_window);
-        assert_eq!(limiter.check("a", next_window), Ok(()));
+        assert_eq!(limiter.take("a", next_window), Ok(()));
         limiter.reset("a");
-        limiter.count("a", next_window);
-        assert_eq!(limiter.check("a", next_window), Ok(()));
+        assert_eq!(limiter.take("a", next_window), Ok(()));
+        assert_eq!(limiter.take("a", next_window), Ok(()));
+        assert!(limiter.take("a", next_window).is_err());
+    }
+
+    #[test]
+    fn counts_ipv6_clients_by_their_prefix() {
+        let key = |text: &str| address_key(text.parse().expect("an address"));
+        assert_eq!(key("2001:db8:1:2::5"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::5"), key("2001:db8:1:3::5"));
+        assert_eq!(key("::ffff:10.0.0.1"), "10.0.0.1");
+        assert_eq!(key("10.0.0.1"), "10.0.0.1");
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::Context as _;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
 use super::caller::{Role, User};
@@ -91,7 +91,11 @@ pub struct Member {
 
 pub enum MemberChange {
     Done,
+    /// The actor is not a member.
     NotAMember,
+    /// The user to remove is not a member.
+    NoSuchMember,
+    RoleTooLow(Role),
     LastOwner,
 }
 
@@ -265,7 +269,7 @@ impl Store {
 
     pub fn create_org(&self, id: &str, name: &str, owner: &str, now: i64) -> anyhow::Result<()> {
         let mut conn = self.lock();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO orgs (id, name, created_at) VALUES (?1, ?2, ?3)",
             params![id, name, now],
@@ -321,34 +325,54 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Adds a member, changes their role (`Some`) or removes them (`None`),
-    /// unless that would leave the organization without an owner.
+    /// Member `actor` adds `target`, changes their role (`Some`) or removes
+    /// them (`None`), if `actor`'s role allows it and the organization
+    /// keeps an owner: all in one transaction, so concurrent changes
+    /// cannot combine into one that neither would have been allowed.
     pub fn update_member(
         &self,
         org: &str,
-        user_id: &str,
+        actor: &str,
+        target: &str,
         role: Option<Role>,
         now: i64,
     ) -> anyhow::Result<MemberChange> {
         let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let current = tx
-            .query_row(
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let role_of = |user: &str| {
+            tx.query_row(
                 "SELECT role FROM org_members WHERE org_id = ?1 AND user_id = ?2",
-                [org, user_id],
+                [org, user],
                 |row| role_column(row, 0),
             )
-            .optional()?;
+            .optional()
+        };
+        let Some(own) = role_of(actor)? else {
+            return Ok(MemberChange::NotAMember);
+        };
+        let current = role_of(target)?;
+        let needed = match role {
+            None if actor == target => Role::Member,
+            None => match current {
+                Some(current) => current.max(Role::Admin),
+                None => return Ok(MemberChange::NoSuchMember),
+            },
+            Some(Role::Owner) => Role::Owner,
+            Some(_) if current == Some(Role::Owner) => Role::Owner,
+            Some(_) => Role::Admin,
+        };
+        if own < needed {
+            return Ok(MemberChange::RoleTooLow(needed));
+        }
         match role {
-            None if current.is_none() => return Ok(MemberChange::NotAMember),
             None => tx.execute(
                 "DELETE FROM org_members WHERE org_id = ?1 AND user_id = ?2",
-                [org, user_id],
+                [org, target],
             )?,
             Some(role) => tx.execute(
                 "INSERT INTO org_members (org_id, user_id, role, added_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role",
-                params![org, user_id, role.as_str(), now],
+                params![org, target, role.as_str(), now],
             )?,
         };
         let owners: i64 = tx.query_row(
@@ -469,20 +493,20 @@ impl Store {
     }
 
     /// Removes every key and handle of an object (it was deleted); returns
-    /// the keys' hashes.
-    pub fn forget_object(&self, class: &str, name: &str) -> anyhow::Result<Vec<String>> {
+    /// the keys' ids and hashes.
+    pub fn forget_object(&self, class: &str, name: &str) -> anyhow::Result<Vec<(String, String)>> {
         let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let hashes = tx
-            .prepare("DELETE FROM api_keys WHERE class = ?1 AND name = ?2 RETURNING hash")?
-            .query_map([class, name], |row| row.get(0))?
-            .collect::<rusqlite::Result<Vec<String>>>()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let keys = tx
+            .prepare("DELETE FROM api_keys WHERE class = ?1 AND name = ?2 RETURNING id, hash")?
+            .query_map([class, name], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
         tx.execute(
             "DELETE FROM handles WHERE class = ?1 AND name = ?2",
             [class, name],
         )?;
         tx.commit()?;
-        Ok(hashes)
+        Ok(keys)
     }
 }
 

@@ -65,6 +65,7 @@ pub async fn refresh(
 ) -> Result<Response, ApiError> {
     let accounts = accounts(&runtime)?;
     let headers = request.headers().clone();
+    same_site(&headers)?;
     let body = read_body(request).await?;
     let given: RefreshBody = if body.is_empty() {
         RefreshBody::default()
@@ -90,13 +91,19 @@ pub async fn logout(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let accounts = accounts(&runtime)?;
+    same_site(&headers)?;
     let ended = accounts
         .logout(
             credentials::session_token(&headers),
             credentials::cookie(&headers, REFRESH_COOKIE),
         )
-        .await?;
-    let mut response = Json(json!({ "logged_out": ended })).into_response();
+        .await;
+    // The cookies go whatever happened: a client logging out wants rid
+    // of them even if they no longer name a live session.
+    let mut response = match ended {
+        Ok(ended) => Json(json!({ "logged_out": ended })).into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    };
     for cookie in credentials::cleared_cookies(accounts.settings()) {
         append_cookie(&mut response, &cookie);
     }
@@ -121,11 +128,21 @@ pub async fn me(
 async fn email_and_password(
     request: Request,
 ) -> Result<(String, String, Option<IpAddr>), ApiError> {
+    same_site(request.headers())?;
     let address = credentials::client_address(&request);
     let given: Credentials = json_body(&read_body(request).await?)?;
     let email = required(given.email, "email")?;
     let password = required(given.password, "password")?;
     Ok((email, password, address))
+}
+
+/// Refuses requests from other sites' pages (see `same_origin`).
+pub(super) fn same_site(headers: &HeaderMap) -> Result<(), ApiError> {
+    if credentials::same_origin(headers) {
+        Ok(())
+    } else {
+        Err(ApiError::CrossOrigin)
+    }
 }
 
 /// The accounts, or an error saying they are off.

@@ -115,6 +115,25 @@ fn set_cookie(
     )
 }
 
+/// Whether a browser's request comes from the server's own site: an
+/// `Origin` header, when present, must name the `Host` the request was
+/// sent to. This stops other sites from posting to `/auth` on a visitor's
+/// behalf (login CSRF); clients other than browsers send no `Origin`.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let authority = origin.to_str().ok().and_then(|origin| {
+        origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+    });
+    let host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok());
+    matches!((authority, host), (Some(authority), Some(host)) if authority.eq_ignore_ascii_case(host))
+}
+
 /// The client's address, when the server knows it.
 pub fn client_address<B>(request: &Request<B>) -> Option<IpAddr> {
     request
@@ -145,6 +164,23 @@ mod tests {
             Some("xyz"),
             "the bearer token wins"
         );
+    }
+
+    #[test]
+    fn only_same_site_browsers_may_post_to_auth() {
+        let headers = |origin: Option<&'static str>| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, HeaderValue::from_static("example.com:8787"));
+            if let Some(origin) = origin {
+                headers.insert(header::ORIGIN, HeaderValue::from_static(origin));
+            }
+            headers
+        };
+        assert!(same_origin(&headers(None)));
+        assert!(same_origin(&headers(Some("http://example.com:8787"))));
+        assert!(same_origin(&headers(Some("https://EXAMPLE.com:8787"))));
+        assert!(!same_origin(&headers(Some("https://evil.example"))));
+        assert!(!same_origin(&headers(Some("null"))));
     }
 
     #[test]

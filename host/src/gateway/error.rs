@@ -42,6 +42,10 @@ pub enum ApiError {
     AccessDenied { class: String, access: Access },
     #[error("class {class} is not reached this way (its access is {}); {}", access.as_str(), access_hint(class, *access))]
     WrongRoute { class: String, access: Access },
+    #[error(
+        "requests to /auth from another site's pages are refused (the Origin header does not match the Host)"
+    )]
+    CrossOrigin,
     #[error("this needs a live API key: Authorization: Bearer pk_...")]
     InvalidKey,
     #[error("class {class} has no handle {handle:?}")]
@@ -76,6 +80,7 @@ impl ApiError {
             ApiError::AccessDenied { .. } => (StatusCode::FORBIDDEN, "access_denied"),
             ApiError::WrongRoute { .. } => (StatusCode::NOT_FOUND, "wrong_route"),
             ApiError::InvalidKey => (StatusCode::UNAUTHORIZED, "invalid_key"),
+            ApiError::CrossOrigin => (StatusCode::FORBIDDEN, "cross_origin"),
             ApiError::HandleNotFound { .. } => (StatusCode::NOT_FOUND, "handle_not_found"),
             ApiError::Auth(auth) => match auth {
                 AuthError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),

@@ -16,6 +16,7 @@ use futures_util::stream;
 use tokio::sync::mpsc;
 
 use super::ApiError;
+use crate::accounts::Revocation;
 use crate::runtime::Runtime;
 use crate::sockets::LoggedEvent;
 
@@ -27,6 +28,7 @@ pub async fn stream(
     class: String,
     name: String,
     parts: Parts,
+    revocation: Revocation,
 ) -> Result<Response, ApiError> {
     let after = last_event_id(&parts)?;
     let (subscriber, live) = mpsc::channel(runtime.config().sockets.max_queued_messages);
@@ -46,6 +48,8 @@ pub async fn stream(
         Some((Ok(sse_event(&event)), live))
     });
     let keep_alive = KeepAlive::new().interval(runtime.config().sockets.ping_interval);
+    // The stream ends when the subscriber's session or key does.
+    let live = live.take_until(revocation.ended());
     Ok(Sse::new(stream::iter(missed).chain(live))
         .keep_alive(keep_alive)
         .into_response())

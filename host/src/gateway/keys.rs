@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, admin, auth, credentials, objects};
-use crate::accounts::Caller;
+use crate::accounts::Admission;
 use crate::object::MAX_NAME_BYTES;
 use crate::runtime::Runtime;
 
@@ -42,16 +42,9 @@ async fn forward_by_key(
         .resolve_key(key)
         .await?
         .ok_or(ApiError::InvalidKey)?;
-    let caller = Caller::Key { id: target.id };
-    objects::forward(
-        runtime,
-        &target.class,
-        &target.name,
-        path,
-        request,
-        Some(caller),
-    )
-    .await
+    let admission = Admission::key(target.id);
+    let (class, name) = (target.class, target.name);
+    objects::forward(runtime, &class, &name, path, request, admission).await
 }
 
 #[derive(Deserialize, Default)]

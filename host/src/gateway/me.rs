@@ -7,7 +7,7 @@ use axum::extract::{Path, Request, State};
 use axum::response::Response;
 
 use super::{ApiError, auth, objects};
-use crate::accounts::Caller;
+use crate::accounts::Admission;
 use crate::config::Access;
 use crate::runtime::Runtime;
 
@@ -41,15 +41,7 @@ async fn forward_to_own(
             access,
         });
     }
-    let user = signed_in.user;
-    let name = user.id.clone();
-    objects::forward(
-        runtime,
-        class,
-        &name,
-        path,
-        request,
-        Some(Caller::User(user)),
-    )
-    .await
+    let name = signed_in.user.id.clone();
+    let admission = Admission::user(signed_in.user, &signed_in.session);
+    objects::forward(runtime, class, &name, path, request, admission).await
 }

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::Response;
 
 use super::{ApiError, admin, credentials, events, sockets};
-use crate::accounts::Caller;
+use crate::accounts::{Admission, Caller};
 use crate::bindings;
 use crate::bindings::podhost::object::types as wit;
 use crate::config::Access;
@@ -34,8 +34,8 @@ pub async fn deliver_root(
     Path((class, name)): Path<(String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let caller = by_name(&runtime, &class, request.headers())?;
-    forward(&runtime, &class, &name, "", request, caller).await
+    let admission = by_name(&runtime, &class, request.headers())?;
+    forward(&runtime, &class, &name, "", request, admission).await
 }
 
 pub async fn deliver(
@@ -43,22 +43,22 @@ pub async fn deliver(
     Path((class, name, path)): Path<(String, String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let caller = by_name(&runtime, &class, request.headers())?;
-    forward(&runtime, &class, &name, &path, request, caller).await
+    let admission = by_name(&runtime, &class, request.headers())?;
+    forward(&runtime, &class, &name, &path, request, admission).await
 }
 
-/// Who may address an object of `class` by its name (or a handle): anyone
-/// for public classes, otherwise only the operator.
+/// Who may address an object of `class` by its name (or a handle): the
+/// operator, and anyone for public classes.
 pub(super) fn by_name(
     runtime: &Runtime,
     class: &str,
     headers: &HeaderMap,
-) -> Result<Option<Caller>, ApiError> {
+) -> Result<Admission, ApiError> {
     let access = runtime.class(class)?.settings().access;
-    if access == Access::Public {
-        Ok(None)
-    } else if admin::is_admin(runtime, headers) {
-        Ok(Some(Caller::Admin))
+    if admin::is_admin(runtime, headers) {
+        Ok(Admission::admin())
+    } else if access == Access::Public {
+        Ok(Admission::anyone())
     } else {
         Err(ApiError::AccessDenied {
             class: class.to_string(),
@@ -67,15 +67,16 @@ pub(super) fn by_name(
     }
 }
 
-/// Hands the request to object `name` of `class` as `caller`: a fetch, a
-/// WebSocket upgrade or a subscription to its events.
+/// Hands the request to object `name` of `class` as admitted: a fetch, a
+/// WebSocket upgrade or a subscription to its events. Connections close
+/// when the admission's session, membership or key ends.
 pub(super) async fn forward(
     runtime: &Arc<Runtime>,
     class: &str,
     name: &str,
     path: &str,
     request: Request,
-    caller: Option<Caller>,
+    admission: Admission,
 ) -> Result<Response, ApiError> {
     if name.is_empty() || name.len() > MAX_NAME_BYTES {
         return Err(ApiError::BadRequest(format!(
@@ -85,26 +86,40 @@ pub(super) async fn forward(
     let runtime = Arc::clone(runtime);
     let (class, name) = (class.to_string(), name.to_string());
     let limit = runtime.class(&class)?.settings().limits.max_body_bytes;
+    let revocation = runtime.routes().watch(&admission);
     if path == events::EVENTS_PATH && request.method() == Method::GET {
         let (parts, _) = request.into_parts();
-        return events::stream(runtime, class, name, parts).await;
+        return events::stream(runtime, class, name, parts, revocation).await;
     }
-    let caller = caller.as_ref().map(Caller::to_wit);
+    let seen = Seen {
+        caller: admission.caller.as_ref().map(Caller::to_wit),
+        hide_authorization: admission.caller.is_some()
+            || credentials::bearer(request.headers())
+                .is_some_and(|token| runtime.routes().is_credential(token)),
+    };
     if is_websocket_upgrade(request.headers()) {
         let (parts, _) = request.into_parts();
-        let request = object_request(&parts, path, Vec::new(), caller);
-        return sockets::open(runtime, class, name, request, parts).await;
+        let request = object_request(&parts, path, Vec::new(), seen);
+        return sockets::open(runtime, class, name, request, parts, revocation).await;
     }
-    let request = to_object_request(request, path, limit, caller).await?;
+    let request = to_object_request(request, path, limit, seen).await?;
     let response = runtime.fetch(&class, &name, request).await?;
     from_object_response(response)
+}
+
+/// What the object is told of who sent a request.
+struct Seen {
+    caller: Option<wit::Caller>,
+    /// The `Authorization` header carries a podhost credential, which is
+    /// the host's business only.
+    hide_authorization: bool,
 }
 
 async fn to_object_request(
     request: Request,
     path: &str,
     limit: usize,
-    caller: Option<wit::Caller>,
+    seen: Seen,
 ) -> Result<bindings::Request, ApiError> {
     let (parts, body) = request.into_parts();
     let declared = parts
@@ -124,38 +139,27 @@ async fn to_object_request(
             ApiError::BadRequest(format!("cannot read the request body: {error}"))
         }
     })?;
-    Ok(object_request(&parts, path, body.to_vec(), caller))
+    Ok(object_request(&parts, path, body.to_vec(), seen))
 }
 
 /// The request the object sees: its path below the object's address, the
-/// end-to-end headers and who sent it. Credentials the host checked stay
-/// with the host.
-fn object_request(
-    parts: &Parts,
-    path: &str,
-    body: Vec<u8>,
-    caller: Option<wit::Caller>,
-) -> bindings::Request {
+/// end-to-end headers and who sent it. podhost's credentials (its cookies,
+/// and its tokens and keys in `Authorization`) stay with the host.
+fn object_request(parts: &Parts, path: &str, body: Vec<u8>, seen: Seen) -> bindings::Request {
     let mut path_with_query = format!("/{path}");
     if let Some(query) = parts.uri.query() {
         path_with_query.push('?');
         path_with_query.push_str(query);
     }
-    let authenticated = caller.is_some();
     let headers = parts
         .headers
         .iter()
         .filter(|(name, _)| !HOP_BY_HOP.contains(&name.as_str()))
-        .filter_map(|(name, value)| {
-            if !authenticated {
-                return Some((name.as_str().to_string(), value.as_bytes().to_vec()));
-            }
-            match *name {
-                header::AUTHORIZATION => None,
-                header::COOKIE => credentials::without_session_cookies(value)
-                    .map(|cookies| (name.as_str().to_string(), cookies.into_bytes())),
-                _ => Some((name.as_str().to_string(), value.as_bytes().to_vec())),
-            }
+        .filter_map(|(name, value)| match *name {
+            header::AUTHORIZATION if seen.hide_authorization => None,
+            header::COOKIE => credentials::without_session_cookies(value)
+                .map(|cookies| (name.as_str().to_string(), cookies.into_bytes())),
+            _ => Some((name.as_str().to_string(), value.as_bytes().to_vec())),
         })
         .collect();
     bindings::Request {
@@ -163,7 +167,7 @@ fn object_request(
         path_with_query,
         headers,
         body,
-        caller,
+        caller: seen.caller,
     }
 }
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, auth, objects};
-use crate::accounts::{Caller, Role};
+use crate::accounts::{Admission, Role};
 use crate::config::Access;
 use crate::runtime::Runtime;
 
@@ -48,12 +48,8 @@ async fn forward_to_org(
             access,
         });
     }
-    let caller = Caller::Member {
-        user: signed_in.user,
-        org: org.to_string(),
-        role,
-    };
-    objects::forward(runtime, class, org, path, request, Some(caller)).await
+    let admission = Admission::member(signed_in.user, &signed_in.session, org, role);
+    objects::forward(runtime, class, org, path, request, admission).await
 }
 
 #[derive(Deserialize)]
@@ -73,6 +69,7 @@ pub async fn create(
     request: Request,
 ) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
+    auth::same_site(&headers)?;
     let (accounts, signed_in) = auth::signed_in(&runtime, &headers)?;
     let body: NewOrg = auth::json_body(&auth::read_body(request).await?)?;
     let name = auth::required(body.name, "name")?;
@@ -109,6 +106,7 @@ pub async fn set_member(
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
     let headers = request.headers().clone();
+    auth::same_site(&headers)?;
     let (accounts, signed_in) = auth::signed_in(&runtime, &headers)?;
     let body: NewMember = auth::json_body(&auth::read_body(request).await?)?;
     let email = auth::required(body.email, "email")?;
@@ -130,6 +128,7 @@ pub async fn remove_member(
     Path((org, user)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
+    auth::same_site(&headers)?;
     let (accounts, signed_in) = auth::signed_in(&runtime, &headers)?;
     accounts.remove_member(&org, &signed_in.user, &user).await?;
     Ok(Json(json!({ "removed": true })))

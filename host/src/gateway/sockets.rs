@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::ApiError;
 use super::objects::from_object_response;
+use crate::accounts::Revocation;
 use crate::bindings;
 use crate::object::{ObjectAddr, SocketEvent, SocketOutcome};
 use crate::runtime::Runtime;
@@ -27,6 +28,7 @@ pub async fn open(
     name: String,
     request: bindings::Request,
     mut parts: Parts,
+    revocation: Revocation,
 ) -> Result<Response, ApiError> {
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(upgrade) => upgrade,
@@ -65,6 +67,7 @@ pub async fn open(
         registered,
         queue,
         control,
+        revocation,
     };
     // If the upgrade fails, the callback below is never given `accepted`:
     // dropping it unregisters the socket and tells the object.

@@ -15,12 +15,16 @@ use tokio_tungstenite::tungstenite;
 use super::hub::Control;
 use super::outbox::close_frame;
 use super::{Hub, Outgoing};
+use crate::accounts::Revocation;
 use crate::bindings::podhost::object::types::Message as SocketMessage;
 use crate::object::EventError;
 use crate::runtime::Runtime;
 
 /// 1006: the connection ended without a close frame.
 const ABNORMAL: u16 = 1006;
+/// The close code for a socket whose session, membership or key ended.
+const POLICY_VIOLATION: u16 = 1008;
+const ACCESS_ENDED: &str = "access ended";
 /// 1009: a message over the size limit.
 const TOO_BIG: u16 = 1009;
 /// How often a message is offered again to an object whose mailbox is
@@ -102,6 +106,9 @@ pub struct Accepted {
     pub registered: Registered,
     pub queue: mpsc::Receiver<Message>,
     pub control: Arc<Control>,
+    /// Fires when the session, membership or key the socket was opened
+    /// with ends.
+    pub revocation: Revocation,
 }
 
 /// Runs the connection until either side closes it, then tells the object
@@ -111,6 +118,7 @@ pub async fn run(ws: WebSocket, accepted: Accepted) {
         mut registered,
         queue,
         control,
+        revocation,
     } = accepted;
     registered.armed = false;
     let runtime = Arc::clone(&registered.runtime);
@@ -144,6 +152,10 @@ pub async fn run(ws: WebSocket, accepted: Accepted) {
     let closed = tokio::select! {
         closed = reader.read(stream, &control) => closed,
         ended = &mut writer => ended.ok().flatten().unwrap_or((ABNORMAL, String::new())),
+        () = revocation.ended() => {
+            control.force(POLICY_VIOLATION, ACCESS_ENDED);
+            (POLICY_VIOLATION, ACCESS_ENDED.to_string())
+        }
     };
     let told = hub.remove(&object_id, socket);
     // Removing the socket dropped its queue: the writer sends what is left,

@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::support::{Options, Server, guest, parse_json};
 
@@ -796,12 +799,12 @@ async fn each_access_policy_is_enforced() {
         }
         let (status, body) = call(&server, Method::GET, &path, Some(ADMIN), None).await;
         assert_eq!(status, 200, "{class} with the admin token: {body}");
-        let expected = if public {
-            Value::Null
-        } else {
-            json!({ "kind": "admin" })
-        };
-        assert_eq!(body["caller"], expected, "{class}");
+        assert_eq!(body["caller"], json!({ "kind": "admin" }), "{class}");
+        assert_eq!(
+            body["authorization"],
+            Value::Null,
+            "the admin token stays with the host"
+        );
     }
     // /me only for per-user classes.
     for class in ["probe", "team", "inbox", "ops"] {
@@ -833,5 +836,118 @@ async fn each_access_policy_is_enforced() {
     )
     .await;
     assert_eq!((status, error_code(&body)), (404, "accounts_disabled"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn podhost_credentials_never_reach_objects() {
+    let (server, _dir) = start("").await;
+    let session = signup(&server, "a@example.com").await;
+    let cookie = format!("podhost_session={}; theme=dark", token(&session));
+    // A public object: the session's token and cookie stay with the host,
+    // an app's own token goes through.
+    for (bearer, forwarded) in [
+        (token(&session), Value::Null),
+        ("app-token", json!("Bearer app-token")),
+    ] {
+        let (status, seen, _) = call_with_headers(
+            &server,
+            Method::GET,
+            "/objects/probe/x/caller",
+            Some(bearer),
+            None,
+            &[("cookie", &cookie)],
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(seen["caller"], Value::Null);
+        assert_eq!(seen["authorization"], forwarded);
+        assert_eq!(seen["cookie"], "theme=dark");
+    }
+    // Browsers on other sites may not log in or sign up here.
+    let (status, body, _) = call_with_headers(
+        &server,
+        Method::POST,
+        "/auth/login",
+        None,
+        Some(json!({ "email": "a@example.com", "password": PASSWORD })),
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (403, "cross_origin"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn ending_access_closes_open_connections() {
+    let (server, _dir) = start("").await;
+    let session = signup(&server, "a@example.com").await;
+    // A WebSocket opened through /me closes (1008) when the session ends.
+    let url = format!(
+        "{}/me/notes/socket",
+        server.base.replacen("http://", "ws://", 1)
+    );
+    let mut request = url.into_client_request().expect("a request");
+    let bearer = format!("Bearer {}", token(&session));
+    request
+        .headers_mut()
+        .insert("authorization", bearer.parse().expect("a header value"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("the socket opens");
+    let (status, _) = call(
+        &server,
+        Method::POST,
+        "/auth/logout",
+        Some(token(&session)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("closed within 10 s");
+    assert_eq!(closed, Some(1008));
+
+    // An event stream opened with an API key ends when the key is revoked.
+    let (_, created) = call(
+        &server,
+        Method::POST,
+        "/admin/objects/inbox/a/keys",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    let key = created["key"]["key"].as_str().expect("a key").to_string();
+    let key_id = created["key"]["id"].as_str().expect("an id").to_string();
+    let mut stream = server
+        .client
+        .get(server.url("/key/_events"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("subscribed");
+    assert_eq!(stream.status(), 200);
+    call(
+        &server,
+        Method::DELETE,
+        &format!("/admin/keys/{key_id}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ends within 10 s");
     server.stop().await;
 }
