@@ -86,9 +86,9 @@ pub(super) async fn forward(
     let runtime = Arc::clone(runtime);
     let (class, name) = (class.to_string(), name.to_string());
     let limit = runtime.class(&class)?.settings().limits.max_body_bytes;
-    let revocation = runtime.routes().watch(&admission);
     if path == events::EVENTS_PATH && request.method() == Method::GET {
         let (parts, _) = request.into_parts();
+        let revocation = runtime.routes().watch(&admission);
         return events::stream(runtime, class, name, parts, revocation).await;
     }
     let seen = Seen {
@@ -100,6 +100,7 @@ pub(super) async fn forward(
     if is_websocket_upgrade(request.headers()) {
         let (parts, _) = request.into_parts();
         let request = object_request(&parts, path, Vec::new(), seen);
+        let revocation = runtime.routes().watch(&admission);
         return sockets::open(runtime, class, name, request, parts, revocation).await;
     }
     let request = to_object_request(request, path, limit, seen).await?;
