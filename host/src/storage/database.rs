@@ -44,6 +44,12 @@ const UNLOCKED_VFS: &std::ffi::CStr = c"unix-none";
 
 /// Largest string, blob or row.
 const MAX_VALUE_LENGTH: i32 = 16 << 20;
+/// A write-ahead log at most this long is left as it is when the database
+/// closes. Checkpointing at close costs two `fsync`s, a truncation and, at
+/// the next commit, a new log header and its `fsync`; reading a short log
+/// back when the object next activates costs far less.
+const WAL_KEPT_AT_CLOSE: u64 = 256 << 10;
+
 /// How far past its storage limit one write may take a database before
 /// SQLite itself refuses. The host enforces the limit exactly after each
 /// write; this backstop exists because SQLite, when it refuses a page,
@@ -55,6 +61,9 @@ pub(super) const INTERNAL_SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS _podhost_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS _podhost_events (id INTEGER PRIMARY KEY, name TEXT NOT NULL, data TEXT NOT NULL);
 ";
+/// The tables [`INTERNAL_SCHEMA`] makes.
+const INTERNAL_TABLES: [&std::ffi::CStr; 3] =
+    [c"_podhost_kv", c"_podhost_meta", c"_podhost_events"];
 
 // Transaction control, named so that they can go through the statement
 // cache: guest SQL that mentions `_podhost_` is refused, so no guest text
@@ -98,8 +107,27 @@ pub struct Database {
     /// How long one event's SQL may run, and the clock that stops it.
     event_budget: Duration,
     deadline: Arc<Deadline>,
+    /// The write-ahead log's path, to see its length at close.
+    wal: std::path::PathBuf,
     /// Released after `conn` closes (fields drop in order).
     _claim: Claim,
+}
+
+impl Drop for Database {
+    /// Closes without a checkpoint when the log is short (see
+    /// [`WAL_KEPT_AT_CLOSE`]). A long one is copied into the database and
+    /// emptied first, so no object reads back megabytes of log when it
+    /// wakes.
+    fn drop(&mut self) {
+        let long = std::fs::metadata(&self.wal).is_ok_and(|m| m.len() > WAL_KEPT_AT_CLOSE);
+        if long
+            && let Err(error) = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            tracing::warn!(%error, wal = %self.wal.display(), "checkpoint at close failed");
+        }
+    }
 }
 
 /// When the SQL of the current event must stop. SQLite's progress handler
@@ -151,8 +179,12 @@ impl Database {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags_and_vfs(path, flags, UNLOCKED_VFS)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
-        configure(&mut conn, settings)
+        let page_size = configure(&mut conn, settings)
             .with_context(|| format!("cannot configure the database {}", path.display()))?;
+        // Databases made from the template have the internal tables; older
+        // ones get them with their first commit.
+        let schema_ready = has_internal_tables(&conn)
+            .with_context(|| format!("cannot read the schema of {}", path.display()))?;
         let guard = Guard::default();
         conn.authorizer(Some(guard.callback()))?;
         let deadline = Arc::new(Deadline {
@@ -162,18 +194,20 @@ impl Database {
         });
         let clock = Arc::clone(&deadline);
         conn.progress_handler(STEPS_PER_DEADLINE_CHECK, Some(move || clock.passed()))?;
-        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
         Ok(Database {
             conn,
             guard,
-            schema_ready: false,
+            schema_ready,
             pending: false,
-            page_size: page_size.unsigned_abs(),
+            page_size,
             max_storage_bytes: settings.limits.max_storage_bytes,
             migrated: false,
             alarm_changed: false,
             event_budget: settings.limits.max_cpu_per_event,
             deadline,
+            wal: wal.into(),
             _claim: claim,
         })
     }
@@ -373,9 +407,11 @@ impl Database {
         let host_failure = |error: rusqlite::Error| {
             failed(0, format!("the host could not run migrations: {error}"))
         };
-        self.conn
-            .execute_batch(INTERNAL_SCHEMA)
-            .map_err(host_failure)?;
+        if !self.schema_ready {
+            self.conn
+                .execute_batch(INTERNAL_SCHEMA)
+                .map_err(host_failure)?;
+        }
         let done: i64 = self
             .conn
             .query_row(
@@ -523,14 +559,15 @@ impl Database {
     }
 }
 
-fn configure(conn: &mut Connection, settings: &ClassSettings) -> rusqlite::Result<()> {
+/// Applies the host's settings; returns the page size.
+fn configure(conn: &mut Connection, settings: &ClassSettings) -> rusqlite::Result<u64> {
     let synchronous = settings.durability.synchronous();
     // One connection per database, ever (see `Claim`): exclusive mode lets
     // WAL keep its index in memory, with no -shm file (the unlocked VFS has
     // no shared memory). It must be set before the database is first read.
     conn.query_row("PRAGMA locking_mode = EXCLUSIVE", [], |_| Ok(()))?;
-    // Keep the WAL file between connections (emptied at close rather than
-    // deleted): reopening a hibernated object then creates no file.
+    // Keep the WAL file between connections (never deleted; emptied at
+    // close when long): reopening a hibernated object then creates no file.
     conn.file_control(Some(rusqlite::MAIN_DB), FileControl::PersistWal(&mut 1))?;
     conn.query_row("PRAGMA journal_size_limit = 4194304", [], |_| Ok(()))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
@@ -542,12 +579,14 @@ fn configure(conn: &mut Connection, settings: &ClassSettings) -> rusqlite::Resul
             )),
         ));
     }
-    conn.execute_batch(&format!(
-        "PRAGMA synchronous = {synchronous};
-         PRAGMA foreign_keys = ON;
-         PRAGMA trusted_schema = OFF;"
-    ))?;
+    conn.execute_batch(&format!("PRAGMA synchronous = {synchronous}"))?;
+    // Settings through the C API where there is one: each pragma is parsed,
+    // and this runs on every activation.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_FKEY, true)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    // `Drop for Database` checkpoints when it is worth it.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
     let limits = &settings.limits;
     // A script prepares its remaining text each time, so this also bounds
@@ -559,13 +598,23 @@ fn configure(conn: &mut Connection, settings: &ClassSettings) -> rusqlite::Resul
         clamp(limits.max_sql_parameters),
     )?;
     let page_size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+    let page_size = page_size.unsigned_abs().max(512);
     let backstop = limits.max_storage_bytes.saturating_add(STORAGE_BACKSTOP);
-    let max_pages = backstop.div_ceil(page_size.unsigned_abs().max(512));
+    let max_pages = backstop.div_ceil(page_size);
     conn.query_row(&format!("PRAGMA max_page_count = {max_pages}"), [], |_| {
         Ok(())
     })?;
     conn.set_prepared_statement_cache_capacity(64);
-    Ok(())
+    Ok(page_size)
+}
+
+fn has_internal_tables(conn: &Connection) -> rusqlite::Result<bool> {
+    for table in INTERNAL_TABLES {
+        if !conn.table_exists(Some(rusqlite::MAIN_DB), table)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn aborted() -> rusqlite::Error {
@@ -635,6 +684,52 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .expect("mode");
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_short_log_is_kept_at_close_and_a_long_one_checkpointed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("log.sqlite");
+        let wal = dir.path().join("log.sqlite-wal");
+        let settings = ClassSettings {
+            access: crate::config::Access::Public,
+            durability: Durability::Full,
+            limits: crate::config::Limits::default(),
+        };
+        let write = |sql: &str| {
+            let mut db = Database::open(&path, &settings).expect("open");
+            db.begin_event().expect("begin");
+            db.as_guest_write(|c| c.execute_batch(sql)).expect("write");
+            db.end_event().expect("end");
+            db.commit().expect("commit");
+        };
+        let rows = || {
+            let db = Database::open(&path, &settings).expect("reopen");
+            db.host()
+                .query_row("SELECT count(*), sum(length(b)) FROM t", [], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+                })
+                .expect("count")
+        };
+        let wal_len = || std::fs::metadata(&wal).expect("the log is kept").len();
+
+        write("CREATE TABLE t (b BLOB); INSERT INTO t VALUES (x'01')");
+        let kept = wal_len();
+        assert!(
+            (1..=WAL_KEPT_AT_CLOSE).contains(&kept),
+            "a short log stays as it is: {kept} bytes"
+        );
+        assert_eq!(rows(), (1, Some(1)), "read back from the log");
+
+        write("INSERT INTO t VALUES (zeroblob(1048576))");
+        assert_eq!(wal_len(), 0, "a long log is checkpointed and emptied");
+        assert_eq!(rows(), (2, Some(1 + 1048576)));
+        let check: String = Database::open(&path, &settings)
+            .expect("open")
+            .host()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("check");
+        assert_eq!(check, "ok");
     }
 
     #[test]
