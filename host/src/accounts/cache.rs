@@ -50,7 +50,15 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
         entries.map.insert(key, value);
     }
 
-    /// Forgets entries that no longer hold.
+    /// Forgets the entry for `key`, which no longer holds.
+    pub fn remove(&self, key: &K) {
+        let mut entries = self.lock();
+        entries.generation += 1;
+        entries.map.remove(key);
+    }
+
+    /// Forgets entries that no longer hold: a scan of the whole map, for
+    /// changes that touch entries by value.
     pub fn remove_where(&self, mut stale: impl FnMut(&K, &V) -> bool) {
         let mut entries = self.lock();
         entries.generation += 1;

@@ -83,7 +83,7 @@ impl Accounts {
             self.blocking(move |store| store.delete_key(&id)).await?
         };
         if let Some(hash) = &hash {
-            self.keys.remove_where(|cached, _| cached == hash);
+            self.keys.remove(hash);
             self.grants.end(&key_grant(id));
         }
         Ok(hash.is_some())
@@ -152,9 +152,8 @@ impl Accounts {
         let keys = self
             .blocking(move |store| store.forget_object(&c, &n))
             .await?;
-        self.keys
-            .remove_where(|hash, _| keys.iter().any(|(_, h)| h == hash));
-        for (id, _) in &keys {
+        for (id, hash) in &keys {
+            self.keys.remove(hash);
             self.grants.end(&key_grant(id));
         }
         self.handles
@@ -164,7 +163,7 @@ impl Accounts {
 
     fn forget_handle(&self, class: &str, handle: &str) {
         self.handles
-            .remove_where(|(c, h), _| c == class && h == handle);
+            .remove(&(class.to_string(), handle.to_string()));
     }
 }
 

@@ -125,7 +125,7 @@ impl Accounts {
                 .await?
         };
         if matches!(change, MemberChange::Done) {
-            self.roles.remove_where(|cached, _| *cached == key);
+            self.roles.remove(&key);
             self.grants.end(&member_grant(org, user_id));
         }
         match change {

@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use anyhow::Context as _;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
@@ -122,13 +121,8 @@ impl Store {
     /// Opens the catalog's database (the catalog has created it) with its
     /// own connection.
     pub fn open(data_dir: &Path, durability: Durability) -> anyhow::Result<Self> {
-        let path = data_dir.join("catalog.sqlite");
-        let conn =
-            Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-        conn.execute_batch(&format!(
-            "PRAGMA synchronous = {}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-            durability.synchronous()
-        ))?;
+        let conn = crate::storage::catalog::connect(data_dir, durability)?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;")?;
         conn.execute_batch(SCHEMA)?;
         Ok(Store {
             conn: Mutex::new(conn),

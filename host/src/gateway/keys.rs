@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 
 use super::{ApiError, admin, auth, credentials, objects};
 use crate::accounts::Admission;
-use crate::object::MAX_NAME_BYTES;
 use crate::runtime::Runtime;
 
 pub async fn deliver_root(
@@ -101,10 +100,5 @@ pub async fn revoke(
 /// A deployed class and a valid object name.
 pub(super) fn check_object(runtime: &Runtime, class: &str, name: &str) -> Result<(), ApiError> {
     runtime.class(class)?;
-    if name.is_empty() || name.len() > MAX_NAME_BYTES {
-        return Err(ApiError::BadRequest(format!(
-            "an object name must be 1 to {MAX_NAME_BYTES} bytes long"
-        )));
-    }
-    Ok(())
+    objects::check_name(name)
 }

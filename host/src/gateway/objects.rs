@@ -67,6 +67,16 @@ pub(super) fn by_name(
     }
 }
 
+/// Refuses an object name the host would not store.
+pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "an object name must be 1 to {MAX_NAME_BYTES} bytes long"
+        )));
+    }
+    Ok(())
+}
+
 /// Hands the request to object `name` of `class` as admitted: a fetch, a
 /// WebSocket upgrade or a subscription to its events. Connections close
 /// when the admission's session, membership or key ends.
@@ -78,11 +88,7 @@ pub(super) async fn forward(
     request: Request,
     admission: Admission,
 ) -> Result<Response, ApiError> {
-    if name.is_empty() || name.len() > MAX_NAME_BYTES {
-        return Err(ApiError::BadRequest(format!(
-            "an object name must be 1 to {MAX_NAME_BYTES} bytes long"
-        )));
-    }
+    check_name(name)?;
     let runtime = Arc::clone(runtime);
     let (class, name) = (class.to_string(), name.to_string());
     let limit = runtime.class(&class)?.settings().limits.max_body_bytes;

@@ -59,6 +59,19 @@ pub struct Catalog {
     conn: Mutex<Connection>,
 }
 
+/// A read-write connection to the catalog's database in `data_dir`, with
+/// the settings every writer of it uses.
+pub fn connect(data_dir: &Path, durability: Durability) -> anyhow::Result<Connection> {
+    let path = data_dir.join("catalog.sqlite");
+    let conn =
+        Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {}; PRAGMA busy_timeout = 5000;",
+        durability.synchronous()
+    ))?;
+    Ok(conn)
+}
+
 impl Catalog {
     /// Opens (creating if needed) the catalog in `data_dir`, with the
     /// durability of the most durable class: it holds the alarm index,
@@ -66,14 +79,8 @@ impl Catalog {
     pub fn open(data_dir: &Path, durability: Durability) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-        let path = data_dir.join("catalog.sqlite");
-        let conn =
-            Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        let conn = connect(data_dir, durability)?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
-        conn.execute_batch(&format!(
-            "PRAGMA synchronous = {}; PRAGMA busy_timeout = 5000;",
-            durability.synchronous()
-        ))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(super::alarm_index::SCHEMA)?;
         Ok(Catalog {
