@@ -129,10 +129,17 @@ rss_per_object() {
   awk -v a="$after" -v b="$before" -v n="$rss_objects" 'BEGIN { printf "%.1f", (a - b) / n }'
 }
 
+declare -A result runs
+# Memory first, on fresh servers: after the scenarios podhost holds
+# max_active objects, and activating more would only replace them.
+for s in "${servers[@]}"; do
+  result[rss,$s]=$(rss_per_object "$s")
+  echo "rss $s: ${result[rss,$s]} KiB/object" >&2
+done
+
 # This machine drifts (other tenants, disk writeback) by up to 2x within
 # minutes. Each scenario runs $rounds times, the servers taking turns
 # within a round, and each cell keeps its median round by req/s.
-declare -A result runs
 scenarios=("hot-write hot POST" "hot-read hot GET" "cold cold POST" "spread spread POST")
 for round in $(seq 1 "$rounds"); do
   for scenario in "${scenarios[@]}"; do
@@ -146,10 +153,6 @@ for round in $(seq 1 "$rounds"); do
 done
 for key in "${!runs[@]}"; do
   result[$key]=$(printf '%s' "${runs[$key]}" | sort -g -k1,1 | awk '{ line[NR] = $0 } END { print line[int((NR + 1) / 2)] }')
-done
-for s in "${servers[@]}"; do
-  result[rss,$s]=$(rss_per_object "$s")
-  echo "rss $s: ${result[rss,$s]} KiB/object" >&2
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }

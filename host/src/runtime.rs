@@ -47,6 +47,7 @@ impl Runtime {
     /// Locks the data directory, builds the engine and loads every
     /// configured class. Must run inside the tokio runtime.
     pub fn new(config: Config) -> anyhow::Result<Arc<Self>> {
+        crate::storage::configure_sqlite();
         let lock = DataDirLock::acquire(&config.data_dir)?;
         let engine = engine::engine(&config)?;
         let linker = capabilities::linker(&engine)?;

@@ -9,6 +9,7 @@ mod claim;
 pub(crate) mod database;
 mod layout;
 mod lock;
+mod memory;
 mod template;
 
 pub use alarm_index::{DueAlarm, IndexedAlarm};
@@ -16,3 +17,4 @@ pub use authorizer::{RESERVED_PREFIX, mentions_reserved_name};
 pub use database::{Database, Durability, MigrationFailed};
 pub use layout::DataDir;
 pub use lock::DataDirLock;
+pub use memory::{configure_sqlite, sqlite_memory_used};
