@@ -33,6 +33,7 @@ pub(crate) fn create_database_file(path: &Path) -> anyhow::Result<()> {
     let mut partial = path.as_os_str().to_owned();
     partial.push(".new");
     let partial = Path::new(&partial);
+    remove_orphan_wal(path)?;
     let mut file = std::fs::File::create(partial)
         .with_context(|| format!("cannot create {}", partial.display()))?;
     file.write_all(image)
@@ -43,6 +44,30 @@ pub(crate) fn create_database_file(path: &Path) -> anyhow::Result<()> {
     // directory when it creates the WAL, which lives in the same one.
     std::fs::rename(partial, path)
         .with_context(|| format!("cannot rename {} into place", partial.display()))
+}
+
+/// Removes a write-ahead log left without its database (a crash while the
+/// object was being deleted, which removes the database first). Databases
+/// close without a checkpoint, so it may hold frames, and SQLite would
+/// apply them to the new database. The directory is synced before the new
+/// file gets its name, so no crash brings the log back next to it.
+fn remove_orphan_wal(path: &Path) -> anyhow::Result<()> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = Path::new(&wal);
+    match std::fs::remove_file(wal) {
+        Ok(()) => {
+            tracing::warn!(wal = %wal.display(), "removed a write-ahead log whose database was gone");
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)
+                    .and_then(|dir| dir.sync_all())
+                    .with_context(|| format!("cannot sync {}", dir.display()))?;
+            }
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error).with_context(|| format!("cannot remove {}", wal.display())),
+    }
 }
 
 /// The image, made once per process by SQLite itself.
@@ -92,5 +117,40 @@ mod tests {
             .query_row("SELECT count(*) FROM _podhost_kv", [], |r| r.get(0))
             .expect("count");
         assert_eq!(rows, 1);
+    }
+
+    #[test]
+    fn a_log_left_without_its_database_is_not_applied_to_a_new_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("old.sqlite");
+        create_database_file(&path).expect("create");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL;
+             CREATE TABLE stale (x); INSERT INTO stale VALUES (1);",
+        )
+        .expect("write");
+        // Keep the log's frames, as podhost's databases do at close.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .expect("no checkpoint");
+        drop(conn);
+        let wal = dir.path().join("old.sqlite-wal");
+        assert!(std::fs::metadata(&wal).expect("log").len() > 0);
+        // A deletion that crashed after removing the database.
+        std::fs::remove_file(&path).expect("remove");
+
+        create_database_file(&path).expect("create again");
+        let conn = Connection::open(&path).expect("open");
+        let stale: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'stale'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("schema");
+        assert_eq!(stale, 0, "the old object's writes did not come back");
     }
 }
