@@ -173,12 +173,6 @@ impl Metrics {
             "Messages answered by an auto-response without waking the object.",
             self.socket_auto_responses.get(),
         );
-        metric(
-            "podhost_sqlite_memory_bytes",
-            "gauge",
-            "Memory SQLite holds for every open database: page caches, schemas, statements.",
-            crate::storage::sqlite_memory_used(),
-        );
         out
     }
 }

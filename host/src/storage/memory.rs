@@ -7,6 +7,11 @@
 //! memory of an active object. Without them, a connection allocates pages
 //! one at a time as it reads them, and small allocations come from a
 //! lookaside buffer a tenth the size.
+//!
+//! SQLite also counts every allocation by default, under one mutex for the
+//! whole process; with many databases busy at once on different threads,
+//! waiting on and waking through that mutex cost more CPU than the
+//! counting was worth, so it is off.
 
 use std::ffi::c_int;
 use std::sync::Once;
@@ -17,26 +22,6 @@ use rusqlite::ffi;
 const LOOKASIDE_SLOT_BYTES: c_int = 256;
 const LOOKASIDE_SLOTS: c_int = 48;
 
-/// Bytes SQLite has allocated and not freed, across all connections.
-pub fn sqlite_memory_used() -> u64 {
-    let (mut current, mut highest) = (0i64, 0i64);
-    // SAFETY: sqlite3_status64 only reads SQLite's counters into the two
-    // integers it is given.
-    let rc = unsafe {
-        ffi::sqlite3_status64(
-            ffi::SQLITE_STATUS_MEMORY_USED,
-            &mut current,
-            &mut highest,
-            0,
-        )
-    };
-    if rc == ffi::SQLITE_OK {
-        current.unsigned_abs()
-    } else {
-        0
-    }
-}
-
 /// Applies the settings, once per process. They only take effect before
 /// SQLite is first used; later calls, or a process that used SQLite
 /// already, keep SQLite's defaults (logged).
@@ -46,7 +31,7 @@ pub fn configure_sqlite() {
         // SAFETY: sqlite3_config is called before any connection exists in
         // this process (or fails with SQLITE_MISUSE and changes nothing);
         // the variadic arguments have the types each option documents.
-        let (page_cache, lookaside) = unsafe {
+        let (page_cache, lookaside, statistics) = unsafe {
             (
                 ffi::sqlite3_config(
                     ffi::SQLITE_CONFIG_PAGECACHE,
@@ -59,12 +44,17 @@ pub fn configure_sqlite() {
                     LOOKASIDE_SLOT_BYTES,
                     LOOKASIDE_SLOTS,
                 ),
+                ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, 0 as c_int),
             )
         };
-        if page_cache != ffi::SQLITE_OK || lookaside != ffi::SQLITE_OK {
+        if [page_cache, lookaside, statistics]
+            .iter()
+            .any(|&rc| rc != ffi::SQLITE_OK)
+        {
             tracing::debug!(
                 page_cache,
                 lookaside,
+                statistics,
                 "SQLite was in use already; its memory settings stay the defaults"
             );
         }

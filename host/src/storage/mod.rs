@@ -17,4 +17,4 @@ pub use authorizer::{RESERVED_PREFIX, mentions_reserved_name};
 pub use database::{Database, Durability, MigrationFailed};
 pub use layout::DataDir;
 pub use lock::DataDirLock;
-pub use memory::{configure_sqlite, sqlite_memory_used};
+pub use memory::configure_sqlite;
