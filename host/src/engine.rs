@@ -68,41 +68,13 @@ pub fn engine(config: &Config) -> anyhow::Result<Engine> {
             reservation >> 20
         );
     }
-    warn_if_too_few_mappings(config.max_active, active);
+    crate::os_limits::warn_if_too_low(config.max_active, active);
     wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     let engine = describe(Engine::new(&wasm), || {
         "cannot create the wasmtime engine".into()
     })?;
     limits::start_epoch_ticker(&engine).context("cannot start the epoch thread")?;
     Ok(engine)
-}
-
-/// Memory mappings a live instance and its database hold (pooled memory
-/// and stack with their guard splits, malloc'd blocks), measured: ~6.6.
-const MAPPINGS_PER_INSTANCE: u64 = 7;
-/// The rest of the process: code, heap, thread stacks, pools.
-const MAPPINGS_BASE: u64 = 2_000;
-
-/// Linux caps a process's memory mappings (`vm.max_map_count`, 65,530 by
-/// default, room for ~9,000 live instances). Past it every activation
-/// fails with "Cannot allocate memory"; say so at start instead.
-fn warn_if_too_few_mappings(max_active: u32, instances: u32) {
-    let Some(limit) = std::fs::read_to_string("/proc/sys/vm/max_map_count")
-        .ok()
-        .and_then(|text| text.trim().parse::<u64>().ok())
-    else {
-        return;
-    };
-    let needed = u64::from(instances) * MAPPINGS_PER_INSTANCE + MAPPINGS_BASE;
-    if needed > limit {
-        tracing::warn!(
-            "max_active = {max_active} ({instances} instances with those still hibernating) may need \
-             {needed} memory mappings, more than \
-             vm.max_map_count = {limit}; activations would then fail with \"Cannot allocate memory\". \
-             Raise it (sysctl -w vm.max_map_count={}) or lower max_active",
-            needed.next_multiple_of(65_536)
-        );
-    }
 }
 
 /// The memory slot size of the pool: the largest any class may use.

@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod limits;
 pub mod metrics;
 pub mod object;
+pub mod os_limits;
 pub mod runtime;
 pub mod sockets;
 pub mod storage;

@@ -66,7 +66,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    raise_file_limit();
+    podhost::os_limits::raise_file_limit();
     let config = match Cli::parse().command {
         Command::Objects { command } => return objects_command::run(command),
         Command::Serve {
@@ -130,25 +130,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     gateway::serve(listener, runtime, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Each active object holds its database's three files open: lift the soft
-/// limit on open files to the hard one, which is often far higher.
-fn raise_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write `limit`.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                tracing::warn!("cannot raise the limit on open files");
-            }
-        }
-    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -178,9 +178,10 @@ impl Database {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags_and_vfs(path, flags, UNLOCKED_VFS)
-            .with_context(|| format!("cannot open the database {}", path.display()))?;
-        let page_size = configure(&mut conn, settings)
-            .with_context(|| format!("cannot configure the database {}", path.display()))?;
+            .with_context(|| open_failure("open", path))?;
+        // Opens the write-ahead log too.
+        let page_size =
+            configure(&mut conn, settings).with_context(|| open_failure("configure", path))?;
         // Databases made from the template have the internal tables; older
         // ones get them with their first commit.
         let schema_ready = has_internal_tables(&conn)
@@ -606,6 +607,18 @@ fn configure(conn: &mut Connection, settings: &ClassSettings) -> rusqlite::Resul
     })?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(page_size)
+}
+
+/// What failed while opening the database at `path`, with the likely
+/// cause when the process has run out of file descriptors.
+fn open_failure(step: &str, path: &Path) -> String {
+    let mut message = format!("cannot {step} the database {}", path.display());
+    if crate::os_limits::out_of_files() {
+        message.push_str(
+            " (the process has as many files open as it may: raise `ulimit -n` or lower max_active)",
+        );
+    }
+    message
 }
 
 fn has_internal_tables(conn: &Connection) -> rusqlite::Result<bool> {

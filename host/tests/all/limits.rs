@@ -1,6 +1,7 @@
 //! Per-event limits: a guest that loops forever or allocates without bound
 //! fails its own event with an error naming the limit, and nobody else
-//! notices.
+//! notices. The process's own limits, likewise, refuse new objects with a
+//! clear reason and leave live ones alone.
 
 use std::time::{Duration, Instant};
 
@@ -162,6 +163,45 @@ async fn endless_guest_sql_is_stopped_at_the_cpu_limit() {
         server.post("/objects/probe/slow/write", "after").await.0,
         200,
         "the object recovers"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_out_of_open_files_refuses_new_objects_clearly_and_serves_live_ones() {
+    let options = Options {
+        max_active: 500,
+        file_limit: Some(128),
+        ..Options::default()
+    };
+    let (server, _dir) = Server::start(options).await;
+    assert!(
+        server.log().contains("open files"),
+        "a warning at start: {}",
+        server.log()
+    );
+    // Each live object holds two files, so activations soon fail.
+    let mut refused = None;
+    for n in 0..100 {
+        let (status, body) = server.post(&format!("/objects/counter/n{n}"), "").await;
+        if status != 200 {
+            refused = Some((n, status, body));
+            break;
+        }
+    }
+    let (live, status, body) = refused.expect("activations stop before 100 objects");
+    assert!(live > 5, "only {live} objects were activated");
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(parse_json(&body)["error"]["code"], "activation_failed");
+    assert!(
+        server.log().contains("ulimit -n"),
+        "the log names the cause: {}",
+        server.log()
+    );
+    assert_eq!(
+        server.post("/objects/counter/n0", "").await,
+        (200, "2".into()),
+        "a live object still answers"
     );
     server.stop().await;
 }

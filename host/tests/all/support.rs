@@ -74,6 +74,8 @@ pub struct Options {
     pub extra_config: &'static str,
     /// Classes' `access`, by class name.
     pub access: Vec<(&'static str, &'static str)>,
+    /// The server's limit on open files (soft and hard), if not ours.
+    pub file_limit: Option<u64>,
 }
 
 impl Default for Options {
@@ -91,6 +93,7 @@ impl Default for Options {
             extra_classes: Vec::new(),
             extra_config: "",
             access: Vec::new(),
+            file_limit: None,
         }
     }
 }
@@ -203,16 +206,33 @@ impl Server {
         let config_path = dir.join("podhost.toml");
         std::fs::write(&config_path, config).expect("writing the config");
         let log = std::fs::File::create(dir.join("server.log")).expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_podhost"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_podhost"));
+        command
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info,podhost=debug")
             .stdout(Stdio::piped())
             .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starting podhost");
+            .kill_on_drop(true);
+        if let Some(files) = options.file_limit {
+            let limit = libc::rlimit {
+                rlim_cur: files,
+                rlim_max: files,
+            };
+            // SAFETY: the closure runs in the forked child before exec and
+            // only calls setrlimit, which is async-signal-safe.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = command.spawn().expect("starting podhost");
         let stdout = child.stdout.take().expect("piped stdout");
         let line = tokio::time::timeout(
             Duration::from_secs(60),
