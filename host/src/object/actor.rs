@@ -381,20 +381,22 @@ impl Actor {
         control
     }
 
-    /// Commits the batch, if one is open. A commit that wrote waits for
-    /// fsync: on a multi-threaded runtime, let it hand this thread's other
-    /// tasks to another thread meanwhile, so other objects keep running
-    /// and their commits' fsyncs overlap.
+    /// Commits the batch, if one is open. A commit that waits for fsync,
+    /// on a multi-threaded runtime, hands this thread's other tasks to
+    /// another thread meanwhile, so other objects keep running and their
+    /// commits' fsyncs overlap. Other commits are too short to be worth
+    /// the hand-off.
     fn commit(&mut self) -> rusqlite::Result<()> {
         let Some(db) = self.database() else {
             return Ok(());
         };
-        let committed =
-            if db.wrote() && Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
-                tokio::task::block_in_place(|| db.commit())
-            } else {
-                db.commit()
-            };
+        let committed = if db.commit_syncs()
+            && Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread
+        {
+            tokio::task::block_in_place(|| db.commit())
+        } else {
+            db.commit()
+        };
         if committed.is_ok() {
             self.runtime.metrics().commits.inc();
         }

@@ -99,6 +99,7 @@ pub struct Database {
     /// A batch's transaction was begun and is not yet committed.
     pending: bool,
     page_size: u64,
+    durability: Durability,
     max_storage_bytes: u64,
     /// The class's migrations have run on this connection.
     migrated: bool,
@@ -203,6 +204,7 @@ impl Database {
             schema_ready,
             pending: false,
             page_size,
+            durability: settings.durability,
             max_storage_bytes: settings.limits.max_storage_bytes,
             migrated: false,
             alarm_changed: false,
@@ -291,12 +293,17 @@ impl Database {
         }
     }
 
-    /// Whether the open transaction has written (and its commit will sync).
+    /// Whether the open transaction has written.
     pub fn wrote(&self) -> bool {
         matches!(
             self.conn.transaction_state(Some(rusqlite::MAIN_DB)),
             Ok(rusqlite::TransactionState::Write)
         )
+    }
+
+    /// Whether committing the open transaction waits for `fsync`.
+    pub fn commit_syncs(&self) -> bool {
+        self.durability == Durability::Full && self.wrote()
     }
 
     /// Notes that an event set or cancelled the alarm (kept in
