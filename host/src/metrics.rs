@@ -96,6 +96,12 @@ impl Metrics {
             self.events.get(),
         );
         metric(
+            "podhost_commits_total",
+            "counter",
+            "Transactions committed; events per commit is the group-commit batch size.",
+            self.commits.get(),
+        );
+        metric(
             "podhost_event_failures_total",
             "counter",
             "Events that trapped or failed to commit.",

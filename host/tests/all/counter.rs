@@ -56,6 +56,14 @@ async fn concurrent_events_on_one_object_run_one_at_a_time() {
         server.get("/objects/counter/busy").await,
         (200, "200".into())
     );
+    // Events that queued up while a commit waited for fsync shared the
+    // next one.
+    let events = server.metric("podhost_events_total").await;
+    let commits = server.metric("podhost_commits_total").await;
+    assert!(
+        commits > 0 && commits * 2 < events,
+        "{commits} commits for {events} events"
+    );
     server.stop().await;
 }
 
