@@ -196,8 +196,6 @@ impl Database {
         });
         let clock = Arc::clone(&deadline);
         conn.progress_handler(STEPS_PER_DEADLINE_CHECK, Some(move || clock.passed()))?;
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
         Ok(Database {
             conn,
             guard,
@@ -210,7 +208,7 @@ impl Database {
             alarm_changed: false,
             event_budget: settings.limits.max_cpu_per_event,
             deadline,
-            wal: wal.into(),
+            wal: super::layout::wal_path(path),
             _claim: claim,
         })
     }

@@ -38,10 +38,8 @@ impl DataDir {
     pub fn remove_object_files(&self, class: &str, id: &str) -> std::io::Result<bool> {
         let database = self.object_database(class, id);
         let mut existed = false;
-        for suffix in ["", "-wal", "-shm", ".new"] {
-            let mut path = database.clone().into_os_string();
-            path.push(suffix);
-            match std::fs::remove_file(&path) {
+        for suffix in ["", WAL_SUFFIX, "-shm", PARTIAL_SUFFIX] {
+            match std::fs::remove_file(with_suffix(&database, suffix)) {
                 Ok(()) => existed |= suffix.is_empty(),
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
                 Err(error) => return Err(error),
@@ -57,4 +55,23 @@ impl DataDir {
             .join(class)
             .join(format!("{hash}.cwasm"))
     }
+}
+
+const WAL_SUFFIX: &str = "-wal";
+const PARTIAL_SUFFIX: &str = ".new";
+
+/// The write-ahead log of the database at `database`.
+pub fn wal_path(database: &Path) -> PathBuf {
+    with_suffix(database, WAL_SUFFIX)
+}
+
+/// Where a new database is written before it gets its name.
+pub fn partial_path(database: &Path) -> PathBuf {
+    with_suffix(database, PARTIAL_SUFFIX)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut path = path.as_os_str().to_owned();
+    path.push(suffix);
+    path.into()
 }

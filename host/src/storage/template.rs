@@ -30,9 +30,7 @@ pub(crate) fn create_database_file(path: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     let image = image()?;
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".new");
-    let partial = Path::new(&partial);
+    let partial = &super::layout::partial_path(path);
     remove_orphan_wal(path)?;
     let mut file = std::fs::File::create(partial)
         .with_context(|| format!("cannot create {}", partial.display()))?;
@@ -52,9 +50,7 @@ pub(crate) fn create_database_file(path: &Path) -> anyhow::Result<()> {
 /// apply them to the new database. The directory is synced before the new
 /// file gets its name, so no crash brings the log back next to it.
 fn remove_orphan_wal(path: &Path) -> anyhow::Result<()> {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    let wal = Path::new(&wal);
+    let wal = &super::layout::wal_path(path);
     match std::fs::remove_file(wal) {
         Ok(()) => {
             tracing::warn!(wal = %wal.display(), "removed a write-ahead log whose database was gone");
