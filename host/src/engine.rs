@@ -23,6 +23,14 @@ const DEFAULT_RESERVATION: u64 = 4 << 30;
 const DEFAULT_GUARD: u64 = 32 << 20;
 const SMALL_GUARD: u64 = 64 << 10;
 const WASM_PAGE: u64 = 64 << 10;
+/// When an instance is freed, the pages of its memory and tables it
+/// dirtied, up to these sizes, are reset in place (found with Linux's
+/// PAGEMAP_SCAN, 6.7 and later) rather than returned to the kernel: no
+/// `madvise`, no TLB shootdown across threads, no page faults when the
+/// slot is next used. A typical object dirties well under this much; the
+/// cost is that freed slots stay resident up to it.
+const MEMORY_KEPT_RESIDENT: usize = 128 << 10;
+const TABLE_KEPT_RESIDENT: usize = 16 << 10;
 
 /// Builds the engine every class and object shares.
 pub fn engine(config: &Config) -> anyhow::Result<Engine> {
@@ -39,7 +47,10 @@ pub fn engine(config: &Config) -> anyhow::Result<Engine> {
         .total_memories(memories)
         .total_tables(active.saturating_mul(4))
         .total_stacks(active)
-        .max_memory_size(max_memory);
+        .max_memory_size(max_memory)
+        .linear_memory_keep_resident(MEMORY_KEPT_RESIDENT)
+        .table_keep_resident(TABLE_KEPT_RESIDENT)
+        .pagemap_scan(wasmtime::Enabled::Auto);
     let mut wasm = wasmtime::Config::new();
     wasm.wasm_component_model(true).epoch_interruption(true);
     // Each pooled memory reserves its slot of address space up front. The

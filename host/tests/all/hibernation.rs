@@ -1,8 +1,9 @@
-//! Idle objects hibernate and wake with their data.
+//! Idle objects hibernate and wake with their data, and with nothing of
+//! their old instance's memory.
 
 use std::time::Duration;
 
-use crate::support::{Options, Server};
+use crate::support::{Options, Server, parse_json};
 
 #[tokio::test]
 async fn idle_objects_hibernate_and_wake_with_their_data() {
@@ -82,5 +83,48 @@ async fn thousands_of_objects_stay_within_max_active_and_keep_their_data() {
             "object {i}"
         );
     }
+    server.stop().await;
+}
+
+/// Freed instances' memory slots are reset in place and reused: what one
+/// instance kept in memory must reach neither the next object in its slot
+/// nor its own object's next instance. The text is longer than the part
+/// reset in place, so both ways of resetting are covered.
+#[tokio::test]
+async fn a_reused_instance_slot_holds_nothing_of_its_last_object() {
+    let options = Options {
+        max_active: 1,
+        ..Options::default()
+    };
+    let (server, _dir) = Server::start(options).await;
+    let secret = "secret-".repeat(40_000);
+    let memory = |text: &str| parse_json(text);
+    assert_eq!(
+        server
+            .post("/objects/probe/first/memory", secret.clone())
+            .await,
+        (200, "kept".into())
+    );
+    let (status, kept) = server.get("/objects/probe/first/memory").await;
+    assert_eq!(status, 200);
+    assert_eq!(memory(&kept)["bytes"], secret.len(), "kept while live");
+
+    // With max_active = 1 each of these evicts the one before; there are
+    // more of them than the pool has slots (max_active plus headroom).
+    for n in 0..40 {
+        let (status, seen) = server
+            .get(&format!("/objects/probe/other-{n}/memory"))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(memory(&seen)["bytes"], 0, "other-{n} saw {seen}");
+    }
+    assert!(server.metric("podhost_evictions_total").await >= 40);
+    let (status, seen) = server.get("/objects/probe/first/memory").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        memory(&seen)["bytes"],
+        0,
+        "a new instance starts empty: {seen}"
+    );
     server.stop().await;
 }

@@ -32,6 +32,17 @@ impl Object for Probe {
     fn fetch(&mut self, req: Request) -> Result<Response> {
         match (req.method().clone(), req.segments().as_slice()) {
             (Method::GET, ["state"]) => state(),
+            // Text kept in the instance's memory only, never stored.
+            (Method::POST, ["memory"]) => {
+                *remembered() = req.text()?.to_string();
+                Ok(Response::text("kept"))
+            }
+            (Method::GET, ["memory"]) => {
+                let text = remembered();
+                Ok(Response::json(
+                    &json!({ "bytes": text.len(), "head": text.chars().take(16).collect::<String>() }),
+                ))
+            }
             (Method::GET, ["whoami"]) => {
                 let me = this_object();
                 Ok(Response::json(
@@ -263,3 +274,10 @@ fn json_to_value(value: serde_json::Value) -> Value {
 }
 
 podhost_sdk::export!(Probe);
+
+fn remembered() -> std::sync::MutexGuard<'static, String> {
+    static REMEMBERED: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+    REMEMBERED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
