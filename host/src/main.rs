@@ -121,33 +121,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
+    let shutdown = shutdown_signal().context("cannot listen for signals")?;
     // Tools and tests read this line to find the port.
     let mut stdout = tokio::io::stdout();
     stdout
         .write_all(format!("podhost listening on http://{address}\n").as_bytes())
         .await?;
     stdout.flush().await?;
-    gateway::serve(listener, runtime, shutdown_signal()).await?;
+    gateway::serve(listener, runtime, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+/// Resolves on the first Ctrl-C or SIGTERM. The handlers are installed
+/// now, not when the future is first polled (in a task the server spawns
+/// later): a signal sent as soon as the server says it is listening must
+/// stop it gracefully, not kill it.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
-    tracing::info!("shutting down: finishing requests in flight");
+        tracing::info!("shutting down: finishing requests in flight");
+    })
 }

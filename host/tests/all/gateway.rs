@@ -117,3 +117,13 @@ async fn raw_exchange(server: &Server, request: &[u8]) -> String {
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply)).await;
     String::from_utf8_lossy(&reply).into_owned()
 }
+
+/// SIGTERM sent as soon as the server says it is listening stops it
+/// gracefully: the handler is in place before that line is printed.
+#[tokio::test]
+async fn a_sigterm_right_after_start_stops_the_server_cleanly() {
+    for _ in 0..3 {
+        let (server, _dir) = Server::start(Options::default()).await;
+        server.stop().await;
+    }
+}
