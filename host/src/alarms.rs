@@ -7,7 +7,7 @@
 //! (later, for a retry; to the next alarm; or away). An object gets at
 //! most one alarm event at a time from here.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ use crate::storage::{DueAlarm, IndexedAlarm};
 
 /// Alarm events delivered and not yet finished, at most.
 const MAX_IN_FLIGHT: usize = 256;
+/// Alarm events of one class delivered and not yet finished, at most.
+const MAX_IN_FLIGHT_PER_CLASS: usize = 32;
 /// Due entries read at once.
 const BATCH: usize = 1024;
 /// How long until an alarm of a class that is not deployed is looked at
@@ -63,8 +65,47 @@ impl Alarms {
     }
 }
 
+/// Alarm events delivered and not yet finished.
+#[derive(Default)]
+struct InFlight {
+    objects: HashSet<String>,
+    per_class: HashMap<String, usize>,
+}
+
+impl InFlight {
+    /// Classes at their share.
+    fn full_classes(&self) -> Vec<String> {
+        self.per_class
+            .iter()
+            .filter(|(_, count)| **count >= MAX_IN_FLIGHT_PER_CLASS)
+            .map(|(class, _)| class.clone())
+            .collect()
+    }
+
+    /// Takes the alarm on, unless its object has one in flight or its class
+    /// is at its share.
+    fn start(&mut self, alarm: &DueAlarm) -> bool {
+        let count = self.per_class.entry(alarm.class.clone()).or_default();
+        if *count >= MAX_IN_FLIGHT_PER_CLASS || !self.objects.insert(alarm.id.clone()) {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn finish(&mut self, alarm: &DueAlarm) {
+        self.objects.remove(&alarm.id);
+        if let Some(count) = self.per_class.get_mut(&alarm.class) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_class.remove(&alarm.class);
+            }
+        }
+    }
+}
+
 async fn schedule(runtime: Weak<Runtime>) {
-    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let in_flight: Arc<Mutex<InFlight>> = Arc::default();
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
         let Some(host) = runtime.upgrade() else {
@@ -72,9 +113,11 @@ async fn schedule(runtime: Weak<Runtime>) {
         };
         let now = now_ms();
         let catalog = Arc::clone(host.catalog());
+        let full = lock(&in_flight).full_classes();
         let looked = tokio::task::spawn_blocking(move || {
+            let skip: Vec<&str> = full.iter().map(String::as_str).collect();
             Ok::<_, rusqlite::Error>((
-                catalog.due_alarms(now, BATCH)?,
+                catalog.due_alarms(now, BATCH, &skip)?,
                 catalog.next_alarm_after(now)?,
             ))
         })
@@ -91,7 +134,7 @@ async fn schedule(runtime: Weak<Runtime>) {
             }
         };
         for alarm in due {
-            if !lock(&in_flight).insert(alarm.id.clone()) {
+            if !lock(&in_flight).start(&alarm) {
                 continue;
             }
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
@@ -100,7 +143,7 @@ async fn schedule(runtime: Weak<Runtime>) {
             let (host, in_flight) = (Arc::clone(&host), Arc::clone(&in_flight));
             tokio::spawn(async move {
                 deliver(&host, &alarm).await;
-                lock(&in_flight).remove(&alarm.id);
+                lock(&in_flight).finish(&alarm);
                 drop(permit);
                 host.alarms().wake();
             });
@@ -147,6 +190,8 @@ async fn deliver(runtime: &Arc<Runtime>, alarm: &DueAlarm) {
     }
 }
 
-fn lock(set: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
-    set.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock(in_flight: &Mutex<InFlight>) -> std::sync::MutexGuard<'_, InFlight> {
+    in_flight
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

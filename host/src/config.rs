@@ -69,8 +69,62 @@ pub struct Config {
     /// class has `access = "user"` or `"org"`, or when this section is
     /// present.
     pub auth: Option<AuthSettings>,
+    /// Guest threads, fair shares between classes, the memory budget.
+    pub execution: ExecutionSettings,
+    /// How long a stopping server lets running events finish before it
+    /// cancels them (and rolls their writes back).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
     /// Deployed classes by name.
     pub classes: BTreeMap<String, ClassConfig>,
+}
+
+/// `[execution]`: where and how much guest code runs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutionSettings {
+    /// Most guest threads (each runs one object's events at a time).
+    pub threads: usize,
+    /// Most events of one class running at once; the others wait their
+    /// turn without holding a thread or an instance.
+    pub max_running_per_class: usize,
+    /// Linear memory all instances together may hold; half of the
+    /// machine's memory if left out.
+    pub max_guest_memory_bytes: Option<usize>,
+}
+
+impl Default for ExecutionSettings {
+    fn default() -> Self {
+        ExecutionSettings {
+            threads: 256,
+            max_running_per_class: 32,
+            max_guest_memory_bytes: None,
+        }
+    }
+}
+
+impl ExecutionSettings {
+    /// The memory budget for all guests.
+    pub fn guest_memory(&self) -> usize {
+        self.max_guest_memory_bytes
+            .unwrap_or_else(crate::limits::default_guest_memory)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=4096).contains(&self.threads) {
+            bail!("[execution]: threads must be between 1 and 4096");
+        }
+        if self.max_running_per_class == 0 {
+            bail!("[execution]: max_running_per_class must be at least 1");
+        }
+        if self
+            .max_guest_memory_bytes
+            .is_some_and(|bytes| bytes < 1 << 20)
+        {
+            bail!("[execution]: max_guest_memory_bytes must be at least 1 MiB");
+        }
+        Ok(())
+    }
 }
 
 /// A value kept out of logs and debug output.
@@ -285,9 +339,13 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Most linear memory one instance may use.
     pub max_memory_bytes: usize,
-    /// Longest an event may run; a guest still running then is stopped.
+    /// Most CPU an event may use (wasm, SQL and host calls); a guest still
+    /// running then is stopped.
     #[serde(with = "humantime_serde")]
     pub max_cpu_per_event: Duration,
+    /// Longest an event may take, waiting included (a guest sleeping, say).
+    #[serde(with = "humantime_serde", alias = "max_wall_per_event")]
+    pub max_wall_time_per_event: Duration,
     /// Largest an object's database may grow; writes beyond it get a
     /// `storage-full` error.
     pub max_storage_bytes: u64,
@@ -303,6 +361,7 @@ impl Default for Limits {
             max_body_bytes: 1 << 20,
             max_memory_bytes: 128 << 20,
             max_cpu_per_event: Duration::from_secs(30),
+            max_wall_time_per_event: Duration::from_secs(60),
             max_storage_bytes: 1 << 30,
             max_sql_length: 100_000,
             max_sql_parameters: 999,
@@ -318,6 +377,12 @@ pub struct LimitOverrides {
     pub max_memory_bytes: Option<usize>,
     #[serde(with = "humantime_serde::option")]
     pub max_cpu_per_event: Option<Duration>,
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        alias = "max_wall_per_event"
+    )]
+    pub max_wall_time_per_event: Option<Duration>,
     pub max_storage_bytes: Option<u64>,
     pub max_sql_length: Option<u32>,
     pub max_sql_parameters: Option<u32>,
@@ -332,6 +397,9 @@ impl Limits {
             max_cpu_per_event: overrides
                 .max_cpu_per_event
                 .unwrap_or(self.max_cpu_per_event),
+            max_wall_time_per_event: overrides
+                .max_wall_time_per_event
+                .unwrap_or(self.max_wall_time_per_event),
             max_storage_bytes: overrides
                 .max_storage_bytes
                 .unwrap_or(self.max_storage_bytes),
@@ -343,10 +411,10 @@ impl Limits {
     }
 
     fn validate(&self, whose: &str) -> anyhow::Result<()> {
-        if self.max_cpu_per_event < crate::limits::EPOCH_TICK {
+        let tick = crate::execution::TICK;
+        if self.max_cpu_per_event < tick || self.max_wall_time_per_event < tick {
             bail!(
-                "{whose}: max_cpu_per_event must be at least {:?}",
-                crate::limits::EPOCH_TICK
+                "{whose}: max_cpu_per_event and max_wall_time_per_event must be at least {tick:?}"
             );
         }
         if self.max_memory_bytes < 1 << 20 {
@@ -405,6 +473,8 @@ impl Default for Config {
             events: EventSettings::default(),
             admin_token: None,
             auth: None,
+            execution: ExecutionSettings::default(),
+            shutdown_timeout: Duration::from_secs(10),
             classes: BTreeMap::new(),
         }
     }
@@ -484,6 +554,10 @@ impl Config {
         }
         if let Some(auth) = &self.auth {
             auth.validate()?;
+        }
+        self.execution.validate()?;
+        if self.shutdown_timeout > Duration::from_secs(3600) {
+            bail!("shutdown_timeout must be at most 1h");
         }
         if self.group_commit_max_events == 0 {
             bail!("group_commit_max_events must be at least 1");

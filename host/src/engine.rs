@@ -7,13 +7,13 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 use crate::bindings::{Object, ObjectPre};
 use crate::capabilities::ObjectState;
 use crate::config::{ClassSettings, Config};
-use crate::limits;
 use crate::storage::DataDir;
 
 /// Address space podhost lets instance memories reserve: a quarter of the
@@ -81,11 +81,9 @@ pub fn engine(config: &Config) -> anyhow::Result<Engine> {
     }
     crate::os_limits::warn_if_too_low(config.max_active, active);
     wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    let engine = describe(Engine::new(&wasm), || {
+    describe(Engine::new(&wasm), || {
         "cannot create the wasmtime engine".into()
-    })?;
-    limits::start_epoch_ticker(&engine).context("cannot start the epoch thread")?;
-    Ok(engine)
+    })
 }
 
 /// The memory slot size of the pool: the largest any class may use.
@@ -105,6 +103,8 @@ pub struct Class {
     pre: ObjectPre<ObjectState>,
     /// The class's migrations, learnt from its first instance.
     migrations: OnceLock<Arc<[String]>>,
+    /// Its share of execution: one permit per event running at once.
+    share: Arc<Semaphore>,
 }
 
 impl Class {
@@ -117,6 +117,7 @@ impl Class {
         name: &str,
         wasm_path: &Path,
         settings: ClassSettings,
+        max_running: usize,
     ) -> anyhow::Result<Self> {
         let wasm = std::fs::read(wasm_path).with_context(|| {
             format!(
@@ -144,6 +145,7 @@ impl Class {
             settings,
             pre,
             migrations: OnceLock::new(),
+            share: Arc::new(Semaphore::new(max_running)),
         })
     }
 
@@ -164,6 +166,12 @@ impl Class {
     /// Records the migrations an instance declared.
     pub fn learn_migrations(&self, migrations: Vec<String>) -> Arc<[String]> {
         Arc::clone(self.migrations.get_or_init(|| migrations.into()))
+    }
+
+    /// Waits for a turn to run events of this class (see `execution`).
+    /// `None` only if the share was closed, which nothing does.
+    pub async fn turn(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.share).acquire_owned().await.ok()
     }
 
     /// The SHA-256 of the deployed component.

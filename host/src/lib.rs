@@ -13,6 +13,7 @@ pub mod capabilities;
 pub mod config;
 pub mod dev;
 pub mod engine;
+pub mod execution;
 pub mod gateway;
 pub mod limits;
 pub mod metrics;

@@ -2,6 +2,7 @@
 //! catalog, shared by the gateway and every actor.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ use crate::capabilities;
 use crate::capabilities::events::Backlog;
 use crate::config::Config;
 use crate::engine::{self, Class};
+use crate::execution::Executor;
+use crate::limits::MemoryBudget;
 use crate::metrics::Metrics;
 use crate::object::{Actor, Event, EventError, ObjectAddr, Objects, SocketEvent, SocketOutcome};
 use crate::sockets::{Hub, LoggedEvent};
@@ -27,6 +30,12 @@ pub struct Runtime {
     config: Config,
     data: DataDir,
     engine: Engine,
+    /// Guest threads and the watchdog.
+    executor: Executor,
+    /// Linear memory all instances together may hold.
+    guest_memory: Arc<MemoryBudget>,
+    /// Whether shutdown's deadline is running.
+    shutdown_started: AtomicBool,
     classes: HashMap<String, Arc<Class>>,
     objects: Objects,
     metrics: Metrics,
@@ -50,6 +59,9 @@ impl Runtime {
         crate::storage::configure_sqlite();
         let lock = DataDirLock::acquire(&config.data_dir)?;
         let engine = engine::engine(&config)?;
+        let executor = Executor::start(&engine, config.execution.threads)
+            .map_err(|error| anyhow::anyhow!("cannot start the watchdog thread: {error}"))?;
+        let guest_memory = Arc::new(MemoryBudget::new(config.execution.guest_memory()));
         let linker = capabilities::linker(&engine)?;
         let data = DataDir::new(&config.data_dir);
         let catalog = Arc::new(Catalog::open(
@@ -66,7 +78,15 @@ impl Runtime {
         let mut classes = HashMap::new();
         for (name, class) in &config.classes {
             let settings = config.class_settings(class);
-            let class = Class::load(&engine, &linker, &data, name, &class.path, settings)?;
+            let class = Class::load(
+                &engine,
+                &linker,
+                &data,
+                name,
+                &class.path,
+                settings,
+                config.execution.max_running_per_class,
+            )?;
             catalog.record_class(name, class.hash())?;
             tracing::info!(class = name, hash = &class.hash()[..12], "class ready");
             classes.insert(name.clone(), Arc::new(class));
@@ -78,6 +98,9 @@ impl Runtime {
             config,
             data,
             engine,
+            executor,
+            guest_memory,
+            shutdown_started: AtomicBool::new(false),
             classes,
             metrics: Metrics::default(),
             catalog,
@@ -221,9 +244,34 @@ impl Runtime {
             .ok_or_else(|| EventError::NoSuchClass(name.to_string()))
     }
 
+    /// Starts shutdown's clock: events still running `shutdown_timeout`
+    /// from now (or starting later) are cancelled and rolled back. Called
+    /// when the server stops taking connections; a second call does
+    /// nothing.
+    pub fn begin_shutdown(&self) {
+        if self.shutdown_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let watchdog = Arc::clone(self.executor.watchdog());
+        let timeout = self.config.shutdown_timeout;
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if watchdog.running() > 0 {
+                tracing::warn!(
+                    running = watchdog.running(),
+                    "events still running at the shutdown deadline are cancelled"
+                );
+            }
+            watchdog.cancel_all();
+        });
+    }
+
     /// Stops taking events, waits for every object to finish and close,
-    /// then for the catalog to take their last updates.
+    /// then for the catalog to take their last updates. Events still
+    /// running at the deadline [`begin_shutdown`](Self::begin_shutdown)
+    /// set are cancelled and rolled back.
     pub async fn shut_down(&self) {
+        self.begin_shutdown();
         self.alarms.stop();
         self.sockets.close_all(Duration::from_secs(2)).await;
         self.objects.shut_down().await;
@@ -283,6 +331,14 @@ impl Runtime {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
+    pub fn guest_memory(&self) -> &Arc<MemoryBudget> {
+        &self.guest_memory
     }
 
     pub fn metrics(&self) -> &Metrics {

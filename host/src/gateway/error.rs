@@ -107,6 +107,12 @@ impl ApiError {
                 EventError::LimitExceeded(LimitExceeded::Memory(_)) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "memory_limit_exceeded")
                 }
+                EventError::LimitExceeded(LimitExceeded::Wall(_)) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "wall_time_exceeded")
+                }
+                EventError::LimitExceeded(LimitExceeded::HostMemory(_)) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "host_memory_exhausted")
+                }
                 EventError::Activation => (StatusCode::INTERNAL_SERVER_ERROR, "activation_failed"),
                 EventError::EventLog => (StatusCode::INTERNAL_SERVER_ERROR, "event_log_failed"),
                 EventError::DeleteFailed => (StatusCode::INTERNAL_SERVER_ERROR, "delete_failed"),

@@ -89,6 +89,13 @@ pub async fn serve(
     });
     // The client's address counts login attempts.
     let app = router(Arc::clone(&runtime)).into_make_service_with_connect_info::<SocketAddr>();
+    // Requests in flight get until the shutdown deadline; the events still
+    // running then are cancelled, so their requests end too.
+    let stopping = Arc::clone(&runtime);
+    let shutdown = async move {
+        shutdown.await;
+        stopping.begin_shutdown();
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -15,6 +15,13 @@
 //! registry; that is hibernation. Closing first means a successor never
 //! opens the file while this actor still holds it.
 //!
+//! Execution: the actor's task lives on the runtime's threads, but only
+//! waits there. For its object's events it takes a turn of its class's
+//! share and hands itself and its mailbox to a guest thread (see
+//! `execution`), which runs batches while more events wait, up to
+//! [`TIME_SLICE`], and hands them back. Every event runs under the
+//! watchdog, from activation to its handler's return.
+//!
 //! Group commit: the events already waiting in the mailbox run as one
 //! batch in one transaction, each in its own savepoint (a failed event
 //! rolls back only its own writes). The batch commits once, and only then
@@ -23,12 +30,11 @@
 
 mod alarm;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::ErrorCode;
-use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::{PoolConcurrencyLimitError, Store};
 
@@ -42,11 +48,16 @@ use crate::capabilities::alarms::write_alarm;
 use crate::capabilities::events::{Backlog, read_backlog};
 use crate::config::ClassSettings;
 use crate::engine::Class;
-use crate::limits::{EventLimits, LimitExceeded};
+use crate::execution::{Budget, EventWatch, Verdict};
+use crate::limits::{Cancelled, EventLimits, LimitExceeded};
 use crate::runtime::Runtime;
 use crate::sockets::{LoggedEvent, MAX_TAG_BYTES, MAX_TAGS, Outgoing};
 use crate::storage::Database;
 use crate::storage::catalog::{CatalogUpdate, ObjectSeen, now_ms};
+
+/// How long a guest thread keeps running one object's waiting events
+/// before it gives the thread (and its class's turn) to others.
+const TIME_SLICE: Duration = Duration::from_millis(10);
 
 enum State {
     Dormant {
@@ -147,54 +158,114 @@ impl Actor {
         tokio::spawn(actor.run(start));
     }
 
-    async fn run(mut self, start: Spawn) {
+    async fn run(self, start: Spawn) {
         let Spawn {
             mut mailbox,
             generation,
             alive,
         } = start;
         let idle_timeout = self.runtime.config().idle_timeout;
+        let mut actor = self;
+        let mut next = None;
         loop {
-            let control = match tokio::time::timeout(idle_timeout, mailbox.recv()).await {
-                Ok(Some(first @ (Event::Fetch { .. } | Event::Socket { .. }))) => {
-                    self.run_batch(first, &mut mailbox).await
-                }
-                Ok(Some(control)) => Some(control),
-                // The host is shutting down and the mailbox is drained.
-                Ok(None) => break,
-                Err(_idle) => {
-                    if self.hibernate(generation, &mailbox, false).await {
-                        break;
+            let event = match next.take() {
+                Some(event) => event,
+                None => match tokio::time::timeout(idle_timeout, mailbox.recv()).await {
+                    Ok(Some(event)) => event,
+                    // The host is shutting down and the mailbox is drained.
+                    Ok(None) => break,
+                    Err(_idle) => {
+                        if actor.hibernate(generation, &mailbox, false).await {
+                            break;
+                        }
+                        continue;
                     }
-                    continue;
-                }
+                },
             };
-            match control {
-                Some(Event::Hibernate) => {
-                    if self.hibernate(generation, &mailbox, true).await {
+            match event {
+                Event::Hibernate => {
+                    if actor.hibernate(generation, &mailbox, true).await {
                         break;
                     }
                 }
-                Some(Event::Delete { reply }) => {
-                    let _ = reply.send(self.delete().await);
+                Event::Delete { reply } => {
+                    let _ = reply.send(actor.delete().await);
                 }
-                Some(Event::Subscribe {
+                guest_event => {
+                    let Some(turn) = actor.class.turn().await else {
+                        break;
+                    };
+                    let runtime = Arc::clone(&actor.runtime);
+                    let object = Arc::clone(&actor.object);
+                    let ran = runtime
+                        .executor()
+                        .run(move |handle| {
+                            let (mut actor, mut mailbox) = (actor, mailbox);
+                            let next = handle.block_on(actor.run_guest(guest_event, &mut mailbox));
+                            (actor, mailbox, next)
+                        })
+                        .await;
+                    drop(turn);
+                    match ran {
+                        Ok((back, its_mailbox, control)) => {
+                            (actor, mailbox, next) = (back, its_mailbox, control);
+                        }
+                        Err(lost) => {
+                            // The object's instance and database went with
+                            // the thread; the next event starts a new actor.
+                            tracing::error!(
+                                object = object.name(),
+                                class = object.class(),
+                                "{lost}"
+                            );
+                            drop(alive);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        actor.close().await;
+        drop(alive);
+    }
+
+    /// On a guest thread: runs `first` and the events queued behind it for
+    /// up to a time slice. Returns the event to handle next, if it has one
+    /// it did not run (hibernate, delete, or the next after the slice).
+    async fn run_guest(
+        &mut self,
+        first: Event,
+        mailbox: &mut mpsc::Receiver<Event>,
+    ) -> Option<Event> {
+        let started = Instant::now();
+        let mut event = Some(first);
+        while let Some(current) = event.take() {
+            let control = match current {
+                batch @ (Event::Fetch { .. } | Event::Socket { .. }) => {
+                    self.run_batch(batch, mailbox).await
+                }
+                Event::Subscribe {
                     after,
                     subscriber,
                     reply,
-                }) => {
+                } => {
                     let _ = reply.send(self.subscribe(after, subscriber).await);
+                    None
                 }
-                Some(Event::Alarm { retries, reply }) => {
+                Event::Alarm { retries, reply } => {
                     self.last_active = now_ms();
                     self.fire_alarm(retries).await;
                     let _ = reply.send(());
+                    None
                 }
-                Some(Event::Fetch { .. } | Event::Socket { .. }) | None => {}
+                control @ (Event::Hibernate | Event::Delete { .. }) => return Some(control),
+            };
+            event = control.or_else(|| mailbox.try_recv().ok());
+            if started.elapsed() >= TIME_SLICE {
+                return event;
             }
         }
-        self.close().await;
-        drop(alive);
+        None
     }
 
     /// Closes the object, then leaves the registry unless events arrived
@@ -381,22 +452,13 @@ impl Actor {
         control
     }
 
-    /// Commits the batch, if one is open. A commit that waits for fsync,
-    /// on a multi-threaded runtime, hands this thread's other tasks to
-    /// another thread meanwhile, so other objects keep running and their
-    /// commits' fsyncs overlap. Other commits are too short to be worth
-    /// the hand-off.
+    /// Commits the batch, if one is open. It runs on a guest thread, so a
+    /// commit waiting for `fsync` holds up no one else.
     fn commit(&mut self) -> rusqlite::Result<()> {
         let Some(db) = self.database() else {
             return Ok(());
         };
-        let committed = if db.commit_syncs()
-            && Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread
-        {
-            tokio::task::block_in_place(|| db.commit())
-        } else {
-            db.commit()
-        };
+        let committed = db.commit();
         if committed.is_ok() {
             self.runtime.metrics().commits.inc();
         }
@@ -411,7 +473,9 @@ impl Actor {
         after: Option<u64>,
         subscriber: mpsc::Sender<LoggedEvent>,
     ) -> Result<Backlog, EventError> {
-        let (mut store, bindings) = self.activate().await?;
+        let watch = self.watch();
+        let (mut store, bindings) = self.activate(&watch).await?;
+        drop(watch);
         let backlog = match after {
             Some(after) => read_backlog(store.data_mut().database().host(), after),
             None => Ok(Backlog::default()),
@@ -484,8 +548,12 @@ impl Actor {
     /// returned an error, and drops the instance if it trapped.
     async fn run_event(&mut self, call: Call<'_>) -> Result<Returned, EventError> {
         let fresh = !matches!(self.state, State::Live { .. });
-        let (mut store, bindings) = self.activate().await?;
-        store.data_mut().limits().start_event();
+        let watch = self.watch();
+        let (mut store, bindings) = self.activate(&watch).await?;
+        store
+            .data_mut()
+            .limits()
+            .start_event(Arc::clone(watch.stop()), watch.budget());
         store.set_epoch_deadline(1);
         let db = store.data_mut().database();
         let begun = db.begin_event().and_then(|()| match call {
@@ -501,43 +569,50 @@ impl Actor {
             return Err(EventError::Commit);
         }
         let handler = bindings.podhost_object_handler();
-        let outcome = match call {
-            Call::Fetch(request) => handler
-                .call_fetch(&mut store, request)
-                .await
-                .map(Returned::Fetch),
-            Call::Alarm(retry_count) => handler
-                .call_alarm(&mut store, retry_count)
-                .await
-                .map(Returned::Alarm),
-            Call::SocketOpen(socket, request) => handler
-                .call_socket_open(&mut store, socket, request)
-                .await
-                .map(|result| Returned::SocketOpen(result.and_then(checked_accept))),
-            Call::SocketMessage(socket, message) => handler
-                .call_socket_message(&mut store, socket, message)
-                .await
-                .map(Returned::Socket),
-            Call::SocketClose(socket, code, reason, attachment) => handler
-                .call_socket_close(&mut store, socket, code, reason, attachment)
-                .await
-                .map(Returned::Socket),
+        let call = async {
+            match call {
+                Call::Fetch(request) => handler
+                    .call_fetch(&mut store, request)
+                    .await
+                    .map(Returned::Fetch),
+                Call::Alarm(retry_count) => handler
+                    .call_alarm(&mut store, retry_count)
+                    .await
+                    .map(Returned::Alarm),
+                Call::SocketOpen(socket, request) => handler
+                    .call_socket_open(&mut store, socket, request)
+                    .await
+                    .map(|result| Returned::SocketOpen(result.and_then(checked_accept))),
+                Call::SocketMessage(socket, message) => handler
+                    .call_socket_message(&mut store, socket, message)
+                    .await
+                    .map(Returned::Socket),
+                Call::SocketClose(socket, code, reason, attachment) => handler
+                    .call_socket_close(&mut store, socket, code, reason, attachment)
+                    .await
+                    .map(Returned::Socket),
+            }
         };
+        // A guest waiting on a host future (a sleep, say) when the
+        // watchdog stops it is dropped there; one running wasm traps at
+        // the next epoch tick, one running SQL is interrupted.
+        let outcome = tokio::select! {
+            biased;
+            outcome = call => outcome,
+            () = watch.stop().stopped() => Err(wasmtime::Error::msg("stopped while waiting")),
+        };
+        let verdict = watch.verdict();
+        drop(watch);
         // Sent only if the event's writes are kept.
         let outbox = store.data_mut().take_outbox();
         let db = store.data_mut().database();
-        if db.take_deadline_hit() {
-            // The guest's SQL was stopped at the event's time limit.
-            let limit = db.event_budget();
+        if let Some(verdict) = verdict {
+            // Whatever the guest returned, it broke a limit (or the host is
+            // going away): nothing of the event stands.
             db.undo_event();
             self.runtime.metrics().failures.inc();
             self.discard(store);
-            tracing::warn!(
-                object = self.object.name(),
-                class = self.object.class(),
-                "event's SQL stopped at {limit:?}"
-            );
-            return Err(EventError::LimitExceeded(LimitExceeded::Cpu(limit)));
+            return Err(self.stopped(verdict));
         }
         match outcome {
             Ok(returned) if returned.succeeded() => match db.end_event() {
@@ -574,6 +649,9 @@ impl Actor {
                 db.undo_event();
                 self.runtime.metrics().failures.inc();
                 self.discard(store);
+                if trap.is::<Cancelled>() {
+                    return Err(EventError::ShuttingDown);
+                }
                 match trap.downcast_ref::<LimitExceeded>() {
                     Some(limit) => {
                         tracing::warn!(
@@ -596,11 +674,48 @@ impl Actor {
         }
     }
 
+    /// A watch for an event about to run, with the class's limits.
+    fn watch(&self) -> EventWatch {
+        let limits = &self.class.settings().limits;
+        self.runtime.executor().watchdog().watch(Budget {
+            cpu: limits.max_cpu_per_event,
+            wall: limits.max_wall_time_per_event,
+        })
+    }
+
+    /// The error for an event the watchdog stopped.
+    fn stopped(&self, verdict: Verdict) -> EventError {
+        match LimitExceeded::from_verdict(verdict) {
+            Some(limit) => {
+                tracing::warn!(
+                    object = self.object.name(),
+                    class = self.object.class(),
+                    "event stopped: {limit}"
+                );
+                EventError::LimitExceeded(limit)
+            }
+            None => EventError::ShuttingDown,
+        }
+    }
+
     /// The live instance, instantiating one (and opening the database and
-    /// migrating it) if the object is dormant.
-    async fn activate(&mut self) -> Result<(Store<ObjectState>, Object), EventError> {
+    /// migrating it) if the object is dormant. The work counts toward the
+    /// event `watch` watches.
+    async fn activate(
+        &mut self,
+        watch: &EventWatch,
+    ) -> Result<(Store<ObjectState>, Object), EventError> {
+        if let Some(verdict) = watch.verdict() {
+            return Err(self.stopped(verdict));
+        }
         let db = match std::mem::replace(&mut self.state, State::Dormant { db: None }) {
-            State::Live { store, bindings } => return Ok((store, bindings)),
+            State::Live {
+                mut store,
+                bindings,
+            } => {
+                watch.watch_sql(store.data_mut().database().interrupt_handle());
+                return Ok((store, bindings));
+            }
             State::Dormant { db: Some(db) } => db,
             State::Dormant { db: None } => {
                 let path = self
@@ -608,20 +723,18 @@ impl Actor {
                     .data_dir()
                     .object_database(self.object.class(), self.object.id());
                 self.last_active = now_ms();
-                let db = open_database(
-                    path,
-                    self.class.settings().clone(),
-                    Arc::clone(&self.object),
-                )
-                .await?;
+                let db = open_database(&path, self.class.settings(), &self.object)?;
                 self.runtime
                     .record(CatalogUpdate::Seen(self.sighting(None)));
                 self.reconcile_alarm(&db);
                 db
             }
         };
-        let limits = &self.class.settings().limits;
-        let limits = EventLimits::new(limits.max_memory_bytes, limits.max_cpu_per_event);
+        watch.watch_sql(db.interrupt_handle());
+        let limits = EventLimits::new(
+            self.class.settings().limits.max_memory_bytes,
+            Arc::clone(self.runtime.guest_memory()),
+        );
         let state = ObjectState::new(
             Arc::clone(&self.object),
             db,
@@ -631,17 +744,32 @@ impl Actor {
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| state.limits());
         store.epoch_deadline_callback(|mut store| store.data_mut().limits().tick());
+        store
+            .data_mut()
+            .limits()
+            .start_event(Arc::clone(watch.stop()), watch.budget());
         store.set_epoch_deadline(1);
         let bindings = match self.class.instantiate(&mut store).await {
             Ok(bindings) => bindings,
             Err(error) => {
                 self.discard(store);
+                if let Some(verdict) = watch.verdict() {
+                    return Err(self.stopped(verdict));
+                }
                 if error.is::<PoolConcurrencyLimitError>() {
                     tracing::warn!(
                         class = self.object.class(),
                         "no room for another instance: {error}"
                     );
                     return Err(EventError::TooManyActive);
+                }
+                if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
+                    tracing::warn!(
+                        object = self.object.name(),
+                        class = self.object.class(),
+                        "activation stopped: {limit}"
+                    );
+                    return Err(EventError::LimitExceeded(limit.clone()));
                 }
                 tracing::error!(
                     object = self.object.name(),
@@ -652,20 +780,26 @@ impl Actor {
             }
         };
         self.runtime.metrics().activations.inc();
-        if !store.data_mut().database().is_migrated()
-            && let Err(error) = migrate(
+        if !store.data_mut().database().is_migrated() {
+            let migrated = migrate(
                 Arc::clone(&self.class),
                 Arc::clone(&self.object),
                 &mut store,
                 &bindings,
             )
-            .await
-        {
-            // Close the database too: the next activation reopens it and
-            // tries the migrations again.
-            self.discard(store);
-            self.close().await;
-            return Err(error);
+            .await;
+            let failed = match (watch.verdict(), migrated) {
+                (Some(verdict), _) => Some(self.stopped(verdict)),
+                (None, Err(error)) => Some(error),
+                (None, Ok(())) => None,
+            };
+            if let Some(error) = failed {
+                // Close the database too: the next activation reopens it
+                // and tries the migrations again.
+                self.discard(store);
+                self.close().await;
+                return Err(error);
+            }
         }
         Ok((store, bindings))
     }
@@ -738,28 +872,21 @@ async fn migrate(
     }
 }
 
-/// Opens the database off the runtime's threads: creating a new file costs
-/// a few `fsync`s, and other objects must not wait for them.
-async fn open_database(
-    path: PathBuf,
-    settings: ClassSettings,
-    object: Arc<ObjectAddr>,
+/// Opens the object's database. This runs on a guest thread: creating a
+/// new file costs a few `fsync`s, and they hold up no one else.
+fn open_database(
+    path: &Path,
+    settings: &ClassSettings,
+    object: &ObjectAddr,
 ) -> Result<Database, EventError> {
-    match tokio::task::spawn_blocking(move || Database::open(&path, &settings)).await {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(error)) => {
-            tracing::error!(
-                object = object.name(),
-                class = object.class(),
-                "cannot open the database: {error:#}"
-            );
-            Err(EventError::Activation)
-        }
-        Err(join_error) => {
-            tracing::error!(object = object.name(), class = object.class(), %join_error, "opening the database panicked");
-            Err(EventError::Activation)
-        }
-    }
+    Database::open(path, settings).map_err(|error| {
+        tracing::error!(
+            object = object.name(),
+            class = object.class(),
+            "cannot open the database: {error:#}"
+        );
+        EventError::Activation
+    })
 }
 
 /// The accept a guest returned, if its tags are within the limits; a 500

@@ -79,13 +79,22 @@ impl Catalog {
         Ok(())
     }
 
-    /// Entries due at `now_ms`, earliest first, at most `limit`.
-    pub fn due_alarms(&self, now_ms: i64, limit: usize) -> rusqlite::Result<Vec<DueAlarm>> {
+    /// Entries due at `now_ms`, earliest first, at most `limit`, leaving
+    /// out those of `skip_classes`.
+    pub fn due_alarms(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        skip_classes: &[&str],
+    ) -> rusqlite::Result<Vec<DueAlarm>> {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
-            "SELECT id, class, name, retries FROM alarms WHERE at_ms <= ?1 ORDER BY at_ms LIMIT ?2",
+            "SELECT id, class, name, retries FROM alarms
+             WHERE at_ms <= ?1 AND class NOT IN (SELECT value FROM json_each(?3))
+             ORDER BY at_ms LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![now_ms, limit as i64], |row| {
+        let skip = serde_json::to_string(skip_classes).unwrap_or_else(|_| "[]".into());
+        let rows = stmt.query_map(params![now_ms, limit as i64, skip], |row| {
             Ok(DueAlarm {
                 id: row.get(0)?,
                 class: row.get(1)?,
@@ -122,12 +131,23 @@ mod tests {
             .index_alarm("z", "c", "zed", at(900))
             .expect("index");
         let due: Vec<String> = catalog
-            .due_alarms(500, 10)
+            .due_alarms(500, 10, &[])
             .expect("due")
             .into_iter()
             .map(|d| d.name)
             .collect();
         assert_eq!(due, ["ay", "bee"]);
+        catalog
+            .index_alarm("o", "other", "oh", at(300))
+            .expect("index");
+        let due: Vec<String> = catalog
+            .due_alarms(500, 10, &["c"])
+            .expect("due")
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        assert_eq!(due, ["oh"], "a skipped class's entries wait");
+        catalog.unindex_alarm("o").expect("remove");
         assert_eq!(catalog.next_alarm_after(500).expect("next"), Some(900));
         catalog
             .index_alarm(
@@ -148,7 +168,7 @@ mod tests {
             })
         );
         catalog.unindex_alarm("b").expect("remove");
-        assert!(catalog.due_alarms(500, 10).expect("due").is_empty());
+        assert!(catalog.due_alarms(500, 10, &[]).expect("due").is_empty());
         assert_eq!(catalog.next_alarm_after(2000).expect("next"), None);
     }
 }

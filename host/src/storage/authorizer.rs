@@ -84,7 +84,12 @@ impl Guard {
             if !guard.guest_mode.load(Ordering::Relaxed) {
                 return Authorization::Allow;
             }
-            match check(&ctx.action) {
+            let verdict = if in_temp_schema(&ctx) {
+                Err(TEMP_REFUSED.to_string())
+            } else {
+                check(&ctx.action)
+            };
+            match verdict {
                 Ok(()) => Authorization::Allow,
                 Err(reason) => {
                     if let Ok(mut slot) = guard.last_denial.lock() {
@@ -95,6 +100,27 @@ impl Guard {
             }
         }
     }
+}
+
+/// A TEMP object lives in a file of its own that the storage limit does
+/// not see: one event could fill the disk through it.
+const TEMP_REFUSED: &str = "TEMP tables, indexes, triggers and views are not allowed: they would escape the object's storage limit; use ordinary tables";
+
+/// Whether the action creates something in the `temp` schema, however
+/// it is spelled (`CREATE TEMP TABLE` is refused by [`check`]; this
+/// catches `CREATE TABLE temp.t`).
+fn in_temp_schema(ctx: &AuthContext<'_>) -> bool {
+    use AuthAction::*;
+    ctx.database_name
+        .is_some_and(|db| db.eq_ignore_ascii_case("temp"))
+        && matches!(
+            ctx.action,
+            CreateTable { .. }
+                | CreateIndex { .. }
+                | CreateView { .. }
+                | CreateTrigger { .. }
+                | CreateVtable { .. }
+        )
 }
 
 fn reserved(name: &str) -> bool {
@@ -111,16 +137,11 @@ fn check(action: &AuthAction<'_>) -> Result<(), String> {
         | Update { table_name, .. }
         | Delete { table_name }
         | CreateTable { table_name }
-        | CreateTempTable { table_name }
         | DropTable { table_name }
         | DropTempTable { table_name }
         | AlterTable { table_name, .. }
         | Analyze { table_name } => &[table_name],
         CreateIndex {
-            index_name,
-            table_name,
-        }
-        | CreateTempIndex {
             index_name,
             table_name,
         }
@@ -136,10 +157,6 @@ fn check(action: &AuthAction<'_>) -> Result<(), String> {
             trigger_name,
             table_name,
         }
-        | CreateTempTrigger {
-            trigger_name,
-            table_name,
-        }
         | DropTrigger {
             trigger_name,
             table_name,
@@ -148,10 +165,9 @@ fn check(action: &AuthAction<'_>) -> Result<(), String> {
             trigger_name,
             table_name,
         } => &[trigger_name, table_name],
-        CreateView { view_name }
-        | CreateTempView { view_name }
-        | DropView { view_name }
-        | DropTempView { view_name } => &[view_name],
+        CreateView { view_name } | DropView { view_name } | DropTempView { view_name } => {
+            &[view_name]
+        }
         Reindex { index_name } => &[index_name],
         CreateVtable {
             table_name,
@@ -168,6 +184,10 @@ fn check(action: &AuthAction<'_>) -> Result<(), String> {
             }
             &[table_name]
         }
+        CreateTempTable { .. }
+        | CreateTempIndex { .. }
+        | CreateTempTrigger { .. }
+        | CreateTempView { .. } => return Err(TEMP_REFUSED.into()),
         Attach { .. } | Detach { .. } => {
             return Err("ATTACH and DETACH are not allowed: an object has one database".into());
         }
@@ -282,6 +302,22 @@ mod tests {
             assert!(denied(&conn, &guard, sql).contains("PRAGMA"), "{sql}");
         }
         assert!(denied(&conn, &guard, "SELECT load_extension('x')").contains("extensions"));
+    }
+
+    #[test]
+    fn guest_cannot_make_temp_objects_outside_the_storage_limit() {
+        let (conn, guard) = guarded();
+        conn.execute_batch("CREATE TABLE t (x)")
+            .expect("an ordinary table");
+        for sql in [
+            "CREATE TEMP TABLE scratch (x)",
+            "CREATE TEMPORARY TABLE scratch AS SELECT 1",
+            "CREATE TABLE temp.scratch (x)",
+            "CREATE TEMP VIEW v AS SELECT 1",
+            "CREATE TEMP TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END",
+        ] {
+            assert!(denied(&conn, &guard, sql).contains("TEMP"), "{sql}");
+        }
     }
 
     #[test]

@@ -3,13 +3,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rusqlite::config::DbConfig;
 use rusqlite::limits::Limit;
-use rusqlite::{Connection, FileControl, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, FileControl, InterruptHandle, OpenFlags, OptionalExtension};
 use serde::Deserialize;
 
 use super::authorizer::{Guard, RESERVED_PREFIX, mentions_reserved_name};
@@ -44,6 +42,8 @@ const UNLOCKED_VFS: &std::ffi::CStr = c"unix-none";
 
 /// Largest string, blob or row.
 const MAX_VALUE_LENGTH: i32 = 16 << 20;
+/// Longest LIKE or GLOB pattern.
+const MAX_LIKE_PATTERN: i32 = 200;
 /// A write-ahead log at most this long is left as it is when the database
 /// closes. Checkpointing at close costs two `fsync`s, a truncation and, at
 /// the next commit, a new log header and its `fsync`; reading a short log
@@ -105,9 +105,8 @@ pub struct Database {
     migrated: bool,
     /// An event of the open batch set or cancelled the object's alarm.
     alarm_changed: bool,
-    /// How long one event's SQL may run, and the clock that stops it.
-    event_budget: Duration,
-    deadline: Arc<Deadline>,
+    /// Stops a running statement from another thread (the watchdog).
+    interrupt: Arc<InterruptHandle>,
     /// The write-ahead log's path, to see its length at close.
     wal: std::path::PathBuf,
     /// Released after `conn` closes (fields drop in order).
@@ -130,41 +129,6 @@ impl Drop for Database {
         }
     }
 }
-
-/// When the SQL of the current event must stop. SQLite's progress handler
-/// checks it every few thousand VM steps, because epoch interruption only
-/// stops wasm code, not a query the guest started.
-struct Deadline {
-    start: Instant,
-    /// Nanoseconds since `start`; `u64::MAX` when no event runs.
-    at: AtomicU64,
-    hit: AtomicBool,
-}
-
-impl Deadline {
-    fn arm(&self, budget: Duration) {
-        let at = self.start.elapsed().saturating_add(budget).as_nanos();
-        self.at
-            .store(u64::try_from(at).unwrap_or(u64::MAX), Ordering::Relaxed);
-    }
-
-    fn disarm(&self) {
-        self.at.store(u64::MAX, Ordering::Relaxed);
-    }
-
-    /// For the progress handler: whether to interrupt now.
-    fn passed(&self) -> bool {
-        let at = self.at.load(Ordering::Relaxed);
-        let passed = at != u64::MAX && self.start.elapsed().as_nanos() > u128::from(at);
-        if passed {
-            self.hit.store(true, Ordering::Relaxed);
-        }
-        passed
-    }
-}
-
-/// SQLite VM steps between two looks at the deadline.
-const STEPS_PER_DEADLINE_CHECK: i32 = 10_000;
 
 impl Database {
     /// Opens (creating if needed) the database at `path`.
@@ -189,13 +153,8 @@ impl Database {
             .with_context(|| format!("cannot read the schema of {}", path.display()))?;
         let guard = Guard::default();
         conn.authorizer(Some(guard.callback()))?;
-        let deadline = Arc::new(Deadline {
-            start: Instant::now(),
-            at: AtomicU64::new(u64::MAX),
-            hit: AtomicBool::new(false),
-        });
-        let clock = Arc::clone(&deadline);
-        conn.progress_handler(STEPS_PER_DEADLINE_CHECK, Some(move || clock.passed()))?;
+        super::functions::replace_quadratic_functions(&conn, MAX_VALUE_LENGTH as usize)?;
+        let interrupt = Arc::new(conn.get_interrupt_handle());
         Ok(Database {
             conn,
             guard,
@@ -206,8 +165,7 @@ impl Database {
             max_storage_bytes: settings.limits.max_storage_bytes,
             migrated: false,
             alarm_changed: false,
-            event_budget: settings.limits.max_cpu_per_event,
-            deadline,
+            interrupt,
             wal: super::layout::wal_path(path),
             _claim: claim,
         })
@@ -221,7 +179,6 @@ impl Database {
             // RELEASE commits on its own: refuse instead.
             return Err(aborted());
         }
-        self.deadline.arm(self.event_budget);
         if !self.pending {
             self.run_cached(BEGIN)?;
             self.pending = true;
@@ -236,7 +193,6 @@ impl Database {
     /// error if they leave a deferred foreign key unsatisfied: that must
     /// fail this event, not the commit of the whole batch.
     pub fn end_event(&mut self) -> rusqlite::Result<()> {
-        self.deadline.disarm();
         if self.deferred_violations() {
             return Err(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
@@ -267,14 +223,9 @@ impl Database {
         rc == rusqlite::ffi::SQLITE_OK && current > 0
     }
 
-    /// Whether the event's SQL was stopped at the deadline (and resets it).
-    pub fn take_deadline_hit(&self) -> bool {
-        self.deadline.hit.swap(false, Ordering::Relaxed)
-    }
-
-    /// How long one event's SQL may run.
-    pub fn event_budget(&self) -> Duration {
-        self.event_budget
+    /// What stops this database's running statement from another thread.
+    pub fn interrupt_handle(&self) -> Arc<InterruptHandle> {
+        Arc::clone(&self.interrupt)
     }
 
     /// Whether the batch's transaction ended under the host's feet: a guest
@@ -322,7 +273,6 @@ impl Database {
 
     /// Undoes the event's writes, keeping the rest of the batch.
     pub fn undo_event(&mut self) {
-        self.deadline.disarm();
         if self.in_transaction()
             && let Err(error) = self
                 .run_cached("ROLLBACK TO _podhost_event")
@@ -364,16 +314,7 @@ impl Database {
             self.migrated = true;
             return Ok(0);
         }
-        self.deadline.arm(self.event_budget);
         let result = self.run_migrations(migrations);
-        self.deadline.disarm();
-        if self.take_deadline_hit() {
-            return Err(MigrationFailed {
-                number: 0,
-                total: migrations.len(),
-                message: format!("the migrations ran longer than {:?}", self.event_budget),
-            });
-        }
         self.migrated = result.is_ok();
         result
     }
@@ -599,6 +540,9 @@ fn configure(conn: &mut Connection, settings: &ClassSettings) -> rusqlite::Resul
     // the length of scripts.
     conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, clamp(limits.max_sql_length))?;
     conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_LENGTH)?;
+    // LIKE and GLOB take time in one VM step that grows with the pattern's
+    // wildcards times the text's length: keep patterns short.
+    conn.set_limit(Limit::SQLITE_LIMIT_LIKE_PATTERN_LENGTH, MAX_LIKE_PATTERN)?;
     conn.set_limit(
         Limit::SQLITE_LIMIT_VARIABLE_NUMBER,
         clamp(limits.max_sql_parameters),
@@ -838,27 +782,24 @@ mod tests {
         );
     }
 
-    fn settings(max_cpu: Duration) -> ClassSettings {
+    fn settings() -> ClassSettings {
         ClassSettings {
             access: crate::config::Access::Public,
             durability: Durability::Normal,
-            limits: crate::config::Limits {
-                max_cpu_per_event: max_cpu,
-                ..crate::config::Limits::default()
-            },
+            limits: crate::config::Limits::default(),
         }
     }
 
     #[test]
-    fn runaway_sql_is_stopped_at_the_event_deadline() {
+    fn a_runaway_statement_stops_when_interrupted_from_another_thread() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut db = Database::open(
-            &dir.path().join("slow.sqlite"),
-            &settings(Duration::from_millis(200)),
-        )
-        .expect("open");
+        let mut db = Database::open(&dir.path().join("slow.sqlite"), &settings()).expect("open");
         db.begin_event().expect("begin");
-        let started = Instant::now();
+        let interrupt = db.interrupt_handle();
+        let watchdog = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            interrupt.interrupt();
+        });
         let failure = db
             .as_guest(|c| {
                 c.query_row(
@@ -868,31 +809,19 @@ mod tests {
                 )
             })
             .expect_err("an endless query");
+        watchdog.join().expect("interrupted");
         assert_eq!(
             failure.error.sqlite_error_code(),
             Some(rusqlite::ErrorCode::OperationInterrupted)
         );
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            started.elapsed()
-        );
-        assert!(db.take_deadline_hit());
         db.undo_event();
-        // Between events there is no deadline: host statements run freely.
-        std::thread::sleep(Duration::from_millis(250));
-        db.commit().expect("commit");
-        assert!(!db.take_deadline_hit());
+        db.commit().expect("the host's statements run after it");
     }
 
     #[test]
     fn a_statement_that_rolls_back_everything_loses_the_batch_visibly() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut db = Database::open(
-            &dir.path().join("lost.sqlite"),
-            &settings(Duration::from_secs(5)),
-        )
-        .expect("open");
+        let mut db = Database::open(&dir.path().join("lost.sqlite"), &settings()).expect("open");
         db.begin_event().expect("begin");
         db.as_guest(|c| {
             c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);")
@@ -931,11 +860,7 @@ mod tests {
     #[test]
     fn a_deferred_foreign_key_violation_fails_its_event_only() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut db = Database::open(
-            &dir.path().join("fk.sqlite"),
-            &settings(Duration::from_secs(5)),
-        )
-        .expect("open");
+        let mut db = Database::open(&dir.path().join("fk.sqlite"), &settings()).expect("open");
         db.begin_event().expect("begin");
         db.as_guest(|c| {
             c.execute_batch(

@@ -7,6 +7,7 @@ mod authorizer;
 pub mod catalog;
 mod claim;
 pub(crate) mod database;
+mod functions;
 mod layout;
 mod lock;
 mod memory;

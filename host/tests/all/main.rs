@@ -11,6 +11,7 @@ mod crash;
 mod faults;
 mod gateway;
 mod hibernation;
+mod isolation;
 mod limits;
 mod locks;
 mod migrations;

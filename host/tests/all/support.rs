@@ -71,7 +71,10 @@ pub struct Options {
     /// Classes beyond the standard guests: name and component.
     pub extra_classes: Vec<(&'static str, PathBuf)>,
     /// More config sections, e.g. `"[sockets]\nping_interval = \"1s\"\n"`.
+    /// Keys before the first section go into `[limits]`.
     pub extra_config: &'static str,
+    /// Top-level keys, e.g. `"shutdown_timeout = \"1s\"\n"`.
+    pub server_config: &'static str,
     /// Classes' `access`, by class name.
     pub access: Vec<(&'static str, &'static str)>,
     /// The server's limit on open files (soft and hard), if not ours.
@@ -92,6 +95,7 @@ impl Default for Options {
             alarm_retry_backoff: "2s",
             extra_classes: Vec::new(),
             extra_config: "",
+            server_config: "",
             access: Vec::new(),
             file_limit: None,
         }
@@ -186,6 +190,7 @@ impl Server {
             options.max_storage_bytes,
         );
         config.push_str(options.extra_config);
+        config.insert_str(0, options.server_config);
         if let Some(token) = options.admin_token {
             config.insert_str(0, &format!("admin_token = {token:?}\n"));
         }

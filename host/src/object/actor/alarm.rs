@@ -16,7 +16,10 @@ impl Actor {
     /// updates the index; a failure schedules a retry or drops the alarm.
     pub(super) async fn fire_alarm(&mut self, retries: u32) {
         let now = now_ms();
-        let stored = match self.activate().await {
+        let watch = self.watch();
+        let activated = self.activate(&watch).await;
+        drop(watch);
+        let stored = match activated {
             Ok((mut store, bindings)) => {
                 let stored = read_alarm(store.data_mut().database().host());
                 self.state = State::Live { store, bindings };

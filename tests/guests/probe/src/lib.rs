@@ -112,6 +112,29 @@ impl Object for Probe {
                     hoard.push(std::hint::black_box(vec![1u8; 1 << 20]));
                 }
             }
+            // Grows the instance's memory by `?mb=N` MiB, kept until the
+            // instance goes.
+            (Method::POST, ["grow"]) => {
+                let mb: usize = req
+                    .query_param("mb")
+                    .and_then(|mb| mb.parse().ok())
+                    .ok_or_else(|| Error::bad_request("mb is required"))?;
+                let mut kept = grown();
+                kept.push(std::hint::black_box(vec![1u8; mb << 20]));
+                let total: usize = kept.iter().map(Vec::len).sum();
+                Ok(Response::json(&json!({ "bytes": total })))
+            }
+            // Waits on the host's clock (WASI), using no CPU: the host's
+            // wall-clock limit must stop it. `?ms=N`, forever without.
+            (Method::POST, ["sleep"]) => {
+                let ms = req
+                    .query_param("ms")
+                    .and_then(|ms| ms.parse().ok())
+                    .unwrap_or(u64::MAX);
+                std::thread::sleep(Duration::from_millis(ms));
+                write("slept")?;
+                Ok(Response::json(&json!({ "slept_ms": ms })))
+            }
             (Method::POST, ["echo"]) => Ok(Response::json(&json!({
                 "method": req.method().as_str(),
                 "path": req.path(),
@@ -132,6 +155,7 @@ impl Object for Probe {
         if retry_count < plan.fail_first {
             panic!("alarm trapping on purpose, attempt {}", retry_count + 1);
         }
+        std::thread::sleep(Duration::from_millis(plan.sleep_ms));
         sql::execute(
             "INSERT INTO alarm_fires (retry) VALUES (?)",
             (i64::from(retry_count),),
@@ -177,6 +201,9 @@ struct AlarmPlan {
     fail_first: u32,
     repeat: u32,
     every_ms: u64,
+    /// How long the handler sleeps before it records its run.
+    #[serde(default)]
+    sleep_ms: u64,
 }
 
 /// The request's caller, and the credentials the object can see.
@@ -214,6 +241,7 @@ fn set_alarm(req: &Request) -> Result<()> {
         fail_first: number("fail_first")?.unwrap_or(0) as u32,
         repeat: number("repeat")?.unwrap_or(0) as u32,
         every_ms: number("every_ms")?.unwrap_or(0),
+        sleep_ms: number("sleep_ms")?.unwrap_or(0),
     };
     kv::put("alarm-plan", &plan)?;
     match (number("at_ms")?, number("in_ms")?) {
@@ -274,6 +302,13 @@ fn json_to_value(value: serde_json::Value) -> Value {
 }
 
 podhost_sdk::export!(Probe);
+
+fn grown() -> std::sync::MutexGuard<'static, Vec<Vec<u8>>> {
+    static GROWN: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+    GROWN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 fn remembered() -> std::sync::MutexGuard<'static, String> {
     static REMEMBERED: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
