@@ -15,6 +15,7 @@ pub mod dev;
 pub mod engine;
 pub mod gateway;
 pub mod limits;
+pub mod logs;
 pub mod metrics;
 pub mod object;
 pub mod os_limits;
