@@ -2,7 +2,9 @@
 --   BENCH_PREFIX   path before the object's name: "/objects/counter/" or "/c/"
 --   BENCH_METHOD   POST (increment) or GET (read)
 --   BENCH_MODE     hot: one object; cold: a new object per request;
---                  spread: a random one of BENCH_OBJECTS objects
+--                  spread: a random one of BENCH_OBJECTS objects;
+--                  fixed: BENCH_PREFIX alone (e.g. "/healthz")
+--   BENCH_SUFFIX   path after the object's name (e.g. "/whoami"), if any
 --   BENCH_RUN      distinguishes this run's cold objects from earlier ones
 -- Prints one line: RESULT <req/s> <p50 ms> <p99 ms> <errors>
 local prefix = os.getenv("BENCH_PREFIX") or "/c/"
@@ -10,6 +12,7 @@ local method = os.getenv("BENCH_METHOD") or "POST"
 local mode = os.getenv("BENCH_MODE") or "hot"
 local objects = tonumber(os.getenv("BENCH_OBJECTS") or "10000")
 local run = os.getenv("BENCH_RUN") or tostring(os.time())
+local suffix = os.getenv("BENCH_SUFFIX") or ""
 local sent = 0
 
 function setup(thread)
@@ -22,7 +25,9 @@ end
 
 function request()
   local name
-  if mode == "hot" then
+  if mode == "fixed" then
+    return wrk.format(method, prefix)
+  elseif mode == "hot" then
     name = "hot"
   elseif mode == "cold" then
     sent = sent + 1
@@ -30,7 +35,7 @@ function request()
   else
     name = "spread-" .. math.random(objects)
   end
-  return wrk.format(method, prefix .. name)
+  return wrk.format(method, prefix .. name .. suffix)
 end
 
 function done(summary, latency, requests)

@@ -62,6 +62,8 @@ pub struct Config {
     pub sockets: SocketSettings,
     /// The objects' event logs, streamed as Server-Sent Events.
     pub events: EventSettings,
+    /// Guests' stdout and stderr in the host log.
+    pub logs: LogSettings,
     /// The bearer token `/admin/*` requires; without one the admin API is
     /// off.
     pub admin_token: Option<Secret>,
@@ -222,6 +224,31 @@ impl Default for EventSettings {
         EventSettings {
             retention: 1000,
             max_data_bytes: 64 << 10,
+        }
+    }
+}
+
+/// `[logs]`: what guests' stdout and stderr may put in the host log. Each
+/// object has a bucket of `burst_bytes` refilled at
+/// `max_bytes_per_second`; a line that finds too few bytes in it is
+/// dropped, and so is the rest of a line longer than `max_line_bytes`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub max_bytes_per_second: u64,
+    pub burst_bytes: u64,
+    pub max_line_bytes: usize,
+    /// Guest lines (all objects) that may wait for the log thread.
+    pub queue_bytes: usize,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            max_bytes_per_second: 16 << 10,
+            burst_bytes: 64 << 10,
+            max_line_bytes: 4096,
+            queue_bytes: 4 << 20,
         }
     }
 }
@@ -471,6 +498,7 @@ impl Default for Config {
             alarms: AlarmSettings::default(),
             sockets: SocketSettings::default(),
             events: EventSettings::default(),
+            logs: LogSettings::default(),
             admin_token: None,
             auth: None,
             execution: ExecutionSettings::default(),
@@ -569,6 +597,12 @@ impl Config {
         {
             bail!(
                 "[sockets]: max_per_object and max_queued_messages must be at least 1, max_message_bytes at least 125"
+            );
+        }
+        let logs = &self.logs;
+        if logs.max_line_bytes == 0 || logs.queue_bytes < logs.max_line_bytes {
+            bail!(
+                "[logs]: max_line_bytes must be at least 1 and queue_bytes at least max_line_bytes"
             );
         }
         if self.events.retention == 0 {

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod execution;
 pub mod gateway;
 pub mod limits;
+pub mod logs;
 pub mod metrics;
 pub mod object;
 pub mod os_limits;

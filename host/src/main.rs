@@ -59,11 +59,16 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Records go to stderr from a thread of their own: a slow reader of
+    // the log must not stall the server. Dropping the guard at the end of
+    // `main` writes out what is queued.
+    let (log_writer, _flush_log) =
+        podhost::logs::NonBlockingStderr::start().context("cannot start the log writer")?;
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     podhost::os_limits::raise_file_limit();

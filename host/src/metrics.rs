@@ -1,6 +1,7 @@
 //! Counters the host keeps, exposed at `/metrics` in Prometheus' text format.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
@@ -9,6 +10,10 @@ pub struct Counter(AtomicU64);
 impl Counter {
     pub fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(&self, value: u64) {
+        self.0.fetch_add(value, Ordering::Relaxed);
     }
 
     pub fn get(&self) -> u64 {
@@ -46,6 +51,9 @@ pub struct Metrics {
     pub socket_messages: Counter,
     /// Messages the host answered with an object's auto-response.
     pub socket_auto_responses: Counter,
+    /// Bytes of guests' stdout and stderr dropped: over an object's rate,
+    /// over the line length, or with the log's queue full.
+    pub guest_log_dropped_bytes: Arc<Counter>,
 }
 
 /// The largest value recorded.
@@ -178,6 +186,18 @@ impl Metrics {
             "counter",
             "Messages answered by an auto-response without waking the object.",
             self.socket_auto_responses.get(),
+        );
+        metric(
+            "podhost_guest_log_dropped_bytes_total",
+            "counter",
+            "Bytes of guests' stdout and stderr dropped (over an object's rate, over the line length, or the log's queue full).",
+            self.guest_log_dropped_bytes.get(),
+        );
+        metric(
+            "podhost_log_dropped_records_total",
+            "counter",
+            "Host log records dropped because stderr was not keeping up.",
+            crate::logs::dropped_records(),
         );
         out
     }

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::engine::{self, Class};
 use crate::execution::Executor;
 use crate::limits::MemoryBudget;
+use crate::logs::GuestLogs;
 use crate::metrics::Metrics;
 use crate::object::{Actor, Event, EventError, ObjectAddr, Objects, SocketEvent, SocketOutcome};
 use crate::sockets::{Hub, LoggedEvent};
@@ -39,6 +40,8 @@ pub struct Runtime {
     classes: HashMap<String, Arc<Class>>,
     objects: Objects,
     metrics: Metrics,
+    /// Guests' stdout and stderr on their way to the log.
+    guest_logs: GuestLogs,
     catalog: Arc<Catalog>,
     /// Users, organizations, API keys and handles.
     accounts: Accounts,
@@ -93,6 +96,11 @@ impl Runtime {
         }
         let writer = CatalogWriter::start(Arc::clone(&catalog));
         let sockets = Arc::new(Hub::new(config.events.clone()));
+        let metrics = Metrics::default();
+        let guest_logs = GuestLogs::start(
+            config.logs.clone(),
+            Arc::clone(&metrics.guest_log_dropped_bytes),
+        )?;
         let runtime = Arc::new(Runtime {
             objects: Objects::new(config.max_active as usize),
             config,
@@ -102,7 +110,8 @@ impl Runtime {
             guest_memory,
             shutdown_started: AtomicBool::new(false),
             classes,
-            metrics: Metrics::default(),
+            metrics,
+            guest_logs,
             catalog,
             accounts,
             accounts_enabled,
@@ -343,6 +352,10 @@ impl Runtime {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    pub fn guest_logs(&self) -> &GuestLogs {
+        &self.guest_logs
     }
 
     pub(crate) fn objects(&self) -> &Objects {

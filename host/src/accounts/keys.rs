@@ -6,6 +6,7 @@
 use super::grants::key_grant;
 use super::store::{KeyInfo, KeyTarget};
 use super::{Accounts, AuthError, digest, random_id, random_secret};
+use crate::object::normalize_name;
 use crate::storage::catalog::now_ms;
 
 /// The longest handle and key label, in bytes.
@@ -37,7 +38,7 @@ impl Accounts {
         let target = KeyTarget {
             id: random_id("k_")?,
             class: class.to_string(),
-            name: name.to_string(),
+            name: normalize_name(name).into_owned(),
         };
         let info = KeyInfo {
             id: target.id.clone(),
@@ -70,7 +71,7 @@ impl Accounts {
     }
 
     pub async fn keys_of(&self, class: &str, name: &str) -> Result<Vec<KeyInfo>, AuthError> {
-        let (class, name) = (class.to_string(), name.to_string());
+        let (class, name) = (class.to_string(), normalize_name(name).into_owned());
         Ok(self
             .blocking(move |store| store.keys_of(&class, &name))
             .await?)
@@ -97,7 +98,11 @@ impl Accounts {
         name: &str,
     ) -> Result<String, AuthError> {
         let handle = normalize_handle(handle)?;
-        let (c, h, n) = (class.to_string(), handle.clone(), name.to_string());
+        let (c, h, n) = (
+            class.to_string(),
+            handle.clone(),
+            normalize_name(name).into_owned(),
+        );
         self.blocking(move |store| store.set_handle(&c, &h, &n, now_ms()))
             .await?;
         self.forget_handle(class, &handle);
@@ -129,7 +134,7 @@ impl Accounts {
     }
 
     pub async fn handles_of(&self, class: &str, name: &str) -> Result<Vec<String>, AuthError> {
-        let (class, name) = (class.to_string(), name.to_string());
+        let (class, name) = (class.to_string(), normalize_name(name).into_owned());
         Ok(self
             .blocking(move |store| store.handles_of(&class, &name))
             .await?)
@@ -167,7 +172,8 @@ impl Accounts {
     }
 }
 
-/// Handles are compared without ASCII case (like email addresses).
+/// Handles are compared without ASCII case (like email addresses) and in
+/// Unicode NFC, as object names are.
 fn normalize_handle(handle: &str) -> Result<String, AuthError> {
     let valid = !handle.is_empty()
         && handle.len() <= MAX_HANDLE_BYTES
@@ -175,7 +181,7 @@ fn normalize_handle(handle: &str) -> Result<String, AuthError> {
             .chars()
             .any(|c| c == '/' || c.is_whitespace() || c.is_control());
     if valid {
-        Ok(handle.to_ascii_lowercase())
+        Ok(normalize_name(handle).to_ascii_lowercase())
     } else {
         Err(AuthError::Invalid(format!(
             "a handle must be 1 to {MAX_HANDLE_BYTES} bytes, without '/', spaces or control characters"

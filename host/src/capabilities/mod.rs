@@ -19,6 +19,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{Object, StorageError, StorageErrorCode};
 use crate::limits::EventLimits;
+use crate::logs::GuestLogs;
 use crate::object::ObjectAddr;
 use crate::sockets::{Hub, Outgoing};
 use crate::storage::Database;
@@ -41,9 +42,10 @@ impl ObjectState {
         db: Database,
         limits: EventLimits,
         sockets: Arc<Hub>,
+        logs: &GuestLogs,
     ) -> Self {
         ObjectState {
-            wasi: wasi::context(&object),
+            wasi: wasi::context(&object, logs),
             object,
             db,
             table: ResourceTable::new(),

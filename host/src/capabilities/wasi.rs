@@ -1,7 +1,8 @@
 //! The WASI context of an object: Rust guests import WASI even when unused,
 //! so it is linked, but it grants nothing: no files, no network, no host
-//! environment. A guest's stdout and stderr go to the host log, tagged with
-//! the object, one line at a time.
+//! environment. A guest's stdout and stderr are cut into lines handed to
+//! the object's [`ObjectLog`], which never blocks the guest (see
+//! `crate::logs`).
 
 use std::io;
 use std::pin::Pin;
@@ -12,15 +13,14 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
+use crate::logs::{GuestLogs, ObjectLog};
 use crate::object::ObjectAddr;
 
-/// The longest line kept from a guest; the rest is cut.
-const MAX_LINE: usize = 4096;
-
-pub fn context(object: &Arc<ObjectAddr>) -> WasiCtx {
+pub fn context(object: &Arc<ObjectAddr>, logs: &GuestLogs) -> WasiCtx {
+    let log = logs.object(object);
     WasiCtxBuilder::new()
-        .stdout(GuestLog::new(object, "stdout"))
-        .stderr(GuestLog::new(object, "stderr"))
+        .stdout(GuestStream::new(&log, "stdout"))
+        .stderr(GuestStream::new(&log, "stderr"))
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
@@ -28,56 +28,64 @@ pub fn context(object: &Arc<ObjectAddr>) -> WasiCtx {
 }
 
 #[derive(Clone)]
-struct GuestLog {
-    object: Arc<ObjectAddr>,
+struct GuestStream {
+    log: Arc<ObjectLog>,
     stream: &'static str,
 }
 
-impl GuestLog {
-    fn new(object: &Arc<ObjectAddr>, stream: &'static str) -> Self {
-        GuestLog {
-            object: Arc::clone(object),
+impl GuestStream {
+    fn new(log: &Arc<ObjectLog>, stream: &'static str) -> Self {
+        GuestStream {
+            log: Arc::clone(log),
             stream,
         }
     }
 }
 
-impl IsTerminal for GuestLog {
+impl IsTerminal for GuestStream {
     fn is_terminal(&self) -> bool {
         false
     }
 }
 
-impl StdoutStream for GuestLog {
+impl StdoutStream for GuestStream {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
         Box::new(LineWriter {
-            log: self.clone(),
+            out: self.clone(),
             line: Vec::new(),
+            cut: 0,
         })
     }
 }
 
-/// Collects bytes into lines and logs each complete line.
+/// Collects bytes into lines (keeping at most the log's line length) and
+/// hands each complete line to the object's log.
 struct LineWriter {
-    log: GuestLog,
+    out: GuestStream,
     line: Vec<u8>,
+    /// Bytes of the current line past the line length.
+    cut: usize,
 }
 
 impl LineWriter {
     fn emit(&mut self) {
-        if self.line.is_empty() {
+        if self.line.is_empty() && self.cut == 0 {
             return;
         }
-        let text = String::from_utf8_lossy(&self.line);
-        tracing::info!(
-            target: "podhost::guest",
-            class = self.log.object.class(),
-            object = self.log.object.name(),
-            stream = self.log.stream,
-            "{}",
-            text.trim_end()
-        );
-        self.line.clear();
+        let line = std::mem::take(&mut self.line);
+        let cut = std::mem::take(&mut self.cut);
+        self.out.log.line(self.out.stream, line, cut);
+    }
+
+    fn append(&mut self, bytes: &[u8]) {
+        let room = self
+            .out
+            .log
+            .max_line_bytes()
+            .saturating_sub(self.line.len());
+        let kept = bytes.len().min(room);
+        self.line.extend_from_slice(&bytes[..kept]);
+        self.cut += bytes.len() - kept;
     }
 }
 
@@ -87,13 +95,18 @@ impl AsyncWrite for LineWriter {
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        for &byte in buf {
-            if byte == b'\n' {
-                self.emit();
-            } else if self.line.len() < MAX_LINE {
-                self.line.push(byte);
+        let mut rest = buf;
+        while let Some(newline) = rest.iter().position(|&b| b == b'\n') {
+            let mut line = &rest[..newline];
+            // A CRLF ending is one line ending.
+            if line.last() == Some(&b'\r') {
+                line = &line[..line.len() - 1];
             }
+            self.append(line);
+            self.emit();
+            rest = &rest[newline + 1..];
         }
+        self.append(rest);
         Poll::Ready(Ok(buf.len()))
     }
 

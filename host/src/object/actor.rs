@@ -740,6 +740,7 @@ impl Actor {
             db,
             limits,
             Arc::clone(self.runtime.sockets()),
+            self.runtime.guest_logs(),
         );
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| state.limits());

@@ -1,7 +1,15 @@
 //! How an object is named: by class and name, with a stable id derived
 //! from both (like Cloudflare's `idFromName`).
+//!
+//! Names are Unicode-normalised to NFC here, where every address is made:
+//! "café" typed as `e` + U+0301 (NFD, as macOS file names and some
+//! keyboards produce) and as U+00E9 (NFC) look the same to a person and
+//! must reach the same object, not two.
+
+use std::borrow::Cow;
 
 use sha2::{Digest, Sha256};
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
 /// The longest object name accepted, in bytes.
 pub const MAX_NAME_BYTES: usize = 512;
@@ -14,14 +22,16 @@ pub struct ObjectAddr {
 }
 
 impl ObjectAddr {
+    /// The address of object `name` (NFC-normalised) of `class`.
     pub fn new(class: &str, name: &str) -> Self {
+        let name = normalize_name(name);
         let mut hasher = Sha256::new();
         hasher.update(class.as_bytes());
         hasher.update([0]);
         hasher.update(name.as_bytes());
         ObjectAddr {
             class: class.to_string(),
-            name: name.to_string(),
+            name: name.into_owned(),
             id: to_hex(&hasher.finalize()),
         }
     }
@@ -37,6 +47,15 @@ impl ObjectAddr {
     /// 64 hex digits, the same for the same class and name forever.
     pub fn id(&self) -> &str {
         &self.id
+    }
+}
+
+/// `name` in Unicode Normalization Form C, the form objects are known by
+/// (borrowed when it already is, as ASCII names always are).
+pub fn normalize_name(name: &str) -> Cow<'_, str> {
+    match is_nfc_quick(name.chars()) {
+        IsNormalized::Yes => Cow::Borrowed(name),
+        _ => Cow::Owned(name.nfc().collect()),
     }
 }
 
@@ -66,5 +85,14 @@ mod tests {
             ObjectAddr::new("ab", "c").id(),
             ObjectAddr::new("a", "bc").id()
         );
+    }
+
+    #[test]
+    fn nfc_and_nfd_spellings_are_one_object() {
+        let nfc = ObjectAddr::new("c", "caf\u{e9}");
+        let nfd = ObjectAddr::new("c", "cafe\u{301}");
+        assert_eq!(nfc, nfd);
+        assert_eq!(nfd.name(), "caf\u{e9}");
+        assert!(matches!(normalize_name("plain"), Cow::Borrowed("plain")));
     }
 }

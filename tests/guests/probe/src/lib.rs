@@ -135,6 +135,41 @@ impl Object for Probe {
                 write("slept")?;
                 Ok(Response::json(&json!({ "slept_ms": ms })))
             }
+            // Writes the body to stdout (stderr with ?stream=stderr),
+            // ?repeat=N times, as is: newlines, escapes and all.
+            (Method::POST, ["print"]) => {
+                let repeat: u64 = req
+                    .query_param("repeat")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1);
+                let text = req.text()?;
+                let to_stderr = req.query_param("stream").as_deref() == Some("stderr");
+                for _ in 0..repeat {
+                    if to_stderr {
+                        eprint!("{text}");
+                    } else {
+                        print!("{text}");
+                    }
+                }
+                Ok(Response::json(
+                    &json!({ "printed": text.len() as u64 * repeat }),
+                ))
+            }
+            // Spins for ?ms=N milliseconds of wall time, then answers.
+            (Method::POST, ["spin-for"]) => {
+                let ms: u64 = req
+                    .query_param("ms")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(100);
+                let start = std::time::Instant::now();
+                let mut turns = 0u64;
+                while start.elapsed() < Duration::from_millis(ms) {
+                    for _ in 0..100_000 {
+                        turns = std::hint::black_box(turns.wrapping_add(1));
+                    }
+                }
+                Ok(Response::json(&json!({ "turns": turns })))
+            }
             (Method::POST, ["echo"]) => Ok(Response::json(&json!({
                 "method": req.method().as_str(),
                 "path": req.path(),
