@@ -8,6 +8,7 @@ mod alarms;
 mod chat;
 mod counter;
 mod crash;
+mod credentials;
 mod faults;
 mod gateway;
 mod hibernation;
