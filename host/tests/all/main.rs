@@ -5,6 +5,7 @@
 mod accounts;
 mod admin;
 mod alarms;
+mod browser;
 mod chat;
 mod counter;
 mod crash;
