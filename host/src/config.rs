@@ -23,7 +23,7 @@
 //! Relative paths are relative to the file's directory.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -64,9 +64,13 @@ pub struct Config {
     pub events: EventSettings,
     /// Guests' stdout and stderr in the host log.
     pub logs: LogSettings,
-    /// The bearer token `/admin/*` requires; without one the admin API is
-    /// off.
+    /// The bearer token `/admin/*` requires (at least 32 bytes); without
+    /// one the admin API is off.
     pub admin_token: Option<Secret>,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For`
+    /// is believed: only for a peer among them is the client's address
+    /// read from that header, for the per-address limits.
+    pub trusted_proxies: Vec<IpRange>,
     /// Accounts: `/auth/*`, `/me`, `/orgs`. On (with these defaults) when a
     /// class has `access = "user"` or `"org"`, or when this section is
     /// present.
@@ -126,6 +130,85 @@ impl ExecutionSettings {
             bail!("[execution]: max_guest_memory_bytes must be at least 1 MiB");
         }
         Ok(())
+    }
+}
+
+/// The shortest `admin_token` accepted: long enough that guessing it is
+/// hopeless even without the failure throttle.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
+
+/// An address or a CIDR range (`10.0.0.0/8`, `2001:db8::/32`, `127.0.0.1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct IpRange {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    /// Whether `address` is in the range (an IPv4-mapped IPv6 address
+    /// counts as its IPv4 address).
+    pub fn contains(&self, address: IpAddr) -> bool {
+        let address = canonical(address);
+        match (self.network, address) {
+            (IpAddr::V4(network), IpAddr::V4(address)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(network) & mask == u32::from(address) & mask
+            }
+            (IpAddr::V6(network), IpAddr::V6(address)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(network) & mask == u128::from(address) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses as IPv4.
+fn canonical(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl std::str::FromStr for IpRange {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Self> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let network = canonical(
+            address
+                .trim()
+                .parse::<IpAddr>()
+                .with_context(|| format!("{text:?} is not an IP address or CIDR range"))?,
+        );
+        let bits = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => bits,
+            Some(prefix) => prefix
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|prefix| *prefix <= bits)
+                .with_context(|| format!("{text:?}: the prefix length must be 0 to {bits}"))?,
+        };
+        Ok(IpRange { network, prefix })
+    }
+}
+
+impl TryFrom<String> for IpRange {
+    type Error = anyhow::Error;
+
+    fn try_from(text: String) -> anyhow::Result<Self> {
+        text.parse()
     }
 }
 
@@ -474,6 +557,12 @@ pub struct ClassConfig {
     /// Who may reach the class's objects; `public` if left out.
     #[serde(default)]
     pub access: Access,
+    /// Serves the class's responses without the sandbox
+    /// (`Content-Security-Policy: sandbox`): its pages then run on the
+    /// host's origin and can act with a signed-in visitor's session. Only
+    /// for classes the operator trusts as much as the host itself.
+    #[serde(default)]
+    pub trusted: bool,
 }
 
 /// A class's effective settings: the server's, with its overrides.
@@ -500,6 +589,7 @@ impl Default for Config {
             events: EventSettings::default(),
             logs: LogSettings::default(),
             admin_token: None,
+            trusted_proxies: Vec::new(),
             auth: None,
             execution: ExecutionSettings::default(),
             shutdown_timeout: Duration::from_secs(10),
@@ -573,6 +663,16 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(token) = &self.admin_token
+            && token.expose().len() < MIN_ADMIN_TOKEN_BYTES
+        {
+            bail!(
+                "admin_token must be at least {MIN_ADMIN_TOKEN_BYTES} bytes (it has {}): \
+                 make a random one with `head -c 32 /dev/urandom | base64`, or leave \
+                 admin_token out to turn the admin API off",
+                token.expose().len()
+            );
+        }
         self.limits.validate("[limits]")?;
         for (name, class) in &self.classes {
             validate_class_name(name)?;
@@ -681,6 +781,51 @@ mod tests {
         );
         config.classes.remove("strict");
         assert_eq!(config.catalog_durability(), Durability::Normal);
+    }
+
+    #[test]
+    fn admin_tokens_must_be_long() {
+        let short: Config = toml::from_str("admin_token = \"change-me\"").expect("parses");
+        let error = short.validate().expect_err("too short").to_string();
+        assert!(error.contains("at least 32 bytes"), "{error}");
+        let long: Config =
+            toml::from_str(&format!("admin_token = {:?}", "x".repeat(32))).expect("parses");
+        long.validate().expect("32 bytes are enough");
+    }
+
+    #[test]
+    fn parses_trusted_proxies_and_classes() {
+        let config: Config = toml::from_str(
+            r#"
+            trusted_proxies = ["10.0.0.0/8", "192.168.1.7", "2001:db8::/32", "::ffff:172.16.0.1"]
+            [classes.site]
+            path = "site.wasm"
+            trusted = true
+            "#,
+        )
+        .expect("valid config");
+        assert!(config.classes["site"].trusted);
+        let trusted = |text: &str| {
+            let address: IpAddr = text.parse().expect("an address");
+            config
+                .trusted_proxies
+                .iter()
+                .any(|range| range.contains(address))
+        };
+        assert!(trusted("10.1.2.3"));
+        assert!(trusted("::ffff:10.1.2.3"));
+        assert!(trusted("192.168.1.7"));
+        assert!(!trusted("192.168.1.8"));
+        assert!(trusted("2001:db8:ffff::1"));
+        assert!(!trusted("2001:db9::1"));
+        assert!(trusted("172.16.0.1"));
+        assert!(!trusted("11.0.0.1"));
+        let everything: IpRange = "0.0.0.0/0".parse().expect("a range");
+        assert!(everything.contains("8.8.8.8".parse().expect("an address")));
+        for bad in ["10.0.0.0/33", "nope", "10.0.0.1/x", "::/129"] {
+            assert!(bad.parse::<IpRange>().is_err(), "{bad}");
+        }
+        assert!(toml::from_str::<Config>("trusted_proxies = [\"10.0.0.0/99\"]").is_err());
     }
 
     #[test]

@@ -20,13 +20,14 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 pub use caller::{Caller, Role, User};
 pub use error::AuthError;
 pub use grants::{Admission, Revocation};
+pub use rate_limit::FailureThrottle;
 pub use store::{KeyInfo, Member, OrgMembership};
 
 use self::cache::Cache;
@@ -42,6 +43,9 @@ use crate::storage::catalog::now_ms;
 
 /// Entries each lookup cache keeps at most.
 const CACHE_CAPACITY: usize = 100_000;
+
+/// Wrong admin tokens one client address may give per minute.
+const ADMIN_FAILURES_PER_MINUTE: u32 = 10;
 
 /// A new session: what signup, login and refresh answer with. Times are
 /// milliseconds since the Unix epoch.
@@ -73,8 +77,11 @@ pub struct Accounts {
     /// Sessions ended while tokens of theirs may still be unexpired, with
     /// when they ended.
     revoked: Mutex<HashMap<String, i64>>,
+    /// Failed logins per account and client address: an attacker
+    /// elsewhere cannot lock the owner out.
     failures_per_account: RateLimiter,
     attempts_per_address: RateLimiter,
+    admin_throttle: FailureThrottle,
     roles: Cache<(String, String), Option<Role>>,
     keys: Cache<String, Option<KeyTarget>>,
     handles: Cache<(String, String), Option<String>>,
@@ -113,6 +120,10 @@ impl Accounts {
                 settings.max_logins_per_address,
                 settings.login_window,
             ),
+            admin_throttle: FailureThrottle::new(
+                ADMIN_FAILURES_PER_MINUTE,
+                Duration::from_secs(60),
+            ),
             roles: Cache::new(CACHE_CAPACITY),
             keys: Cache::new(CACHE_CAPACITY),
             handles: Cache::new(CACHE_CAPACITY),
@@ -124,6 +135,11 @@ impl Accounts {
 
     pub fn settings(&self) -> &AuthSettings {
         &self.settings
+    }
+
+    /// Failed admin-token guesses per client address.
+    pub fn admin_throttle(&self) -> &FailureThrottle {
+        &self.admin_throttle
     }
 
     /// A revocation that fires when the admission's session, membership
@@ -164,7 +180,8 @@ impl Accounts {
     }
 
     /// Checks a password and starts a session. Failures count against
-    /// the account and every attempt against the client's address.
+    /// the account from this client address, and every attempt against
+    /// the address.
     pub async fn login(
         &self,
         email: &str,
@@ -175,8 +192,9 @@ impl Accounts {
         let email = normalize_email(email).map_err(|_| AuthError::BadCredentials)?;
         // Counted before the (slow) check, so parallel guesses cannot all
         // slip under the limit; a success wipes the count.
+        let failure_key = failure_key(&email, address);
         self.failures_per_account
-            .take(&email, Instant::now())
+            .take(&failure_key, Instant::now())
             .map_err(AuthError::RateLimited)?;
         let found = {
             let email = email.clone();
@@ -190,7 +208,7 @@ impl Accounts {
         let matches = self.hasher.verify(password, stored).await?;
         match user {
             Some(user) if matches => {
-                self.failures_per_account.reset(&email);
+                self.failures_per_account.reset(&failure_key);
                 self.start_session(user).await
             }
             _ => Err(AuthError::BadCredentials),
@@ -240,14 +258,28 @@ impl Accounts {
     }
 
     /// Trades a refresh token for a new access token and a new refresh
-    /// token; the old one stops working.
+    /// token; the old one stops working. Using an old one again means it
+    /// was copied: the whole session ends, its newest refresh token and
+    /// its access tokens too, whoever holds them.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Issued, AuthError> {
         let old_hash = digest(refresh_token);
-        let session = {
+        let found = {
             let old_hash = old_hash.clone();
             self.blocking(move |store| store.session_by_refresh(&old_hash))
                 .await?
-                .ok_or(AuthError::InvalidToken)?
+        };
+        let Some(session) = found else {
+            let retired = self
+                .blocking(move |store| store.session_by_retired_refresh(&old_hash))
+                .await?;
+            return match retired {
+                Some(session) => {
+                    tracing::warn!(%session, "a rotated refresh token was used again: the session is ended");
+                    self.end_session(session).await?;
+                    Err(AuthError::SessionEnded)
+                }
+                None => Err(AuthError::InvalidToken),
+            };
         };
         if session.revoked || session.expires_at <= now_ms() {
             return Err(AuthError::SessionEnded);
@@ -256,9 +288,12 @@ impl Accounts {
         let new_hash = digest(&refresh_token);
         let id = session.id.clone();
         let rotated = self
-            .blocking(move |store| store.rotate_refresh(&id, &old_hash, &new_hash))
+            .blocking(move |store| store.rotate_refresh(&id, &old_hash, &new_hash, now_ms()))
             .await?;
         if !rotated {
+            // Another use of the same token rotated it first: reuse too.
+            tracing::warn!(session = %session.id, "a refresh token was used twice at once: the session is ended");
+            self.end_session(session.id).await?;
             return Err(AuthError::SessionEnded);
         }
         Ok(self.issue(session.user, session.id, refresh_token, session.expires_at))
@@ -286,6 +321,13 @@ impl Accounts {
             (None, None) if token.is_some() => return Err(AuthError::InvalidToken),
             (None, None) => return Err(AuthError::Unauthenticated),
         };
+        Ok(self.end_session(session).await?)
+    }
+
+    /// Ends a session at once: its access tokens (from memory) and its
+    /// refresh token, and the connections opened with it. `false` if it
+    /// had ended already.
+    async fn end_session(&self, session: String) -> anyhow::Result<bool> {
         let now = now_ms();
         {
             let mut revoked = self.lock_revoked();
@@ -294,10 +336,8 @@ impl Accounts {
             revoked.insert(session.clone(), now);
         }
         self.grants.end(&session_grant(&session));
-        let ended = self
-            .blocking(move |store| store.revoke_session(&session, now))
-            .await?;
-        Ok(ended)
+        self.blocking(move |store| store.revoke_session(&session, now))
+            .await
     }
 
     async fn start_session(&self, user: User) -> Result<Issued, AuthError> {
@@ -366,6 +406,15 @@ impl Accounts {
 pub fn forget_routes(data_dir: &Path, class: &str, name: &str) -> anyhow::Result<()> {
     Store::open(data_dir, Durability::Full)?.forget_object(class, name)?;
     Ok(())
+}
+
+/// The key failed logins are counted under: the account and the client's
+/// address (by its /64 for IPv6).
+fn failure_key(email: &str, address: Option<IpAddr>) -> String {
+    match address {
+        Some(address) => format!("{email} {}", rate_limit::address_key(address)),
+        None => email.to_string(),
+    }
 }
 
 fn millis(duration: std::time::Duration) -> i64 {

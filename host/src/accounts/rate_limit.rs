@@ -1,5 +1,6 @@
-//! Counting login attempts in fixed windows, per account and per client
-//! address, so password guessing runs out of tries.
+//! Counting login attempts in fixed windows, per account and client
+//! address and per client address, so password guessing runs out of
+//! tries; and failed admin-token guesses per address.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -80,6 +81,36 @@ impl RateLimiter {
     }
 }
 
+/// Failed guesses of a secret (the admin token) per client address: past
+/// `max` in a window, the address is refused until the window ends.
+pub struct FailureThrottle {
+    limiter: RateLimiter,
+}
+
+impl FailureThrottle {
+    pub fn new(max: u32, window: Duration) -> Self {
+        FailureThrottle {
+            limiter: RateLimiter::new(max, window),
+        }
+    }
+
+    /// `Err(wait)` if `address` has used up its failures.
+    pub fn check(&self, address: Option<IpAddr>) -> Result<(), Duration> {
+        self.limiter.check(&throttle_key(address), Instant::now())
+    }
+
+    /// Counts a failure of `address`.
+    pub fn failed(&self, address: Option<IpAddr>) {
+        // Over the limit already is fine: `check` refuses it next time.
+        let _ = self.limiter.take(&throttle_key(address), Instant::now());
+    }
+}
+
+/// Clients of unknown address (only in-process servers) share one count.
+fn throttle_key(address: Option<IpAddr>) -> String {
+    address.map_or_else(|| "unknown".to_string(), address_key)
+}
+
 /// The key of a client address: IPv6 clients are counted by their /64,
 /// which one client usually has whole.
 pub fn address_key(address: IpAddr) -> String {
@@ -114,6 +145,20 @@ mod tests {
         assert_eq!(limiter.take("a", next_window), Ok(()));
         assert_eq!(limiter.take("a", next_window), Ok(()));
         assert!(limiter.take("a", next_window).is_err());
+    }
+
+    #[test]
+    fn throttles_failures_per_address() {
+        let throttle = FailureThrottle::new(2, Duration::from_secs(60));
+        let a = Some("10.0.0.1".parse().expect("an address"));
+        let b = Some("10.0.0.2".parse().expect("an address"));
+        assert!(throttle.check(a).is_ok());
+        throttle.failed(a);
+        throttle.failed(a);
+        assert!(throttle.check(a).is_err());
+        throttle.failed(a);
+        assert!(throttle.check(a).is_err());
+        assert!(throttle.check(b).is_ok(), "addresses are apart");
     }
 
     #[test]

@@ -58,6 +58,12 @@ const SCHEMA: &str = "
         PRIMARY KEY (class, handle)
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS handles_by_object ON handles (class, name);
+    CREATE TABLE IF NOT EXISTS retired_refresh_tokens (
+        hash TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        retired_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS retired_refresh_by_session ON retired_refresh_tokens (session_id);
     CREATE TABLE IF NOT EXISTS settings (
         key TEXT PRIMARY KEY,
         value BLOB NOT NULL
@@ -227,14 +233,44 @@ impl Store {
             .optional()?)
     }
 
-    /// Replaces a live session's refresh token; `false` if the session
-    /// was revoked meanwhile.
-    pub fn rotate_refresh(&self, id: &str, old_hash: &str, new_hash: &str) -> anyhow::Result<bool> {
-        Ok(self.lock().execute(
+    /// Replaces a live session's refresh token and remembers the old one
+    /// (to catch its reuse); `false` if the session was revoked or its
+    /// token rotated meanwhile.
+    pub fn rotate_refresh(
+        &self,
+        id: &str,
+        old_hash: &str,
+        new_hash: &str,
+        now: i64,
+    ) -> anyhow::Result<bool> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rotated = tx.execute(
             "UPDATE sessions SET refresh_hash = ?3
              WHERE id = ?1 AND refresh_hash = ?2 AND revoked_at IS NULL",
             params![id, old_hash, new_hash],
-        )? > 0)
+        )? > 0;
+        if rotated {
+            tx.execute(
+                "INSERT OR IGNORE INTO retired_refresh_tokens (hash, session_id, retired_at)
+                 VALUES (?1, ?2, ?3)",
+                params![old_hash, id, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(rotated)
+    }
+
+    /// The session a rotated (no longer valid) refresh token belonged to.
+    pub fn session_by_retired_refresh(&self, hash: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT session_id FROM retired_refresh_tokens WHERE hash = ?1",
+                [hash],
+                |row| row.get(0),
+            )
+            .optional()?)
     }
 
     /// Ends a session; `false` if it had already ended.
@@ -245,11 +281,17 @@ impl Store {
         )? > 0)
     }
 
-    /// Deletes sessions that expired before `now`; returns how many.
+    /// Deletes sessions that expired before `now`, with their retired
+    /// refresh tokens; returns how many.
     pub fn delete_expired_sessions(&self, now: i64) -> anyhow::Result<usize> {
-        Ok(self
-            .lock()
-            .execute("DELETE FROM sessions WHERE expires_at < ?1", [now])?)
+        let conn = self.lock();
+        let deleted = conn.execute("DELETE FROM sessions WHERE expires_at < ?1", [now])?;
+        conn.execute(
+            "DELETE FROM retired_refresh_tokens
+             WHERE session_id NOT IN (SELECT id FROM sessions)",
+            [],
+        )?;
+        Ok(deleted)
     }
 
     /// Sessions revoked at or after `since`.

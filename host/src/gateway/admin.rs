@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::extract::{Path, Query, Request, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
-use super::ApiError;
+use super::{ApiError, credentials};
+use crate::accounts::AuthError;
 use crate::runtime::Runtime;
 
 #[derive(Deserialize)]
@@ -19,10 +20,10 @@ pub struct ListQuery {
 /// `GET /admin/objects[?class=C]`: the catalog's objects.
 pub async fn list_objects(
     State(runtime): State<Arc<Runtime>>,
-    headers: HeaderMap,
     Query(query): Query<ListQuery>,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&runtime, &headers)?;
+    authorize(&runtime, &request)?;
     let catalog = Arc::clone(runtime.catalog());
     let objects = tokio::task::spawn_blocking(move || catalog.objects(query.class.as_deref()))
         .await
@@ -35,42 +36,75 @@ pub async fn list_objects(
 /// with its API keys and handles.
 pub async fn delete_object(
     State(runtime): State<Arc<Runtime>>,
-    headers: HeaderMap,
     Path((class, name)): Path<(String, String)>,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&runtime, &headers)?;
+    authorize(&runtime, &request)?;
     let deleted = runtime.delete(&class, &name).await?;
     runtime.routes().forget_object(&class, &name).await?;
     Ok(Json(json!({ "deleted": deleted })))
 }
 
-/// Whether the request bears the admin token (and the admin API is on).
-pub(super) fn is_admin(runtime: &Runtime, headers: &HeaderMap) -> bool {
-    authorize(runtime, headers).is_ok()
-}
-
-pub(super) fn authorize(runtime: &Runtime, headers: &HeaderMap) -> Result<(), ApiError> {
-    let token = runtime
-        .config()
-        .admin_token
-        .as_ref()
-        .ok_or(ApiError::AdminDisabled)?;
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthorized)?;
-    if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+/// Requires the admin token (and the admin API on).
+pub(super) fn authorize<B>(runtime: &Runtime, request: &http::Request<B>) -> Result<(), ApiError> {
+    if runtime.config().admin_token.is_none() {
+        return Err(ApiError::AdminDisabled);
+    }
+    if bears_admin_token(runtime, request, true)? {
         Ok(())
     } else {
         Err(ApiError::Unauthorized)
     }
 }
 
-/// Compares without stopping at the first difference, so the time taken
-/// does not tell how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+/// Whether the request bears the admin token. A wrong bearer token counts
+/// as a failed guess from the client's address when the route takes
+/// nothing else (`required`), or when it is as long as the admin token
+/// (elsewhere, as on public classes, apps' own bearer tokens go by); an
+/// address with too many failures gets `429` where the token is required,
+/// and is not taken for the operator elsewhere, until its window ends.
+pub(super) fn bears_admin_token<B>(
+    runtime: &Runtime,
+    request: &http::Request<B>,
+    required: bool,
+) -> Result<bool, ApiError> {
+    let Some(expected) = runtime.config().admin_token.as_ref() else {
+        return Ok(false);
+    };
+    let Some(given) = credentials::bearer(request.headers()) else {
+        return Ok(false);
+    };
+    let address = credentials::client_address(request, &runtime.config().trusted_proxies);
+    let throttle = runtime.routes().admin_throttle();
+    if let Err(wait) = throttle.check(address) {
+        return if required {
+            Err(ApiError::Auth(AuthError::RateLimited(wait)))
+        } else {
+            Ok(false)
+        };
+    }
+    if same_secret(given, expected.expose()) {
+        return Ok(true);
+    }
+    if required || given.len() == expected.expose().len() {
+        tracing::warn!(?address, "a wrong admin token was given");
+        throttle.failed(address);
+    }
+    Ok(false)
+}
+
+/// Compares digests without stopping at the first difference, so the time
+/// taken tells neither how much of a guess was right nor the token's
+/// length.
+fn same_secret(given: &str, expected: &str) -> bool {
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(expected.as_bytes()),
+    );
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |diff, (x, y)| diff | (x ^ y))
+        == 0
 }
 
 #[cfg(test)]
@@ -79,8 +113,9 @@ mod tests {
 
     #[test]
     fn compares_tokens_exactly() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(same_secret("secret", "secret"));
+        assert!(!same_secret("secret", "secreT"));
+        assert!(!same_secret("secret", "secret2"));
+        assert!(!same_secret("", "secret"));
     }
 }

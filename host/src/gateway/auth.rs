@@ -1,6 +1,7 @@
 //! `/auth/*`: sign up, log in, refresh, log out, and who am I. Sessions
 //! come back both as JSON (for API clients: `Authorization: Bearer`) and
-//! as HttpOnly cookies (for browsers).
+//! as HttpOnly cookies (for browsers); a refresh by cookie answers with
+//! cookies only, so no page's script ever reads a token.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -41,9 +42,9 @@ pub async fn signup(
     request: Request,
 ) -> Result<Response, ApiError> {
     let accounts = accounts(&runtime)?;
-    let (email, password, address) = email_and_password(request).await?;
+    let (email, password, address) = email_and_password(&runtime, request).await?;
     let issued = accounts.signup(&email, password, address).await?;
-    Ok(with_session(accounts, StatusCode::CREATED, issued))
+    Ok(with_session(accounts, StatusCode::CREATED, issued, true))
 }
 
 /// `POST /auth/login {email, password}`: a new session.
@@ -52,13 +53,14 @@ pub async fn login(
     request: Request,
 ) -> Result<Response, ApiError> {
     let accounts = accounts(&runtime)?;
-    let (email, password, address) = email_and_password(request).await?;
+    let (email, password, address) = email_and_password(&runtime, request).await?;
     let issued = accounts.login(&email, password, address).await?;
-    Ok(with_session(accounts, StatusCode::OK, issued))
+    Ok(with_session(accounts, StatusCode::OK, issued, true))
 }
 
 /// `POST /auth/refresh [{refresh_token}]` (or the refresh cookie): a new
-/// access token and refresh token for the same session.
+/// access token and refresh token for the same session, in the body only
+/// when the refresh token came in the body.
 pub async fn refresh(
     State(runtime): State<Arc<Runtime>>,
     request: Request,
@@ -72,6 +74,7 @@ pub async fn refresh(
     } else {
         json_body(&body)?
     };
+    let in_body = given.refresh_token.is_some();
     let refresh_token = given
         .refresh_token
         .or_else(|| credentials::cookie(&headers, REFRESH_COOKIE).map(str::to_string))
@@ -81,7 +84,7 @@ pub async fn refresh(
             )
         })?;
     let issued = accounts.refresh(&refresh_token).await?;
-    Ok(with_session(accounts, StatusCode::OK, issued))
+    Ok(with_session(accounts, StatusCode::OK, issued, in_body))
 }
 
 /// `POST /auth/logout`: ends the session of the access token (or refresh
@@ -115,6 +118,7 @@ pub async fn me(
     State(runtime): State<Arc<Runtime>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
+    same_site(&headers)?;
     let (accounts, caller) = signed_in(&runtime, &headers)?;
     let orgs = accounts.orgs_of(&caller.user).await?;
     Ok(Json(json!({
@@ -126,10 +130,11 @@ pub async fn me(
 
 /// The `{email, password}` of a signup or login, and where it came from.
 async fn email_and_password(
+    runtime: &Runtime,
     request: Request,
 ) -> Result<(String, String, Option<IpAddr>), ApiError> {
     same_site(request.headers())?;
-    let address = credentials::client_address(&request);
+    let address = credentials::client_address(&request, &runtime.config().trusted_proxies);
     let given: Credentials = json_body(&read_body(request).await?)?;
     let email = required(given.email, "email")?;
     let password = required(given.password, "password")?;
@@ -186,7 +191,15 @@ pub(super) async fn read_body(request: Request) -> Result<Bytes, ApiError> {
         })
 }
 
-fn with_session(accounts: &Accounts, status: StatusCode, issued: Issued) -> Response {
+/// The answer with a session's cookies, and its tokens in the body when
+/// `tokens_in_body` (the client sent credentials in the body, so it is
+/// not a page riding on the cookies).
+fn with_session(
+    accounts: &Accounts,
+    status: StatusCode,
+    issued: Issued,
+    tokens_in_body: bool,
+) -> Response {
     let now = now_ms();
     let remaining = |at: i64| Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
     let cookies = credentials::session_cookies(
@@ -196,7 +209,16 @@ fn with_session(accounts: &Accounts, status: StatusCode, issued: Issued) -> Resp
         &issued.refresh_token,
         remaining(issued.session_expires_at),
     );
-    let mut response = (status, Json(issued)).into_response();
+    let body = if tokens_in_body {
+        json!(issued)
+    } else {
+        json!({
+            "user": issued.user,
+            "token_expires_at": issued.token_expires_at,
+            "session_expires_at": issued.session_expires_at,
+        })
+    };
+    let mut response = (status, Json(body)).into_response();
     for cookie in cookies {
         append_cookie(&mut response, &cookie);
     }

@@ -43,7 +43,7 @@ pub enum ApiError {
     #[error("class {class} is not reached this way (its access is {}); {}", access.as_str(), access_hint(class, *access))]
     WrongRoute { class: String, access: Access },
     #[error(
-        "requests to /auth from another site's pages are refused (the Origin header does not match the Host)"
+        "requests to /auth from other sites' pages or objects' sandboxed pages are refused (the Origin header does not match the Host, or Sec-Fetch-Site is not same-origin)"
     )]
     CrossOrigin,
     #[error("this needs a live API key: Authorization: Bearer pk_...")]

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -39,7 +38,7 @@ async fn forward_by_handle(
     path: &str,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let caller = objects::by_name(runtime, class, request.headers())?;
+    let caller = objects::by_name(runtime, class, &request)?;
     let name = resolve(runtime, class, handle).await?;
     objects::forward(runtime, class, &name, path, request, caller).await
 }
@@ -67,7 +66,7 @@ pub async fn set(
     Path((class, handle)): Path<(String, String)>,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    admin::authorize(&runtime, request.headers())?;
+    admin::authorize(&runtime, &request)?;
     let body: Target = auth::json_body(&auth::read_body(request).await?)?;
     let name = auth::required(body.name, "name")?;
     check_object(&runtime, &class, &name)?;
@@ -81,9 +80,9 @@ pub async fn set(
 pub async fn get(
     State(runtime): State<Arc<Runtime>>,
     Path((class, handle)): Path<(String, String)>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    admin::authorize(&runtime, &headers)?;
+    admin::authorize(&runtime, &request)?;
     let name = resolve(&runtime, &class, &handle).await?;
     Ok(Json(
         json!({ "class": class, "handle": handle, "name": name }),
@@ -94,9 +93,9 @@ pub async fn get(
 pub async fn delete(
     State(runtime): State<Arc<Runtime>>,
     Path((class, handle)): Path<(String, String)>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    admin::authorize(&runtime, &headers)?;
+    admin::authorize(&runtime, &request)?;
     let deleted = runtime.routes().delete_handle(&class, &handle).await?;
     Ok(Json(json!({ "deleted": deleted })))
 }
@@ -105,9 +104,9 @@ pub async fn delete(
 pub async fn list(
     State(runtime): State<Arc<Runtime>>,
     Path((class, name)): Path<(String, String)>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    admin::authorize(&runtime, &headers)?;
+    admin::authorize(&runtime, &request)?;
     let handles = runtime.routes().handles_of(&class, &name).await?;
     Ok(Json(json!({ "handles": handles })))
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -58,7 +58,7 @@ pub async fn create(
     Path((class, name)): Path<(String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    admin::authorize(&runtime, request.headers())?;
+    admin::authorize(&runtime, &request)?;
     check_object(&runtime, &class, &name)?;
     let body = auth::read_body(request).await?;
     let given: NewKey = if body.is_empty() {
@@ -79,9 +79,9 @@ pub async fn create(
 pub async fn list(
     State(runtime): State<Arc<Runtime>>,
     Path((class, name)): Path<(String, String)>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    admin::authorize(&runtime, &headers)?;
+    admin::authorize(&runtime, &request)?;
     let keys = runtime.routes().keys_of(&class, &name).await?;
     Ok(Json(json!({ "keys": keys })))
 }
@@ -90,9 +90,9 @@ pub async fn list(
 pub async fn revoke(
     State(runtime): State<Arc<Runtime>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    admin::authorize(&runtime, &headers)?;
+    admin::authorize(&runtime, &request)?;
     let revoked = runtime.routes().revoke_key(&id).await?;
     Ok(Json(json!({ "revoked": revoked })))
 }

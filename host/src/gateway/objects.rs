@@ -34,7 +34,7 @@ pub async fn deliver_root(
     Path((class, name)): Path<(String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let admission = by_name(&runtime, &class, request.headers())?;
+    let admission = by_name(&runtime, &class, &request)?;
     forward(&runtime, &class, &name, "", request, admission).await
 }
 
@@ -43,7 +43,7 @@ pub async fn deliver(
     Path((class, name, path)): Path<(String, String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let admission = by_name(&runtime, &class, request.headers())?;
+    let admission = by_name(&runtime, &class, &request)?;
     forward(&runtime, &class, &name, &path, request, admission).await
 }
 
@@ -52,10 +52,10 @@ pub async fn deliver(
 pub(super) fn by_name(
     runtime: &Runtime,
     class: &str,
-    headers: &HeaderMap,
+    request: &Request,
 ) -> Result<Admission, ApiError> {
     let access = runtime.class(class)?.settings().access;
-    if admin::is_admin(runtime, headers) {
+    if admin::bears_admin_token(runtime, request, access != Access::Public)? {
         Ok(Admission::admin())
     } else if access == Access::Public {
         Ok(Admission::anyone())
@@ -97,11 +97,11 @@ pub(super) async fn forward(
         let revocation = runtime.routes().watch(&admission);
         return events::stream(runtime, class, name, parts, revocation).await;
     }
+    let routes = runtime.routes();
     let seen = Seen {
         caller: admission.caller.as_ref().map(Caller::to_wit),
-        hide_authorization: admission.caller.is_some()
-            || credentials::bearer(request.headers())
-                .is_some_and(|token| runtime.routes().is_credential(token)),
+        hide_authorization: admission.caller.is_some(),
+        is_credential: &|token| routes.is_credential(token),
     };
     if is_websocket_upgrade(request.headers()) {
         let (parts, _) = request.into_parts();
@@ -111,22 +111,34 @@ pub(super) async fn forward(
     }
     let request = to_object_request(request, path, limit, seen).await?;
     let response = runtime.fetch(&class, &name, request).await?;
-    from_object_response(response)
+    let mut response = from_object_response(response)?;
+    let trusted = runtime
+        .config()
+        .classes
+        .get(&class)
+        .is_some_and(|class| class.trusted);
+    if !trusted {
+        credentials::sandbox(response.headers_mut());
+    }
+    Ok(response)
 }
 
 /// What the object is told of who sent a request.
-struct Seen {
+struct Seen<'a> {
     caller: Option<wit::Caller>,
-    /// The `Authorization` header carries a podhost credential, which is
-    /// the host's business only.
+    /// The request was admitted with a podhost credential, which is the
+    /// host's business only: no `Authorization` header goes through.
     hide_authorization: bool,
+    /// Whether a bearer token is podhost's (such `Authorization` values
+    /// never go through).
+    is_credential: &'a (dyn Fn(&str) -> bool + Sync),
 }
 
 async fn to_object_request(
     request: Request,
     path: &str,
     limit: usize,
-    seen: Seen,
+    seen: Seen<'_>,
 ) -> Result<bindings::Request, ApiError> {
     let (parts, body) = request.into_parts();
     let declared = parts
@@ -152,7 +164,7 @@ async fn to_object_request(
 /// The request the object sees: its path below the object's address, the
 /// end-to-end headers and who sent it. podhost's credentials (its cookies,
 /// and its tokens and keys in `Authorization`) stay with the host.
-fn object_request(parts: &Parts, path: &str, body: Vec<u8>, seen: Seen) -> bindings::Request {
+fn object_request(parts: &Parts, path: &str, body: Vec<u8>, seen: Seen<'_>) -> bindings::Request {
     let mut path_with_query = format!("/{path}");
     if let Some(query) = parts.uri.query() {
         path_with_query.push('?');
@@ -163,7 +175,12 @@ fn object_request(parts: &Parts, path: &str, body: Vec<u8>, seen: Seen) -> bindi
         .iter()
         .filter(|(name, _)| !HOP_BY_HOP.contains(&name.as_str()))
         .filter_map(|(name, value)| match *name {
-            header::AUTHORIZATION if seen.hide_authorization => None,
+            header::AUTHORIZATION
+                if seen.hide_authorization
+                    || credentials::holds_credential(value, seen.is_credential) =>
+            {
+                None
+            }
             header::COOKIE => credentials::without_session_cookies(value)
                 .map(|cookies| (name.as_str().to_string(), cookies.into_bytes())),
             _ => Some((name.as_str().to_string(), value.as_bytes().to_vec())),
@@ -207,5 +224,6 @@ pub(super) fn from_object_response(response: bindings::Response) -> Result<Respo
         })?;
         out.headers_mut().append(name, value);
     }
+    credentials::drop_reserved_set_cookies(out.headers_mut());
     Ok(out)
 }

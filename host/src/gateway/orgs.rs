@@ -82,6 +82,7 @@ pub async fn list(
     State(runtime): State<Arc<Runtime>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
+    auth::same_site(&headers)?;
     let (accounts, signed_in) = auth::signed_in(&runtime, &headers)?;
     let orgs = accounts.orgs_of(&signed_in.user).await?;
     Ok(Json(json!({ "orgs": orgs })))
@@ -93,6 +94,7 @@ pub async fn members(
     Path(org): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
+    auth::same_site(&headers)?;
     let (accounts, signed_in) = auth::signed_in(&runtime, &headers)?;
     let members = accounts.members(&org, &signed_in.user).await?;
     Ok(Json(json!({ "members": members })))

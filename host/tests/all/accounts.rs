@@ -13,15 +13,15 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::support::{Options, Server, guest, parse_json};
 
-const PASSWORD: &str = "correct horse battery";
-const ADMIN: &str = "admin-secret";
+pub(crate) const PASSWORD: &str = "correct horse battery";
+pub(crate) const ADMIN: &str = "admin-secret-of-at-least-32-bytes";
 
 /// A server with the probe deployed under one class of each access kind.
 async fn start(extra_config: &'static str) -> (Server, tempfile::TempDir) {
     Server::start(options(extra_config)).await
 }
 
-fn options(extra_config: &'static str) -> Options {
+pub(crate) fn options(extra_config: &'static str) -> Options {
     Options {
         admin_token: Some(ADMIN),
         extra_classes: ["notes", "team", "inbox", "ops"]
@@ -42,7 +42,7 @@ fn options(extra_config: &'static str) -> Options {
 /// Sends a request with an optional bearer token and JSON body; returns
 /// the status, the JSON answer (or the text as a JSON string) and the
 /// response headers.
-async fn call(
+pub(crate) async fn call(
     server: &Server,
     method: Method,
     path: &str,
@@ -53,7 +53,7 @@ async fn call(
     (status, body)
 }
 
-async fn call_with_headers(
+pub(crate) async fn call_with_headers(
     server: &Server,
     method: Method,
     path: &str,
@@ -80,7 +80,7 @@ async fn call_with_headers(
 }
 
 /// Signs up `email`; returns the answer (user, token, refresh_token).
-async fn signup(server: &Server, email: &str) -> Value {
+pub(crate) async fn signup(server: &Server, email: &str) -> Value {
     let (status, body) = call(
         server,
         Method::POST,
@@ -93,15 +93,15 @@ async fn signup(server: &Server, email: &str) -> Value {
     body
 }
 
-fn token(session: &Value) -> &str {
+pub(crate) fn token(session: &Value) -> &str {
     session["token"].as_str().expect("a token")
 }
 
-fn user_id(session: &Value) -> &str {
+pub(crate) fn user_id(session: &Value) -> &str {
     session["user"]["id"].as_str().expect("a user id")
 }
 
-fn error_code(body: &Value) -> &str {
+pub(crate) fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }
 
@@ -305,11 +305,42 @@ async fn users_cannot_reach_each_others_objects() {
     )
     .await;
     assert_eq!(state["notes"], json!(["alice's secret"]));
-    // A refresh token works once.
+    // A refresh token works once; using it again means it was copied, and
+    // ends the whole session: the newest token and refresh token too.
     let (status, body) = call(&server, Method::POST, "/auth/refresh", None, Some(refresh)).await;
+    assert_eq!((status, error_code(&body)), (401, "session_ended"));
+    let (status, body) = call(
+        &server,
+        Method::GET,
+        "/me/notes/state",
+        Some(token(&renewed)),
+        None,
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (401, "session_ended"));
+    let newest = json!({ "refresh_token": renewed["refresh_token"] });
+    let (status, body) = call(&server, Method::POST, "/auth/refresh", None, Some(newest)).await;
+    assert_eq!((status, error_code(&body)), (401, "session_ended"));
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/auth/refresh",
+        None,
+        Some(json!({ "refresh_token": "rt_never-issued" })),
+    )
+    .await;
     assert_eq!((status, error_code(&body)), (401, "invalid_token"));
 
     // Logging out ends the session at once: its token and refresh token.
+    let (status, renewed) = call(
+        &server,
+        Method::POST,
+        "/auth/login",
+        None,
+        Some(json!({ "email": "alice@example.com", "password": PASSWORD })),
+    )
+    .await;
+    assert_eq!(status, 200, "{renewed}");
     let (status, body) = call(
         &server,
         Method::POST,
@@ -419,34 +450,51 @@ async fn bad_account_input_gets_clear_errors() {
 }
 
 #[tokio::test]
-async fn login_attempts_are_limited_per_account_and_per_address() {
-    let (server, _dir) =
-        start("[auth]\nmax_failed_logins_per_account = 3\nmax_logins_per_address = 8\n").await;
+async fn login_attempts_are_limited_per_account_and_address_and_per_address() {
+    // The test client is a trusted proxy, so each request may say which
+    // client it carries (X-Forwarded-For).
+    let (server, _dir) = Server::start(Options {
+        top_level_config: "trusted_proxies = [\"127.0.0.1\"]\n",
+        ..options("[auth]\nmax_failed_logins_per_account = 3\nmax_logins_per_address = 8\n")
+    })
+    .await;
     signup(&server, "a@example.com").await;
     signup(&server, "b@example.com").await;
-    let login = |email: &'static str, password: &'static str| {
+    let login = async |email: &str, password: &str, client: &str| {
         call_with_headers(
             &server,
             Method::POST,
             "/auth/login",
             None,
             Some(json!({ "email": email, "password": password })),
-            &[],
+            &[("x-forwarded-for", client)],
         )
+        .await
     };
+    const ATTACKER: &str = "198.51.100.66";
+    const OWNER: &str = "203.0.113.10";
     for _ in 0..3 {
-        assert_eq!(login("a@example.com", "wrong password!").await.0, 401);
+        assert_eq!(
+            login("a@example.com", "wrong password!", ATTACKER).await.0,
+            401
+        );
     }
-    // Even the right password is turned away now, with when to come back.
-    let (status, body, headers) = login("a@example.com", PASSWORD).await;
+    // Even the right password is turned away from there now, with when
+    // to come back.
+    let (status, body, headers) = login("a@example.com", PASSWORD, ATTACKER).await;
     assert_eq!((status, error_code(&body)), (429, "rate_limited"), "{body}");
     assert!(headers.contains_key("retry-after"));
-    // Another account is not locked (2 signups and 4 logins so far).
-    assert_eq!(login("b@example.com", PASSWORD).await.0, 200);
-    assert_eq!(login("b@example.com", PASSWORD).await.0, 200);
-    // But this address has used its 8 attempts.
-    let (status, body, _) = login("b@example.com", PASSWORD).await;
+    // The owner, elsewhere, is not locked out.
+    let (status, body, _) = login("a@example.com", PASSWORD, OWNER).await;
+    assert_eq!(status, 200, "{body}");
+    // Another account is not locked (4 logins from the attacker so far).
+    for _ in 0..4 {
+        assert_eq!(login("b@example.com", PASSWORD, ATTACKER).await.0, 200);
+    }
+    // But the attacker's address has used its 8 attempts, whatever account.
+    let (status, body, _) = login("b@example.com", PASSWORD, ATTACKER).await;
     assert_eq!((status, error_code(&body)), (429, "rate_limited"), "{body}");
+    assert_eq!(login("b@example.com", PASSWORD, OWNER).await.0, 200);
     server.stop().await;
 }
 

@@ -10,7 +10,7 @@ use podhost::storage::DataDir;
 
 use crate::support::{Options, Server, eventually, parse_json};
 
-const TOKEN: &str = "s3cret-admin-token";
+const TOKEN: &str = "s3cret-admin-token-of-32-bytes-or-more";
 
 fn podhost(args: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_podhost"))

@@ -265,7 +265,7 @@ async fn sleeping_alarms_of_one_class_do_not_delay_another_class_alarm() {
 #[tokio::test]
 async fn shutdown_cancels_events_still_running_at_its_deadline() {
     let options = Options {
-        server_config: "shutdown_timeout = \"1s\"\n",
+        top_level_config: "shutdown_timeout = \"1s\"\n",
         ..Options::default()
     };
     let (server, _dir) = Server::start(options).await;

@@ -5,9 +5,11 @@
 mod accounts;
 mod admin;
 mod alarms;
+mod browser;
 mod chat;
 mod counter;
 mod crash;
+mod credentials;
 mod faults;
 mod gateway;
 mod hibernation;

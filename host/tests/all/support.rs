@@ -74,9 +74,11 @@ pub struct Options {
     /// Keys before the first section go into `[limits]`.
     pub extra_config: &'static str,
     /// Top-level keys, e.g. `"shutdown_timeout = \"1s\"\n"`.
-    pub server_config: &'static str,
+    pub top_level_config: &'static str,
     /// Classes' `access`, by class name.
     pub access: Vec<(&'static str, &'static str)>,
+    /// Classes served without the sandbox (`trusted = true`).
+    pub trusted: Vec<&'static str>,
     /// The server's limit on open files (soft and hard), if not ours.
     pub file_limit: Option<u64>,
 }
@@ -95,8 +97,9 @@ impl Default for Options {
             alarm_retry_backoff: "2s",
             extra_classes: Vec::new(),
             extra_config: "",
-            server_config: "",
+            top_level_config: "",
             access: Vec::new(),
+            trusted: Vec::new(),
             file_limit: None,
         }
     }
@@ -190,7 +193,7 @@ impl Server {
             options.max_storage_bytes,
         );
         config.push_str(options.extra_config);
-        config.insert_str(0, options.server_config);
+        config.insert_str(0, options.top_level_config);
         if let Some(token) = options.admin_token {
             config.insert_str(0, &format!("admin_token = {token:?}\n"));
         }
@@ -206,6 +209,9 @@ impl Server {
             );
             if let Some((_, access)) = options.access.iter().find(|(class, _)| *class == name) {
                 let _ = writeln!(config, "access = {access:?}");
+            }
+            if options.trusted.contains(&name.as_str()) {
+                let _ = writeln!(config, "trusted = true");
             }
         }
         let config_path = dir.join("podhost.toml");

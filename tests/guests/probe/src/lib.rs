@@ -177,6 +177,19 @@ impl Object for Probe {
                 "header": req.header("x-probe"),
                 "body_len": req.body().len(),
             }))),
+            // A response made to order (`Canned` as JSON): answered at
+            // once by POST, kept by PUT and replayed by GET (a hostile
+            // page, headers an object should not be able to send, ...).
+            (Method::POST, ["canned"]) => canned(req.json()?),
+            (Method::PUT, ["canned"]) => {
+                let wanted: Canned = req.json()?;
+                kv::put("canned", &wanted)?;
+                Ok(Response::text("kept"))
+            }
+            (Method::GET, ["canned"]) => match kv::get::<Canned>("canned")? {
+                Some(wanted) => canned(wanted),
+                None => Err(Error::not_found("nothing canned yet")),
+            },
             _ => Err(Error::not_found(format!(
                 "no route {} {}",
                 req.method(),
@@ -229,6 +242,42 @@ impl Object for Probe {
         }
         Ok(())
     }
+}
+
+/// A response described by the test: status, HTML or text, more headers.
+#[derive(Serialize, Deserialize)]
+struct Canned {
+    #[serde(default = "ok")]
+    status: u16,
+    #[serde(default)]
+    html: bool,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    body: String,
+}
+
+fn ok() -> u16 {
+    200
+}
+
+fn canned(wanted: Canned) -> Result<Response> {
+    let status = podhost_sdk::StatusCode::from_u16(wanted.status)
+        .map_err(|_| Error::bad_request("not a status"))?;
+    let content_type = if wanted.html {
+        "text/html; charset=utf-8"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let mut response = Response::bytes(content_type, wanted.body.into_bytes()).with_status(status);
+    for (name, value) in wanted.headers {
+        let name = podhost_sdk::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| Error::bad_request(format!("bad header name {name:?}")))?;
+        let value = podhost_sdk::HeaderValue::from_str(&value)
+            .map_err(|_| Error::bad_request(format!("bad header value {value:?}")))?;
+        response = response.with_header(name, value);
+    }
+    Ok(response)
 }
 
 #[derive(Default, Clone, Copy, Serialize, Deserialize)]
