@@ -30,6 +30,8 @@ pub struct Hub {
     next_socket: AtomicU64,
     /// Connections whose tasks still run (closing ones included).
     connections: AtomicUsize,
+    /// WebSocket upgrades in progress (`socket-open` running).
+    handshakes: AtomicUsize,
     objects: Mutex<HashMap<String, Arc<Mutex<ObjectSockets>>>>,
     /// By object; kept while the object has no sockets, so it can set it
     /// when it activates.
@@ -131,6 +133,7 @@ impl Hub {
             streams: Mutex::default(),
             next_socket: AtomicU64::default(),
             connections: AtomicUsize::default(),
+            handshakes: AtomicUsize::default(),
             objects: Mutex::default(),
             auto_responses: Mutex::default(),
         }
@@ -368,10 +371,26 @@ impl Hub {
         ConnectionGuard(Arc::clone(self))
     }
 
+    /// Counts a WebSocket upgrade in progress until the guard drops, unless
+    /// `max` are in progress already.
+    pub fn begin_handshake(self: &Arc<Self>, max: usize) -> Option<HandshakeGuard> {
+        let before = self.handshakes.fetch_add(1, Ordering::AcqRel);
+        let guard = HandshakeGuard(Arc::clone(self));
+        (before < max).then_some(guard)
+    }
+
     /// How many sockets are open.
     pub fn open(&self) -> usize {
         let objects: Vec<_> = lock(&self.objects).values().cloned().collect();
         objects.iter().map(|s| lock(s).sockets.len()).sum()
+    }
+}
+
+pub struct HandshakeGuard(Arc<Hub>);
+
+impl Drop for HandshakeGuard {
+    fn drop(&mut self) {
+        self.0.handshakes.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
