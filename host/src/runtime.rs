@@ -72,7 +72,7 @@ impl Runtime {
             classes.insert(name.clone(), Arc::new(class));
         }
         let writer = CatalogWriter::start(Arc::clone(&catalog));
-        let sockets = Arc::new(Hub::new(config.events.clone()));
+        let sockets = Arc::new(Hub::new(config.events.clone(), config.sockets.clone()));
         let runtime = Arc::new(Runtime {
             objects: Objects::new(config.max_active as usize),
             config,
