@@ -647,6 +647,34 @@ mod tests {
     }
 
     #[test]
+    fn parses_and_checks_the_connection_and_response_caps() {
+        let config: Config = toml::from_str(
+            "[server]\nheader_read_timeout = \"2s\"\nmax_connections_per_address = 8\n\
+             [sockets]\nmax_queued_bytes = 2097152\n[limits]\nmax_response_bytes = 1000\n",
+        )
+        .expect("valid config");
+        config.validate().expect("valid");
+        assert_eq!(config.server.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(
+            config.server.idle_connection_timeout,
+            Duration::from_secs(60)
+        );
+        assert_eq!(config.server.max_connections_per_address, 8);
+        assert_eq!(config.sockets.max_queued_bytes, 2 << 20);
+        assert_eq!(config.limits.max_response_bytes, 1000);
+        assert_eq!(Limits::default().max_response_bytes, 32 << 20);
+        for bad in [
+            "[server]\nmax_connections_per_address = 0\n",
+            "[server]\nheader_read_timeout = \"0s\"\n",
+            "[sockets]\nmax_queued_bytes = 1000\n",
+            "[limits]\nmax_response_bytes = 0\n",
+        ] {
+            let config: Config = toml::from_str(bad).expect("parses");
+            assert!(config.validate().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn rejects_typos_and_bad_names() {
         assert!(toml::from_str::<Config>("idle_timout = \"1s\"").is_err());
         assert!(toml::from_str::<Config>("[limits]\nmax_cpu = \"1s\"").is_err());
