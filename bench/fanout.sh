@@ -33,6 +33,8 @@ listen = "127.0.0.1:$port"
 data_dir = "data"
 durability = "full"
 idle_timeout = "10m"
+[server]
+max_connections_per_address = 1000000   # every client is 127.0.0.1
 [sockets]
 max_queued_messages = 4096
 [classes.chat]

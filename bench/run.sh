@@ -57,6 +57,8 @@ data_dir = "data"
 durability = "full"
 idle_timeout = "10m"
 max_active = 2048
+[server]
+max_connections_per_address = 1000000   # every client is 127.0.0.1
 [classes.counter]
 path = "$root/target/guests/wasm32-wasip2/guest/counter.wasm"
 TOML

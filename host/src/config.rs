@@ -58,6 +58,8 @@ pub struct Config {
     pub limits: Limits,
     /// How failed alarms are retried.
     pub alarms: AlarmSettings,
+    /// Client connections: timeouts and caps.
+    pub server: ServerSettings,
     /// WebSockets: limits and keepalive.
     pub sockets: SocketSettings,
     /// The objects' event logs, streamed as Server-Sent Events.
@@ -261,18 +263,72 @@ impl AlarmSettings {
     }
 }
 
+/// `[server]`: what one client connection may hold, so that slow or
+/// idle clients cannot use up the server's connections or files.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// A client must send a request's whole head within this long of
+    /// connecting, or of sending its first byte on a kept-alive
+    /// connection; else it is disconnected.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection with no request for this long is closed; so
+    /// is one whose client takes nothing of its response for this long.
+    #[serde(with = "humantime_serde")]
+    pub idle_connection_timeout: Duration,
+    /// Open connections (WebSockets included) one client address may have
+    /// (IPv6: one /64); more are refused with 503.
+    pub max_connections_per_address: usize,
+    /// WebSocket upgrades in progress at once (the object's `socket-open`
+    /// running); more are refused with 503.
+    pub max_websocket_handshakes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            header_read_timeout: Duration::from_secs(10),
+            idle_connection_timeout: Duration::from_secs(60),
+            max_connections_per_address: 256,
+            max_websocket_handshakes: 1024,
+        }
+    }
+}
+
+impl ServerSettings {
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.header_read_timeout < Duration::from_millis(100)
+            || self.idle_connection_timeout < Duration::from_millis(100)
+        {
+            bail!(
+                "[server]: header_read_timeout and idle_connection_timeout must be at least 100ms"
+            );
+        }
+        if self.max_connections_per_address == 0 || self.max_websocket_handshakes == 0 {
+            bail!(
+                "[server]: max_connections_per_address and max_websocket_handshakes must be at least 1"
+            );
+        }
+        Ok(())
+    }
+}
+
 /// `[sockets]`: the WebSockets objects hold.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SocketSettings {
     /// Open sockets one object may have; more are refused with 503.
     pub max_per_object: usize,
-    /// Largest message a client may send; a larger one closes its socket
-    /// with 1009.
+    /// Largest message a client may send (a larger one closes its socket
+    /// with 1009) or an object may send (a larger one is refused).
     pub max_message_bytes: usize,
     /// Messages that may wait for one slow client; past that its socket is
     /// closed with 1013 so it holds up no one else.
     pub max_queued_messages: usize,
+    /// Bytes of messages that may wait for one slow client, likewise; also
+    /// the most one event may send in all.
+    pub max_queued_bytes: usize,
     /// How often the host pings each client; one that has sent nothing
     /// (not even the pong) by the next ping is disconnected.
     #[serde(with = "humantime_serde")]
@@ -285,6 +341,7 @@ impl Default for SocketSettings {
             max_per_object: 32_768,
             max_message_bytes: 1 << 20,
             max_queued_messages: 1024,
+            max_queued_bytes: 4 << 20,
             ping_interval: Duration::from_secs(30),
         }
     }
@@ -463,6 +520,9 @@ pub struct Limits {
     pub max_sql_length: u32,
     /// Most `?` parameters one statement may have.
     pub max_sql_parameters: u32,
+    /// Largest response body an object may answer with; a larger one is
+    /// replaced by a 500 `response_too_large`.
+    pub max_response_bytes: usize,
 }
 
 impl Default for Limits {
@@ -475,6 +535,7 @@ impl Default for Limits {
             max_storage_bytes: 1 << 30,
             max_sql_length: 100_000,
             max_sql_parameters: 999,
+            max_response_bytes: 32 << 20,
         }
     }
 }
@@ -496,6 +557,7 @@ pub struct LimitOverrides {
     pub max_storage_bytes: Option<u64>,
     pub max_sql_length: Option<u32>,
     pub max_sql_parameters: Option<u32>,
+    pub max_response_bytes: Option<usize>,
 }
 
 impl Limits {
@@ -517,6 +579,9 @@ impl Limits {
             max_sql_parameters: overrides
                 .max_sql_parameters
                 .unwrap_or(self.max_sql_parameters),
+            max_response_bytes: overrides
+                .max_response_bytes
+                .unwrap_or(self.max_response_bytes),
         }
     }
 
@@ -538,6 +603,9 @@ impl Limits {
         }
         if self.max_sql_parameters > 32_766 {
             bail!("{whose}: max_sql_parameters must be at most 32766");
+        }
+        if self.max_response_bytes == 0 {
+            bail!("{whose}: max_response_bytes must be at least 1");
         }
         Ok(())
     }
@@ -585,6 +653,7 @@ impl Default for Config {
             durability: Durability::Full,
             limits: Limits::default(),
             alarms: AlarmSettings::default(),
+            server: ServerSettings::default(),
             sockets: SocketSettings::default(),
             events: EventSettings::default(),
             logs: LogSettings::default(),
@@ -694,9 +763,10 @@ impl Config {
         if sockets.max_per_object == 0
             || sockets.max_queued_messages == 0
             || sockets.max_message_bytes < 125
+            || sockets.max_queued_bytes < sockets.max_message_bytes
         {
             bail!(
-                "[sockets]: max_per_object and max_queued_messages must be at least 1, max_message_bytes at least 125"
+                "[sockets]: max_per_object and max_queued_messages must be at least 1, max_message_bytes at least 125, max_queued_bytes at least max_message_bytes"
             );
         }
         let logs = &self.logs;
@@ -705,6 +775,7 @@ impl Config {
                 "[logs]: max_line_bytes must be at least 1 and queue_bytes at least max_line_bytes"
             );
         }
+        self.server.validate()?;
         if self.events.retention == 0 {
             bail!("[events]: retention must be at least 1");
         }
@@ -826,6 +897,34 @@ mod tests {
             assert!(bad.parse::<IpRange>().is_err(), "{bad}");
         }
         assert!(toml::from_str::<Config>("trusted_proxies = [\"10.0.0.0/99\"]").is_err());
+    }
+
+    #[test]
+    fn parses_and_checks_the_connection_and_response_caps() {
+        let config: Config = toml::from_str(
+            "[server]\nheader_read_timeout = \"2s\"\nmax_connections_per_address = 8\n\
+             [sockets]\nmax_queued_bytes = 2097152\n[limits]\nmax_response_bytes = 1000\n",
+        )
+        .expect("valid config");
+        config.validate().expect("valid");
+        assert_eq!(config.server.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(
+            config.server.idle_connection_timeout,
+            Duration::from_secs(60)
+        );
+        assert_eq!(config.server.max_connections_per_address, 8);
+        assert_eq!(config.sockets.max_queued_bytes, 2 << 20);
+        assert_eq!(config.limits.max_response_bytes, 1000);
+        assert_eq!(Limits::default().max_response_bytes, 32 << 20);
+        for bad in [
+            "[server]\nmax_connections_per_address = 0\n",
+            "[server]\nheader_read_timeout = \"0s\"\n",
+            "[sockets]\nmax_queued_bytes = 1000\n",
+            "[limits]\nmax_response_bytes = 0\n",
+        ] {
+            let config: Config = toml::from_str(bad).expect("parses");
+            assert!(config.validate().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -95,7 +95,7 @@ impl Runtime {
             classes.insert(name.clone(), Arc::new(class));
         }
         let writer = CatalogWriter::start(Arc::clone(&catalog));
-        let sockets = Arc::new(Hub::new(config.events.clone()));
+        let sockets = Arc::new(Hub::new(config.events.clone(), config.sockets.clone()));
         let metrics = Metrics::default();
         let guest_logs = GuestLogs::start(
             config.logs.clone(),

@@ -7,9 +7,14 @@ use crate::bindings::podhost::object::types::Message as SocketMessage;
 use crate::capabilities::ObjectState;
 use crate::sockets::{MAX_ATTACHMENT_BYTES, MAX_CLOSE_REASON_BYTES, Outgoing, frame};
 
+/// What an entry of the outbox costs beyond its payload, so that a flood
+/// of empty messages is bounded too.
+const OUTGOING_OVERHEAD_BYTES: usize = 64;
+
 impl Host for ObjectState {
     fn send(&mut self, socket: u64, message: SocketMessage) -> Result<(), SocketError> {
         self.own_socket(socket)?;
+        self.weigh_output(&message).map_err(SocketError::TooBig)?;
         self.outbox.push(Outgoing::Send {
             socket,
             message: frame(message),
@@ -17,7 +22,17 @@ impl Host for ObjectState {
         Ok(())
     }
 
+    /// An oversized publish cannot be refused through this interface: it
+    /// is dropped with a warning and reaches no socket (0).
     fn publish(&mut self, tag: String, message: SocketMessage) -> u32 {
+        if let Err(why) = self.weigh_output(&message) {
+            tracing::warn!(
+                class = self.object.class(),
+                object = self.object.name(),
+                "a publish was dropped: {why}"
+            );
+            return 0;
+        }
         let tagged = self.sockets.count(self.object.id(), Some(&tag));
         self.outbox.push(Outgoing::Publish {
             tag,
@@ -84,6 +99,17 @@ impl Host for ObjectState {
     }
 
     fn set_auto_response(&mut self, pair: Option<(String, String)>) {
+        let max = self.sockets.socket_settings().max_message_bytes;
+        if let Some((request, response)) = &pair
+            && (request.len() > max || response.len() > max)
+        {
+            tracing::warn!(
+                class = self.object.class(),
+                object = self.object.name(),
+                "an auto-response over max_message_bytes was ignored"
+            );
+            return;
+        }
         self.sockets.set_auto_response(self.object.id(), pair);
     }
 }
@@ -97,9 +123,36 @@ impl ObjectState {
         }
     }
 
+    /// Counts a message into the event's output, unless it is over
+    /// `[sockets] max_message_bytes` or the event's messages would weigh
+    /// more than `max_queued_bytes` (no client could take them anyway).
+    fn weigh_output(&mut self, message: &SocketMessage) -> Result<(), String> {
+        let settings = self.sockets.socket_settings();
+        let bytes = match message {
+            SocketMessage::Text(text) => text.len(),
+            SocketMessage::Binary(bytes) => bytes.len(),
+        };
+        if bytes > settings.max_message_bytes {
+            return Err(format!(
+                "a message has at most {} bytes (max_message_bytes)",
+                settings.max_message_bytes
+            ));
+        }
+        let total = self.outbox_bytes + bytes + OUTGOING_OVERHEAD_BYTES;
+        if total > settings.max_queued_bytes {
+            return Err(format!(
+                "one event sends at most {} bytes of messages (max_queued_bytes)",
+                settings.max_queued_bytes
+            ));
+        }
+        self.outbox_bytes = total;
+        Ok(())
+    }
+
     /// The messages and closes of the event so far, to keep if it
     /// succeeds (or drop if it does not).
     pub fn take_outbox(&mut self) -> Vec<Outgoing> {
+        self.outbox_bytes = 0;
         std::mem::take(&mut self.outbox)
     }
 }

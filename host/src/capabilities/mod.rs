@@ -34,6 +34,8 @@ pub struct ObjectState {
     sockets: Arc<Hub>,
     /// Messages and closes of the running event, sent if its batch commits.
     outbox: Vec<Outgoing>,
+    /// What the outbox weighs (see `broadcast`), capped per event.
+    outbox_bytes: usize,
 }
 
 impl ObjectState {
@@ -52,6 +54,7 @@ impl ObjectState {
             limits,
             sockets,
             outbox: Vec::new(),
+            outbox_bytes: 0,
         }
     }
 

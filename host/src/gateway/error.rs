@@ -28,6 +28,10 @@ pub enum ApiError {
     BodyTooLarge { limit: usize },
     #[error("the object answered with an invalid response: {0}")]
     InvalidResponse(String),
+    #[error("the object's response body is larger than the limit of {limit} bytes")]
+    ResponseTooLarge { limit: usize },
+    #[error("{max} WebSocket upgrades are in progress, the server's limit; try again")]
+    TooManyHandshakes { max: usize },
     #[error(transparent)]
     TooManySockets(#[from] SocketRefused),
     #[error(transparent)]
@@ -74,7 +78,13 @@ impl ApiError {
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
-            ApiError::InvalidResponse(_) => (StatusCode::BAD_GATEWAY, "invalid_response"),
+            ApiError::InvalidResponse(_) => (StatusCode::INTERNAL_SERVER_ERROR, "invalid_response"),
+            ApiError::ResponseTooLarge { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "response_too_large")
+            }
+            ApiError::TooManyHandshakes { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "too_many_handshakes")
+            }
             ApiError::TooManySockets(_) => (StatusCode::SERVICE_UNAVAILABLE, "too_many_sockets"),
             ApiError::AccountsDisabled => (StatusCode::NOT_FOUND, "accounts_disabled"),
             ApiError::AccessDenied { .. } => (StatusCode::FORBIDDEN, "access_denied"),
@@ -137,6 +147,11 @@ impl IntoResponse for ApiError {
         }
         let body = json!({ "error": { "code": code, "message": self.to_string() } });
         let mut response = (status, Json(body)).into_response();
+        if let ApiError::TooManyHandshakes { .. } = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let ApiError::Auth(AuthError::RateLimited(wait)) = &self {
             let seconds = wait.as_secs().max(1).to_string();
             if let Ok(value) = HeaderValue::from_str(&seconds) {

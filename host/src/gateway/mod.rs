@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod connections;
 mod credentials;
 mod error;
 mod events;
@@ -11,15 +12,14 @@ mod keys;
 mod me;
 mod objects;
 mod orgs;
+mod server;
 mod sockets;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{any, delete, get, post, put};
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
@@ -74,21 +74,13 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then lets requests in flight finish
-/// and stops every object.
+/// and stops every object. Connections are held to the config's
+/// `[server]` timeouts and caps (see `server`).
 pub async fn serve(
     listener: TcpListener,
     runtime: Arc<Runtime>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    // Responses and socket frames are written whole: Nagle's algorithm
-    // would only hold small ones back waiting for an ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    // The client's address counts login attempts.
-    let app = router(Arc::clone(&runtime)).into_make_service_with_connect_info::<SocketAddr>();
     // Requests in flight get until the shutdown deadline; the events still
     // running then are cancelled, so their requests end too.
     let stopping = Arc::clone(&runtime);
@@ -96,9 +88,8 @@ pub async fn serve(
         shutdown.await;
         stopping.begin_shutdown();
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let settings = runtime.config().server.clone();
+    server::run(listener, router(Arc::clone(&runtime)), settings, shutdown).await;
     runtime.shut_down().await;
     Ok(())
 }

@@ -91,7 +91,8 @@ pub(super) async fn forward(
     check_name(name)?;
     let runtime = Arc::clone(runtime);
     let (class, name) = (class.to_string(), name.to_string());
-    let limit = runtime.class(&class)?.settings().limits.max_body_bytes;
+    let limits = runtime.class(&class)?.settings().limits.clone();
+    let limit = limits.max_body_bytes;
     if path == events::EVENTS_PATH && request.method() == Method::GET {
         let (parts, _) = request.into_parts();
         let revocation = runtime.routes().watch(&admission);
@@ -104,6 +105,10 @@ pub(super) async fn forward(
         is_credential: &|token| routes.is_credential(token),
     };
     if is_websocket_upgrade(request.headers()) {
+        let max = runtime.config().server.max_websocket_handshakes;
+        let Some(_handshake) = runtime.sockets().begin_handshake(max) else {
+            return Err(ApiError::TooManyHandshakes { max });
+        };
         let (parts, _) = request.into_parts();
         let request = object_request(&parts, path, Vec::new(), seen);
         let revocation = runtime.routes().watch(&admission);
@@ -111,7 +116,7 @@ pub(super) async fn forward(
     }
     let request = to_object_request(request, path, limit, seen).await?;
     let response = runtime.fetch(&class, &name, request).await?;
-    let mut response = from_object_response(response)?;
+    let mut response = from_object_response(response, limits.max_response_bytes)?;
     let trusted = runtime
         .config()
         .classes
@@ -207,23 +212,100 @@ fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     has(header::UPGRADE, "websocket") && has(header::CONNECTION, "upgrade")
 }
 
-pub(super) fn from_object_response(response: bindings::Response) -> Result<Response, ApiError> {
-    let status = StatusCode::from_u16(response.status).map_err(|_| {
-        ApiError::InvalidResponse(format!("status {} is not valid", response.status))
-    })?;
-    let mut out = Response::new(Body::from(response.body));
+/// Most headers an object may answer with, and their total size: far
+/// more than a real response needs, and what a client accepts.
+const MAX_RESPONSE_HEADERS: usize = 256;
+const MAX_RESPONSE_HEADER_BYTES: usize = 64 << 10;
+
+/// The HTTP response for an object's response, or `invalid_response` /
+/// `response_too_large` if it cannot be sent as it is. The event has
+/// committed by then either way: its writes stand.
+pub(super) fn from_object_response(
+    response: bindings::Response,
+    max_body_bytes: usize,
+) -> Result<Response, ApiError> {
+    let status = response_status(response.status)?;
+    let headers = response_headers(response.headers)?;
+    let body = response_body(status, response.body, max_body_bytes)?;
+    let mut out = Response::new(body);
     *out.status_mut() = status;
-    for (name, value) in response.headers {
+    *out.headers_mut() = headers;
+    credentials::drop_reserved_set_cookies(out.headers_mut());
+    Ok(out)
+}
+
+/// A final status: 1xx are not (a 101 would hand the client's connection
+/// to nobody, and the requests it had pipelined would be lost).
+fn response_status(status: u16) -> Result<StatusCode, ApiError> {
+    if !(200..=599).contains(&status) {
+        return Err(ApiError::InvalidResponse(format!(
+            "status {status} is not a final status (200 to 599)"
+        )));
+    }
+    StatusCode::from_u16(status)
+        .map_err(|_| ApiError::InvalidResponse(format!("status {status} is not valid")))
+}
+
+/// The body, handed to the connection without a copy; none for 204 and
+/// 304, which have no body (hyper then sends no length either).
+fn response_body(status: StatusCode, body: Vec<u8>, limit: usize) -> Result<Body, ApiError> {
+    if body.len() > limit {
+        return Err(ApiError::ResponseTooLarge { limit });
+    }
+    if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok(Body::empty());
+    }
+    Ok(Body::from(body))
+}
+
+/// The object's end-to-end headers, counted before any goes into a map:
+/// the host's `HeaderMap` holds at most 32,768 names and panics past that.
+fn response_headers(headers: Vec<(String, Vec<u8>)>) -> Result<HeaderMap, ApiError> {
+    if headers.len() > MAX_RESPONSE_HEADERS {
+        return Err(ApiError::InvalidResponse(format!(
+            "{} headers; at most {MAX_RESPONSE_HEADERS} are allowed",
+            headers.len()
+        )));
+    }
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
+    if bytes > MAX_RESPONSE_HEADER_BYTES {
+        return Err(ApiError::InvalidResponse(format!(
+            "{bytes} bytes of headers; at most {MAX_RESPONSE_HEADER_BYTES} are allowed"
+        )));
+    }
+    // Headers that `Connection` names are hop-by-hop as well.
+    let nominated: Vec<String> = headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, value)| {
+            String::from_utf8_lossy(value)
+                .split(',')
+                .map(|token| token.trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| ApiError::InvalidResponse(format!("header name {name:?} is not valid")))?;
-        if HOP_BY_HOP.contains(&name.as_str()) || name == header::CONTENT_LENGTH {
+        if is_hop_by_hop(&name)
+            || name == header::CONTENT_LENGTH
+            || nominated.iter().any(|n| n == name.as_str())
+        {
             continue;
         }
         let value = HeaderValue::from_bytes(&value).map_err(|_| {
             ApiError::InvalidResponse(format!("the value of header {name} is not valid"))
         })?;
-        out.headers_mut().append(name, value);
+        map.append(name, value);
     }
-    credentials::drop_reserved_set_cookies(out.headers_mut());
-    Ok(out)
+    Ok(map)
+}
+
+/// Headers about one connection, which an object has no say in.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str()) || name.as_str().starts_with("proxy-")
 }

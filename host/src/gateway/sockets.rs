@@ -52,7 +52,10 @@ pub async fn open(
         .await;
     let refused = match opened {
         Ok(SocketOutcome::Accepted) => None,
-        Ok(SocketOutcome::Refused(response)) => Some(from_object_response(response)),
+        Ok(SocketOutcome::Refused(response)) => {
+            let limit = runtime.class(&class)?.settings().limits.max_response_bytes;
+            Some(from_object_response(response, limit))
+        }
         Ok(SocketOutcome::Handled) => Some(Err(ApiError::Internal(
             "the socket was neither accepted nor refused".into(),
         ))),

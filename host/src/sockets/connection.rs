@@ -349,7 +349,10 @@ async fn write(
                 return forced;
             }
             next = queue.recv() => match next {
-                Some(message) => message,
+                Some(message) => {
+                    control.dequeued(&message);
+                    message
+                }
                 None => {
                     // Flushes the answer to a client's close, if it sent one.
                     let _ = tokio::time::timeout(ping_every, sink.close()).await;

@@ -5,7 +5,7 @@
 //! of their own, so a publish to one room does not hold up the others.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::outbox::close_frame;
 use super::{LoggedEvent, Outgoing};
-use crate::config::EventSettings;
+use crate::config::{EventSettings, SocketSettings};
 
 /// Why a socket could not be registered.
 #[derive(Debug, thiserror::Error)]
@@ -25,11 +25,14 @@ pub enum SocketRefused {
 
 pub struct Hub {
     events: EventSettings,
+    settings: SocketSettings,
     /// SSE subscribers by object.
     streams: Mutex<HashMap<String, Vec<mpsc::Sender<LoggedEvent>>>>,
     next_socket: AtomicU64,
     /// Connections whose tasks still run (closing ones included).
     connections: AtomicUsize,
+    /// WebSocket upgrades in progress (`socket-open` running).
+    handshakes: AtomicUsize,
     objects: Mutex<HashMap<String, Arc<Mutex<ObjectSockets>>>>,
     /// By object; kept while the object has no sockets, so it can set it
     /// when it activates.
@@ -94,6 +97,10 @@ struct Entry {
 pub struct Control {
     forced: Mutex<Option<(u16, String)>>,
     pub wake: Notify,
+    /// Bytes of the messages in the socket's queue.
+    queued_bytes: AtomicUsize,
+    /// Whether the hub has closed the socket for being too slow.
+    too_slow: AtomicBool,
 }
 
 impl Control {
@@ -107,6 +114,22 @@ impl Control {
     /// The close asked for, if any.
     pub fn forced(&self) -> Option<(u16, String)> {
         lock(&self.forced).take()
+    }
+
+    /// The writer took `message` off the queue.
+    pub fn dequeued(&self, message: &Message) {
+        self.queued_bytes
+            .fetch_sub(payload_bytes(message), Ordering::AcqRel);
+    }
+}
+
+/// What a message weighs in a socket's queue: its payload.
+fn payload_bytes(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(bytes) => bytes.len(),
+        Message::Ping(bytes) | Message::Pong(bytes) => bytes.len(),
+        Message::Close(frame) => frame.as_ref().map_or(0, |frame| frame.reason.len()),
     }
 }
 
@@ -125,12 +148,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hub {
-    pub fn new(events: EventSettings) -> Self {
+    pub fn new(events: EventSettings, settings: SocketSettings) -> Self {
         Hub {
             events,
+            settings,
             streams: Mutex::default(),
             next_socket: AtomicU64::default(),
             connections: AtomicUsize::default(),
+            handshakes: AtomicUsize::default(),
             objects: Mutex::default(),
             auto_responses: Mutex::default(),
         }
@@ -138,6 +163,10 @@ impl Hub {
 
     pub fn event_settings(&self) -> &EventSettings {
         &self.events
+    }
+
+    pub fn socket_settings(&self) -> &SocketSettings {
+        &self.settings
     }
 
     /// Adds an SSE subscriber of `object`'s events; it is dropped when its
@@ -294,10 +323,13 @@ impl Hub {
     }
 
     /// Hands a committed batch's messages and closes to the sockets'
-    /// queues, in order. A socket whose queue is full is too slow to keep:
-    /// it is closed (1013, try again later) rather than hold up the rest,
-    /// and its reader tells the object as for any close.
+    /// queues, in order. A socket whose queue is full (in messages or in
+    /// bytes) is too slow to keep: it is closed (1013, try again later)
+    /// rather than hold up the rest, and its reader tells the object as
+    /// for any close.
     pub fn deliver(&self, object: &str, outbox: Vec<Outgoing>) {
+        let max_bytes = self.settings.max_queued_bytes;
+        let enqueue = |socket, entry: &Entry, message| enqueue(socket, entry, message, max_bytes);
         let sockets = self.object(object);
         let mut sockets = sockets.as_deref().map(lock);
         for outgoing in outbox {
@@ -368,10 +400,26 @@ impl Hub {
         ConnectionGuard(Arc::clone(self))
     }
 
+    /// Counts a WebSocket upgrade in progress until the guard drops, unless
+    /// `max` are in progress already.
+    pub fn begin_handshake(self: &Arc<Self>, max: usize) -> Option<HandshakeGuard> {
+        let before = self.handshakes.fetch_add(1, Ordering::AcqRel);
+        let guard = HandshakeGuard(Arc::clone(self));
+        (before < max).then_some(guard)
+    }
+
     /// How many sockets are open.
     pub fn open(&self) -> usize {
         let objects: Vec<_> = lock(&self.objects).values().cloned().collect();
         objects.iter().map(|s| lock(s).sockets.len()).sum()
+    }
+}
+
+pub struct HandshakeGuard(Arc<Hub>);
+
+impl Drop for HandshakeGuard {
+    fn drop(&mut self) {
+        self.0.handshakes.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -383,17 +431,29 @@ impl Drop for ConnectionGuard {
     }
 }
 
-fn enqueue(socket: u64, entry: &Entry, message: Message) {
-    match entry.queue.try_send(message) {
-        Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            tracing::warn!(socket, "closing a socket too slow to take its messages");
-            entry
-                .control
-                .force(1013, "too slow: too many messages waiting");
+fn enqueue(socket: u64, entry: &Entry, message: Message, max_bytes: usize) {
+    let control = &entry.control;
+    if control.too_slow.load(Ordering::Acquire) {
+        return;
+    }
+    let bytes = payload_bytes(&message);
+    let queued = &control.queued_bytes;
+    let full = if queued.fetch_add(bytes, Ordering::AcqRel) + bytes > max_bytes {
+        Some("too slow: too many bytes waiting")
+    } else {
+        match entry.queue.try_send(message) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(_)) => Some("too slow: too many messages waiting"),
+            // The connection ended; its reader removes it and tells the
+            // object.
+            Err(mpsc::error::TrySendError::Closed(_)) => None,
         }
-        // The connection ended; its reader removes it and tells the object.
-        Err(mpsc::error::TrySendError::Closed(_)) => {}
+    };
+    queued.fetch_sub(bytes, Ordering::AcqRel);
+    if let Some(reason) = full {
+        control.too_slow.store(true, Ordering::Release);
+        tracing::warn!(socket, "closing a socket too slow to take its messages");
+        control.force(1013, reason);
     }
 }
 
@@ -402,7 +462,7 @@ mod tests {
     use super::*;
 
     fn hub() -> Hub {
-        Hub::new(EventSettings::default())
+        Hub::new(EventSettings::default(), SocketSettings::default())
     }
 
     fn open(hub: &Hub, object: &str, tags: &[&str]) -> (u64, mpsc::Receiver<Message>) {

@@ -224,6 +224,8 @@ async fn a_thousand_members_all_get_a_broadcast() {
     const MEMBERS: usize = 1000;
     let (server, _dir) = Server::start(Options {
         durability: "normal",
+        // Every member connects from 127.0.0.1.
+        extra_config: "[server]\nmax_connections_per_address = 2000\n",
         ..Options::default()
     })
     .await;
