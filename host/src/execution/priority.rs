@@ -1,10 +1,12 @@
-//! Thread priorities: an event that has computed for a while runs on at
-//! the lowest priority (nice 19), so short events of other objects, and
-//! the runtime's threads, get the cores first. Linux applies `nice` to one
+//! Thread priorities: an event that has computed for a while runs on at a
+//! low priority (nice 10: about a tenth of a normal thread's share when
+//! they compete), so short events of other objects, and the runtime's
+//! threads, get the cores first, while a long event still progresses
+//! towards its CPU limit on a busy machine. Linux applies `nice` to one
 //! thread when given its thread id.
 
 /// The nice value of a thread running a long event.
-const DEMOTED_NICE: libc::c_int = 19;
+const DEMOTED_NICE: libc::c_int = 10;
 
 /// This thread's kernel id, for [`demote`].
 pub fn current_thread_id() -> libc::pid_t {

@@ -69,6 +69,7 @@ fn error_code(body: &str) -> String {
 async fn long_guest_sql_stops_at_the_cpu_limit_and_stalls_no_one() {
     let options = Options {
         max_cpu_per_event: "2s",
+        extra_config: "max_wall_time_per_event = \"20s\"\n",
         ..Options::default()
     };
     let (server, _dir) = Server::start(options).await;
@@ -133,6 +134,7 @@ async fn a_single_long_sqlite_step_cannot_outrun_the_limit() {
 async fn spinning_guests_leave_the_cores_to_short_events() {
     let options = Options {
         max_cpu_per_event: "3s",
+        extra_config: "max_wall_time_per_event = \"20s\"\n",
         ..Options::default()
     };
     let (server, _dir) = Server::start(options).await;
@@ -226,6 +228,8 @@ async fn one_class_of_sleepers_cannot_take_every_instance() {
 async fn sleeping_alarms_of_one_class_do_not_delay_another_class_alarm() {
     let options = Options {
         extra_classes: vec![("sleepy", crate::support::guest("probe"))],
+        // Every client here is 127.0.0.1.
+        extra_config: "[server]\nmax_connections_per_address = 2000\n",
         ..Options::default()
     };
     let (server, _dir) = Server::start(options).await;
