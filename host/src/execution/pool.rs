@@ -6,7 +6,7 @@
 //! idle. The operating system schedules them: an event that computes for
 //! seconds is preempted like any thread, and the watchdog lowers its
 //! priority (see `priority`), so a short event on another thread gets a
-//! core within a time slice.
+//! core as soon as it wakes.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;

@@ -1,12 +1,9 @@
-//! Thread priorities: an event that has computed for a while runs on at a
-//! low priority (nice 10: about a tenth of a normal thread's share when
-//! they compete), so short events of other objects, and the runtime's
-//! threads, get the cores first, while a long event still progresses
-//! towards its CPU limit on a busy machine. Linux applies `nice` to one
-//! thread when given its thread id.
-
-/// The nice value of a thread running a long event.
-const DEMOTED_NICE: libc::c_int = 10;
+//! Thread priorities: an event that has computed for a while goes on under
+//! `SCHED_IDLE`, Linux's policy for work that should only use cores nothing
+//! else wants. A short event of another object, or a runtime thread, that
+//! wakes up takes the core at once instead of waiting for a time slice to
+//! end; on an otherwise idle machine the long event still gets all of it.
+//! Linux applies a policy to one thread when given its thread id.
 
 /// This thread's kernel id, for [`demote`].
 pub fn current_thread_id() -> libc::pid_t {
@@ -14,30 +11,34 @@ pub fn current_thread_id() -> libc::pid_t {
     unsafe { libc::gettid() }
 }
 
-/// Lowers thread `tid` of this process to the lowest priority. Raising a
-/// nice value needs no privilege.
+/// Moves thread `tid` of this process to `SCHED_IDLE`, which needs no
+/// privilege.
 pub fn demote(tid: libc::pid_t) {
-    // SAFETY: setpriority only reads its arguments; a wrong id fails.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, DEMOTED_NICE) };
-    if rc != 0 {
+    if set_policy(tid, libc::SCHED_IDLE).is_err() {
         tracing::debug!(tid, error = %std::io::Error::last_os_error(), "cannot lower a guest thread's priority");
     }
 }
 
-/// Puts the calling thread back to the normal priority if a long event
-/// lowered it. Returns false when it cannot (lowering a nice value needs
+/// Puts the calling thread back to the normal policy if a long event
+/// lowered it. Returns false when it cannot (leaving `SCHED_IDLE` needs
 /// `CAP_SYS_NICE` or `RLIMIT_NICE`): the thread should then end, and a new
 /// one take its place.
 pub fn restore() -> bool {
     let tid = current_thread_id();
-    // SAFETY: as above. -1 is a valid nice value, so errno is not checked:
-    // anything but 0 is restored below, and a failure to read shows there.
-    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
-    if nice == 0 {
+    // SAFETY: sched_getscheduler only reads the thread's policy.
+    if unsafe { libc::sched_getscheduler(tid) } != libc::SCHED_IDLE {
         return true;
     }
-    // SAFETY: as above.
-    unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 0) == 0 }
+    set_policy(tid, libc::SCHED_OTHER).is_ok()
+}
+
+fn set_policy(tid: libc::pid_t, policy: libc::c_int) -> Result<(), ()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: reads `param`; a wrong id or a refused change fails.
+    match unsafe { libc::sched_setscheduler(tid, policy, &param) } {
+        0 => Ok(()),
+        _ => Err(()),
+    }
 }
 
 #[cfg(test)]
@@ -50,12 +51,15 @@ mod tests {
             let tid = current_thread_id();
             demote(tid);
             // SAFETY: as above.
-            let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
-            assert_eq!(nice, DEMOTED_NICE);
-            let privileged = restore();
+            assert_eq!(unsafe { libc::sched_getscheduler(tid) }, libc::SCHED_IDLE);
+            let restored = restore();
             // SAFETY: as above.
-            let after = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
-            assert_eq!(privileged, after == 0, "restore says whether it worked");
+            let after = unsafe { libc::sched_getscheduler(tid) };
+            assert_eq!(
+                restored,
+                after == libc::SCHED_OTHER,
+                "restore says whether it worked"
+            );
         })
         .join()
         .expect("the thread ran");
