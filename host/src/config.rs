@@ -506,8 +506,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Most linear memory one instance may use.
     pub max_memory_bytes: usize,
-    /// Most CPU an event may use (wasm, SQL and host calls); a guest still
-    /// running then is stopped.
+    /// Longest an event may compute (wasm, SQL and host calls, and waiting
+    /// for a core; not waiting on a host future); then it is stopped.
     #[serde(with = "humantime_serde")]
     pub max_cpu_per_event: Duration,
     /// Longest an event may take, waiting included (a guest sleeping, say).

@@ -193,7 +193,7 @@ mod tests {
         let budget = Arc::new(MemoryBudget::new(1 << 30));
         let mut limits = limits(1 << 20, &budget);
         assert!(matches!(limits.tick(), Ok(UpdateDeadline::Continue(1))));
-        let stop = Arc::new(Stop::default());
+        let stop = Arc::new(Stop::starting_now());
         let times = Budget {
             cpu: Duration::from_secs(1),
             wall: Duration::from_secs(2),

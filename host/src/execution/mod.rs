@@ -24,7 +24,7 @@ use wasmtime::Engine;
 
 use pool::GuestPool;
 pub use pool::JobLost;
-pub use watchdog::{Budget, EventWatch, Stop, Verdict, Watchdog};
+pub use watchdog::{Budget, EventWatch, Stop, Verdict, Watchdog, metered};
 
 /// How often the watchdog looks and the epoch advances: the granularity of
 /// the CPU and wall-clock limits.

@@ -19,6 +19,11 @@ pub fn demote(tid: libc::pid_t) {
     }
 }
 
+/// Puts thread `tid` back to the normal policy, if allowed.
+pub fn promote(tid: libc::pid_t) {
+    let _ = set_policy(tid, libc::SCHED_OTHER);
+}
+
 /// Puts the calling thread back to the normal policy if a long event
 /// lowered it. Returns false when it cannot (leaving `SCHED_IDLE` needs
 /// `CAP_SYS_NICE` or `RLIMIT_NICE`): the thread should then end, and a new

@@ -1,19 +1,24 @@
 //! The watchdog: every tick it looks at each running event and stops the
 //! ones past their CPU or wall-clock limit, wherever they are.
 //!
-//! - CPU is the event's thread's own CPU time (`CLOCK_THREAD_CPUTIME_ID`):
-//!   wasm, SQL and every host call count, and time spent waiting does not.
-//! - Wall-clock time covers waiting too (a guest sleeping, say).
+//! - The CPU limit counts the time an event computes or is ready to: wasm,
+//!   SQL and every host call, and time its thread waits for a core on a
+//!   busy host (so the limit fires at its setting whatever the load, and a
+//!   demoted event cannot linger). Time the event waits on a host future
+//!   (a guest sleeping, say) does not count: [`metered`] measures it.
+//! - Wall-clock time covers waiting too.
 //! - Stopping sets the event's [`Stop`], which the epoch callback turns
 //!   into a trap inside wasm; interrupts SQLite (`sqlite3_interrupt`), which
 //!   ends a statement at its next VM step; and wakes the event's task, which
 //!   drops a guest that is waiting on a host future.
-//! - An event that has computed past [`DEMOTE_AFTER`] has its thread
-//!   lowered to the lowest priority, so it takes no core from short events.
+//! - An event whose thread has used [`DEMOTE_AFTER`] of CPU time (its own
+//!   clock, `CLOCK_THREAD_CPUTIME_ID`) has its thread lowered to
+//!   `SCHED_IDLE`, so it takes no core from short events.
 //! - At shutdown's deadline, every running event is stopped the same way,
 //!   and events that start afterwards are stopped at once.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -44,16 +49,57 @@ pub struct Budget {
     pub wall: Duration,
 }
 
-/// Shared by a running event and the watchdog: set once, when the event
-/// must stop.
-#[derive(Default)]
+/// Shared by a running event and the watchdog: how long the event has
+/// been active, and the verdict, given once, when it must stop.
 pub struct Stop {
-    /// 0 while running; see [`Stop::encode`].
+    started: Instant,
+    /// 0 while running; then 1 CPU, 2 wall, 3 shutdown.
     verdict: AtomicU8,
     woken: Notify,
+    /// Nanoseconds since `started` spent waiting on host futures, and
+    /// when the current wait began (`NOT_WAITING` if none).
+    waited: AtomicU64,
+    waiting_since: AtomicU64,
 }
 
+const NOT_WAITING: u64 = u64::MAX;
+
 impl Stop {
+    pub fn starting_now() -> Self {
+        Stop {
+            started: Instant::now(),
+            verdict: AtomicU8::new(0),
+            woken: Notify::new(),
+            waited: AtomicU64::new(0),
+            waiting_since: AtomicU64::new(NOT_WAITING),
+        }
+    }
+
+    /// Time since the event started, less the time it waited on host
+    /// futures.
+    pub fn active(&self) -> Duration {
+        let now = nanos(self.started.elapsed());
+        let mut waited = self.waited.load(Ordering::Acquire);
+        let since = self.waiting_since.load(Ordering::Acquire);
+        if since != NOT_WAITING {
+            waited = waited.saturating_add(now.saturating_sub(since));
+        }
+        Duration::from_nanos(now.saturating_sub(waited))
+    }
+
+    fn stop_waiting(&self) {
+        let since = self.waiting_since.swap(NOT_WAITING, Ordering::AcqRel);
+        if since != NOT_WAITING {
+            let waited = nanos(self.started.elapsed()).saturating_sub(since);
+            self.waited.fetch_add(waited, Ordering::AcqRel);
+        }
+    }
+
+    fn start_waiting(&self) {
+        self.waiting_since
+            .store(nanos(self.started.elapsed()), Ordering::Release);
+    }
+
     /// Why the event must stop, if it must.
     pub fn verdict(&self, budget: Budget) -> Option<Verdict> {
         match self.verdict.load(Ordering::Acquire) {
@@ -95,10 +141,28 @@ impl Stop {
     }
 }
 
+/// Runs `future`, counting the time it waits (returns `Pending`) as not
+/// active for `stop`.
+pub async fn metered<F: Future>(stop: &Stop, future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        stop.stop_waiting();
+        let poll = future.as_mut().poll(cx);
+        if poll.is_pending() {
+            stop.start_waiting();
+        }
+        poll
+    })
+    .await
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX - 1)
+}
+
 struct Watched {
     stop: Arc<Stop>,
     budget: Budget,
-    started: Instant,
     clock: libc::clockid_t,
     cpu_at_start: Duration,
     tid: libc::pid_t,
@@ -162,9 +226,8 @@ impl Watchdog {
     pub fn watch(self: &Arc<Self>, budget: Budget) -> EventWatch {
         let clock = own_cpu_clock();
         let watched = Watched {
-            stop: Arc::default(),
+            stop: Arc::new(Stop::starting_now()),
             budget,
-            started: Instant::now(),
             clock,
             cpu_at_start: cpu_time(clock),
             tid: priority::current_thread_id(),
@@ -193,9 +256,9 @@ impl Watchdog {
                 watched.demoted = true;
                 priority::demote(watched.tid);
             }
-            let verdict = if cpu >= watched.budget.cpu {
+            let verdict = if watched.stop.active() >= watched.budget.cpu {
                 Some(Verdict::Cpu(watched.budget.cpu))
-            } else if watched.started.elapsed() >= watched.budget.wall {
+            } else if watched.stop.started.elapsed() >= watched.budget.wall {
                 Some(Verdict::Wall(watched.budget.wall))
             } else {
                 None
@@ -226,11 +289,17 @@ impl Watchdog {
 }
 
 fn stop_event(watched: &Watched, verdict: Verdict) {
-    if watched.stop.give(verdict)
-        && let Some(sql) = &watched.sql
-    {
+    if !watched.stop.give(verdict) {
+        return;
+    }
+    if let Some(sql) = &watched.sql {
         // Safe while the event is registered: its database is open.
         sql.interrupt();
+    }
+    if watched.demoted {
+        // So that it unwinds now rather than when the host is idle; this
+        // needs `CAP_SYS_NICE`, and without it the thread unwinds later.
+        priority::promote(watched.tid);
     }
 }
 
@@ -264,23 +333,30 @@ mod tests {
 
     const SHORT: Duration = Duration::from_millis(50);
 
-    #[test]
-    fn computing_past_the_cpu_limit_is_stopped_and_waiting_is_not_cpu() {
+    #[tokio::test]
+    async fn computing_past_the_cpu_limit_is_stopped_and_waiting_is_not_counted() {
         let watchdog = Arc::new(Watchdog::default());
         let budget = Budget {
             cpu: SHORT,
             wall: Duration::from_secs(60),
         };
         let watch = watchdog.watch(budget);
-        std::thread::sleep(SHORT * 2);
+        metered(watch.stop(), tokio::time::sleep(SHORT * 2)).await;
         watchdog.tick();
-        assert_eq!(watch.verdict(), None, "sleeping uses no CPU");
+        assert_eq!(watch.verdict(), None, "waiting on a future is not active");
+        assert!(watch.stop().active() < SHORT, "{:?}", watch.stop().active());
         let started = Instant::now();
         while !watch.stop().is_stopped() && started.elapsed() < Duration::from_secs(10) {
             std::hint::black_box((0..10_000u64).sum::<u64>());
             watchdog.tick();
         }
         assert_eq!(watch.verdict(), Some(Verdict::Cpu(SHORT)));
+        // Stopped within a few ticks of the limit.
+        assert!(
+            started.elapsed() < SHORT + Duration::from_millis(30),
+            "{:?}",
+            started.elapsed()
+        );
         drop(watch);
         assert_eq!(watchdog.running(), 0);
     }

@@ -48,7 +48,7 @@ use crate::capabilities::alarms::write_alarm;
 use crate::capabilities::events::{Backlog, read_backlog};
 use crate::config::ClassSettings;
 use crate::engine::Class;
-use crate::execution::{Budget, EventWatch, Verdict};
+use crate::execution::{Budget, EventWatch, Verdict, metered};
 use crate::limits::{Cancelled, EventLimits, LimitExceeded};
 use crate::runtime::Runtime;
 use crate::sockets::{LoggedEvent, MAX_TAG_BYTES, MAX_TAGS, Outgoing};
@@ -598,7 +598,7 @@ impl Actor {
         // the next epoch tick, one running SQL is interrupted.
         let outcome = tokio::select! {
             biased;
-            outcome = call => outcome,
+            outcome = metered(watch.stop(), call) => outcome,
             () = watch.stop().stopped() => Err(wasmtime::Error::msg("stopped while waiting")),
         };
         let verdict = watch.verdict();

@@ -191,6 +191,56 @@ async fn a_sleeping_guest_is_stopped_at_the_wall_clock_limit() {
 }
 
 #[tokio::test]
+async fn limits_fire_within_a_tenth_of_their_setting() {
+    let options = Options {
+        max_cpu_per_event: "2s",
+        extra_config: "max_wall_time_per_event = \"3s\"\n",
+        ..Options::default()
+    };
+    let (server, _dir) = Server::start(options).await;
+    let endless_sql = json!({
+        "query": "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n"
+    })
+    .to_string();
+    let cases = [
+        (
+            "/objects/probe/loop/spin",
+            String::new(),
+            "cpu_limit_exceeded",
+            2000,
+        ),
+        (
+            "/objects/probe/cte/sql",
+            endless_sql,
+            "cpu_limit_exceeded",
+            2000,
+        ),
+        (
+            "/objects/probe/nap/sleep",
+            String::new(),
+            "wall_time_exceeded",
+            3000,
+        ),
+    ];
+    for (path, body, code, limit_ms) in cases {
+        let started = Instant::now();
+        let (status, answer) = server.post(path, body).await;
+        let took = started.elapsed();
+        assert_eq!(
+            (status, error_code(&answer).as_str()),
+            (500, code),
+            "{path}: {answer}"
+        );
+        let limit = Duration::from_millis(limit_ms);
+        assert!(
+            took >= limit && took <= limit + limit / 10,
+            "{path}: the limit of {limit:?} fired after {took:?}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn one_class_of_sleepers_cannot_take_every_instance() {
     // 30 sleeping objects of one class, with room for 26 instances and a
     // share of 4 running events per class: before, every new object of
