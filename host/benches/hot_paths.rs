@@ -116,9 +116,9 @@ fn hot_paths(c: &mut Criterion) {
         limits: Limits::default(),
     };
     let existing = small_data.path().join("bench.sqlite");
-    drop(Database::open(&existing, &settings).expect("create"));
+    drop(Database::open(&existing, &settings.database()).expect("create"));
     c.bench_function("storage: open an existing object database", |b| {
-        b.iter(|| Database::open(&existing, &settings).expect("open"));
+        b.iter(|| Database::open(&existing, &settings.database()).expect("open"));
     });
 
     let select = br#"{"query": "SELECT 1"}"#;

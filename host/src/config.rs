@@ -641,6 +641,18 @@ pub struct ClassSettings {
     pub access: Access,
 }
 
+impl ClassSettings {
+    /// What an object's database needs of these.
+    pub fn database(&self) -> crate::storage::DatabaseSettings {
+        crate::storage::DatabaseSettings {
+            durability: self.durability,
+            max_storage_bytes: self.limits.max_storage_bytes,
+            max_sql_length: self.limits.max_sql_length,
+            max_sql_parameters: self.limits.max_sql_parameters,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {

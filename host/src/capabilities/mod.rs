@@ -2,7 +2,7 @@
 //! interface, all implemented on [`ObjectState`], the data of an object's
 //! wasmtime `Store`.
 
-pub(crate) mod alarms;
+mod alarms;
 mod broadcast;
 mod context;
 pub(crate) mod events;
@@ -36,6 +36,8 @@ pub struct ObjectState {
     outbox: Vec<Outgoing>,
     /// What the outbox weighs (see `broadcast`), capped per event.
     outbox_bytes: usize,
+    /// The running event set or cancelled the alarm.
+    alarm_changed: bool,
 }
 
 impl ObjectState {
@@ -55,6 +57,7 @@ impl ObjectState {
             sockets,
             outbox: Vec::new(),
             outbox_bytes: 0,
+            alarm_changed: false,
         }
     }
 
@@ -65,6 +68,12 @@ impl ObjectState {
     /// Gives the database back when the instance is dropped.
     pub fn into_database(self) -> Database {
         self.db
+    }
+
+    /// Whether the event that just ran set or cancelled the alarm (and
+    /// forgets it, for the next event).
+    pub fn take_alarm_change(&mut self) -> bool {
+        std::mem::take(&mut self.alarm_changed)
     }
 
     pub fn limits(&mut self) -> &mut EventLimits {

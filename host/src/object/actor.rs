@@ -41,10 +41,10 @@ use wasmtime::{PoolConcurrencyLimitError, Store};
 use super::ObjectAddr;
 use super::event::{Event, EventError, SocketEvent, SocketOutcome};
 use super::registry::Spawn;
+use crate::alarms::write_alarm;
 use crate::bindings::podhost::object::types::{Message as SocketMessage, SocketAccept};
 use crate::bindings::{Object, Request, Response};
 use crate::capabilities::ObjectState;
-use crate::capabilities::alarms::write_alarm;
 use crate::capabilities::events::{Backlog, read_backlog};
 use crate::config::ClassSettings;
 use crate::engine::Class;
@@ -142,6 +142,8 @@ pub(crate) struct Actor {
     /// Socket messages and closes of the batch's successful events, sent
     /// when it commits.
     outbox: Vec<Outgoing>,
+    /// An event of the batch that was kept set or cancelled the alarm.
+    alarm_changed: bool,
 }
 
 impl Actor {
@@ -154,6 +156,7 @@ impl Actor {
             last_active: now_ms(),
             indexed_alarm: None,
             outbox: Vec::new(),
+            alarm_changed: false,
         };
         tokio::spawn(actor.run(start));
     }
@@ -605,6 +608,7 @@ impl Actor {
         drop(watch);
         // Sent only if the event's writes are kept.
         let outbox = store.data_mut().take_outbox();
+        let alarm_changed = store.data_mut().take_alarm_change();
         let db = store.data_mut().database();
         if let Some(verdict) = verdict {
             // Whatever the guest returned, it broke a limit (or the host is
@@ -618,6 +622,7 @@ impl Actor {
             Ok(returned) if returned.succeeded() => match db.end_event() {
                 Ok(()) => {
                     self.outbox.extend(outbox);
+                    self.alarm_changed |= alarm_changed;
                     self.state = State::Live { store, bindings };
                     Ok(returned)
                 }
@@ -880,7 +885,7 @@ fn open_database(
     settings: &ClassSettings,
     object: &ObjectAddr,
 ) -> Result<Database, EventError> {
-    Database::open(path, settings).map_err(|error| {
+    Database::open(path, &settings.database()).map_err(|error| {
         tracing::error!(
             object = object.name(),
             class = object.class(),

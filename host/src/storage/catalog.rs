@@ -32,6 +32,20 @@ const SCHEMA: &str = "
     CREATE INDEX IF NOT EXISTS objects_by_class ON objects (class, name);
 ";
 
+/// The alarm index, read and written by `alarms::index`.
+const ALARM_INDEX_SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS alarms (
+        id TEXT PRIMARY KEY,
+        class TEXT NOT NULL,
+        name TEXT NOT NULL,
+        -- When to deliver next: the alarm's time, or a retry's.
+        at_ms INTEGER NOT NULL,
+        -- Failed attempts so far at delivering this alarm.
+        retries INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX IF NOT EXISTS alarms_by_time ON alarms (at_ms);
+";
+
 /// An object as the catalog knows it. Times are milliseconds since the
 /// Unix epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -82,7 +96,7 @@ impl Catalog {
         let conn = connect(data_dir, durability)?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(super::alarm_index::SCHEMA)?;
+        conn.execute_batch(ALARM_INDEX_SCHEMA)?;
         Ok(Catalog {
             conn: Mutex::new(conn),
         })
@@ -104,7 +118,9 @@ impl Catalog {
         })
     }
 
-    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    /// The connection, for the catalog's tables kept by other modules (the
+    /// alarm index: `alarms::index`).
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -2,7 +2,6 @@
 //! internal tables inside it, the authorizer that guards them, and the
 //! catalog of them all.
 
-mod alarm_index;
 mod authorizer;
 pub mod catalog;
 mod claim;
@@ -13,9 +12,8 @@ mod lock;
 mod memory;
 mod template;
 
-pub use alarm_index::{DueAlarm, IndexedAlarm};
 pub use authorizer::{RESERVED_PREFIX, mentions_reserved_name};
-pub use database::{Database, Durability, MigrationFailed};
+pub use database::{Database, Durability, MigrationFailed, Settings as DatabaseSettings};
 pub use layout::DataDir;
 pub use lock::DataDirLock;
 pub use memory::configure_sqlite;

@@ -1,12 +1,12 @@
 //! The actor's side of alarms: firing them, retrying failed ones with
 //! backoff, and keeping the catalog's alarm index in step with the alarm
 //! in the object's database (early entries are harmless, late ones are
-//! missed alarms: see `storage::alarm_index`).
+//! missed alarms: see `alarms::index`).
 
 use super::{Actor, Call, Returned, State};
-use crate::capabilities::alarms::read_alarm;
+use crate::alarms::{IndexedAlarm, read_alarm};
+use crate::storage::Database;
 use crate::storage::catalog::now_ms;
-use crate::storage::{Database, IndexedAlarm};
 
 /// The object's alarm after a batch: `None` if no event touched it.
 pub(super) type AlarmAfterBatch = Option<Option<i64>>;
@@ -97,10 +97,10 @@ impl Actor {
     /// Before a batch commits: the alarm its events left, if they touched
     /// it, already in the index if it is earlier than what is there.
     pub(super) fn alarm_before_commit(&mut self) -> AlarmAfterBatch {
-        let db = self.database()?;
-        if !db.take_alarm_change() {
+        if !std::mem::take(&mut self.alarm_changed) {
             return None;
         }
+        let db = self.database()?;
         let stored = match read_alarm(db.host()) {
             Ok(stored) => stored,
             Err(error) => {
@@ -194,7 +194,7 @@ impl Actor {
 fn clear_alarm(db: &mut Database) -> rusqlite::Result<()> {
     db.begin_event()?;
     let cleared = db
-        .host_write(|conn| crate::capabilities::alarms::write_alarm(conn, None))
+        .host_write(|conn| crate::alarms::write_alarm(conn, None))
         .and_then(|()| db.end_event());
     match cleared {
         Ok(()) => db.commit(),

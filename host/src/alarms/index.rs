@@ -9,22 +9,20 @@
 //! missed alarm, so an actor writes an earlier time to the index *before*
 //! the commit that sets it, and a later time or a removal only after.
 
+//!
+//! Its table is made with the catalog's (`storage::catalog`), which also
+//! drops an object's entry when the object is deleted.
+//!
+//! Writes to it are a deliberate synchronous step of the event path: an
+//! actor writes an earlier entry before its batch commits (one upsert in
+//! the catalog, `fsync`ed when the catalog's durability is full), so that
+//! no crash can leave the index later than the object. It runs on the
+//! guest thread, holds the catalog's lock only for that statement, and
+//! happens only in batches that change their object's alarm.
+
 use rusqlite::{OptionalExtension, params};
 
-use super::catalog::Catalog;
-
-pub(super) const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS alarms (
-        id TEXT PRIMARY KEY,
-        class TEXT NOT NULL,
-        name TEXT NOT NULL,
-        -- When to deliver next: the alarm's time, or a retry's.
-        at_ms INTEGER NOT NULL,
-        -- Failed attempts so far at delivering this alarm.
-        retries INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX IF NOT EXISTS alarms_by_time ON alarms (at_ms);
-";
+use crate::storage::catalog::Catalog;
 
 /// An object's entry in the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

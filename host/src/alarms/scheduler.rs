@@ -1,7 +1,7 @@
 //! The scheduler that wakes objects whose alarm is due.
 //!
 //! It reads due entries from the catalog's alarm index (see
-//! `storage::alarm_index`) and delivers an `alarm` event to each object,
+//! `alarms::index`) and delivers an `alarm` event to each object,
 //! activating hibernated ones. The object's actor does the rest: it checks
 //! its own database, runs the handler, and moves or removes the entry
 //! (later, for a retry; to the next alarm; or away). An object gets at
@@ -14,10 +14,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::{DueAlarm, IndexedAlarm};
 use crate::object::EventError;
 use crate::runtime::Runtime;
 use crate::storage::catalog::now_ms;
-use crate::storage::{DueAlarm, IndexedAlarm};
 
 /// Alarm events delivered and not yet finished, at most.
 const MAX_IN_FLIGHT: usize = 256;
