@@ -42,9 +42,12 @@ async fn a_flood_of_guest_output_is_dropped_counted_and_noticed() {
         .lines()
         .filter(|l| l.contains("podhost::guest") && l.contains("xxxx"))
         .count();
+    // The 64 KiB burst, plus what 16 KiB/s refills while the flood runs
+    // (a second or more on a busy machine): about 65 lines, 17 a second.
+    let allowed = (65_536 + 16_384 * (took.as_secs() + 1)) / 1_000;
     assert!(
-        (1..=100).contains(&kept),
-        "only the burst's worth of lines is logged: {kept}"
+        (1..=allowed as usize).contains(&kept),
+        "only the burst's worth of lines is logged: {kept} of at most {allowed}"
     );
     let notices = log
         .lines()

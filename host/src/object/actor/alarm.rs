@@ -3,7 +3,7 @@
 //! in the object's database (early entries are harmless, late ones are
 //! missed alarms: see `alarms::index`).
 
-use super::{Actor, Call, Returned, State};
+use super::{Actor, dispatch};
 use crate::alarms::{IndexedAlarm, read_alarm};
 use crate::storage::Database;
 use crate::storage::catalog::now_ms;
@@ -19,16 +19,13 @@ impl Actor {
         let watch = self.watch();
         let activated = self.activate(&watch).await;
         drop(watch);
-        let stored = match activated {
-            Ok((mut store, bindings)) => {
-                let stored = read_alarm(store.data_mut().database().host());
-                self.state = State::Live { store, bindings };
-                stored
-            }
-            Err(error) => {
-                self.alarm_failed(retries, &error.to_string());
-                return;
-            }
+        if let Err(error) = activated {
+            self.alarm_failed(retries, &error.to_string());
+            return;
+        }
+        let stored = match self.state.database() {
+            Some(db) => read_alarm(db.host()),
+            None => Ok(None),
         };
         let scheduled = match stored {
             Ok(Some(at)) if at <= now => at,
@@ -40,17 +37,16 @@ impl Actor {
             }
         };
         self.runtime.metrics().events.inc();
-        let failure = match self.run_event(Call::Alarm(retries)).await {
-            Ok(Returned::Alarm(Ok(()))) => None,
-            Ok(Returned::Alarm(Err(message))) => Some(message),
-            Ok(_) => unreachable!("alarm returns no response"),
+        let failure = match self.run_event(dispatch::Alarm(retries)).await {
+            Ok(Ok(())) => None,
+            Ok(Err(message)) => Some(message),
             Err(error) => Some(error.to_string()),
         };
         if let Some(message) = failure {
             if let Some(db) = self.database() {
                 db.rollback();
             }
-            self.outbox.clear();
+            self.batch.lose();
             self.alarm_failed(retries, &message);
             return;
         }
@@ -59,12 +55,12 @@ impl Actor {
             if let Some(db) = self.database() {
                 db.rollback();
             }
-            self.discard_live();
-            self.outbox.clear();
+            self.state.discard();
+            self.batch.lose();
             self.alarm_failed(retries, &format!("its writes could not be saved: {error}"));
             return;
         }
-        self.send_outbox();
+        self.batch.release(self.runtime.sockets(), self.object.id());
         self.runtime.metrics().alarm_fired(scheduled, now_ms());
         // The handler cleared the alarm, unless it set another.
         self.index_exactly(after.flatten());
@@ -78,7 +74,7 @@ impl Actor {
             // A leftover entry wakes the object once and is removed then.
             Ok(None) => return,
             Err(error) => {
-                tracing::error!(object = self.object.name(), %error, "cannot read the alarm");
+                tracing::error!(%error, "cannot read the alarm");
                 return;
             }
         };
@@ -89,7 +85,7 @@ impl Actor {
             }
             Ok(_) => self.index(at, 0),
             Err(error) => {
-                tracing::error!(object = self.object.name(), %error, "cannot read the alarm index");
+                tracing::error!(%error, "cannot read the alarm index");
             }
         }
     }
@@ -97,14 +93,14 @@ impl Actor {
     /// Before a batch commits: the alarm its events left, if they touched
     /// it, already in the index if it is earlier than what is there.
     pub(super) fn alarm_before_commit(&mut self) -> AlarmAfterBatch {
-        if !std::mem::take(&mut self.alarm_changed) {
+        if !self.batch.take_alarm_change() {
             return None;
         }
         let db = self.database()?;
         let stored = match read_alarm(db.host()) {
             Ok(stored) => stored,
             Err(error) => {
-                tracing::error!(object = self.object.name(), %error, "cannot read the alarm");
+                tracing::error!(%error, "cannot read the alarm");
                 return None;
             }
         };
@@ -131,21 +127,13 @@ impl Actor {
         if retries < settings.max_retries {
             let retry = retries + 1;
             let delay = settings.backoff(retry);
-            tracing::warn!(
-                object = self.object.name(),
-                class = self.object.class(),
-                retry,
-                ?delay,
-                "alarm failed, will retry: {why}"
-            );
+            tracing::warn!(retry, ?delay, "alarm failed, will retry: {why}");
             self.runtime.metrics().alarm_retries.inc();
             let at = now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
             self.index(at, retry);
             return;
         }
         tracing::error!(
-            object = self.object.name(),
-            class = self.object.class(),
             attempts = retries + 1,
             "alarm dropped after its last attempt failed: {why}"
         );
@@ -154,7 +142,7 @@ impl Actor {
             && let Err(error) = clear_alarm(db)
         {
             // It stays stored, and fires again when the object next opens.
-            tracing::error!(object = self.object.name(), %error, "cannot clear a dropped alarm");
+            tracing::error!(%error, "cannot clear a dropped alarm");
         }
         self.index_exactly(None);
     }
@@ -165,7 +153,7 @@ impl Actor {
             None => {
                 self.indexed_alarm = None;
                 if let Err(error) = self.runtime.catalog().unindex_alarm(self.object.id()) {
-                    tracing::error!(object = self.object.name(), %error, "cannot update the alarm index");
+                    tracing::error!(%error, "cannot update the alarm index");
                 }
             }
         }
@@ -184,7 +172,7 @@ impl Actor {
                 self.runtime.alarms().wake();
             }
             Err(error) => {
-                tracing::error!(object = object.name(), %error, "cannot update the alarm index");
+                tracing::error!(%error, "cannot update the alarm index");
             }
         }
     }

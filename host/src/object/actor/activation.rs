@@ -1,0 +1,174 @@
+//! Activation: opening the object's database, making an instance around
+//! it, and running the class's pending migrations, all under the watch of
+//! the event that needs the instance.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use wasmtime::{PoolConcurrencyLimitError, Store};
+
+use super::Actor;
+use super::state::Live;
+use crate::capabilities::ObjectState;
+use crate::config::ClassSettings;
+use crate::execution::{Budget, EventWatch, Verdict};
+use crate::limits::{EventLimits, LimitExceeded};
+use crate::object::event::EventError;
+use crate::storage::Database;
+use crate::storage::catalog::{CatalogUpdate, now_ms};
+
+impl Actor {
+    /// A watch for an event about to run, with the class's limits.
+    pub(super) fn watch(&self) -> EventWatch {
+        let limits = &self.class.settings().limits;
+        self.runtime.executor().watchdog().watch(Budget {
+            cpu: limits.max_cpu_per_event,
+            wall: limits.max_wall_time_per_event,
+        })
+    }
+
+    /// The error for an event the watchdog stopped.
+    pub(super) fn stopped(&self, verdict: Verdict) -> EventError {
+        match LimitExceeded::from_verdict(verdict) {
+            Some(limit) => {
+                tracing::warn!("event stopped: {limit}");
+                EventError::LimitExceeded(limit)
+            }
+            None => EventError::ShuttingDown,
+        }
+    }
+
+    /// Makes the object live if it is not: opens its database, makes an
+    /// instance and runs the class's pending migrations. The work counts
+    /// toward the event `watch` watches.
+    pub(super) async fn activate(&mut self, watch: &EventWatch) -> Result<(), EventError> {
+        if let Some(verdict) = watch.verdict() {
+            return Err(self.stopped(verdict));
+        }
+        if let Some(live) = self.state.live() {
+            watch.watch_sql(live.store.data_mut().database().interrupt_handle());
+            return Ok(());
+        }
+        if self.state.database().is_none() {
+            let path = self
+                .runtime
+                .data_dir()
+                .object_database(self.object.class(), self.object.id());
+            self.last_active = now_ms();
+            let db = open_database(&path, self.class.settings())?;
+            self.runtime
+                .record(CatalogUpdate::Seen(self.sighting(None)));
+            self.reconcile_alarm(&db);
+            self.state.opened(db);
+        }
+        let Some(db) = self.state.take_database() else {
+            return Err(EventError::Activation);
+        };
+        watch.watch_sql(db.interrupt_handle());
+        let mut live = self.instantiate(db, watch).await?;
+        self.runtime.metrics().activations.inc();
+        let migrated = live.store.data_mut().database().is_migrated();
+        self.state.instantiated(live);
+        if !migrated {
+            let failed = match (self.migrate().await, watch.verdict()) {
+                (_, Some(verdict)) => Some(self.stopped(verdict)),
+                (Err(error), None) => Some(error),
+                (Ok(()), None) => None,
+            };
+            if let Some(error) = failed {
+                // Close the database too: the next activation reopens it
+                // and tries the migrations again.
+                self.state.discard();
+                self.close().await;
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// An instance around `db`; on failure the database stays open,
+    /// dormant, for the next try.
+    async fn instantiate(&mut self, db: Database, watch: &EventWatch) -> Result<Live, EventError> {
+        let limits = EventLimits::new(
+            self.class.settings().limits.max_memory_bytes,
+            Arc::clone(self.runtime.guest_memory()),
+        );
+        let state = ObjectState::new(
+            Arc::clone(&self.object),
+            db,
+            limits,
+            Arc::clone(self.runtime.sockets()),
+            self.runtime.guest_logs(),
+        );
+        let mut store = Store::new(self.runtime.engine(), state);
+        store.limiter(|state| state.limits());
+        store.epoch_deadline_callback(|mut store| store.data_mut().limits().tick());
+        store
+            .data_mut()
+            .limits()
+            .start_event(Arc::clone(watch.stop()), watch.budget());
+        store.set_epoch_deadline(1);
+        match self.class.instantiate(&mut store).await {
+            Ok(bindings) => Ok(Live { store, bindings }),
+            Err(error) => {
+                self.state.opened(store.into_data().into_database());
+                if let Some(verdict) = watch.verdict() {
+                    return Err(self.stopped(verdict));
+                }
+                if error.is::<PoolConcurrencyLimitError>() {
+                    tracing::warn!("no room for another instance: {error}");
+                    return Err(EventError::TooManyActive);
+                }
+                if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
+                    tracing::warn!("activation stopped: {limit}");
+                    return Err(EventError::LimitExceeded(limit.clone()));
+                }
+                tracing::error!("activation failed: {error:?}");
+                Err(EventError::Activation)
+            }
+        }
+    }
+
+    /// Runs the class's pending migrations on the live instance's database.
+    async fn migrate(&mut self) -> Result<(), EventError> {
+        let class = Arc::clone(&self.class);
+        let Some(live) = self.state.live() else {
+            return Err(EventError::Activation);
+        };
+        let migrations = match class.known_migrations() {
+            Some(migrations) => migrations,
+            None => {
+                let declared = live
+                    .bindings
+                    .podhost_object_handler()
+                    .call_migrations(&mut live.store)
+                    .await
+                    .map_err(|trap| {
+                        tracing::error!("listing the migrations trapped: {trap:?}");
+                        EventError::Activation
+                    })?;
+                class.learn_migrations(declared)
+            }
+        };
+        match live.store.data_mut().database().migrate(&migrations) {
+            Ok(0) => Ok(()),
+            Ok(count) => {
+                tracing::info!(count, "migrated");
+                Ok(())
+            }
+            Err(failure) => {
+                tracing::error!("{failure}");
+                Err(EventError::Migration(failure))
+            }
+        }
+    }
+}
+
+/// Opens the object's database. This runs on a guest thread: creating a
+/// new file costs a few `fsync`s, and they hold up no one else.
+fn open_database(path: &Path, settings: &ClassSettings) -> Result<Database, EventError> {
+    Database::open(path, &settings.database()).map_err(|error| {
+        tracing::error!("cannot open the database: {error:#}");
+        EventError::Activation
+    })
+}

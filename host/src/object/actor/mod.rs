@@ -1,0 +1,568 @@
+//! The actor of one object: a task that owns the object's store (instance
+//! and database) and runs its events strictly one at a time.
+//!
+//! - [`state`]: the lifecycle (`Closed`, `Dormant`, `Live`) and its
+//!   transitions; hibernation (after `idle_timeout`, or when asked to make
+//!   room) closes the database, then leaves the registry, so a successor
+//!   never opens the file while this actor holds it.
+//! - [`activation`]: opening, instantiating, migrating.
+//! - [`dispatch`]: the handler exports, typed end to end.
+//! - [`batch`]: the output gate.
+//! - `alarm`: firing the alarm, retries, the catalog's index.
+//!
+//! Execution: the actor's task lives on the runtime's threads, but only
+//! waits there. For its object's events it takes a turn of its class's
+//! share and hands itself and its mailbox to a guest thread (see
+//! `execution`), which runs batches while more events wait, up to
+//! [`TIME_SLICE`], and hands them back. Every event runs under the
+//! watchdog, from activation to its handler's return, in a span naming the
+//! object and the event's kind.
+//!
+//! Group commit: the events already waiting in the mailbox run as one
+//! batch in one transaction, each in its own savepoint (a failed event
+//! rolls back only its own writes). The batch commits once, and only then
+//! do its responses leave (the output gate), so a response never shows a
+//! write that was not kept. A lone event never waits for company.
+
+mod activation;
+mod alarm;
+mod batch;
+mod dispatch;
+mod state;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rusqlite::ErrorCode;
+use tokio::sync::mpsc;
+use tracing::Instrument as _;
+
+use self::batch::{Batch, Held};
+use self::dispatch::Handler;
+use self::state::{Live, State};
+use super::ObjectAddr;
+use super::event::{Event, EventError, SocketEvent, SocketOutcome};
+use super::registry::Spawn;
+use crate::alarms::write_alarm;
+use crate::bindings::{Request, Response};
+use crate::capabilities::events::{Backlog, read_backlog};
+use crate::engine::Class;
+use crate::execution::metered;
+use crate::limits::{Cancelled, LimitExceeded};
+use crate::runtime::Runtime;
+use crate::sockets::LoggedEvent;
+use crate::storage::Database;
+use crate::storage::catalog::{CatalogUpdate, ObjectSeen, now_ms};
+
+/// How long a guest thread keeps running one object's waiting events
+/// before it gives the thread (and its class's turn) to others.
+const TIME_SLICE: Duration = Duration::from_millis(10);
+
+pub(crate) struct Actor {
+    runtime: Arc<Runtime>,
+    object: Arc<ObjectAddr>,
+    class: Arc<Class>,
+    state: State,
+    /// What the open batch holds back until it commits.
+    batch: Batch,
+    /// When the last batch started, for the catalog (ms since the epoch).
+    last_active: i64,
+    /// When the catalog's alarm index says to wake this object, as far as
+    /// this actor knows.
+    indexed_alarm: Option<i64>,
+    /// Names the object in every log line of its events.
+    span: tracing::Span,
+}
+
+impl Actor {
+    pub fn spawn(runtime: Arc<Runtime>, object: Arc<ObjectAddr>, class: Arc<Class>, start: Spawn) {
+        let span = tracing::info_span!("object", class = class.name(), name = object.name());
+        let actor = Actor {
+            runtime,
+            object,
+            class,
+            state: State::default(),
+            batch: Batch::default(),
+            last_active: now_ms(),
+            indexed_alarm: None,
+            span: span.clone(),
+        };
+        tokio::spawn(actor.run(start).instrument(span));
+    }
+
+    async fn run(self, start: Spawn) {
+        let Spawn {
+            mut mailbox,
+            generation,
+            alive,
+        } = start;
+        let idle_timeout = self.runtime.config().idle_timeout;
+        let mut actor = self;
+        let mut next = None;
+        loop {
+            let event = match next.take() {
+                Some(event) => event,
+                None => match tokio::time::timeout(idle_timeout, mailbox.recv()).await {
+                    Ok(Some(event)) => event,
+                    // The host is shutting down and the mailbox is drained.
+                    Ok(None) => break,
+                    Err(_idle) => {
+                        if actor.hibernate(generation, &mailbox, false).await {
+                            break;
+                        }
+                        continue;
+                    }
+                },
+            };
+            match event {
+                Event::Hibernate => {
+                    if actor.hibernate(generation, &mailbox, true).await {
+                        break;
+                    }
+                }
+                Event::Delete { reply } => {
+                    let _ = reply.send(actor.delete().await);
+                }
+                guest_event => {
+                    let Some(turn) = actor.class.turn().await else {
+                        break;
+                    };
+                    let runtime = Arc::clone(&actor.runtime);
+                    let span = actor.span.clone();
+                    let ran = runtime
+                        .executor()
+                        .run(move |handle| {
+                            let (mut actor, mut mailbox) = (actor, mailbox);
+                            let span = actor.span.clone();
+                            let next = handle.block_on(
+                                actor.run_guest(guest_event, &mut mailbox).instrument(span),
+                            );
+                            (actor, mailbox, next)
+                        })
+                        .await;
+                    drop(turn);
+                    match ran {
+                        Ok((back, its_mailbox, control)) => {
+                            (actor, mailbox, next) = (back, its_mailbox, control);
+                        }
+                        Err(lost) => {
+                            // The object's instance and database went with
+                            // the thread; the next event starts a new actor.
+                            span.in_scope(|| tracing::error!("{lost}"));
+                            drop(alive);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        actor.close().await;
+        drop(alive);
+    }
+
+    /// On a guest thread: runs `first` and the events queued behind it for
+    /// up to a time slice. Returns the event to handle next, if it has one
+    /// it did not run (hibernate, delete, or the next after the slice).
+    async fn run_guest(
+        &mut self,
+        first: Event,
+        mailbox: &mut mpsc::Receiver<Event>,
+    ) -> Option<Event> {
+        let started = Instant::now();
+        let mut event = Some(first);
+        while let Some(current) = event.take() {
+            let control = match current {
+                batch @ (Event::Fetch { .. } | Event::Socket { .. }) => {
+                    self.run_batch(batch, mailbox).await
+                }
+                Event::Subscribe {
+                    after,
+                    subscriber,
+                    reply,
+                } => {
+                    let _ = reply.send(self.subscribe(after, subscriber).await);
+                    None
+                }
+                Event::Alarm { retries, reply } => {
+                    self.last_active = now_ms();
+                    self.fire_alarm(retries).await;
+                    let _ = reply.send(());
+                    None
+                }
+                control @ (Event::Hibernate | Event::Delete { .. }) => return Some(control),
+            };
+            event = control.or_else(|| mailbox.try_recv().ok());
+            if started.elapsed() >= TIME_SLICE {
+                return event;
+            }
+        }
+        None
+    }
+
+    /// Closes the object, then leaves the registry unless events arrived
+    /// meanwhile (the next one reopens). `early` when asked to make room
+    /// rather than idle. Returns whether the actor should stop.
+    async fn hibernate(
+        &mut self,
+        generation: u64,
+        mailbox: &mpsc::Receiver<Event>,
+        early: bool,
+    ) -> bool {
+        self.close().await;
+        if !self
+            .runtime
+            .objects()
+            .retire(self.object.id(), generation, mailbox)
+        {
+            return false;
+        }
+        let metrics = self.runtime.metrics();
+        if early {
+            &metrics.evictions
+        } else {
+            &metrics.hibernations
+        }
+        .inc();
+        tracing::debug!(early, "hibernating");
+        true
+    }
+
+    /// Drops the instance and closes the database, off the runtime's
+    /// threads: closing checkpoints the WAL and syncs the file.
+    async fn close(&mut self) {
+        self.record_close();
+        let closed = self.state.close();
+        if matches!(closed, State::Closed) {
+            return;
+        }
+        if let Err(error) = tokio::task::spawn_blocking(move || drop(closed)).await {
+            tracing::error!(%error, "closing the object panicked");
+        }
+    }
+
+    /// Closes the object and removes its files and catalog entry.
+    async fn delete(&mut self) -> Result<bool, EventError> {
+        self.close().await;
+        let data = self.runtime.data_dir().clone();
+        let (class, id) = (
+            self.object.class().to_string(),
+            self.object.id().to_string(),
+        );
+        let removed =
+            tokio::task::spawn_blocking(move || data.remove_object_files(&class, &id)).await;
+        let existed = match removed {
+            Ok(Ok(existed)) => existed,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "cannot delete");
+                return Err(EventError::DeleteFailed);
+            }
+            Err(error) => {
+                tracing::error!(%error, "deleting panicked");
+                return Err(EventError::DeleteFailed);
+            }
+        };
+        self.runtime.record(CatalogUpdate::Removed {
+            id: self.object.id().to_string(),
+        });
+        self.runtime.sockets().forget_object(self.object.id());
+        tracing::info!(existed, "deleted");
+        Ok(existed)
+    }
+
+    /// Tells the catalog the object was active, and its size if its
+    /// database is open.
+    fn record_close(&mut self) {
+        let Some(size) = self.state.database().map(|db| db.size().unwrap_or(0)) else {
+            return;
+        };
+        self.runtime
+            .record(CatalogUpdate::Seen(self.sighting(Some(size))));
+    }
+
+    fn sighting(&self, size_bytes: Option<u64>) -> ObjectSeen {
+        ObjectSeen {
+            id: self.object.id().to_string(),
+            class: self.object.class().to_string(),
+            name: self.object.name().to_string(),
+            at: self.last_active,
+            size_bytes,
+        }
+    }
+
+    /// Runs `first` and whatever is already queued behind it, up to the
+    /// configured batch size and delay, then commits them together.
+    /// Returns the event other than a request that ended the batch, if any.
+    async fn run_batch(
+        &mut self,
+        first: Event,
+        mailbox: &mut mpsc::Receiver<Event>,
+    ) -> Option<Event> {
+        let config = self.runtime.config();
+        let (max_events, max_delay) = (
+            config.group_commit_max_events,
+            config.group_commit_max_delay,
+        );
+        let started = Instant::now();
+        self.last_active = now_ms();
+        let mut count = 0;
+        let mut next = Some(first);
+        let mut control = None;
+        while let Some(event) = next.take() {
+            match event {
+                Event::Fetch { request, reply } => {
+                    self.runtime.metrics().events.inc();
+                    let result = self.fetch(&request).await;
+                    self.batch.hold(Held::Fetch { reply, result });
+                }
+                Event::Socket {
+                    socket,
+                    happened,
+                    reply,
+                } => {
+                    self.runtime.metrics().events.inc();
+                    let result = self.socket_event(socket, happened).await;
+                    self.batch.hold(Held::Socket { reply, result });
+                }
+                control_event => {
+                    control = Some(control_event);
+                    break;
+                }
+            }
+            count += 1;
+            if self.state.database().is_some_and(|db| db.batch_lost()) {
+                // An event's statement (ON CONFLICT ROLLBACK, RAISE(ROLLBACK))
+                // or SQLite itself ended the whole transaction: the writes of
+                // every event so far are gone, and so is what their
+                // responses may show. Fail them; the batch goes on afresh.
+                tracing::warn!("an event rolled back its whole batch");
+                self.runtime.metrics().failures.inc();
+                if let Some(db) = self.state.database() {
+                    db.forget_lost_batch();
+                }
+                self.state.discard();
+                self.batch.lose();
+            }
+            if count < max_events && started.elapsed() < max_delay {
+                next = mailbox.try_recv().ok();
+            }
+        }
+        self.end_batch();
+        control
+    }
+
+    /// Commits the open batch and lets its outputs go, or, if the commit
+    /// fails, rolls it back and answers every event that its writes were
+    /// lost.
+    fn end_batch(&mut self) {
+        let alarm = self.alarm_before_commit();
+        if let Err(error) = self.commit() {
+            tracing::error!(%error, "commit failed");
+            self.runtime.metrics().failures.inc();
+            if let Some(db) = self.state.database() {
+                db.rollback();
+            }
+            self.state.discard();
+            self.batch.lose();
+        } else {
+            self.alarm_after_commit(alarm);
+            self.batch.release(self.runtime.sockets(), self.object.id());
+        }
+    }
+
+    /// Commits the batch, if one is open. It runs on a guest thread, so a
+    /// commit waiting for `fsync` holds up no one else.
+    fn commit(&mut self) -> rusqlite::Result<()> {
+        let Some(db) = self.state.database() else {
+            return Ok(());
+        };
+        let committed = db.commit();
+        if committed.is_ok() {
+            self.runtime.metrics().commits.inc();
+        }
+        committed
+    }
+
+    /// Reads what an SSE client missed and registers it for what comes
+    /// next, in one step between batches: no committed event is missed or
+    /// sent twice.
+    async fn subscribe(
+        &mut self,
+        after: Option<u64>,
+        subscriber: mpsc::Sender<LoggedEvent>,
+    ) -> Result<Backlog, EventError> {
+        let watch = self.watch();
+        self.activate(&watch).await?;
+        drop(watch);
+        let backlog = match (after, self.state.database()) {
+            (Some(after), Some(db)) => read_backlog(db.host(), after),
+            _ => Ok(Backlog::default()),
+        };
+        let backlog = backlog.map_err(|error| {
+            tracing::error!(%error, "cannot read the event log");
+            EventError::EventLog
+        })?;
+        self.runtime
+            .sockets()
+            .subscribe(self.object.id(), subscriber);
+        Ok(backlog)
+    }
+
+    /// Runs `fetch` in its own savepoint of the batch's transaction.
+    async fn fetch(&mut self, request: &Request) -> Result<Response, EventError> {
+        let (Ok(response) | Err(response)) = self.run_event(dispatch::Fetch(request)).await?;
+        Ok(response)
+    }
+
+    /// Runs a socket event in its own savepoint of the batch's transaction.
+    async fn socket_event(
+        &mut self,
+        socket: u64,
+        happened: SocketEvent,
+    ) -> Result<SocketOutcome, EventError> {
+        let handled = match &happened {
+            SocketEvent::Open(request) => {
+                let open = dispatch::SocketOpen { socket, request };
+                return Ok(match self.run_event(open).await? {
+                    Ok(accept) => {
+                        self.runtime
+                            .sockets()
+                            .set_tags(self.object.id(), socket, accept.tags);
+                        SocketOutcome::Accepted
+                    }
+                    Err(response) => SocketOutcome::Refused(response),
+                });
+            }
+            SocketEvent::Message(message) => {
+                self.run_event(dispatch::SocketMessageEvent { socket, message })
+                    .await?
+            }
+            SocketEvent::Close {
+                code,
+                reason,
+                attachment,
+            } => {
+                self.run_event(dispatch::SocketClose {
+                    socket,
+                    code: *code,
+                    reason,
+                    attachment,
+                })
+                .await?
+            }
+        };
+        if let Err(message) = handled {
+            tracing::debug!(socket, "socket event failed: {message}");
+        }
+        Ok(SocketOutcome::Handled)
+    }
+
+    /// Runs one handler export in its own savepoint of the batch's
+    /// transaction: keeps its writes if it succeeded, undoes them if it
+    /// returned an error, and drops the instance if it trapped.
+    async fn run_event<H: Handler>(&mut self, call: H) -> Result<H::Returned, EventError> {
+        let span = tracing::debug_span!("event", kind = H::KIND);
+        self.run_event_in_span(call).instrument(span).await
+    }
+
+    async fn run_event_in_span<H: Handler>(&mut self, call: H) -> Result<H::Returned, EventError> {
+        let fresh = !self.state.is_live();
+        let watch = self.watch();
+        self.activate(&watch).await?;
+        let Some(Live { store, bindings }) = self.state.live() else {
+            return Err(EventError::Activation);
+        };
+        store
+            .data_mut()
+            .limits()
+            .start_event(Arc::clone(watch.stop()), watch.budget());
+        store.set_epoch_deadline(1);
+        let db = store.data_mut().database();
+        let begun = db.begin_event().and_then(|()| {
+            if H::CLEARS_ALARM {
+                db.host_write(|conn| write_alarm(conn, None))
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(error) = begun {
+            tracing::error!(%error, "cannot begin a transaction");
+            db.undo_event();
+            self.state.discard();
+            return Err(EventError::Commit);
+        }
+        let guest = bindings.podhost_object_handler();
+        // A guest waiting on a host future (a sleep, say) when the
+        // watchdog stops it is dropped there; one running wasm traps at
+        // the next epoch tick, one running SQL is interrupted.
+        let outcome = tokio::select! {
+            biased;
+            outcome = metered(watch.stop(), call.invoke(guest, store)) => outcome,
+            () = watch.stop().stopped() => Err(wasmtime::Error::msg("stopped while waiting")),
+        };
+        let verdict = watch.verdict();
+        drop(watch);
+        // Sent only if the event's writes are kept.
+        let outbox = store.data_mut().take_outbox();
+        let alarm_changed = store.data_mut().take_alarm_change();
+        let db = store.data_mut().database();
+        if let Some(verdict) = verdict {
+            // Whatever the guest returned, it broke a limit (or the host is
+            // going away): nothing of the event stands.
+            db.undo_event();
+            self.runtime.metrics().failures.inc();
+            self.state.discard();
+            return Err(self.stopped(verdict));
+        }
+        match outcome {
+            Ok(returned) if H::succeeded(&returned) => match db.end_event() {
+                Ok(()) => {
+                    self.batch.keep(outbox, alarm_changed);
+                    Ok(returned)
+                }
+                Err(error) if error.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                    db.undo_event();
+                    Err(EventError::DeferredConstraint)
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot keep the event's writes");
+                    db.undo_event();
+                    self.state.discard();
+                    Err(EventError::Commit)
+                }
+            },
+            Ok(returned) => {
+                db.undo_event();
+                if fresh {
+                    // The instance was built in this event (the guest's
+                    // activation, say, created its tables), and that was
+                    // undone with it: the next event builds a new one.
+                    self.state.discard();
+                }
+                Ok(returned)
+            }
+            Err(trap) => {
+                db.undo_event();
+                self.runtime.metrics().failures.inc();
+                self.state.discard();
+                if trap.is::<Cancelled>() {
+                    return Err(EventError::ShuttingDown);
+                }
+                match trap.downcast_ref::<LimitExceeded>() {
+                    Some(limit) => {
+                        tracing::warn!("event stopped: {limit}");
+                        Err(EventError::LimitExceeded(limit.clone()))
+                    }
+                    None => {
+                        tracing::warn!("event trapped: {trap:?}");
+                        Err(EventError::Trapped)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The database, wherever it is (in the live store or kept dormant).
+    fn database(&mut self) -> Option<&mut Database> {
+        self.state.database()
+    }
+}
