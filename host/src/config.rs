@@ -32,6 +32,12 @@ use serde::Deserialize;
 
 use crate::storage::Durability;
 
+mod limits;
+
+pub use limits::{
+    KV, KvLimits, LimitOverrides, Limits, MAX_EVENT_NAME_BYTES, MAX_OBJECT_NAME_BYTES,
+};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -494,120 +500,6 @@ impl Access {
             Access::Key => "key",
             Access::Admin => "admin",
         }
-    }
-}
-
-/// What one event or object of a class may use. A breach fails only that
-/// event, with an error naming the limit.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Largest request body; larger ones get 413.
-    pub max_body_bytes: usize,
-    /// Most linear memory one instance may use.
-    pub max_memory_bytes: usize,
-    /// Longest an event may compute (wasm, SQL and host calls, and waiting
-    /// for a core; not waiting on a host future); then it is stopped.
-    #[serde(with = "humantime_serde")]
-    pub max_cpu_per_event: Duration,
-    /// Longest an event may take, waiting included (a guest sleeping, say).
-    #[serde(with = "humantime_serde", alias = "max_wall_per_event")]
-    pub max_wall_time_per_event: Duration,
-    /// Largest an object's database may grow; writes beyond it get a
-    /// `storage-full` error.
-    pub max_storage_bytes: u64,
-    /// Longest SQL text one statement may have.
-    pub max_sql_length: u32,
-    /// Most `?` parameters one statement may have.
-    pub max_sql_parameters: u32,
-    /// Largest response body an object may answer with; a larger one is
-    /// replaced by a 500 `response_too_large`.
-    pub max_response_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_body_bytes: 1 << 20,
-            max_memory_bytes: 128 << 20,
-            max_cpu_per_event: Duration::from_secs(30),
-            max_wall_time_per_event: Duration::from_secs(60),
-            max_storage_bytes: 1 << 30,
-            max_sql_length: 100_000,
-            max_sql_parameters: 999,
-            max_response_bytes: 32 << 20,
-        }
-    }
-}
-
-/// A class's `[classes.<name>.limits]`: any of [`Limits`]' fields.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitOverrides {
-    pub max_body_bytes: Option<usize>,
-    pub max_memory_bytes: Option<usize>,
-    #[serde(with = "humantime_serde::option")]
-    pub max_cpu_per_event: Option<Duration>,
-    #[serde(
-        default,
-        with = "humantime_serde::option",
-        alias = "max_wall_per_event"
-    )]
-    pub max_wall_time_per_event: Option<Duration>,
-    pub max_storage_bytes: Option<u64>,
-    pub max_sql_length: Option<u32>,
-    pub max_sql_parameters: Option<u32>,
-    pub max_response_bytes: Option<usize>,
-}
-
-impl Limits {
-    /// These limits with a class's overrides applied.
-    pub fn overridden_by(&self, overrides: &LimitOverrides) -> Limits {
-        Limits {
-            max_body_bytes: overrides.max_body_bytes.unwrap_or(self.max_body_bytes),
-            max_memory_bytes: overrides.max_memory_bytes.unwrap_or(self.max_memory_bytes),
-            max_cpu_per_event: overrides
-                .max_cpu_per_event
-                .unwrap_or(self.max_cpu_per_event),
-            max_wall_time_per_event: overrides
-                .max_wall_time_per_event
-                .unwrap_or(self.max_wall_time_per_event),
-            max_storage_bytes: overrides
-                .max_storage_bytes
-                .unwrap_or(self.max_storage_bytes),
-            max_sql_length: overrides.max_sql_length.unwrap_or(self.max_sql_length),
-            max_sql_parameters: overrides
-                .max_sql_parameters
-                .unwrap_or(self.max_sql_parameters),
-            max_response_bytes: overrides
-                .max_response_bytes
-                .unwrap_or(self.max_response_bytes),
-        }
-    }
-
-    fn validate(&self, whose: &str) -> anyhow::Result<()> {
-        let tick = crate::execution::TICK;
-        if self.max_cpu_per_event < tick || self.max_wall_time_per_event < tick {
-            bail!(
-                "{whose}: max_cpu_per_event and max_wall_time_per_event must be at least {tick:?}"
-            );
-        }
-        if self.max_memory_bytes < 1 << 20 {
-            bail!("{whose}: max_memory_bytes must be at least 1 MiB");
-        }
-        if self.max_storage_bytes < 64 << 10 {
-            bail!("{whose}: max_storage_bytes must be at least 64 KiB");
-        }
-        if self.max_sql_length < 1024 || self.max_sql_length > 1 << 30 {
-            bail!("{whose}: max_sql_length must be between 1 KiB and 1 GiB");
-        }
-        if self.max_sql_parameters > 32_766 {
-            bail!("{whose}: max_sql_parameters must be at most 32766");
-        }
-        if self.max_response_bytes == 0 {
-            bail!("{whose}: max_response_bytes must be at least 1");
-        }
-        Ok(())
     }
 }
 

@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::bindings::podhost::object::events::Host;
 use crate::bindings::{StorageError, StorageErrorCode};
 use crate::capabilities::ObjectState;
+use crate::config::MAX_EVENT_NAME_BYTES;
 use crate::sockets::{LoggedEvent, Outgoing};
 
 /// What an SSE client missed: the logged events after the id it saw.
@@ -54,16 +55,13 @@ pub(crate) fn read_backlog(conn: &Connection, after: u64) -> rusqlite::Result<Ba
     Ok(Backlog { gap, events })
 }
 
-/// The longest event name.
-const MAX_NAME_BYTES: usize = 64;
-
 impl Host for ObjectState {
     fn publish(&mut self, name: String, data: String) -> Result<u64, StorageError> {
         let settings = self.sockets.event_settings();
-        if name.is_empty() || name.len() > MAX_NAME_BYTES || name.contains(['\n', '\r']) {
+        if name.is_empty() || name.len() > MAX_EVENT_NAME_BYTES || name.contains(['\n', '\r']) {
             return Err(StorageError::new(
                 StorageErrorCode::Invalid,
-                format!("an event name has 1 to {MAX_NAME_BYTES} bytes and no line breaks"),
+                format!("an event name has 1 to {MAX_EVENT_NAME_BYTES} bytes and no line breaks"),
             ));
         }
         if data.len() > settings.max_data_bytes {

@@ -7,15 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use crate::bindings::podhost::object::kv::{Host, ListOptions};
 use crate::bindings::{StorageError, StorageErrorCode};
 use crate::capabilities::ObjectState;
-
-/// Longest key, in bytes.
-const MAX_KEY_BYTES: usize = 2048;
-/// Largest value, in bytes.
-const MAX_VALUE_BYTES: usize = 2 << 20;
-/// Most keys in one `get-many` or `put-many`.
-const MAX_BATCH: usize = 128;
-/// Most bytes one `list` may return.
-const MAX_LIST_BYTES: usize = 32 << 20;
+use crate::config::KV;
 
 impl Host for ObjectState {
     fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, StorageError> {
@@ -150,11 +142,12 @@ fn prefix_successor(prefix: &str) -> Option<String> {
 }
 
 fn check_list_size(bytes: usize) -> Result<(), StorageError> {
-    if bytes > MAX_LIST_BYTES {
+    if bytes > KV.max_list_bytes {
         return Err(StorageError::new(
             StorageErrorCode::TooBig,
             format!(
-                "the listed entries exceed {MAX_LIST_BYTES} bytes: pass a limit and list in pages"
+                "the listed entries exceed {} bytes: pass a limit and list in pages",
+                KV.max_list_bytes
             ),
         ));
     }
@@ -162,12 +155,13 @@ fn check_list_size(bytes: usize) -> Result<(), StorageError> {
 }
 
 fn check_key(key: &str) -> Result<(), StorageError> {
-    if key.len() > MAX_KEY_BYTES {
+    if key.len() > KV.max_key_bytes {
         return Err(StorageError::new(
             StorageErrorCode::TooBig,
             format!(
-                "the key is {} bytes long; the limit is {MAX_KEY_BYTES}",
-                key.len()
+                "the key is {} bytes long; the limit is {}",
+                key.len(),
+                KV.max_key_bytes
             ),
         ));
     }
@@ -176,12 +170,13 @@ fn check_key(key: &str) -> Result<(), StorageError> {
 
 fn check_entry(key: &str, value: &[u8]) -> Result<(), StorageError> {
     check_key(key)?;
-    if value.len() > MAX_VALUE_BYTES {
+    if value.len() > KV.max_value_bytes {
         return Err(StorageError::new(
             StorageErrorCode::TooBig,
             format!(
-                "the value of {key:?} is {} bytes; the limit is {MAX_VALUE_BYTES}",
-                value.len()
+                "the value of {key:?} is {} bytes; the limit is {}",
+                value.len(),
+                KV.max_value_bytes
             ),
         ));
     }
@@ -189,10 +184,10 @@ fn check_entry(key: &str, value: &[u8]) -> Result<(), StorageError> {
 }
 
 fn check_batch(len: usize) -> Result<(), StorageError> {
-    if len > MAX_BATCH {
+    if len > KV.max_batch {
         return Err(StorageError::new(
             StorageErrorCode::TooBig,
-            format!("{len} keys in one call; the limit is {MAX_BATCH}"),
+            format!("{len} keys in one call; the limit is {}", KV.max_batch),
         ));
     }
     Ok(())
@@ -279,14 +274,22 @@ mod tests {
 
     #[test]
     fn limits_are_enforced() {
+        assert!(check_key(&"k".repeat(KV.max_key_bytes)).is_ok());
         assert_eq!(
-            check_key(&"k".repeat(MAX_KEY_BYTES + 1)).map_err(|e| e.code),
+            check_key(&"k".repeat(KV.max_key_bytes + 1)).map_err(|e| e.code),
             Err(StorageErrorCode::TooBig)
         );
+        assert!(check_entry("k", &vec![0; KV.max_value_bytes]).is_ok());
         assert_eq!(
-            check_entry("k", &vec![0; MAX_VALUE_BYTES + 1]).map_err(|e| e.code),
+            check_entry("k", &vec![0; KV.max_value_bytes + 1]).map_err(|e| e.code),
             Err(StorageErrorCode::TooBig)
         );
-        assert!(check_batch(MAX_BATCH).is_ok());
+        assert!(check_batch(KV.max_batch).is_ok());
+        assert_eq!(
+            check_batch(KV.max_batch + 1).map_err(|e| e.code),
+            Err(StorageErrorCode::TooBig)
+        );
+        assert!(check_list_size(KV.max_list_bytes).is_ok());
+        assert!(check_list_size(KV.max_list_bytes + 1).is_err());
     }
 }

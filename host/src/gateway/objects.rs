@@ -14,8 +14,7 @@ use super::{ApiError, admin, credentials, events, sockets};
 use crate::accounts::{Admission, Caller};
 use crate::bindings;
 use crate::bindings::podhost::object::types as wit;
-use crate::config::Access;
-use crate::object::MAX_NAME_BYTES;
+use crate::config::{Access, MAX_OBJECT_NAME_BYTES};
 use crate::runtime::Runtime;
 
 /// Headers about the client connection, not the message; never forwarded.
@@ -69,9 +68,9 @@ pub(super) fn by_name(
 
 /// Refuses an object name the host would not store.
 pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
-    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+    if name.is_empty() || name.len() > MAX_OBJECT_NAME_BYTES {
         return Err(ApiError::BadRequest(format!(
-            "an object name must be 1 to {MAX_NAME_BYTES} bytes long"
+            "an object name must be 1 to {MAX_OBJECT_NAME_BYTES} bytes long"
         )));
     }
     Ok(())

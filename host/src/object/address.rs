@@ -11,9 +11,6 @@ use std::borrow::Cow;
 use sha2::{Digest, Sha256};
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
-/// The longest object name accepted, in bytes.
-pub const MAX_NAME_BYTES: usize = 512;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectAddr {
     class: String,

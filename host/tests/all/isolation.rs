@@ -20,7 +20,7 @@ fn background(
     count: usize,
     path: &str,
     body: serde_json::Value,
-) -> Vec<tokio::task::JoinHandle<(u16, String, Duration)>> {
+) -> Vec<Background> {
     (0..count)
         .map(|i| {
             let request = server
@@ -40,6 +40,33 @@ fn background(
             })
         })
         .collect()
+}
+
+type Background = tokio::task::JoinHandle<(u16, String, Duration)>;
+
+/// Waits until `count` objects are live: the background requests that
+/// load the host have reached their objects, so what is measured next
+/// runs beside them, however slowly they started.
+async fn wait_until_active(server: &Server, count: u64) {
+    assert!(
+        server
+            .metric_becomes("podhost_objects_active", Duration::from_secs(10), |n| n
+                >= count)
+            .await,
+        "only {} of {count} loading objects became live",
+        server.metric("podhost_objects_active").await
+    );
+}
+
+/// Asserts that at least `count` of `load` are still running: they were
+/// there for the whole measurement that just ended, so it measured
+/// something.
+fn assert_still_loaded(load: &[Background], count: usize) {
+    let running = load.iter().filter(|request| !request.is_finished()).count();
+    assert!(
+        running >= count,
+        "only {running} loading requests were still running at the end of the measurement"
+    );
 }
 
 /// The slowest of `rounds` requests each to `/healthz` and to a counter.
@@ -81,8 +108,10 @@ async fn long_guest_sql_stops_at_the_cpu_limit_and_stalls_no_one() {
     });
     let mut hogs = background(&server, 2, "/objects/probe/cte-{i}/sql", endless);
     hogs.extend(background(&server, 2, "/objects/probe/blob-{i}/sql", heavy));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until_active(&server, 4).await;
     let slowest = slowest_light_request(&server, 10).await;
+    // Two hogs are enough to fill both cores.
+    assert_still_loaded(&hogs, 2);
     assert!(
         slowest < LIGHT,
         "light requests waited {slowest:?} behind guest SQL"
@@ -139,8 +168,9 @@ async fn spinning_guests_leave_the_cores_to_short_events() {
     };
     let (server, _dir) = Server::start(options).await;
     let spins = background(&server, 4, "/objects/probe/spin-{i}/spin", json!(null));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until_active(&server, 4).await;
     let slowest = slowest_light_request(&server, 10).await;
+    assert_still_loaded(&spins, 2);
     assert!(
         slowest < LIGHT,
         "light requests waited {slowest:?} behind spinning guests"
@@ -258,7 +288,8 @@ async fn one_class_of_sleepers_cannot_take_every_instance() {
         "/objects/sleepy/s-{i}/sleep?ms=3000",
         json!(null),
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The class's share (4) is running.
+    wait_until_active(&server, 4).await;
     for round in 0..5 {
         let started = Instant::now();
         let (status, body) = server
@@ -267,6 +298,9 @@ async fn one_class_of_sleepers_cannot_take_every_instance() {
         assert_eq!(status, 200, "another class is served: {body}");
         assert!(started.elapsed() < LIGHT, "{:?}", started.elapsed());
     }
+    // More sleepers than the share still wait: the class held all it may
+    // throughout.
+    assert_still_loaded(&sleepers, 5);
     for sleeper in sleepers {
         let (status, body, _) = sleeper.await.expect("sleeper");
         assert_eq!(status, 200, "each sleeper gets its turn: {body}");
@@ -329,7 +363,9 @@ async fn shutdown_cancels_events_still_running_at_its_deadline() {
         "/objects/probe/late/sleep?ms=40000",
         json!(null),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The sleeper is in its event, not still on its way to the server
+    // (where it would be refused for shutting down all the same).
+    wait_until_active(&server, 1).await;
     let started = Instant::now();
     server.stop().await;
     assert!(

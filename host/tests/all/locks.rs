@@ -128,6 +128,10 @@ async fn extending_moves_the_expiry() {
     let (server, _dir) = Server::start(Options::default()).await;
     let (_, held) = acquire(&server, "long-job", "worker-1", 700).await;
     let token = held["token"].clone();
+    // The positive control: a lock taken with the same TTL and left alone,
+    // in the same object (on the same alarm).
+    let (status, control) = acquire(&server, "control", "worker-3", 700).await;
+    assert_eq!(status, 200, "{control}");
     let (status, extended) = call(
         &server,
         "long-job",
@@ -139,7 +143,16 @@ async fn extending_moves_the_expiry() {
     assert!(extended["expires_at_ms"].as_i64() > held["expires_at_ms"].as_i64());
     assert!(extended.get("token").is_none());
 
-    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    // Once the control has expired by alarm, the first TTL has passed and
+    // the alarm has run: an expiry of the extended lock would show now.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            log(&server).await.len() == 3
+        })
+        .await,
+        "the control lock expired by alarm: {:?}",
+        log(&server).await
+    );
     let (_, state) = server
         .get_json(&format!("{NAMESPACE}/locks/long-job"))
         .await;
@@ -147,7 +160,15 @@ async fn extending_moves_the_expiry() {
         state["held"], true,
         "still held past the first TTL: {state}"
     );
-    assert_eq!(log(&server).await.len(), 1, "no expiry was logged");
+    assert_eq!(
+        log(&server).await,
+        [
+            entry("long-job", "acquired", "worker-1"),
+            entry("control", "acquired", "worker-3"),
+            entry("control", "expired", "worker-3"),
+        ],
+        "only the control expired"
+    );
 
     let (status, wrong) = call(
         &server,

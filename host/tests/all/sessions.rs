@@ -112,14 +112,31 @@ async fn touch_extends_and_delete_ends_without_a_later_expiry() {
         )
         .await;
     assert_eq!(status, 200, "{touched}");
-    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    // The positive control: a session made after it with the same TTL and
+    // not touched. Once it has expired by alarm, the first expiry was due
+    // and the alarm has run.
+    let control = create(&server, 800, json!(null)).await;
+    assert!(
+        ended_contains(&server, &control, Duration::from_secs(10)).await,
+        "the untouched session expired"
+    );
     assert_eq!(status_of(&server, &id).await, 200, "touch moved the expiry");
-    assert!(ended(&server).await.is_empty());
+    assert_eq!(
+        ended(&server).await,
+        [(control.clone(), "expired".to_string())],
+        "only the untouched session ended"
+    );
 
     let (status, body) = server.delete(&format!("{STORE}/sessions/{id}")).await;
     assert_eq!(status, 204, "{body}");
     assert_eq!(status_of(&server, &id).await, 404);
-    assert_eq!(ended(&server).await, [(id.clone(), "ended".into())]);
+    assert_eq!(
+        ended(&server).await,
+        [
+            (control, "expired".to_string()),
+            (id.clone(), "ended".to_string())
+        ]
+    );
     let (status, _) = server.delete(&format!("{STORE}/sessions/{id}")).await;
     assert_eq!(status, 404, "ending twice is a 404");
 }

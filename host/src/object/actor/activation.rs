@@ -11,7 +11,7 @@ use super::Actor;
 use super::state::Live;
 use crate::capabilities::ObjectState;
 use crate::config::ClassSettings;
-use crate::execution::{Budget, EventWatch, Verdict};
+use crate::execution::{EventWatch, Verdict};
 use crate::limits::{EventLimits, LimitExceeded};
 use crate::object::event::EventError;
 use crate::storage::Database;
@@ -20,11 +20,8 @@ use crate::storage::catalog::{CatalogUpdate, now_ms};
 impl Actor {
     /// A watch for an event about to run, with the class's limits.
     pub(super) fn watch(&self) -> EventWatch {
-        let limits = &self.class.settings().limits;
-        self.runtime.executor().watchdog().watch(Budget {
-            cpu: limits.max_cpu_per_event,
-            wall: limits.max_wall_time_per_event,
-        })
+        let budget = self.class.settings().limits.budget();
+        self.runtime.executor().watchdog().watch(budget)
     }
 
     /// The error for an event the watchdog stopped.
