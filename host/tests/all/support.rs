@@ -304,10 +304,6 @@ impl Server {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.join("data")
-    }
-
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
