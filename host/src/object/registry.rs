@@ -150,6 +150,20 @@ impl Objects {
         true
     }
 
+    /// Asks object `id`'s actor, if live, to hibernate once it has nothing
+    /// waiting (the test harness reads a closed database). Returns whether
+    /// the object had a live actor.
+    pub fn hibernate(&self, id: &str) -> bool {
+        let mut registry = self.lock();
+        let Some(mailbox) = registry.mailboxes.get_mut(id) else {
+            return false;
+        };
+        if mailbox.sender.try_send(Event::Hibernate).is_ok() {
+            mailbox.evicting = true;
+        }
+        true
+    }
+
     /// How many objects have a live actor.
     pub fn active(&self) -> usize {
         self.lock().mailboxes.len()

@@ -12,7 +12,7 @@ pub(crate) mod connection;
 mod hub;
 mod outbox;
 
-pub use hub::{Hub, SocketInfo, SocketRefused};
+pub use hub::{Control, Hub, SocketInfo, SocketRefused};
 pub use outbox::{LoggedEvent, Outgoing, frame};
 
 /// Tags a socket may have, and how long each may be.

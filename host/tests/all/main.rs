@@ -13,6 +13,7 @@ mod crash;
 mod credentials;
 mod faults;
 mod gateway;
+mod harness;
 mod hibernation;
 mod isolation;
 mod limits;

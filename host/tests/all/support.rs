@@ -304,10 +304,6 @@ impl Server {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.join("data")
-    }
-
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -400,4 +396,39 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+/// An in-process runtime (no server process) with the standard guests
+/// plus `extra` classes, on `dir` if given, else a temporary directory.
+pub async fn harness_with(
+    extra: &[(&str, PathBuf)],
+    dir: Option<&Path>,
+) -> podhost::testing::Harness {
+    let mut builder = podhost::testing::Harness::builder();
+    for (name, path) in guests().iter() {
+        builder = builder.class(name, path);
+    }
+    for (name, path) in extra {
+        builder = builder.class(name, path);
+    }
+    if let Some(dir) = dir {
+        builder = builder.data_dir(dir);
+    }
+    builder.start().await.expect("the harness starts")
+}
+
+/// [`harness_with`] the standard guests, on a temporary directory.
+pub async fn harness() -> podhost::testing::Harness {
+    harness_with(&[], None).await
+}
+
+/// The value of a metric from the harness's `/metrics`.
+pub async fn harness_metric(harness: &podhost::testing::Harness, name: &str) -> u64 {
+    let request = http::Request::get("/metrics")
+        .body(axum::body::Body::empty())
+        .expect("a request");
+    let text = harness.send(request).await.expect("metrics").text();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
 }
