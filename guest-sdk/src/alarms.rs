@@ -22,6 +22,7 @@ use crate::time::{from_ms, to_ms};
 /// Sets the alarm to fire at `when`; a time in the past fires as soon as
 /// the event commits.
 pub fn set_at(when: SystemTime) -> Result<(), StorageError> {
+    crate::only_in_podhost();
     wit::set(to_ms(when).unsigned_abs())
 }
 
@@ -32,10 +33,12 @@ pub fn set_in(delay: Duration) -> Result<(), StorageError> {
 
 /// When the alarm will fire, if it is set.
 pub fn get() -> Result<Option<SystemTime>, StorageError> {
+    crate::only_in_podhost();
     Ok(wit::get()?.map(|ms| from_ms(i64::try_from(ms).unwrap_or(i64::MAX))))
 }
 
 /// Removes the alarm; returns whether one was set.
 pub fn cancel() -> Result<bool, StorageError> {
+    crate::only_in_podhost();
     wit::cancel()
 }

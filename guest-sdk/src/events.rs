@@ -17,6 +17,7 @@ use crate::{Error, StorageError};
 /// Logs an event named `name` (the SSE `event:` field) with `data`;
 /// returns its id.
 pub fn publish(name: &str, data: &str) -> Result<u64, StorageError> {
+    crate::only_in_podhost();
     wit::publish(name, data)
 }
 

@@ -23,16 +23,19 @@ pub fn put<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<(), StorageErr
 }
 
 pub fn get_bytes(key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    crate::only_in_podhost();
     wit::get(key)
 }
 
 pub fn put_bytes(key: &str, value: &[u8]) -> Result<(), StorageError> {
+    crate::only_in_podhost();
     wit::put(key, value)
 }
 
 /// Reads several JSON values at once; missing keys give `None`.
 pub fn get_many<T: DeserializeOwned>(keys: &[&str]) -> Result<Vec<Option<T>>, StorageError> {
     let owned: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    crate::only_in_podhost();
     let values = wit::get_many(&owned)?;
     keys.iter()
         .zip(values)
@@ -46,21 +49,25 @@ pub fn put_many<T: Serialize>(entries: &[(&str, T)]) -> Result<(), StorageError>
         .iter()
         .map(|(key, value)| Ok((key.to_string(), encode(key, value)?)))
         .collect::<Result<Vec<_>, StorageError>>()?;
+    crate::only_in_podhost();
     wit::put_many(&encoded)
 }
 
 /// Deletes a key; returns whether it existed.
 pub fn delete(key: &str) -> Result<bool, StorageError> {
+    crate::only_in_podhost();
     wit::delete(key)
 }
 
 /// Deletes every key.
 pub fn delete_all() -> Result<(), StorageError> {
+    crate::only_in_podhost();
     wit::delete_all()
 }
 
 /// Lists entries in key order (raw bytes), as chosen by `options`.
 pub fn list(options: &ListOptions) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+    crate::only_in_podhost();
     wit::list(options)
 }
 

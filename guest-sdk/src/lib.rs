@@ -47,6 +47,19 @@ pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 pub use http_types::{Request, Response};
 pub use object::Object;
 
+/// Stops a native build of a class (its `cargo test`, say) with a clear
+/// message instead of an abort: podhost's imports exist only inside a
+/// podhost instance. Free on wasm.
+#[inline(always)]
+#[track_caller]
+pub(crate) fn only_in_podhost() {
+    #[cfg(not(target_family = "wasm"))]
+    panic!(
+        "podhost_sdk works only inside a podhost object (a wasm32-wasip2 component podhost serves); \
+         to test a class, run it in podhost::testing (see the README, \"Testing a class\")"
+    );
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use crate::object::{

@@ -117,6 +117,7 @@ pub struct Socket(pub u64);
 impl Socket {
     /// Sends `message` when the event commits.
     pub fn send(&self, message: impl Into<Message>) -> Result<(), SocketError> {
+        crate::only_in_podhost();
         wit::send(self.0, &message.into().to_wit())
     }
 
@@ -128,17 +129,20 @@ impl Socket {
     /// Closes the socket with `code` (1000, or 3000 to 4999) when the
     /// event commits. The object gets no `socket_close` for it.
     pub fn close(&self, code: u16, reason: &str) -> Result<(), SocketError> {
+        crate::only_in_podhost();
         wit::close(self.0, code, reason)
     }
 
     /// Stores `value` (as JSON, up to 4 KiB) with the socket; it stays
     /// through hibernation.
     pub fn set_attachment<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
+        crate::only_in_podhost();
         Ok(wit::set_attachment(self.0, &serde_json::to_vec(value)?)?)
     }
 
     /// The socket's attachment, if one was set.
     pub fn attachment<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
+        crate::only_in_podhost();
         decode_attachment(&wit::attachment(self.0)?)
     }
 }
@@ -187,6 +191,7 @@ fn decode_attachment<T: DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>, Err
 /// Sends `message` to every socket tagged `tag` when the event commits;
 /// returns how many sockets have the tag now.
 pub fn publish(tag: &str, message: impl Into<Message>) -> u32 {
+    crate::only_in_podhost();
     wit::publish(tag, &message.into().to_wit())
 }
 
@@ -197,6 +202,7 @@ pub fn publish_json<T: Serialize + ?Sized>(tag: &str, value: &T) -> Result<u32, 
 
 /// The object's open sockets, all or those tagged `tag`, oldest first.
 pub fn sockets(tag: Option<&str>) -> Vec<SocketInfo> {
+    crate::only_in_podhost();
     wit::sockets(tag)
         .into_iter()
         .map(|info| SocketInfo {
@@ -209,11 +215,13 @@ pub fn sockets(tag: Option<&str>) -> Vec<SocketInfo> {
 
 /// How many sockets are open, all or those tagged `tag`.
 pub fn count(tag: Option<&str>) -> u32 {
+    crate::only_in_podhost();
     wit::count(tag)
 }
 
 /// Lets the host answer a text message equal to `request` with `response`
 /// without waking the object (a keepalive ping, say); `None` removes it.
 pub fn set_auto_response(pair: Option<(&str, &str)>) {
+    crate::only_in_podhost();
     wit::set_auto_response(pair);
 }

@@ -116,6 +116,7 @@ impl<'a> Row<'a> {
 
 /// Runs one statement and returns everything it produced.
 pub fn exec(query: &str, params: impl Params) -> Result<Rows, StorageError> {
+    crate::only_in_podhost();
     let set = wit::exec(query, &params.into_values())?;
     Ok(Rows {
         columns: set.columns,
@@ -158,11 +159,13 @@ pub fn query_as<T: DeserializeOwned>(
 
 /// Runs several `;`-separated statements without parameters, e.g. a schema.
 pub fn script(script: &str) -> Result<(), StorageError> {
+    crate::only_in_podhost();
     wit::exec_script(script)
 }
 
 /// The database's size in bytes.
 pub fn database_size() -> u64 {
+    crate::only_in_podhost();
     wit::database_size()
 }
 
