@@ -2,10 +2,11 @@
 //! catalog, shared by the gateway and every actor.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use wasmtime::Engine;
@@ -284,11 +285,7 @@ impl Runtime {
         self.alarms.stop();
         self.sockets.close_all(Duration::from_secs(2)).await;
         self.objects.shut_down().await;
-        let writer = self
-            .catalog_writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
+        let writer = self.catalog_writer.lock().take();
         if let Some((writer, task)) = writer {
             drop(writer);
             if let Err(error) = task.await {
@@ -299,10 +296,7 @@ impl Runtime {
 
     /// Sends an update to the catalog's background writer.
     pub(crate) fn record(&self, update: CatalogUpdate) {
-        let writer = self
-            .catalog_writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let writer = self.catalog_writer.lock();
         if let Some((writer, _)) = writer.as_ref() {
             writer.send(update);
         }

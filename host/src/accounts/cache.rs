@@ -8,7 +8,8 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
+
+use parking_lot::{Mutex, MutexGuard};
 
 pub struct Cache<K, V> {
     capacity: usize,
@@ -65,9 +66,7 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
         entries.map.retain(|key, value| !stale(key, value));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries<K, V>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Entries<K, V>> {
+        self.entries.lock()
     }
 }

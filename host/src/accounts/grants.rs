@@ -4,9 +4,9 @@
 //! closes it at once instead of when it next reconnects.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use futures_util::future::select_all;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use super::{Caller, Role};
@@ -44,10 +44,8 @@ impl Grants {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<bool>>> {
-        self.watched
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, watch::Sender<bool>>> {
+        self.watched.lock()
     }
 }
 

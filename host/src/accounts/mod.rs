@@ -19,9 +19,10 @@ mod token;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::{Mutex, MutexGuard};
 use serde::Serialize;
 
 pub use caller::{Caller, Role, User};
@@ -394,10 +395,8 @@ impl Accounts {
         tokio::task::spawn_blocking(move || call(&store)).await?
     }
 
-    fn lock_revoked(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
-        self.revoked
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock_revoked(&self) -> MutexGuard<'_, HashMap<String, i64>> {
+        self.revoked.lock()
     }
 }
 

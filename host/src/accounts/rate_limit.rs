@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, MutexGuard};
 
 /// Past this many keys, ended windows are swept out. Live ones are kept
 /// whatever their number: dropping them would hand fresh tries to whoever
@@ -74,10 +75,8 @@ impl RateLimiter {
         self.lock().remove(key);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Window>> {
-        self.windows
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Window>> {
+        self.windows.lock()
     }
 }
 

@@ -3,8 +3,8 @@
 //! synchronous; callers run them on blocking threads.
 
 use std::path::Path;
-use std::sync::Mutex;
 
+use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
@@ -135,10 +135,8 @@ impl Store {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock()
     }
 
     /// The key tokens are signed with: made and kept on first use.

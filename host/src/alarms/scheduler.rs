@@ -8,9 +8,10 @@
 //! most one alarm event at a time from here.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -58,10 +59,8 @@ impl Alarms {
         }
     }
 
-    fn task_slot(&self) -> std::sync::MutexGuard<'_, Option<JoinHandle<()>>> {
-        self.task
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn task_slot(&self) -> MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.task.lock()
     }
 }
 
@@ -113,7 +112,7 @@ async fn schedule(runtime: Weak<Runtime>) {
         };
         let now = now_ms();
         let catalog = Arc::clone(host.catalog());
-        let full = lock(&in_flight).full_classes();
+        let full = in_flight.lock().full_classes();
         let looked = tokio::task::spawn_blocking(move || {
             let skip: Vec<&str> = full.iter().map(String::as_str).collect();
             Ok::<_, rusqlite::Error>((
@@ -134,7 +133,7 @@ async fn schedule(runtime: Weak<Runtime>) {
             }
         };
         for alarm in due {
-            if !lock(&in_flight).start(&alarm) {
+            if !in_flight.lock().start(&alarm) {
                 continue;
             }
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
@@ -143,7 +142,7 @@ async fn schedule(runtime: Weak<Runtime>) {
             let (host, in_flight) = (Arc::clone(&host), Arc::clone(&in_flight));
             tokio::spawn(async move {
                 deliver(&host, &alarm).await;
-                lock(&in_flight).finish(&alarm);
+                in_flight.lock().finish(&alarm);
                 drop(permit);
                 host.alarms().wake();
             });
@@ -188,10 +187,4 @@ async fn deliver(runtime: &Arc<Runtime>, alarm: &DueAlarm) {
         tracing::warn!(class = alarm.class, object = alarm.name, %error, "cannot deliver an alarm");
         tokio::time::sleep(MAX_SLEEP).await;
     }
-}
-
-fn lock(in_flight: &Mutex<InFlight>) -> std::sync::MutexGuard<'_, InFlight> {
-    in_flight
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

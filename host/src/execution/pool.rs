@@ -10,9 +10,10 @@
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use tokio::sync::oneshot;
 
 use super::priority;
@@ -111,9 +112,7 @@ impl GuestPool {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // Every change to the queue is a single push, pop or count.
-        self.queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.queue.lock()
     }
 
     /// A guest thread's life: take jobs until idle too long, or until a
@@ -134,11 +133,9 @@ impl Shared {
                 continue;
             }
             queue.idle += 1;
-            let (next, timeout) = self
+            let timeout = self
                 .ready
-                .wait_timeout_while(queue, IDLE_KEEP, |q| q.jobs.is_empty())
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            queue = next;
+                .wait_while_for(&mut queue, |q| q.jobs.is_empty(), IDLE_KEEP);
             queue.idle -= 1;
             if timeout.timed_out() && queue.jobs.is_empty() {
                 break;

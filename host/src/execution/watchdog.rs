@@ -19,10 +19,11 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use parking_lot::{Mutex, MutexGuard};
 use rusqlite::InterruptHandle;
 use tokio::sync::Notify;
 
@@ -217,9 +218,7 @@ impl Drop for EventWatch {
 impl Watchdog {
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Watched>> {
         // Each use is one insert, remove or scan.
-        self.running
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.running.lock()
     }
 
     /// Watches the event about to run on the calling thread.

@@ -16,5 +16,5 @@ pub async fn metrics(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
     let body = runtime
         .metrics()
         .render(runtime.active_objects(), runtime.sockets().open());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body)
 }

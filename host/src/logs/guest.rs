@@ -11,8 +11,10 @@
 //! per period.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use super::escape::strip_terminal_escapes;
 use super::queue::{Pop, Queue};
@@ -169,7 +171,7 @@ impl ObjectLog {
         drop(bucket);
         self.shared.count_dropped(len as u64);
         if first {
-            lock(&self.shared.owing).push(Arc::downgrade(self));
+            self.shared.owing.lock().push(Arc::downgrade(self));
         }
         false
     }
@@ -187,7 +189,7 @@ impl ObjectLog {
     }
 
     fn bucket(&self) -> MutexGuard<'_, Bucket> {
-        lock(&self.bucket)
+        self.bucket.lock()
     }
 }
 
@@ -207,7 +209,7 @@ impl Drop for ObjectLog {
 impl Shared {
     fn count_dropped(&self, bytes: u64) {
         if bytes > 0 {
-            self.dropped.add(bytes);
+            self.dropped.inc_by(bytes);
         }
     }
 
@@ -216,7 +218,7 @@ impl Shared {
     fn notices(&self) {
         let now = Instant::now();
         let mut due = Vec::new();
-        lock(&self.owing).retain(|weak| {
+        self.owing.lock().retain(|weak| {
             let Some(log) = weak.upgrade() else {
                 // Its Drop queued its notice.
                 return false;
@@ -297,10 +299,6 @@ fn notice(object: &ObjectAddr, dropped: Dropped) {
     );
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,7 +324,7 @@ mod tests {
         }
         // 2 lines fit in the burst, 8 of 40 bytes are dropped.
         assert_eq!(dropped.get(), 8 * 40);
-        assert_eq!(lock(&logs.shared.owing).len(), 1, "one notice owed");
+        assert_eq!(logs.shared.owing.lock().len(), 1, "one notice owed");
         let notice = log.take_notice(None).expect("owed");
         assert_eq!((notice.bytes, notice.lines), (320, 8));
     }

@@ -2,8 +2,9 @@
 //! push that does not fit is refused), one consumer thread waits for items.
 
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 pub struct Queue<T> {
     state: Mutex<State<T>>,
@@ -59,11 +60,7 @@ impl<T> Queue<T> {
     pub fn pop(&self, timeout: Duration) -> Pop<T> {
         let mut state = self.lock();
         if state.items.is_empty() && !state.closed {
-            state = self
-                .ready
-                .wait_timeout(state, timeout)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            self.ready.wait_for(&mut state, timeout);
         }
         match state.items.pop_front() {
             Some((item, bytes)) => {
@@ -82,7 +79,7 @@ impl<T> Queue<T> {
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock()
     }
 }
 

@@ -10,8 +10,8 @@
 //! ones to hibernate early.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
 
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::mpsc;
 
 use super::event::{Event, EventError};
@@ -68,9 +68,7 @@ impl Objects {
     fn lock(&self) -> MutexGuard<'_, Registry> {
         // A panic while holding this lock leaves the map consistent: every
         // operation on it is a single insert, remove or send.
-        self.registry
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.registry.lock()
     }
 
     /// Queues `event` for object `id`, calling `spawn` to start its actor

@@ -5,11 +5,12 @@
 //! of their own, so a publish to one room does not hold up the others.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::extract::ws::Message;
+use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 
 use super::outbox::close_frame;
@@ -107,13 +108,13 @@ impl Control {
     /// Asks the writer to close the socket with `code`, dropping what is
     /// still queued.
     pub fn force(&self, code: u16, reason: &str) {
-        *lock(&self.forced) = Some((code, reason.to_string()));
+        *self.forced.lock() = Some((code, reason.to_string()));
         self.wake.notify_one();
     }
 
     /// The close asked for, if any.
     pub fn forced(&self) -> Option<(u16, String)> {
-        lock(&self.forced).take()
+        self.forced.lock().take()
     }
 
     /// The writer took `message` off the queue.
@@ -138,13 +139,6 @@ pub struct SocketInfo {
     pub socket: u64,
     pub tags: Vec<String>,
     pub attachment: Vec<u8>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section here leaves the maps consistent.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Hub {
@@ -172,14 +166,14 @@ impl Hub {
     /// Adds an SSE subscriber of `object`'s events; it is dropped when its
     /// client goes or falls too far behind (it then resumes by id).
     pub fn subscribe(&self, object: &str, subscriber: mpsc::Sender<LoggedEvent>) {
-        let mut streams = lock(&self.streams);
+        let mut streams = self.streams.lock();
         let subscribers = streams.entry(object.to_string()).or_default();
         subscribers.retain(|s| !s.is_closed());
         subscribers.push(subscriber);
     }
 
     fn stream(&self, object: &str, event: &LoggedEvent) {
-        let mut streams = lock(&self.streams);
+        let mut streams = self.streams.lock();
         let Some(subscribers) = streams.get_mut(object) else {
             return;
         };
@@ -194,12 +188,12 @@ impl Hub {
     }
 
     fn object(&self, object: &str) -> Option<Arc<Mutex<ObjectSockets>>> {
-        lock(&self.objects).get(object).cloned()
+        self.objects.lock().get(object).cloned()
     }
 
     fn with<T>(&self, object: &str, f: impl FnOnce(&mut ObjectSockets) -> T) -> Option<T> {
         let sockets = self.object(object)?;
-        let mut sockets = lock(&sockets);
+        let mut sockets = sockets.lock();
         Some(f(&mut sockets))
     }
 
@@ -214,8 +208,8 @@ impl Hub {
     ) -> Result<Arc<Control>, SocketRefused> {
         // The objects' lock is held until the socket is in, as `remove`
         // holds it: the entry cannot be dropped as empty in between.
-        let mut objects = lock(&self.objects);
-        let mut sockets = lock(objects.entry(object.to_string()).or_default());
+        let mut objects = self.objects.lock();
+        let mut sockets = objects.entry(object.to_string()).or_default().lock();
         if sockets.sockets.len() >= max {
             return Err(SocketRefused::TooMany(max));
         }
@@ -242,9 +236,9 @@ impl Hub {
     /// Forgets a socket; returns its attachment if it was registered. The
     /// last socket of an object takes the object's entry with it.
     pub fn remove(&self, object: &str, socket: u64) -> Option<Vec<u8>> {
-        let mut objects = lock(&self.objects);
+        let mut objects = self.objects.lock();
         let sockets = objects.get(object)?;
-        let mut sockets = lock(sockets);
+        let mut sockets = sockets.lock();
         let removed = sockets.remove(socket).map(|entry| entry.attachment);
         let empty = sockets.sockets.is_empty();
         drop(sockets);
@@ -309,7 +303,7 @@ impl Hub {
 
     /// Sets or removes the object's auto-response.
     pub fn set_auto_response(&self, object: &str, pair: Option<(String, String)>) {
-        let mut responses = lock(&self.auto_responses);
+        let mut responses = self.auto_responses.lock();
         match pair {
             Some(pair) => responses.insert(object.to_string(), Arc::new(pair)),
             None => responses.remove(object),
@@ -318,7 +312,7 @@ impl Hub {
 
     /// The reply the host gives to `text` for the object, if it has one.
     pub fn auto_reply(&self, object: &str, text: &str) -> Option<String> {
-        let pair = lock(&self.auto_responses).get(object).cloned()?;
+        let pair = self.auto_responses.lock().get(object).cloned()?;
         (pair.0 == text).then(|| pair.1.clone())
     }
 
@@ -331,7 +325,7 @@ impl Hub {
         let max_bytes = self.settings.max_queued_bytes;
         let enqueue = |socket, entry: &Entry, message| enqueue(socket, entry, message, max_bytes);
         let sockets = self.object(object);
-        let mut sockets = sockets.as_deref().map(lock);
+        let mut sockets = sockets.as_deref().map(Mutex::lock);
         for outgoing in outbox {
             if let Outgoing::Event(event) = &outgoing {
                 self.stream(object, event);
@@ -368,12 +362,12 @@ impl Hub {
     /// Closes an object's sockets (1001) and drops its event subscribers,
     /// when the object is deleted: what they followed is gone.
     pub fn forget_object(&self, object: &str) {
-        lock(&self.streams).remove(object);
-        lock(&self.auto_responses).remove(object);
-        let Some(sockets) = lock(&self.objects).remove(object) else {
+        self.streams.lock().remove(object);
+        self.auto_responses.lock().remove(object);
+        let Some(sockets) = self.objects.lock().remove(object) else {
             return;
         };
-        for (_, entry) in std::mem::take(&mut lock(&sockets).sockets) {
+        for (_, entry) in std::mem::take(&mut sockets.lock().sockets) {
             entry.control.force(1001, "the object was deleted");
         }
     }
@@ -381,9 +375,9 @@ impl Hub {
     /// Closes every socket (1001, going away) and waits up to `within`
     /// for their connections to send the close and end, for shutdown.
     pub async fn close_all(&self, within: Duration) {
-        let objects: Vec<_> = lock(&self.objects).drain().map(|(_, s)| s).collect();
+        let objects: Vec<_> = self.objects.lock().drain().map(|(_, s)| s).collect();
         for sockets in objects {
-            for (_, entry) in std::mem::take(&mut lock(&sockets).sockets) {
+            for (_, entry) in std::mem::take(&mut sockets.lock().sockets) {
                 entry.control.force(1001, "the server is shutting down");
             }
         }
@@ -410,8 +404,8 @@ impl Hub {
 
     /// How many sockets are open.
     pub fn open(&self) -> usize {
-        let objects: Vec<_> = lock(&self.objects).values().cloned().collect();
-        objects.iter().map(|s| lock(s).sockets.len()).sum()
+        let objects: Vec<_> = self.objects.lock().values().cloned().collect();
+        objects.iter().map(|s| s.lock().sockets.len()).sum()
     }
 }
 
@@ -508,6 +502,6 @@ mod tests {
         assert_eq!(hub.count("room", Some("t")), 2);
         hub.forget_object("room");
         assert_eq!(hub.open(), 0);
-        assert!(lock(&hub.objects).is_empty());
+        assert!(hub.objects.lock().is_empty());
     }
 }

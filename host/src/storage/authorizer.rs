@@ -3,9 +3,10 @@
 //! host owns transactions), no PRAGMA that changes durability or files, no
 //! extension loading.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
+use parking_lot::Mutex;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
 /// Names the host keeps for itself inside an object's database.
@@ -74,7 +75,7 @@ impl Guard {
 
     /// Why the last statement was refused, if it was.
     pub fn take_denial(&self) -> Option<String> {
-        self.last_denial.lock().ok()?.take()
+        self.last_denial.lock().take()
     }
 
     /// The callback for `Connection::authorizer`.
@@ -92,9 +93,7 @@ impl Guard {
             match verdict {
                 Ok(()) => Authorization::Allow,
                 Err(reason) => {
-                    if let Ok(mut slot) = guard.last_denial.lock() {
-                        *slot = Some(reason);
-                    }
+                    *guard.last_denial.lock() = Some(reason);
                     Authorization::Deny
                 }
             }

@@ -5,10 +5,11 @@
 //! for the catalog and no event costs it an `fsync`.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -120,10 +121,8 @@ impl Catalog {
 
     /// The connection, for the catalog's tables kept by other modules (the
     /// alarm index: `alarms::index`).
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock()
     }
 
     /// Records the deployed classes; `deployed_at` changes when a class's

@@ -9,15 +9,14 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+
+use parking_lot::{Mutex, MutexGuard};
 
 static CLAIMED: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
 
 fn claimed() -> MutexGuard<'static, Option<HashSet<PathBuf>>> {
     // Insert and remove leave the set consistent even after a panic.
-    CLAIMED
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    CLAIMED.lock()
 }
 
 /// The right to have a database file open; released on drop.

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::{PoolConcurrencyLimitError, Store};
 
@@ -13,6 +14,7 @@ use crate::capabilities::ObjectState;
 use crate::config::ClassSettings;
 use crate::execution::{EventWatch, Verdict};
 use crate::limits::{EventLimits, LimitExceeded};
+use crate::metrics;
 use crate::object::event::EventError;
 use crate::storage::Database;
 use crate::storage::catalog::{CatalogUpdate, now_ms};
@@ -46,6 +48,7 @@ impl Actor {
             watch.watch_sql(live.store.data_mut().database().interrupt_handle());
             return Ok(());
         }
+        let started = Instant::now();
         if self.state.database().is_none() {
             let path = self
                 .runtime
@@ -64,6 +67,7 @@ impl Actor {
         watch.watch_sql(db.interrupt_handle());
         let mut live = self.instantiate(db, watch).await?;
         self.runtime.metrics().activations.inc();
+        metrics::observe_since(&self.runtime.metrics().activation_duration, started);
         let migrated = live.store.data_mut().database().is_migrated();
         self.state.instantiated(live);
         if !migrated {

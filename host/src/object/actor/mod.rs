@@ -49,6 +49,7 @@ use crate::capabilities::events::{Backlog, read_backlog};
 use crate::engine::Class;
 use crate::execution::metered;
 use crate::limits::{Cancelled, LimitExceeded};
+use crate::metrics;
 use crate::runtime::Runtime;
 use crate::sockets::LoggedEvent;
 use crate::storage::Database;
@@ -375,7 +376,9 @@ impl Actor {
         let Some(db) = self.state.database() else {
             return Ok(());
         };
+        let started = Instant::now();
         let committed = db.commit();
+        metrics::observe_since(&self.runtime.metrics().commit_duration, started);
         if committed.is_ok() {
             self.runtime.metrics().commits.inc();
         }
@@ -461,7 +464,10 @@ impl Actor {
     /// returned an error, and drops the instance if it trapped.
     async fn run_event<H: Handler>(&mut self, call: H) -> Result<H::Returned, EventError> {
         let span = tracing::debug_span!("event", kind = H::KIND);
-        self.run_event_in_span(call).instrument(span).await
+        let started = Instant::now();
+        let result = self.run_event_in_span(call).instrument(span).await;
+        metrics::observe_since(&self.runtime.metrics().event_duration, started);
+        result
     }
 
     async fn run_event_in_span<H: Handler>(&mut self, call: H) -> Result<H::Returned, EventError> {
