@@ -81,6 +81,10 @@ pub struct Accounts {
     /// elsewhere cannot lock the owner out.
     failures_per_account: RateLimiter,
     attempts_per_address: RateLimiter,
+    /// Member additions naming an email that has no account, per user
+    /// adding: held to the failed-login limit, so members cannot probe
+    /// which addresses have accounts.
+    failed_lookups_per_user: RateLimiter,
     admin_throttle: FailureThrottle,
     roles: Cache<(String, String), Option<Role>>,
     keys: Cache<String, Option<KeyTarget>>,
@@ -118,6 +122,10 @@ impl Accounts {
             ),
             attempts_per_address: RateLimiter::new(
                 settings.max_logins_per_address,
+                settings.login_window,
+            ),
+            failed_lookups_per_user: RateLimiter::new(
+                settings.max_failed_logins_per_account,
                 settings.login_window,
             ),
             admin_throttle: FailureThrottle::new(
