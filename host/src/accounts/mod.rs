@@ -42,7 +42,7 @@ use crate::storage::Durability;
 use crate::storage::catalog::now_ms;
 
 /// Entries each lookup cache keeps at most.
-const CACHE_CAPACITY: usize = 100_000;
+const CACHE_CAPACITY: u64 = 100_000;
 
 /// Wrong admin tokens one client address may give per minute.
 const ADMIN_FAILURES_PER_MINUTE: u32 = 10;
