@@ -134,7 +134,11 @@ async fn email_and_password(
     request: Request,
 ) -> Result<(String, String, Option<IpAddr>), ApiError> {
     same_site(request.headers())?;
-    let address = credentials::client_address(&request, &runtime.config().trusted_proxies);
+    let address = credentials::client_address(
+        request.headers(),
+        request.extensions(),
+        &runtime.config().trusted_proxies,
+    );
     let given: Credentials = json_body(&read_body(request).await?)?;
     let email = required(given.email, "email")?;
     let password = required(given.password, "password")?;

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, header};
+use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, header};
 use cookie::{Cookie, SameSite};
 
 use crate::config::{AuthSettings, IpRange};
@@ -264,12 +264,15 @@ fn header_is(headers: &HeaderMap, name: &'static str, expected: &str) -> bool {
 /// the peer is one of `trusted_proxies`, the right-most address of
 /// `X-Forwarded-For` that is not a trusted proxy (the left part of the
 /// header is whatever the client wrote).
-pub fn client_address<B>(request: &Request<B>, trusted_proxies: &[IpRange]) -> Option<IpAddr> {
-    let peer = request
-        .extensions()
+pub fn client_address(
+    headers: &HeaderMap,
+    extensions: &Extensions,
+    trusted_proxies: &[IpRange],
+) -> Option<IpAddr> {
+    let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(address)| address.ip())?;
-    Some(forwarded_client(peer, request.headers(), trusted_proxies))
+    Some(forwarded_client(peer, headers, trusted_proxies))
 }
 
 fn forwarded_client(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpRange]) -> IpAddr {

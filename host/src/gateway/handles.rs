@@ -11,8 +11,9 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::admin::AdminToken;
 use super::keys::check_object;
-use super::{ApiError, admin, auth, objects};
+use super::{ApiError, auth, objects};
 use crate::runtime::Runtime;
 
 pub async fn deliver_root(
@@ -64,9 +65,9 @@ struct Target {
 pub async fn set(
     State(runtime): State<Arc<Runtime>>,
     Path((class, handle)): Path<(String, String)>,
+    _: AdminToken,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    admin::authorize(&runtime, &request)?;
     let body: Target = auth::json_body(&auth::read_body(request).await?)?;
     let name = auth::required(body.name, "name")?;
     check_object(&runtime, &class, &name)?;
@@ -80,9 +81,8 @@ pub async fn set(
 pub async fn get(
     State(runtime): State<Arc<Runtime>>,
     Path((class, handle)): Path<(String, String)>,
-    request: Request,
+    _: AdminToken,
 ) -> Result<Json<Value>, ApiError> {
-    admin::authorize(&runtime, &request)?;
     let name = resolve(&runtime, &class, &handle).await?;
     Ok(Json(
         json!({ "class": class, "handle": handle, "name": name }),
@@ -93,9 +93,8 @@ pub async fn get(
 pub async fn delete(
     State(runtime): State<Arc<Runtime>>,
     Path((class, handle)): Path<(String, String)>,
-    request: Request,
+    _: AdminToken,
 ) -> Result<Json<Value>, ApiError> {
-    admin::authorize(&runtime, &request)?;
     let deleted = runtime.routes().delete_handle(&class, &handle).await?;
     Ok(Json(json!({ "deleted": deleted })))
 }
@@ -104,9 +103,8 @@ pub async fn delete(
 pub async fn list(
     State(runtime): State<Arc<Runtime>>,
     Path((class, name)): Path<(String, String)>,
-    request: Request,
+    _: AdminToken,
 ) -> Result<Json<Value>, ApiError> {
-    admin::authorize(&runtime, &request)?;
     let handles = runtime.routes().handles_of(&class, &name).await?;
     Ok(Json(json!({ "handles": handles })))
 }

@@ -55,7 +55,12 @@ pub(super) fn by_name(
     request: &Request,
 ) -> Result<Admission, ApiError> {
     let access = runtime.class(class)?.settings().access;
-    if admin::bears_admin_token(runtime, request, access != Access::Public)? {
+    if admin::bears_admin_token(
+        runtime,
+        request.headers(),
+        request.extensions(),
+        access != Access::Public,
+    )? {
         Ok(Admission::admin())
     } else if access == Access::Public {
         Ok(Admission::anyone())
