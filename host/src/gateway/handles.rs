@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::admin::AdminToken;
+use super::auth::JsonBody;
 use super::keys::check_object;
 use super::{ApiError, auth, objects};
 use crate::runtime::Runtime;
@@ -56,7 +57,7 @@ async fn resolve(runtime: &Runtime, class: &str, handle: &str) -> Result<String,
 }
 
 #[derive(Deserialize)]
-struct Target {
+pub struct Target {
     name: Option<String>,
 }
 
@@ -66,9 +67,8 @@ pub async fn set(
     State(runtime): State<Arc<Runtime>>,
     Path((class, handle)): Path<(String, String)>,
     _: AdminToken,
-    request: Request,
+    JsonBody(body): JsonBody<Target>,
 ) -> Result<Json<Value>, ApiError> {
-    let body: Target = auth::json_body(&auth::read_body(request).await?)?;
     let name = auth::required(body.name, "name")?;
     check_object(&runtime, &class, &name)?;
     let handle = runtime.routes().set_handle(&class, &handle, &name).await?;
