@@ -14,20 +14,16 @@ use serde_json::{Value, json};
 use super::admin::AdminToken;
 use super::auth::JsonBody;
 use super::keys::check_object;
+use super::routed::Routed;
 use super::{ApiError, auth, objects};
 use crate::runtime::Runtime;
 
-pub async fn deliver_root(
-    State(runtime): State<Arc<Runtime>>,
-    Path((class, handle)): Path<(String, String)>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    forward_by_handle(&runtime, &class, &handle, "", request).await
-}
-
 pub async fn deliver(
     State(runtime): State<Arc<Runtime>>,
-    Path((class, handle, path)): Path<(String, String, String)>,
+    Routed {
+        params: [class, handle],
+        path,
+    }: Routed<2>,
     request: Request,
 ) -> Result<Response, ApiError> {
     forward_by_handle(&runtime, &class, &handle, &path, request).await

@@ -12,20 +12,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::admin::AdminToken;
+use super::routed::Routed;
 use super::{ApiError, auth, credentials, objects};
 use crate::accounts::Admission;
 use crate::runtime::Runtime;
 
-pub async fn deliver_root(
-    State(runtime): State<Arc<Runtime>>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    forward_by_key(&runtime, "", request).await
-}
-
 pub async fn deliver(
     State(runtime): State<Arc<Runtime>>,
-    Path(path): Path<String>,
+    Routed { path, .. }: Routed<0>,
     request: Request,
 ) -> Result<Response, ApiError> {
     forward_by_key(&runtime, &path, request).await

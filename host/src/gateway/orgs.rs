@@ -12,22 +12,18 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{JsonBody, SignedIn};
+use super::routed::Routed;
 use super::{ApiError, auth, objects};
 use crate::accounts::{Admission, Role};
 use crate::config::Access;
 use crate::runtime::Runtime;
 
-pub async fn deliver_root(
-    State(runtime): State<Arc<Runtime>>,
-    Path((org, class)): Path<(String, String)>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    forward_to_org(&runtime, &org, &class, "", request).await
-}
-
 pub async fn deliver(
     State(runtime): State<Arc<Runtime>>,
-    Path((org, class, path)): Path<(String, String, String)>,
+    Routed {
+        params: [org, class],
+        path,
+    }: Routed<2>,
     request: Request,
 ) -> Result<Response, ApiError> {
     forward_to_org(&runtime, &org, &class, &path, request).await
