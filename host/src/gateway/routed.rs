@@ -44,3 +44,43 @@ impl<S: Send + Sync, const N: usize> FromRequestParts<S> for Routed<N> {
         Ok(Routed { params, path })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request;
+    use axum::routing::any;
+    use tower_service::Service as _;
+
+    use super::*;
+
+    async fn get(router: &mut Router, uri: &str) -> String {
+        let request = Request::get(uri).body(Body::empty()).expect("a request");
+        let response = router.call(request).await.expect("infallible");
+        let body = to_bytes(response.into_body(), 1024).await.expect("a body");
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    #[tokio::test]
+    async fn serves_the_root_and_the_rest_of_the_path() {
+        async fn two(Routed { params, path }: Routed<2>) -> String {
+            format!("{params:?} {path:?}")
+        }
+        async fn none(Routed { path, .. }: Routed<0>) -> String {
+            format!("{path:?}")
+        }
+        let mut router = Router::new()
+            .route("/o/{class}/{name}", any(two))
+            .route("/o/{class}/{name}/{*path}", any(two))
+            .route("/key", any(none))
+            .route("/key/{*path}", any(none));
+        assert_eq!(get(&mut router, "/o/c/n").await, r#"["c", "n"] """#);
+        assert_eq!(
+            get(&mut router, "/o/c/caf%C3%A9/a/b").await,
+            r#"["c", "café"] "a/b""#
+        );
+        assert_eq!(get(&mut router, "/key").await, r#""""#);
+        assert_eq!(get(&mut router, "/key/x/y").await, r#""x/y""#);
+    }
+}
