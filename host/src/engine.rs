@@ -125,7 +125,7 @@ impl Class {
                 wasm_path.display()
             )
         })?;
-        let hash = hex_digest(&wasm);
+        let hash = hex::encode(Sha256::digest(&wasm));
         let component = compiled(engine, data, name, &hash, &wasm)?;
         let instance_pre = describe(linker.instantiate_pre(&component), || {
             format!(
@@ -232,11 +232,4 @@ fn write_cache(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// with a message saying what failed.
 fn describe<T>(result: wasmtime::Result<T>, what: impl FnOnce() -> String) -> anyhow::Result<T> {
     result.map_err(|error| anyhow::anyhow!("{}: {error:?}", what()))
-}
-
-fn hex_digest(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }

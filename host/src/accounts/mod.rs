@@ -43,7 +43,7 @@ use crate::storage::Durability;
 use crate::storage::catalog::now_ms;
 
 /// Entries each lookup cache keeps at most.
-const CACHE_CAPACITY: usize = 100_000;
+const CACHE_CAPACITY: u64 = 100_000;
 
 /// Wrong admin tokens one client address may give per minute.
 const ADMIN_FAILURES_PER_MINUTE: u32 = 10;
@@ -82,6 +82,10 @@ pub struct Accounts {
     /// elsewhere cannot lock the owner out.
     failures_per_account: RateLimiter,
     attempts_per_address: RateLimiter,
+    /// Member additions naming an email that has no account, per user
+    /// adding: held to the failed-login limit, so members cannot probe
+    /// which addresses have accounts.
+    failed_lookups_per_user: RateLimiter,
     admin_throttle: FailureThrottle,
     roles: Cache<(String, String), Option<Role>>,
     keys: Cache<String, Option<KeyTarget>>,
@@ -119,6 +123,10 @@ impl Accounts {
             ),
             attempts_per_address: RateLimiter::new(
                 settings.max_logins_per_address,
+                settings.login_window,
+            ),
+            failed_lookups_per_user: RateLimiter::new(
+                settings.max_failed_logins_per_account,
                 settings.login_window,
             ),
             admin_throttle: FailureThrottle::new(

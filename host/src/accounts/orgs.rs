@@ -76,15 +76,14 @@ impl Accounts {
     ) -> Result<(), AuthError> {
         self.role(org, by).await?;
         let email = normalize_email(email)?;
-        let probes = format!("lookups:{}", by.id);
-        self.failures_per_account
-            .check(&probes, Instant::now())
+        self.failed_lookups_per_user
+            .check(&by.id, Instant::now())
             .map_err(AuthError::RateLimited)?;
         let Some(target) = self
             .blocking(move |store| store.user_id_by_email(&email))
             .await?
         else {
-            let _ = self.failures_per_account.take(&probes, Instant::now());
+            let _ = self.failed_lookups_per_user.take(&by.id, Instant::now());
             return Err(AuthError::NoSuchUser);
         };
         self.change_member(org, by, &target, Some(role)).await

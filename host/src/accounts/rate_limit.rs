@@ -1,6 +1,13 @@
 //! Counting login attempts in fixed windows, per account and client
 //! address and per client address, so password guessing runs out of
 //! tries; and failed admin-token guesses per address.
+//!
+//! Hand-written rather than `governor`: its GCRA refills one try every
+//! `window / max` after a burst of `max`, so it lets through up to about
+//! twice `max` in the first window and answers `Retry-After` with a
+//! fraction of the window; it can neither look without counting (`check`)
+//! nor forget one key (`reset` after a successful login). The documented
+//! rule is `max` per fixed window.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

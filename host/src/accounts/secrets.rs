@@ -4,12 +4,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-use crate::object::to_hex;
-
 /// `prefix` and 32 hex digits of randomness: `u_…` for users, `o_…` for
 /// organizations, `k_…` for API keys, `s_…` for sessions.
 pub fn random_id(prefix: &str) -> anyhow::Result<String> {
-    Ok(format!("{prefix}{}", to_hex(&random_bytes::<16>()?)))
+    Ok(format!("{prefix}{}", hex::encode(random_bytes::<16>()?)))
 }
 
 /// `prefix` and 256 random bits in URL-safe base64: unguessable, so a
@@ -30,7 +28,7 @@ pub fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
 
 /// What the catalog keeps instead of a secret: its SHA-256, in hex.
 pub fn digest(secret: &str) -> String {
-    to_hex(&Sha256::digest(secret.as_bytes()))
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 #[cfg(test)]

@@ -2,14 +2,8 @@
 //! nothing else. A token whose header names any other algorithm, `none`
 //! included, is refused before its signature is looked at.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
-
-/// The header every token carries, already encoded.
-const HEADER: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"; // {"alg":"HS256","typ":"JWT"}
 
 /// What a token says. Times are seconds since the Unix epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,24 +27,30 @@ pub enum TokenError {
 
 /// Signs and checks tokens with the server's secret.
 pub struct Signer {
-    key: Vec<u8>,
-}
-
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    /// HS256 only; expiry is checked by `verify` against the caller's
+    /// clock, to the second and with no leeway, so the library checks no
+    /// time claim itself.
+    validation: Validation,
 }
 
 impl Signer {
     pub fn new(key: &[u8]) -> Self {
-        Signer { key: key.to_vec() }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.validate_exp = false;
+        validation.set_required_spec_claims::<&str>(&[]);
+        Signer {
+            encoding: EncodingKey::from_secret(key),
+            decoding: DecodingKey::from_secret(key),
+            validation,
+        }
     }
 
     pub fn sign(&self, claims: &Claims) -> String {
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
-        let signed = format!("{HEADER}.{payload}");
-        let signature = URL_SAFE_NO_PAD.encode(self.mac(&signed).finalize().into_bytes());
-        format!("{signed}.{signature}")
+        // Serializing these claims and an HMAC cannot fail.
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .unwrap_or_default()
     }
 
     /// The token's claims if its signature is ours and it has not expired
@@ -66,43 +66,17 @@ impl Signer {
     /// The token's claims if its signature is ours, expired or not: enough
     /// to know which session to end at logout.
     pub fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
-        let (signed, signature) = token.rsplit_once('.').ok_or(TokenError::Invalid)?;
-        let (header, payload) = signed.split_once('.').ok_or(TokenError::Invalid)?;
-        if payload.contains('.') {
-            return Err(TokenError::Invalid);
-        }
-        let header: Header = decode_json(header)?;
-        if header.alg != "HS256" {
-            return Err(TokenError::Invalid);
-        }
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| TokenError::Invalid)?;
-        self.mac(signed)
-            .verify_slice(&signature)
-            .map_err(|_| TokenError::Invalid)?;
-        decode_json(payload)
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|_| TokenError::Invalid)
     }
-
-    fn mac(&self, signed: &str) -> Hmac<Sha256> {
-        // HMAC takes keys of any length.
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
-        mac.update(signed.as_bytes());
-        mac
-    }
-}
-
-fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, TokenError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| TokenError::Invalid)?;
-    serde_json::from_slice(&bytes).map_err(|_| TokenError::Invalid)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     fn claims(exp: u64) -> Claims {
         Claims {
@@ -149,5 +123,24 @@ mod tests {
         for junk in ["", "a.b", "a.b.c.d", "...", "x.y.z"] {
             assert_eq!(signer.verify(junk, 150), Err(TokenError::Invalid));
         }
+    }
+
+    /// A token made by the hand-written encoder this module used before
+    /// (header `{"alg":"HS256","typ":"JWT"}`, in that order) still
+    /// verifies: sessions survive the upgrade.
+    #[test]
+    fn verifies_tokens_of_the_former_encoder() {
+        let key = b"a key of thirty-two bytes or so!";
+        // Made by the former `Signer::sign` for `claims(200)` and this key.
+        let old = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.\
+                   eyJzdWIiOiJ1XzEiLCJlbWFpbCI6ImFAZXhhbXBsZS5jb20iLCJzaWQiOiJzXzEiLCJpYXQiOjEwMCwiZXhwIjoyMDB9.\
+                   qLuteBKNw_VgLBl8mHhGME94l1kZqfwSdw-bHHJRGPY";
+        let signer = Signer::new(key);
+        assert_eq!(signer.verify(old, 150), Ok(claims(200)));
+        assert_eq!(signer.verify(old, 200), Err(TokenError::Expired));
+        assert_eq!(
+            Signer::new(b"another key").verify(old, 150),
+            Err(TokenError::Invalid)
+        );
     }
 }

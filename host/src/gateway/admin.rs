@@ -3,10 +3,13 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
 
 use super::{ApiError, credentials};
 use crate::accounts::AuthError;
@@ -21,9 +24,8 @@ pub struct ListQuery {
 pub async fn list_objects(
     State(runtime): State<Arc<Runtime>>,
     Query(query): Query<ListQuery>,
-    request: Request,
+    _: AdminToken,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&runtime, &request)?;
     let catalog = Arc::clone(runtime.catalog());
     let objects = tokio::task::spawn_blocking(move || catalog.objects(query.class.as_deref()))
         .await
@@ -37,23 +39,33 @@ pub async fn list_objects(
 pub async fn delete_object(
     State(runtime): State<Arc<Runtime>>,
     Path((class, name)): Path<(String, String)>,
-    request: Request,
+    _: AdminToken,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&runtime, &request)?;
     let deleted = runtime.delete(&class, &name).await?;
     runtime.routes().forget_object(&class, &name).await?;
     Ok(Json(json!({ "deleted": deleted })))
 }
 
-/// Requires the admin token (and the admin API on).
-pub(super) fn authorize<B>(runtime: &Runtime, request: &http::Request<B>) -> Result<(), ApiError> {
-    if runtime.config().admin_token.is_none() {
-        return Err(ApiError::AdminDisabled);
-    }
-    if bears_admin_token(runtime, request, true)? {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
+/// The operator's credential: a handler taking it runs only for requests
+/// bearing the admin token (and with the admin API on). Put it after the
+/// `Path` and `Query` extractors, so a malformed path still answers `400`.
+pub struct AdminToken;
+
+impl FromRequestParts<Arc<Runtime>> for AdminToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        runtime: &Arc<Runtime>,
+    ) -> Result<Self, ApiError> {
+        if runtime.config().admin_token.is_none() {
+            return Err(ApiError::AdminDisabled);
+        }
+        if bears_admin_token(runtime, &parts.headers, &parts.extensions, true)? {
+            Ok(AdminToken)
+        } else {
+            Err(ApiError::Unauthorized)
+        }
     }
 }
 
@@ -63,18 +75,20 @@ pub(super) fn authorize<B>(runtime: &Runtime, request: &http::Request<B>) -> Res
 /// (elsewhere, as on public classes, apps' own bearer tokens go by); an
 /// address with too many failures gets `429` where the token is required,
 /// and is not taken for the operator elsewhere, until its window ends.
-pub(super) fn bears_admin_token<B>(
+pub(super) fn bears_admin_token(
     runtime: &Runtime,
-    request: &http::Request<B>,
+    headers: &HeaderMap,
+    extensions: &Extensions,
     required: bool,
 ) -> Result<bool, ApiError> {
     let Some(expected) = runtime.config().admin_token.as_ref() else {
         return Ok(false);
     };
-    let Some(given) = credentials::bearer(request.headers()) else {
+    let Some(given) = credentials::bearer(headers) else {
         return Ok(false);
     };
-    let address = credentials::client_address(request, &runtime.config().trusted_proxies);
+    let address =
+        credentials::client_address(headers, extensions, &runtime.config().trusted_proxies);
     let throttle = runtime.routes().admin_throttle();
     if let Err(wait) = throttle.check(address) {
         return if required {
@@ -93,18 +107,15 @@ pub(super) fn bears_admin_token<B>(
     Ok(false)
 }
 
-/// Compares digests without stopping at the first difference, so the time
-/// taken tells neither how much of a guess was right nor the token's
-/// length.
+/// Compares digests in constant time: comparing the fixed-length digests
+/// rather than the strings keeps the time taken from telling either how
+/// much of a guess was right or the token's length.
 fn same_secret(given: &str, expected: &str) -> bool {
     let (a, b) = (
         Sha256::digest(given.as_bytes()),
         Sha256::digest(expected.as_bytes()),
     );
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |diff, (x, y)| diff | (x ^ y))
-        == 0
+    a.as_slice().ct_eq(b.as_slice()).into()
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -116,10 +117,9 @@ pub async fn logout(
 /// `GET /auth/me`: the signed-in user, their session and organizations.
 pub async fn me(
     State(runtime): State<Arc<Runtime>>,
-    headers: HeaderMap,
+    SignedIn(caller): SignedIn,
 ) -> Result<Json<Value>, ApiError> {
-    same_site(&headers)?;
-    let (accounts, caller) = signed_in(&runtime, &headers)?;
+    let accounts = accounts(&runtime)?;
     let orgs = accounts.orgs_of(&caller.user).await?;
     Ok(Json(json!({
         "user": caller.user,
@@ -134,7 +134,11 @@ async fn email_and_password(
     request: Request,
 ) -> Result<(String, String, Option<IpAddr>), ApiError> {
     same_site(request.headers())?;
-    let address = credentials::client_address(&request, &runtime.config().trusted_proxies);
+    let address = credentials::client_address(
+        request.headers(),
+        request.extensions(),
+        &runtime.config().trusted_proxies,
+    );
     let given: Credentials = json_body(&read_body(request).await?)?;
     let email = required(given.email, "email")?;
     let password = required(given.password, "password")?;
@@ -153,6 +157,36 @@ pub(super) fn same_site(headers: &HeaderMap) -> Result<(), ApiError> {
 /// The accounts, or an error saying they are off.
 pub(super) fn accounts(runtime: &Runtime) -> Result<&Accounts, ApiError> {
     runtime.accounts().ok_or(ApiError::AccountsDisabled)
+}
+
+/// The signed-in caller of an `/auth/*` route: the request comes from the
+/// server's own origin (see `same_site`) and carries a live session.
+pub struct SignedIn(pub Authenticated);
+
+impl FromRequestParts<Arc<Runtime>> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        runtime: &Arc<Runtime>,
+    ) -> Result<Self, ApiError> {
+        same_site(&parts.headers)?;
+        let (_, caller) = signed_in(runtime, &parts.headers)?;
+        Ok(SignedIn(caller))
+    }
+}
+
+/// A JSON request body of at most `MAX_BODY_BYTES`, with errors that
+/// name what is wrong with it. Last among a handler's extractors, as
+/// bodies are.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Arc<Runtime>> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _: &Arc<Runtime>) -> Result<Self, ApiError> {
+        Ok(JsonBody(json_body(&read_body(request).await?)?))
+    }
 }
 
 /// The request's signed-in user.

@@ -8,7 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, header};
+use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, header};
+use cookie::{Cookie, SameSite};
 
 use crate::config::{AuthSettings, IpRange};
 
@@ -53,11 +54,10 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .find_map(|pair| {
-            let (key, value) = pair.split_once('=')?;
-            (key.trim() == name).then_some(value.trim())
-        })
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|cookie| cookie.name() == name)
+        .and_then(|cookie| cookie.value_raw())
 }
 
 /// The session's access token: the bearer token, else the cookie when
@@ -83,18 +83,19 @@ pub fn without_session_cookies(value: &HeaderValue) -> Option<String> {
     (!kept.is_empty()).then(|| kept.join("; "))
 }
 
-/// Whether a cookie pair (`name=value`, or a nameless `value`) would
-/// reach the host as one of its own: browsers trim names and send a
-/// nameless cookie as its bare value, so `=podhost_session=x` is read as
-/// `podhost_session`.
-fn is_reserved_cookie(pair: &str) -> bool {
-    let pair = pair.trim();
-    let name = match pair.split_once('=') {
-        Some((name, value)) if name.trim().is_empty() => {
+/// Whether a cookie (`name=value`, or a nameless `value`, with or without
+/// `Set-Cookie` attributes) would reach the host as one of its own:
+/// browsers trim names and send a nameless cookie as its bare value, so
+/// `=podhost_session=x` is read as `podhost_session`.
+fn is_reserved_cookie(text: &str) -> bool {
+    let name = match Cookie::parse(text) {
+        Ok(cookie) => cookie.name_raw().unwrap_or_default(),
+        // No name: the pair is its value, which may read as `name=...`.
+        Err(_) => {
+            let pair = text.split(';').next().unwrap_or_default().trim();
+            let value = pair.strip_prefix('=').unwrap_or(pair);
             value.split_once('=').map_or(value, |(name, _)| name)
         }
-        Some((name, _)) => name,
-        None => pair,
     };
     let name = name.trim();
     name.len() >= RESERVED_COOKIE_PREFIX.len()
@@ -111,10 +112,7 @@ pub fn drop_reserved_set_cookies(headers: &mut HeaderMap) {
         header::Entry::Vacant(_) => return,
     };
     for value in values {
-        let allowed = value.to_str().is_ok_and(|text| {
-            let pair = text.split(';').next().unwrap_or("");
-            !is_reserved_cookie(pair)
-        });
+        let allowed = value.to_str().is_ok_and(|text| !is_reserved_cookie(text));
         if allowed {
             headers.append(header::SET_COOKIE, value);
         } else {
@@ -148,13 +146,20 @@ pub fn session_cookies(
     session_ttl: Duration,
 ) -> [String; 2] {
     [
-        set_cookie(settings, SESSION_COOKIE, token, "/", "Lax", token_ttl),
+        set_cookie(
+            settings,
+            SESSION_COOKIE,
+            token,
+            "/",
+            SameSite::Lax,
+            token_ttl,
+        ),
         set_cookie(
             settings,
             REFRESH_COOKIE,
             refresh_token,
             "/auth",
-            "Strict",
+            SameSite::Strict,
             session_ttl,
         ),
     ]
@@ -163,13 +168,20 @@ pub fn session_cookies(
 /// `Set-Cookie` values that remove both cookies.
 pub fn cleared_cookies(settings: &AuthSettings) -> [String; 2] {
     [
-        set_cookie(settings, SESSION_COOKIE, "", "/", "Lax", Duration::ZERO),
+        set_cookie(
+            settings,
+            SESSION_COOKIE,
+            "",
+            "/",
+            SameSite::Lax,
+            Duration::ZERO,
+        ),
         set_cookie(
             settings,
             REFRESH_COOKIE,
             "",
             "/auth",
-            "Strict",
+            SameSite::Strict,
             Duration::ZERO,
         ),
     ]
@@ -180,18 +192,17 @@ fn set_cookie(
     name: &str,
     value: &str,
     path: &str,
-    same_site: &str,
+    same_site: SameSite,
     max_age: Duration,
 ) -> String {
-    let secure = if settings.secure_cookies {
-        "; Secure"
-    } else {
-        ""
-    };
-    format!(
-        "{name}={value}; Path={path}; Max-Age={}; HttpOnly; SameSite={same_site}{secure}",
-        max_age.as_secs()
-    )
+    let max_age = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+    Cookie::build((name, value))
+        .path(path)
+        .max_age(cookie::time::Duration::seconds(max_age))
+        .http_only(true)
+        .same_site(same_site)
+        .secure(settings.secure_cookies)
+        .to_string()
 }
 
 /// Whether a browser's request comes from the server's own origin: an
@@ -253,12 +264,15 @@ fn header_is(headers: &HeaderMap, name: &'static str, expected: &str) -> bool {
 /// the peer is one of `trusted_proxies`, the right-most address of
 /// `X-Forwarded-For` that is not a trusted proxy (the left part of the
 /// header is whatever the client wrote).
-pub fn client_address<B>(request: &Request<B>, trusted_proxies: &[IpRange]) -> Option<IpAddr> {
-    let peer = request
-        .extensions()
+pub fn client_address(
+    headers: &HeaderMap,
+    extensions: &Extensions,
+    trusted_proxies: &[IpRange],
+) -> Option<IpAddr> {
+    let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(address)| address.ip())?;
-    Some(forwarded_client(peer, request.headers(), trusted_proxies))
+    Some(forwarded_client(peer, headers, trusted_proxies))
 }
 
 fn forwarded_client(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpRange]) -> IpAddr {
@@ -431,6 +445,51 @@ mod tests {
         let value = HeaderValue::from_bytes("theme=café; podhost_session=abc".as_bytes())
             .expect("a header value");
         assert_eq!(without_session_cookies(&value), None);
+    }
+
+    #[test]
+    fn session_cookies_carry_their_attributes() {
+        let mut settings = AuthSettings::default();
+        let hour = Duration::from_secs(3600);
+        let [session, refresh] = session_cookies(&settings, "t", hour, "r", 2 * hour);
+        let attributes = |text: &str| {
+            let mut parts: Vec<String> = text.split("; ").map(str::to_string).collect();
+            parts[1..].sort();
+            parts
+        };
+        assert_eq!(
+            attributes(&session),
+            [
+                "podhost_session=t",
+                "HttpOnly",
+                "Max-Age=3600",
+                "Path=/",
+                "SameSite=Lax"
+            ]
+        );
+        assert_eq!(
+            attributes(&refresh),
+            [
+                "podhost_refresh=r",
+                "HttpOnly",
+                "Max-Age=7200",
+                "Path=/auth",
+                "SameSite=Strict"
+            ]
+        );
+        settings.secure_cookies = true;
+        let [cleared, _] = cleared_cookies(&settings);
+        assert_eq!(
+            attributes(&cleared),
+            [
+                "podhost_session=",
+                "HttpOnly",
+                "Max-Age=0",
+                "Path=/",
+                "SameSite=Lax",
+                "Secure"
+            ]
+        );
     }
 
     #[test]

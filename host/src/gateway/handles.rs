@@ -11,21 +11,19 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::admin::AdminToken;
+use super::auth::JsonBody;
 use super::keys::check_object;
-use super::{ApiError, admin, auth, objects};
+use super::routed::Routed;
+use super::{ApiError, auth, objects};
 use crate::runtime::Runtime;
-
-pub async fn deliver_root(
-    State(runtime): State<Arc<Runtime>>,
-    Path((class, handle)): Path<(String, String)>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    forward_by_handle(&runtime, &class, &handle, "", request).await
-}
 
 pub async fn deliver(
     State(runtime): State<Arc<Runtime>>,
-    Path((class, handle, path)): Path<(String, String, String)>,
+    Routed {
+        params: [class, handle],
+        path,
+    }: Routed<2>,
     request: Request,
 ) -> Result<Response, ApiError> {
     forward_by_handle(&runtime, &class, &handle, &path, request).await
@@ -55,7 +53,7 @@ async fn resolve(runtime: &Runtime, class: &str, handle: &str) -> Result<String,
 }
 
 #[derive(Deserialize)]
-struct Target {
+pub struct Target {
     name: Option<String>,
 }
 
@@ -64,10 +62,9 @@ struct Target {
 pub async fn set(
     State(runtime): State<Arc<Runtime>>,
     Path((class, handle)): Path<(String, String)>,
-    request: Request,
+    _: AdminToken,
+    JsonBody(body): JsonBody<Target>,
 ) -> Result<Json<Value>, ApiError> {
-    admin::authorize(&runtime, &request)?;
-    let body: Target = auth::json_body(&auth::read_body(request).await?)?;
     let name = auth::required(body.name, "name")?;
     check_object(&runtime, &class, &name)?;
     let handle = runtime.routes().set_handle(&class, &handle, &name).await?;
@@ -80,9 +77,8 @@ pub async fn set(
 pub async fn get(
     State(runtime): State<Arc<Runtime>>,
     Path((class, handle)): Path<(String, String)>,
-    request: Request,
+    _: AdminToken,
 ) -> Result<Json<Value>, ApiError> {
-    admin::authorize(&runtime, &request)?;
     let name = resolve(&runtime, &class, &handle).await?;
     Ok(Json(
         json!({ "class": class, "handle": handle, "name": name }),
@@ -93,9 +89,8 @@ pub async fn get(
 pub async fn delete(
     State(runtime): State<Arc<Runtime>>,
     Path((class, handle)): Path<(String, String)>,
-    request: Request,
+    _: AdminToken,
 ) -> Result<Json<Value>, ApiError> {
-    admin::authorize(&runtime, &request)?;
     let deleted = runtime.routes().delete_handle(&class, &handle).await?;
     Ok(Json(json!({ "deleted": deleted })))
 }
@@ -104,9 +99,8 @@ pub async fn delete(
 pub async fn list(
     State(runtime): State<Arc<Runtime>>,
     Path((class, name)): Path<(String, String)>,
-    request: Request,
+    _: AdminToken,
 ) -> Result<Json<Value>, ApiError> {
-    admin::authorize(&runtime, &request)?;
     let handles = runtime.routes().handles_of(&class, &name).await?;
     Ok(Json(json!({ "handles": handles })))
 }

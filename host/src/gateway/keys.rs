@@ -11,20 +11,15 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, admin, auth, credentials, objects};
+use super::admin::AdminToken;
+use super::routed::Routed;
+use super::{ApiError, auth, credentials, objects};
 use crate::accounts::Admission;
 use crate::runtime::Runtime;
 
-pub async fn deliver_root(
-    State(runtime): State<Arc<Runtime>>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    forward_by_key(&runtime, "", request).await
-}
-
 pub async fn deliver(
     State(runtime): State<Arc<Runtime>>,
-    Path(path): Path<String>,
+    Routed { path, .. }: Routed<0>,
     request: Request,
 ) -> Result<Response, ApiError> {
     forward_by_key(&runtime, &path, request).await
@@ -56,9 +51,9 @@ struct NewKey {
 pub async fn create(
     State(runtime): State<Arc<Runtime>>,
     Path((class, name)): Path<(String, String)>,
+    _: AdminToken,
     request: Request,
 ) -> Result<Response, ApiError> {
-    admin::authorize(&runtime, &request)?;
     check_object(&runtime, &class, &name)?;
     let body = auth::read_body(request).await?;
     let given: NewKey = if body.is_empty() {
@@ -79,9 +74,8 @@ pub async fn create(
 pub async fn list(
     State(runtime): State<Arc<Runtime>>,
     Path((class, name)): Path<(String, String)>,
-    request: Request,
+    _: AdminToken,
 ) -> Result<Json<Value>, ApiError> {
-    admin::authorize(&runtime, &request)?;
     let keys = runtime.routes().keys_of(&class, &name).await?;
     Ok(Json(json!({ "keys": keys })))
 }
@@ -90,9 +84,8 @@ pub async fn list(
 pub async fn revoke(
     State(runtime): State<Arc<Runtime>>,
     Path(id): Path<String>,
-    request: Request,
+    _: AdminToken,
 ) -> Result<Json<Value>, ApiError> {
-    admin::authorize(&runtime, &request)?;
     let revoked = runtime.routes().revoke_key(&id).await?;
     Ok(Json(json!({ "revoked": revoked })))
 }

@@ -3,25 +3,21 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::response::Response;
 
+use super::routed::Routed;
 use super::{ApiError, auth, objects};
 use crate::accounts::Admission;
 use crate::config::Access;
 use crate::runtime::Runtime;
 
-pub async fn deliver_root(
-    State(runtime): State<Arc<Runtime>>,
-    Path(class): Path<String>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    forward_to_own(&runtime, &class, "", request).await
-}
-
 pub async fn deliver(
     State(runtime): State<Arc<Runtime>>,
-    Path((class, path)): Path<(String, String)>,
+    Routed {
+        params: [class],
+        path,
+    }: Routed<1>,
     request: Request,
 ) -> Result<Response, ApiError> {
     forward_to_own(&runtime, &class, &path, request).await

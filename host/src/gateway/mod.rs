@@ -12,6 +12,7 @@ mod keys;
 mod me;
 mod objects;
 mod orgs;
+mod routed;
 mod server;
 mod sockets;
 
@@ -28,15 +29,15 @@ use crate::runtime::Runtime;
 
 pub fn router(runtime: Arc<Runtime>) -> Router {
     Router::new()
-        .route("/objects/{class}/{name}", any(objects::deliver_root))
+        .route("/objects/{class}/{name}", any(objects::deliver))
         .route("/objects/{class}/{name}/{*path}", any(objects::deliver))
-        .route("/me/{class}", any(me::deliver_root))
+        .route("/me/{class}", any(me::deliver))
         .route("/me/{class}/{*path}", any(me::deliver))
-        .route("/orgs/{org}/{class}", any(orgs::deliver_root))
+        .route("/orgs/{org}/{class}", any(orgs::deliver))
         .route("/orgs/{org}/{class}/{*path}", any(orgs::deliver))
-        .route("/key", any(keys::deliver_root))
+        .route("/key", any(keys::deliver))
         .route("/key/{*path}", any(keys::deliver))
-        .route("/handles/{class}/{handle}", any(handles::deliver_root))
+        .route("/handles/{class}/{handle}", any(handles::deliver))
         .route("/handles/{class}/{handle}/{*path}", any(handles::deliver))
         .route("/auth/signup", post(auth::signup))
         .route("/auth/login", post(auth::login))

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 
+use super::routed::Routed;
 use super::{ApiError, admin, credentials, events, sockets};
 use crate::accounts::{Admission, Caller};
 use crate::bindings;
@@ -28,18 +29,12 @@ const HOP_BY_HOP: &[&str] = &[
     "trailer",
 ];
 
-pub async fn deliver_root(
-    State(runtime): State<Arc<Runtime>>,
-    Path((class, name)): Path<(String, String)>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let admission = by_name(&runtime, &class, &request)?;
-    forward(&runtime, &class, &name, "", request, admission).await
-}
-
 pub async fn deliver(
     State(runtime): State<Arc<Runtime>>,
-    Path((class, name, path)): Path<(String, String, String)>,
+    Routed {
+        params: [class, name],
+        path,
+    }: Routed<2>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let admission = by_name(&runtime, &class, &request)?;
@@ -54,7 +49,12 @@ pub(super) fn by_name(
     request: &Request,
 ) -> Result<Admission, ApiError> {
     let access = runtime.class(class)?.settings().access;
-    if admin::bears_admin_token(runtime, request, access != Access::Public)? {
+    if admin::bears_admin_token(
+        runtime,
+        request.headers(),
+        request.extensions(),
+        access != Access::Public,
+    )? {
         Ok(Admission::admin())
     } else if access == Access::Public {
         Ok(Admission::anyone())

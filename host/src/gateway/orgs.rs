@@ -6,27 +6,24 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::auth::{JsonBody, SignedIn};
+use super::routed::Routed;
 use super::{ApiError, auth, objects};
 use crate::accounts::{Admission, Role};
 use crate::config::Access;
 use crate::runtime::Runtime;
 
-pub async fn deliver_root(
-    State(runtime): State<Arc<Runtime>>,
-    Path((org, class)): Path<(String, String)>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    forward_to_org(&runtime, &org, &class, "", request).await
-}
-
 pub async fn deliver(
     State(runtime): State<Arc<Runtime>>,
-    Path((org, class, path)): Path<(String, String, String)>,
+    Routed {
+        params: [org, class],
+        path,
+    }: Routed<2>,
     request: Request,
 ) -> Result<Response, ApiError> {
     forward_to_org(&runtime, &org, &class, &path, request).await
@@ -53,12 +50,12 @@ async fn forward_to_org(
 }
 
 #[derive(Deserialize)]
-struct NewOrg {
+pub struct NewOrg {
     name: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct NewMember {
+pub struct NewMember {
     email: Option<String>,
     role: Option<String>,
 }
@@ -66,12 +63,10 @@ struct NewMember {
 /// `POST /auth/orgs {name}`: a new organization, owned by the caller.
 pub async fn create(
     State(runtime): State<Arc<Runtime>>,
-    request: Request,
+    SignedIn(signed_in): SignedIn,
+    JsonBody(body): JsonBody<NewOrg>,
 ) -> Result<Response, ApiError> {
-    let headers = request.headers().clone();
-    auth::same_site(&headers)?;
-    let (accounts, signed_in) = auth::signed_in(&runtime, &headers)?;
-    let body: NewOrg = auth::json_body(&auth::read_body(request).await?)?;
+    let accounts = auth::accounts(&runtime)?;
     let name = auth::required(body.name, "name")?;
     let org = accounts.create_org(&signed_in.user, &name).await?;
     Ok((StatusCode::CREATED, Json(json!({ "org": org }))).into_response())
@@ -80,10 +75,9 @@ pub async fn create(
 /// `GET /auth/orgs`: the caller's organizations and roles.
 pub async fn list(
     State(runtime): State<Arc<Runtime>>,
-    headers: HeaderMap,
+    SignedIn(signed_in): SignedIn,
 ) -> Result<Json<Value>, ApiError> {
-    auth::same_site(&headers)?;
-    let (accounts, signed_in) = auth::signed_in(&runtime, &headers)?;
+    let accounts = auth::accounts(&runtime)?;
     let orgs = accounts.orgs_of(&signed_in.user).await?;
     Ok(Json(json!({ "orgs": orgs })))
 }
@@ -92,10 +86,9 @@ pub async fn list(
 pub async fn members(
     State(runtime): State<Arc<Runtime>>,
     Path(org): Path<String>,
-    headers: HeaderMap,
+    SignedIn(signed_in): SignedIn,
 ) -> Result<Json<Value>, ApiError> {
-    auth::same_site(&headers)?;
-    let (accounts, signed_in) = auth::signed_in(&runtime, &headers)?;
+    let accounts = auth::accounts(&runtime)?;
     let members = accounts.members(&org, &signed_in.user).await?;
     Ok(Json(json!({ "members": members })))
 }
@@ -105,12 +98,10 @@ pub async fn members(
 pub async fn set_member(
     State(runtime): State<Arc<Runtime>>,
     Path(org): Path<String>,
-    request: Request,
+    SignedIn(signed_in): SignedIn,
+    JsonBody(body): JsonBody<NewMember>,
 ) -> Result<Json<Value>, ApiError> {
-    let headers = request.headers().clone();
-    auth::same_site(&headers)?;
-    let (accounts, signed_in) = auth::signed_in(&runtime, &headers)?;
-    let body: NewMember = auth::json_body(&auth::read_body(request).await?)?;
+    let accounts = auth::accounts(&runtime)?;
     let email = auth::required(body.email, "email")?;
     let role = auth::required(body.role, "role")?;
     let role = Role::parse(&role).ok_or_else(|| {
@@ -128,10 +119,9 @@ pub async fn set_member(
 pub async fn remove_member(
     State(runtime): State<Arc<Runtime>>,
     Path((org, user)): Path<(String, String)>,
-    headers: HeaderMap,
+    SignedIn(signed_in): SignedIn,
 ) -> Result<Json<Value>, ApiError> {
-    auth::same_site(&headers)?;
-    let (accounts, signed_in) = auth::signed_in(&runtime, &headers)?;
+    let accounts = auth::accounts(&runtime)?;
     accounts.remove_member(&org, &signed_in.user, &user).await?;
     Ok(Json(json!({ "removed": true })))
 }

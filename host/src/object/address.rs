@@ -29,7 +29,7 @@ impl ObjectAddr {
         ObjectAddr {
             class: class.to_string(),
             name: name.into_owned(),
-            id: to_hex(&hasher.finalize()),
+            id: hex::encode(hasher.finalize()),
         }
     }
 
@@ -56,17 +56,6 @@ pub fn normalize_name(name: &str) -> Cow<'_, str> {
     }
 }
 
-/// Lower-case hex digits, two per byte.
-pub fn to_hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0xf)]));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +65,11 @@ mod tests {
         let a = ObjectAddr::new("counter", "alice");
         assert_eq!(a.id(), ObjectAddr::new("counter", "alice").id());
         assert_eq!(a.id().len(), 64);
+        // Ids name objects' directories: their spelling may never change.
+        assert_eq!(
+            a.id(),
+            "97409dcccfd271f097f199c55abc8177f8560968a524d46b620422abaa1bc757"
+        );
         assert_ne!(a.id(), ObjectAddr::new("counter", "bob").id());
         // The separator keeps ("ab", "c") and ("a", "bc") apart.
         assert_ne!(

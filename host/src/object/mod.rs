@@ -7,7 +7,7 @@ mod event;
 mod registry;
 
 pub(crate) use actor::Actor;
-pub use address::{ObjectAddr, normalize_name, to_hex};
+pub use address::{ObjectAddr, normalize_name};
 pub use event::EventError;
 pub(crate) use event::{Event, SocketEvent, SocketOutcome};
 pub(crate) use registry::Objects;
