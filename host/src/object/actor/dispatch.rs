@@ -11,10 +11,22 @@ use crate::bindings::{Request, Response};
 use crate::capabilities::ObjectState;
 use crate::sockets::{MAX_TAG_BYTES, MAX_TAGS};
 
+/// What a handler export returns: `Ok` keeps the event's writes, `Err` is
+/// the guest's own failure.
+pub(super) trait Outcome {
+    fn kept(&self) -> bool;
+}
+
+impl<T, E> Outcome for Result<T, E> {
+    fn kept(&self) -> bool {
+        self.is_ok()
+    }
+}
+
 /// One call of a handler export.
 pub(super) trait Handler {
     /// What the guest returned.
-    type Returned;
+    type Returned: Outcome;
     /// For the event's span.
     const KIND: &'static str;
     /// Whether the object's alarm is cleared as the handler starts, in its
@@ -26,9 +38,6 @@ pub(super) trait Handler {
         guest: &Guest,
         store: &mut Store<ObjectState>,
     ) -> wasmtime::Result<Self::Returned>;
-
-    /// Whether the event's writes are kept.
-    fn succeeded(returned: &Self::Returned) -> bool;
 }
 
 pub(super) struct Fetch<'a>(pub &'a Request);
@@ -43,10 +52,6 @@ impl Handler for Fetch<'_> {
         store: &mut Store<ObjectState>,
     ) -> wasmtime::Result<Self::Returned> {
         guest.call_fetch(store, self.0).await
-    }
-
-    fn succeeded(returned: &Self::Returned) -> bool {
-        returned.is_ok()
     }
 }
 
@@ -64,10 +69,6 @@ impl Handler for Alarm {
         store: &mut Store<ObjectState>,
     ) -> wasmtime::Result<Self::Returned> {
         guest.call_alarm(store, self.0).await
-    }
-
-    fn succeeded(returned: &Self::Returned) -> bool {
-        returned.is_ok()
     }
 }
 
@@ -90,10 +91,6 @@ impl Handler for SocketOpen<'_> {
             .await?;
         Ok(accept.and_then(checked_accept))
     }
-
-    fn succeeded(returned: &Self::Returned) -> bool {
-        returned.is_ok()
-    }
 }
 
 pub(super) struct SocketMessageEvent<'a> {
@@ -113,10 +110,6 @@ impl Handler for SocketMessageEvent<'_> {
         guest
             .call_socket_message(store, self.socket, self.message)
             .await
-    }
-
-    fn succeeded(returned: &Self::Returned) -> bool {
-        returned.is_ok()
     }
 }
 
@@ -139,10 +132,6 @@ impl Handler for SocketClose<'_> {
         guest
             .call_socket_close(store, self.socket, self.code, self.reason, self.attachment)
             .await
-    }
-
-    fn succeeded(returned: &Self::Returned) -> bool {
-        returned.is_ok()
     }
 }
 

@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
 use self::batch::{Batch, Held};
-use self::dispatch::Handler;
+use self::dispatch::{Handler, Outcome as _};
 use self::state::{Live, State};
 use super::ObjectAddr;
 use super::event::{Event, EventError, SocketEvent, SocketOutcome};
@@ -520,7 +520,7 @@ impl Actor {
             return Err(self.stopped(verdict));
         }
         match outcome {
-            Ok(returned) if H::succeeded(&returned) => match db.end_event() {
+            Ok(returned) if returned.kept() => match db.end_event() {
                 Ok(()) => {
                     self.batch.keep(outbox, alarm_changed);
                     Ok(returned)
