@@ -5,10 +5,27 @@
 //! end; on an otherwise idle machine the long event still gets all of it.
 //! Linux applies a policy to one thread when given its thread id.
 
+use std::cell::Cell;
+
+thread_local! {
+    /// This thread's kernel id: `gettid` is a system call, and every event
+    /// asks.
+    static THREAD_ID: libc::pid_t = {
+        // SAFETY: gettid has no preconditions.
+        unsafe { libc::gettid() }
+    };
+    /// An event on this thread was demoted: [`restore`] has work to do.
+    static DEMOTED: Cell<bool> = const { Cell::new(false) };
+}
+
 /// This thread's kernel id, for [`demote`].
 pub fn current_thread_id() -> libc::pid_t {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
+    THREAD_ID.with(|id| *id)
+}
+
+/// Tells this thread that the event it ran was demoted.
+pub fn mark_demoted() {
+    DEMOTED.with(|demoted| demoted.set(true));
 }
 
 /// Moves thread `tid` of this process to `SCHED_IDLE`, which needs no
@@ -29,6 +46,9 @@ pub fn promote(tid: libc::pid_t) {
 /// `CAP_SYS_NICE` or `RLIMIT_NICE`): the thread should then end, and a new
 /// one take its place.
 pub fn restore() -> bool {
+    if !DEMOTED.with(Cell::take) {
+        return true;
+    }
     let tid = current_thread_id();
     // SAFETY: sched_getscheduler only reads the thread's policy.
     if unsafe { libc::sched_getscheduler(tid) } != libc::SCHED_IDLE {
@@ -55,6 +75,7 @@ mod tests {
         std::thread::spawn(|| {
             let tid = current_thread_id();
             demote(tid);
+            mark_demoted();
             // SAFETY: as above.
             assert_eq!(unsafe { libc::sched_getscheduler(tid) }, libc::SCHED_IDLE);
             let restored = restore();

@@ -165,7 +165,10 @@ struct Watched {
     stop: Arc<Stop>,
     budget: Budget,
     clock: libc::clockid_t,
-    cpu_at_start: Duration,
+    /// The thread's CPU time when the watchdog first saw the event (read
+    /// then, not at the start, to keep a system call off every event; the
+    /// demotion threshold is late by at most a tick).
+    cpu_at_start: Option<Duration>,
     tid: libc::pid_t,
     demoted: bool,
     sql: Option<Arc<InterruptHandle>>,
@@ -211,7 +214,10 @@ impl EventWatch {
 impl Drop for EventWatch {
     fn drop(&mut self) {
         // After this, the watchdog no longer touches the event's database.
-        self.watchdog.lock().remove(&self.id);
+        let watched = self.watchdog.lock().remove(&self.id);
+        if watched.is_some_and(|watched| watched.demoted) {
+            priority::mark_demoted();
+        }
     }
 }
 
@@ -223,12 +229,11 @@ impl Watchdog {
 
     /// Watches the event about to run on the calling thread.
     pub fn watch(self: &Arc<Self>, budget: Budget) -> EventWatch {
-        let clock = own_cpu_clock();
         let watched = Watched {
             stop: Arc::new(Stop::starting_now()),
             budget,
-            clock,
-            cpu_at_start: cpu_time(clock),
+            clock: own_cpu_clock(),
+            cpu_at_start: None,
             tid: priority::current_thread_id(),
             demoted: false,
             sql: None,
@@ -250,7 +255,8 @@ impl Watchdog {
     /// Looks at every running event once; see the module's documentation.
     pub fn tick(&self) {
         for watched in self.lock().values_mut() {
-            let cpu = cpu_time(watched.clock).saturating_sub(watched.cpu_at_start);
+            let now = cpu_time(watched.clock);
+            let cpu = now.saturating_sub(*watched.cpu_at_start.get_or_insert(now));
             if !watched.demoted && cpu >= DEMOTE_AFTER {
                 watched.demoted = true;
                 priority::demote(watched.tid);
