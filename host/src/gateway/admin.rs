@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::{ApiError, credentials};
+use super::{ApiError, Gateway, credentials};
 use crate::accounts::AuthError;
 use crate::runtime::Runtime;
 
@@ -42,7 +42,6 @@ pub async fn delete_object(
     _: AdminToken,
 ) -> Result<Json<Value>, ApiError> {
     let deleted = runtime.delete(&class, &name).await?;
-    runtime.routes().forget_object(&class, &name).await?;
     Ok(Json(json!({ "deleted": deleted })))
 }
 
@@ -51,17 +50,14 @@ pub async fn delete_object(
 /// `Path` and `Query` extractors, so a malformed path still answers `400`.
 pub struct AdminToken;
 
-impl FromRequestParts<Arc<Runtime>> for AdminToken {
+impl FromRequestParts<Gateway> for AdminToken {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        runtime: &Arc<Runtime>,
-    ) -> Result<Self, ApiError> {
-        if runtime.config().admin_token.is_none() {
+    async fn from_request_parts(parts: &mut Parts, gateway: &Gateway) -> Result<Self, ApiError> {
+        if gateway.runtime().config().admin_token.is_none() {
             return Err(ApiError::AdminDisabled);
         }
-        if bears_admin_token(runtime, &parts.headers, &parts.extensions, true)? {
+        if bears_admin_token(gateway, &parts.headers, &parts.extensions, true)? {
             Ok(AdminToken)
         } else {
             Err(ApiError::Unauthorized)
@@ -76,11 +72,12 @@ impl FromRequestParts<Arc<Runtime>> for AdminToken {
 /// address with too many failures gets `429` where the token is required,
 /// and is not taken for the operator elsewhere, until its window ends.
 pub(super) fn bears_admin_token(
-    runtime: &Runtime,
+    gateway: &Gateway,
     headers: &HeaderMap,
     extensions: &Extensions,
     required: bool,
 ) -> Result<bool, ApiError> {
+    let runtime = gateway.runtime();
     let Some(expected) = runtime.config().admin_token.as_ref() else {
         return Ok(false);
     };
@@ -89,7 +86,7 @@ pub(super) fn bears_admin_token(
     };
     let address =
         credentials::client_address(headers, extensions, &runtime.config().trusted_proxies);
-    let throttle = runtime.routes().admin_throttle();
+    let throttle = gateway.routes().admin_throttle();
     if let Err(wait) = throttle.check(address) {
         return if required {
             Err(ApiError::Auth(AuthError::RateLimited(wait)))

@@ -125,7 +125,9 @@ impl ApiError {
                 }
                 EventError::Activation => (StatusCode::INTERNAL_SERVER_ERROR, "activation_failed"),
                 EventError::EventLog => (StatusCode::INTERNAL_SERVER_ERROR, "event_log_failed"),
-                EventError::DeleteFailed => (StatusCode::INTERNAL_SERVER_ERROR, "delete_failed"),
+                EventError::DeleteFailed | EventError::ReferencesRemain => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "delete_failed")
+                }
                 EventError::DeferredConstraint => (StatusCode::CONFLICT, "constraint_failed"),
                 EventError::Migration(_) => (StatusCode::INTERNAL_SERVER_ERROR, "migration_failed"),
                 EventError::Commit => (StatusCode::INTERNAL_SERVER_ERROR, "commit_failed"),

@@ -127,7 +127,8 @@ impl HarnessBuilder {
         if !self.real_alarms {
             runtime.alarms().stop();
         }
-        let router = crate::gateway::router(Arc::clone(&runtime));
+        let gateway = crate::gateway::Gateway::open(Arc::clone(&runtime))?;
+        let router = crate::gateway::router(gateway);
         Ok(Harness {
             runtime,
             router,
