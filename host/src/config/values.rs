@@ -26,12 +26,39 @@ pub const MAX_CONFIG_VALUE_BYTES: usize = 64 << 10;
 /// Where a secret's value is read from: `{ env = "NAME" }` or
 /// `{ file = "path" }` (relative to the config file's directory).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
+#[serde(rename_all = "lowercase", try_from = "Written")]
 pub enum SecretSource {
     /// An environment variable of the podhost process.
     Env(String),
     /// A file's contents, without one trailing line break.
     File(PathBuf),
+}
+
+/// A secret as written in the config, before it is checked to name a
+/// source rather than hold the value.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Written {
+    Source(BTreeMap<String, String>),
+    Value(serde::de::IgnoredAny),
+}
+
+impl TryFrom<Written> for SecretSource {
+    type Error = String;
+
+    fn try_from(written: Written) -> Result<Self, String> {
+        const HOW: &str = "a secret names where its value is read from, `{ env = \"NAME\" }` or \
+                           `{ file = \"path\" }`";
+        let Written::Source(source) = written else {
+            return Err(format!("{HOW}; the value itself never goes in the config"));
+        };
+        let mut entries = source.into_iter();
+        match (entries.next(), entries.next()) {
+            (Some((kind, name)), None) if kind == "env" => Ok(SecretSource::Env(name)),
+            (Some((kind, path)), None) if kind == "file" => Ok(SecretSource::File(path.into())),
+            _ => Err(format!("{HOW}, with exactly one of the two")),
+        }
+    }
 }
 
 impl SecretSource {
@@ -307,7 +334,21 @@ mod tests {
             table.secrets["B"],
             SecretSource::File("/run/secrets/key".into())
         );
-        assert!(toml::from_str::<Table>("[secrets]\nA = \"inline value\"\n").is_err());
-        assert!(toml::from_str::<Table>("[secrets]\nA = { value = \"x\" }\n").is_err());
+        let inline = toml::from_str::<Table>("[secrets]\nA = \"inline value\"\n")
+            .err()
+            .expect("a value is refused")
+            .to_string();
+        assert!(inline.contains("never goes in the config"), "{inline}");
+        for bad in [
+            "A = { value = \"x\" }",
+            "A = { env = \"X\", file = \"y\" }",
+            "A = {}",
+            "A = 3",
+        ] {
+            assert!(
+                toml::from_str::<Table>(&format!("[secrets]\n{bad}\n")).is_err(),
+                "{bad}"
+            );
+        }
     }
 }
