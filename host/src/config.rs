@@ -87,8 +87,9 @@ pub struct Config {
     /// one the admin API is off.
     pub admin_token: Option<Secret>,
     /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For`
-    /// is believed: only for a peer among them is the client's address
-    /// read from that header, for the per-address limits.
+    /// (or `Forwarded`) is believed: only for a peer among them is the
+    /// client's address read from that header, for the per-address limits
+    /// and the objects' `client-address`.
     pub trusted_proxies: Vec<IpRange>,
     /// Accounts: `/auth/*`, `/me`, `/orgs`. On (with these defaults) when a
     /// class has `access = "user"` or `"org"`, or when this section is
