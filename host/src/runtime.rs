@@ -80,7 +80,8 @@ impl Runtime {
         )?);
         let mut classes = HashMap::new();
         for (name, class) in &config.classes {
-            let settings = config.class_settings(class);
+            let mut settings = config.class_settings(class);
+            settings.config = Arc::new(class.config_values(name)?);
             let class = Class::load(
                 &engine,
                 &linker,

@@ -97,8 +97,14 @@ pub(super) async fn forward(
         return events::stream(runtime, class, name, parts, revocation).await;
     }
     let routes = gateway.routes();
+    let client_address = credentials::client_address(
+        request.headers(),
+        request.extensions(),
+        &runtime.config().trusted_proxies,
+    );
     let seen = Seen {
         caller: admission.caller.as_ref().map(Caller::to_wit),
+        client_address: client_address.map(|address| address.to_canonical().to_string()),
         hide_authorization: admission.caller.is_some(),
         is_credential: &|token| routes.is_credential(token),
     };
@@ -129,6 +135,8 @@ pub(super) async fn forward(
 /// What the object is told of who sent a request.
 struct Seen<'a> {
     caller: Option<wit::Caller>,
+    /// The client's IP address (see `credentials::client_address`).
+    client_address: Option<String>,
     /// The request was admitted with a podhost credential, which is the
     /// host's business only: no `Authorization` header goes through.
     hide_authorization: bool,
@@ -195,6 +203,7 @@ fn object_request(parts: &Parts, path: &str, body: Vec<u8>, seen: Seen<'_>) -> b
         headers,
         body,
         caller: seen.caller,
+        client_address: seen.client_address,
     }
 }
 

@@ -81,7 +81,9 @@ impl HarnessBuilder {
     }
 
     /// Deploys class `name` with its own settings (`access`, `durability`,
-    /// limit overrides, `trusted`), as a `[classes.name]` table would.
+    /// limit overrides, `trusted`, `vars`, `secrets`), as a
+    /// `[classes.name]` table would; secrets are read when the harness
+    /// starts.
     pub fn class_with(mut self, name: &str, class: ClassConfig) -> Self {
         self.config.classes.insert(name.to_string(), class);
         self

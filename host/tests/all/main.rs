@@ -7,6 +7,8 @@ mod admin;
 mod alarms;
 mod browser;
 mod chat;
+mod client_address;
+mod config_vars;
 mod connections;
 mod counter;
 mod crash;

@@ -81,6 +81,8 @@ pub struct Options {
     pub trusted: Vec<&'static str>,
     /// The server's limit on open files (soft and hard), if not ours.
     pub file_limit: Option<u64>,
+    /// Environment variables the server process gets (beside ours).
+    pub env: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -101,6 +103,7 @@ impl Default for Options {
             access: Vec::new(),
             trusted: Vec::new(),
             file_limit: None,
+            env: Vec::new(),
         }
     }
 }
@@ -223,6 +226,7 @@ impl Server {
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info,podhost=debug")
+            .envs(options.env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .kill_on_drop(true);

@@ -100,6 +100,7 @@ impl Actor {
             limits,
             Arc::clone(self.runtime.sockets()),
             self.runtime.guest_logs(),
+            Arc::clone(&self.class.settings().config),
         );
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| state.limits());
