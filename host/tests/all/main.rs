@@ -28,3 +28,4 @@ mod sessions;
 mod socket_caps;
 mod storage;
 mod support;
+mod tenants;

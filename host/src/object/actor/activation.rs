@@ -55,6 +55,13 @@ impl Actor {
                 .data_dir()
                 .object_database(self.object.class(), self.object.id());
             self.last_active = now_ms();
+            if !path.exists() {
+                // A new object: within its tenant's quotas, if any.
+                self.runtime
+                    .tenants()
+                    .admit_new_object(self.object.class())
+                    .map_err(EventError::QuotaExceeded)?;
+            }
             let db = open_database(&path, self.class.settings())?;
             self.runtime
                 .record(CatalogUpdate::Seen(self.sighting(None)));
