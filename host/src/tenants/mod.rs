@@ -7,6 +7,17 @@
 //! Everything a request needs (tokens, owners, object counts) is answered
 //! from memory; the catalog's tables (`store.rs`) are the truth, written
 //! when a tenant or an owner changes.
+//!
+//! How the class routes use it (the gateway's `Principal` extractor gives
+//! the principal): `PUT /admin/classes/{class}` calls
+//! [`Tenants::check_claim`] before it reads the upload and
+//! [`Tenants::claim_class`] once the version is valid, just before it goes
+//! live; `GET`, rollback and `DELETE` of one class call
+//! [`Tenants::may_manage`] (someone else's class is then a `404`, as a
+//! missing one); `GET /admin/classes` keeps the classes
+//! [`Tenants::sees`]; a deleted class is given back with
+//! [`Tenants::release_class`]; a version's "deployed by" is
+//! `principal.tenant()`, or the operator.
 
 mod quotas;
 mod store;
@@ -330,12 +341,34 @@ impl Tenants {
         self.may_manage(principal, class).is_ok()
     }
 
-    /// Before `principal` deploys `class` (`deployed`: a version of it is
-    /// live now): the operator may deploy any class (an owned class stays
-    /// its tenant's); a tenant may deploy its own classes, and a class no
-    /// one has deployed, which becomes its own within its `max_classes`.
-    /// Deploying over someone else's class is `Forbidden`. Runs on a
-    /// blocking thread (a new owner is written to the catalog).
+    /// Whether `principal` may deploy `class` (`deployed`: a version of it
+    /// is live now), without claiming it: the deploy route asks before it
+    /// reads and validates the upload. See [`claim_class`](Self::claim_class).
+    pub fn check_claim(
+        &self,
+        principal: &Principal,
+        class: &str,
+        deployed: bool,
+    ) -> Result<(), TenantError> {
+        let Principal::Tenant(tenant) = principal else {
+            return Ok(());
+        };
+        let state = self.state.lock();
+        match state.owners.get(class) {
+            Some(owner) if owner == tenant => Ok(()),
+            Some(_) => Err(not_yours(class)),
+            None if deployed => Err(not_yours(class)),
+            None => check_new_class(&state, tenant),
+        }
+    }
+
+    /// Just before `principal`'s deploy of `class` goes live: the operator
+    /// may deploy any class (an owned class stays its tenant's); a tenant
+    /// may deploy its own classes, and a class no one has deployed, which
+    /// becomes its own within its `max_classes`. Deploying over someone
+    /// else's class is `Forbidden`; of two tenants racing for a new name,
+    /// the first to claim it wins. Runs on a blocking thread (a new owner
+    /// is written to the catalog).
     pub fn claim_class(
         &self,
         principal: &Principal,
@@ -464,6 +497,12 @@ fn check_new_class(state: &State, tenant: &str) -> Result<(), TenantError> {
         }));
     }
     Ok(())
+}
+
+/// Whether a bearer token is shaped as a tenant's: such tokens are
+/// podhost's credentials, kept from objects like the others.
+pub fn is_token(token: &str) -> bool {
+    token.starts_with(token::PREFIX)
 }
 
 /// Tenant names appear in URLs and logs: lower-case letters, digits, `-`

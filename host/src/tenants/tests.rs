@@ -122,6 +122,13 @@ fn a_tenant_acts_only_on_its_own_classes() {
     assert_eq!(exceeded.quota, Quota::MaxClasses);
     assert!(exceeded.to_string().contains("max_classes"));
     assert!(tenants.check_quota_new_class("acme").is_err());
+    assert!(matches!(
+        tenants.check_claim(&acme, "till", false),
+        Err(TenantError::Quota(_))
+    ));
+    tenants
+        .check_claim(&acme, "shop", true)
+        .expect("its own, even at the quota");
     assert!(tenants.check_quota_new_class("bolt").is_ok());
     assert_eq!(tenants.owner_of("till"), None);
 
