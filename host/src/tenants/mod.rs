@@ -25,6 +25,7 @@ mod token;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,10 @@ use crate::storage::catalog::now_ms;
 
 /// The longest tenant name, in bytes.
 pub const MAX_NAME_BYTES: usize = 64;
+
+/// How long a tenant's storage total, summed from the catalog, is reused:
+/// objects opening together then cost one query.
+const STORAGE_TOTAL_TTL: Duration = Duration::from_secs(1);
 
 /// Who makes an admin request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +160,8 @@ impl State {
 pub struct Tenants {
     store: Store,
     state: Mutex<State>,
+    /// Each tenant's storage total as last summed, and when.
+    storage: Mutex<HashMap<String, (u64, Instant)>>,
     defaults: Quotas,
     /// Classes the config gives to a tenant (`tenant = "…"` on a class):
     /// theirs at start, or as soon as the tenant is made.
@@ -193,6 +200,7 @@ impl Tenants {
         let tenants = Tenants {
             store,
             state: Mutex::new(state),
+            storage: Mutex::default(),
             defaults,
             declared,
         };
@@ -298,6 +306,7 @@ impl Tenants {
         }
         self.store.delete(name)?;
         state.tenants.remove(name);
+        self.storage.lock().remove(name);
         tracing::info!(tenant = name, "tenant deleted");
         Ok(())
     }
@@ -437,12 +446,9 @@ impl Tenants {
                 _ => return Ok(()),
             }
         };
-        let used = match self.store.storage_of(&tenant) {
-            Ok(used) => used,
-            Err(error) => {
-                tracing::warn!(%error, tenant, "cannot read the tenant's storage");
-                return Ok(());
-            }
+        // Summed afresh: making an object costs a few `fsync`s anyway.
+        let Some(used) = self.sum_storage(&tenant) else {
+            return Ok(());
         };
         if used >= max_storage {
             self.object_removed(class);
@@ -453,6 +459,49 @@ impl Tenants {
             });
         }
         Ok(())
+    }
+
+    /// The most an object of `class` holding `own_bytes` now may grow to
+    /// for its tenant's `max_storage_bytes`: what the tenant's other
+    /// objects leave, and never less than what it holds (so that it can
+    /// still delete and rewrite). `None` for the operator's classes. The
+    /// actor applies it when it opens the database, on a guest thread.
+    pub fn storage_allowance(&self, class: &str, own_bytes: u64) -> Option<u64> {
+        let (tenant, max_storage) = {
+            let state = self.state.lock();
+            let tenant = state.owners.get(class)?.clone();
+            let max_storage = state.tenants.get(&tenant)?.quotas.max_storage_bytes;
+            (tenant, max_storage)
+        };
+        let others = self.storage_used(&tenant)?.saturating_sub(own_bytes);
+        Some(max_storage.saturating_sub(others).max(own_bytes))
+    }
+
+    /// The sum of `tenant`'s objects' last measured sizes, at most
+    /// [`STORAGE_TOTAL_TTL`] old; `None` if the catalog cannot say.
+    fn storage_used(&self, tenant: &str) -> Option<u64> {
+        if let Some((bytes, at)) = self.storage.lock().get(tenant)
+            && at.elapsed() < STORAGE_TOTAL_TTL
+        {
+            return Some(*bytes);
+        }
+        self.sum_storage(tenant)
+    }
+
+    /// [`storage_used`](Self::storage_used) read from the catalog now.
+    fn sum_storage(&self, tenant: &str) -> Option<u64> {
+        match self.store.storage_of(tenant) {
+            Ok(bytes) => {
+                self.storage
+                    .lock()
+                    .insert(tenant.to_string(), (bytes, Instant::now()));
+                Some(bytes)
+            }
+            Err(error) => {
+                tracing::warn!(%error, tenant, "cannot read the tenant's storage");
+                None
+            }
+        }
     }
 
     /// An object of `class` was deleted.
