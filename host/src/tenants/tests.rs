@@ -206,3 +206,31 @@ fn the_config_gives_classes_to_tenants_made_later() {
     assert_eq!(reopened.owner_of("inbox").as_deref(), Some("acme"));
     assert!(reopened.delete("acme").is_err());
 }
+
+#[test]
+fn the_config_takes_default_quotas_and_class_owners() {
+    let config: crate::Config = toml::from_str(
+        r#"
+        [tenants]
+        max_objects = 50
+        [classes.inbox]
+        path = "inbox.wasm"
+        tenant = "acme"
+        "#,
+    )
+    .expect("valid config");
+    config.validate().expect("valid");
+    assert_eq!(config.tenants.max_objects, 50);
+    assert_eq!(config.tenants.max_classes, Quotas::default().max_classes);
+    assert_eq!(config.classes["inbox"].tenant.as_deref(), Some("acme"));
+    for bad in [
+        "[tenants]\nmax_classes = 0\n",
+        "[tenants]\nmax_tenants = 3\n",
+        "[classes.inbox]\npath = \"inbox.wasm\"\ntenant = \"Not Valid\"\n",
+    ] {
+        let refused = toml::from_str::<crate::Config>(bad)
+            .map_err(anyhow::Error::from)
+            .and_then(|config| config.validate());
+        assert!(refused.is_err(), "{bad}");
+    }
+}

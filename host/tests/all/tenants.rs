@@ -171,6 +171,21 @@ async fn a_tenant_reaches_only_its_own_classes_within_its_quotas() {
         assert_eq!(status, 200);
     }
 
+    // A tenant's token is podhost's credential: objects never see it.
+    let (status, seen) = call(
+        &server,
+        Method::GET,
+        "/objects/probe/p1/caller",
+        &acme,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &seen["authorization"]),
+        (200, &Value::Null),
+        "{seen}"
+    );
+
     // Each token lists what is its own; the operator sees everything.
     let all = eventually(Duration::from_secs(10), || async {
         listed(&server, ADMIN).await.len() == 5
