@@ -19,7 +19,9 @@ pub enum ApiError {
     RouteNotFound,
     #[error("the admin API is off: set admin_token in the config to turn it on")]
     AdminDisabled,
-    #[error("this needs the admin token: Authorization: Bearer <admin_token>")]
+    #[error(
+        "this needs the admin token (Authorization: Bearer <admin_token>), or for a tenant's own classes its token"
+    )]
     Unauthorized,
     #[error("internal error: {0}")]
     Internal(String),

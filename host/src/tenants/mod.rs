@@ -466,13 +466,15 @@ impl Tenants {
     /// objects leave, and never less than what it holds (so that it can
     /// still delete and rewrite). `None` for the operator's classes. The
     /// actor applies it when it opens the database, on a guest thread.
-    pub fn storage_allowance(&self, class: &str, own_bytes: u64) -> Option<u64> {
+    /// `own_bytes` is asked for only for a tenant's class.
+    pub fn storage_allowance(&self, class: &str, own_bytes: impl FnOnce() -> u64) -> Option<u64> {
         let (tenant, max_storage) = {
             let state = self.state.lock();
             let tenant = state.owners.get(class)?.clone();
             let max_storage = state.tenants.get(&tenant)?.quotas.max_storage_bytes;
             (tenant, max_storage)
         };
+        let own_bytes = own_bytes();
         let others = self.storage_used(&tenant)?.saturating_sub(own_bytes);
         Some(max_storage.saturating_sub(others).max(own_bytes))
     }

@@ -137,19 +137,22 @@ impl Actor {
     fn database_settings(&self, path: &Path) -> Result<DatabaseSettings, EventError> {
         let tenants = self.runtime.tenants();
         let class = self.object.class();
-        // The log counts too: the database's pages may still be there.
-        // Erring high only lets the object keep what it has.
-        let own_bytes = match std::fs::metadata(path) {
-            Ok(file) => {
-                let log = std::fs::metadata(wal_path(path)).map_or(0, |log| log.len());
-                file.len().saturating_add(log)
-            }
-            Err(_) => {
+        let size = match std::fs::metadata(path) {
+            Ok(file) => file.len(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 tenants
                     .admit_new_object(class)
                     .map_err(EventError::QuotaExceeded)?;
                 0
             }
+            // Opening will fail too, and say why.
+            Err(_) => 0,
+        };
+        // The log counts too: the database's pages may still be there.
+        // Erring high only lets the object keep what it has.
+        let own_bytes = || {
+            let log = std::fs::metadata(wal_path(path)).map_or(0, |log| log.len());
+            size.saturating_add(log)
         };
         let mut settings = self.class.settings().database();
         if let Some(allowance) = tenants.storage_allowance(class, own_bytes) {
