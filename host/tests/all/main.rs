@@ -29,3 +29,4 @@ mod socket_caps;
 mod storage;
 mod support;
 mod tenants;
+mod webhooks;

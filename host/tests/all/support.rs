@@ -21,7 +21,8 @@ fn guests() -> &'static BTreeMap<String, PathBuf> {
     static GUESTS: OnceLock<BTreeMap<String, PathBuf>> = OnceLock::new();
     GUESTS.get_or_init(|| {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let packages = ["chat", "counter", "locks", "probe", "sessions"].map(String::from);
+        let packages =
+            ["chat", "counter", "locks", "probe", "sessions", "webhooks"].map(String::from);
         podhost::dev::build_guests(
             &workspace,
             &packages,
@@ -85,6 +86,8 @@ pub struct Options {
     pub file_limit: Option<u64>,
     /// Environment variables the server process gets (beside ours).
     pub env: Vec<(&'static str, &'static str)>,
+    /// More keys of a class's table, e.g. `("webhooks", "outbound = [\"127.0.0.1:*\"]")`.
+    pub class_keys: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -107,6 +110,7 @@ impl Default for Options {
             tenants: Vec::new(),
             file_limit: None,
             env: Vec::new(),
+            class_keys: Vec::new(),
         }
     }
 }
@@ -221,6 +225,13 @@ impl Server {
             }
             if let Some((_, tenant)) = options.tenants.iter().find(|(class, _)| *class == name) {
                 let _ = writeln!(config, "tenant = {tenant:?}");
+            }
+            for (_, keys) in options
+                .class_keys
+                .iter()
+                .filter(|(class, _)| *class == name)
+            {
+                let _ = writeln!(config, "{keys}");
             }
         }
         let config_path = dir.join("podhost.toml");

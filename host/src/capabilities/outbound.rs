@@ -1,0 +1,243 @@
+//! `wasi:http/outgoing-handler`: an object's outbound HTTP requests, sent
+//! by `wasmtime-wasi-http` under the class's policy.
+//!
+//! - **Deny by default**: a request whose authority is not in the class's
+//!   `outbound` list fails at once with `HTTP-request-denied` (logged with
+//!   the host and the config key); nothing is connected.
+//! - **Limits** (`[limits]` or the class's): connect, first-byte and total
+//!   timeouts, the response body's size (over it is an error, never a
+//!   truncated body), and the requests in flight per object (one more fails
+//!   at once with `connection-limit-reached`).
+//! - Waiting for the network is a host future: it is not CPU time, but the
+//!   event's wall-clock limit still runs; the watchdog stopping the event
+//!   drops the instance and with it every request in flight.
+//! - A request is a side effect that leaves before the event commits; only
+//!   the event's response waits for the commit (the output gate).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+use wasmtime_wasi_http::{
+    Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks, default_send_request,
+};
+
+use crate::config::{Limits, OutboundAllowList};
+
+type Sent = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+/// The outbound policy of one object's instance: its class's allow-list and
+/// limits, and the requests it has in flight.
+pub struct Outbound {
+    class: String,
+    allowed: OutboundAllowList,
+    limits: OutboundLimits,
+    in_flight: Arc<Semaphore>,
+}
+
+/// What one outbound request may take.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboundLimits {
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub total_timeout: Duration,
+    pub max_response_bytes: u64,
+    pub max_requests: usize,
+}
+
+impl OutboundLimits {
+    pub fn of(limits: &Limits) -> Self {
+        OutboundLimits {
+            connect_timeout: limits.outbound_connect_timeout,
+            first_byte_timeout: limits.outbound_first_byte_timeout,
+            total_timeout: limits.outbound_timeout,
+            max_response_bytes: limits.max_outbound_response_bytes,
+            max_requests: limits.max_outbound_requests,
+        }
+    }
+}
+
+impl Outbound {
+    pub fn new(class: &str, allowed: OutboundAllowList, limits: OutboundLimits) -> Self {
+        Outbound {
+            class: class.to_string(),
+            allowed,
+            in_flight: Arc::new(Semaphore::new(limits.max_requests)),
+            limits,
+        }
+    }
+
+    /// No host allowed (an instance whose class was not given a policy).
+    pub fn deny_all(class: &str) -> Self {
+        Self::new(
+            class,
+            OutboundAllowList::default(),
+            OutboundLimits::of(&Limits::default()),
+        )
+    }
+
+    /// Checks `request` against the policy: the error to give the guest at
+    /// once, if it may not leave.
+    fn check(&self, request: &http::Request<WasiBody>) -> Result<OwnedSemaphorePermit, HttpError> {
+        let uri = request.uri();
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let default_port = if https { 443 } else { 80 };
+        let Some(authority) = uri.authority() else {
+            return Err(HttpError::HttpRequestUriInvalid);
+        };
+        let host = authority.host();
+        let port = authority.port_u16().unwrap_or(default_port);
+        if !self.allowed.allows(host, port, default_port) {
+            tracing::warn!(
+                host,
+                port,
+                "outbound HTTP request to {host}:{port} denied: not in classes.{}.outbound",
+                self.class
+            );
+            return Err(HttpError::HttpRequestDenied);
+        }
+        Arc::clone(&self.in_flight)
+            .try_acquire_owned()
+            .map_err(|_| {
+                tracing::warn!(
+                    host,
+                    limit = self.limits.max_requests,
+                    "outbound HTTP request refused: max_outbound_requests in flight"
+                );
+                HttpError::ConnectionLimitReached
+            })
+    }
+}
+
+impl WasiHttpHooks for Outbound {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _response_error: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> Sent {
+        let permit = match self.check(&request) {
+            Ok(permit) => permit,
+            Err(error) => return Box::new(std::future::ready(Err(error))),
+        };
+        let limits = self.limits;
+        // A guest may ask for shorter timeouts, never longer ones.
+        let shorter = |asked: Option<Duration>, ours: Duration| asked.map_or(ours, |a| a.min(ours));
+        let asked = options.unwrap_or_default();
+        let options = RequestOptions {
+            connect_timeout: Some(shorter(asked.connect_timeout, limits.connect_timeout)),
+            first_byte_timeout: Some(shorter(asked.first_byte_timeout, limits.first_byte_timeout)),
+            between_bytes_timeout: Some(shorter(asked.between_bytes_timeout, limits.total_timeout)),
+        };
+        let deadline = Instant::now() + limits.total_timeout;
+        let host = request.uri().host().unwrap_or_default().to_string();
+        Box::new(async move {
+            let sent =
+                tokio::time::timeout_at(deadline, default_send_request(request, Some(options)))
+                    .await;
+            let (response, connection) = match sent {
+                Ok(Ok(sent)) => sent,
+                Ok(Err(error)) => {
+                    tracing::info!(%host, %error, "outbound HTTP request failed");
+                    return Err(error);
+                }
+                Err(_elapsed) => {
+                    tracing::info!(%host, timeout = ?limits.total_timeout, "outbound HTTP request timed out");
+                    return Err(HttpError::HttpResponseTimeout);
+                }
+            };
+            let declared = response
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+            if let Some(length) = declared
+                && length > limits.max_response_bytes
+            {
+                tracing::info!(%host, length, "outbound HTTP response over max_outbound_response_bytes");
+                return Err(HttpError::HttpResponseBodySize(Some(length)));
+            }
+            let response = response.map(|body| {
+                WasiBody::new(Capped {
+                    inner: Box::pin(body),
+                    read: 0,
+                    max: limits.max_response_bytes,
+                    deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                    _permit: permit,
+                })
+            });
+            // The connection's own task ends at the deadline too.
+            let connection: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
+                Box::new(async move {
+                    tokio::time::timeout_at(deadline, connection)
+                        .await
+                        .unwrap_or(Err(HttpError::HttpResponseTimeout))
+                });
+            Ok((response, connection))
+        })
+    }
+}
+
+/// A response body held to the size limit and the total deadline; it keeps
+/// its request's place among those in flight until it is dropped.
+struct Capped<B> {
+    inner: Pin<Box<B>>,
+    read: u64,
+    max: u64,
+    deadline: Pin<Box<Sleep>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<B> Body for Capped<B>
+where
+    B: Body<Data = Bytes, Error = HttpError>,
+{
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        match self.inner.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.read = self.read.saturating_add(data.len() as u64);
+                    if self.read > self.max {
+                        return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(
+                            self.read,
+                        )))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(HttpError::HttpResponseTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
