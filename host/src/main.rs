@@ -101,7 +101,8 @@ fn main() -> anyhow::Result<()> {
                 &packages,
                 &workspace.join("target").join("guests"),
             )?;
-            let classes = dev::classes(built);
+            let mut classes = dev::classes(built);
+            dev::example_outbound(&workspace, &mut classes)?;
             let config = Config {
                 listen,
                 data_dir,

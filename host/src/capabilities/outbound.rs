@@ -14,6 +14,7 @@
 //! - A request is a side effect that leaves before the event commits; only
 //!   the event's response waits for the commit (the output gate).
 
+use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -48,7 +49,13 @@ pub struct Outbound {
     allowed: OutboundAllowList,
     limits: OutboundLimits,
     in_flight: Arc<Semaphore>,
+    /// Denied hosts already logged by this instance: a guest retrying in a
+    /// loop must not flood the host's log.
+    denials_logged: HashSet<String>,
 }
+
+/// Distinct denied hosts an instance logs; later ones are not logged.
+const MAX_DENIALS_LOGGED: usize = 16;
 
 /// What one outbound request may take.
 #[derive(Debug, Clone, Copy)]
@@ -79,6 +86,7 @@ impl Outbound {
             allowed,
             in_flight: Arc::new(Semaphore::new(limits.max_requests)),
             limits,
+            denials_logged: HashSet::new(),
         }
     }
 
@@ -93,7 +101,10 @@ impl Outbound {
 
     /// Checks `request` against the policy: the error to give the guest at
     /// once, if it may not leave.
-    fn check(&self, request: &http::Request<WasiBody>) -> Result<OwnedSemaphorePermit, HttpError> {
+    fn check(
+        &mut self,
+        request: &http::Request<WasiBody>,
+    ) -> Result<OwnedSemaphorePermit, HttpError> {
         let uri = request.uri();
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let default_port = if https { 443 } else { 80 };
@@ -103,18 +114,22 @@ impl Outbound {
         let host = authority.host();
         let port = authority.port_u16().unwrap_or(default_port);
         if !self.allowed.allows(host, port, default_port) {
-            tracing::warn!(
-                host,
-                port,
-                "outbound HTTP request to {host}:{port} denied: not in classes.{}.outbound",
-                self.class
-            );
+            let target = format!("{host}:{port}");
+            if self.denials_logged.len() < MAX_DENIALS_LOGGED && self.denials_logged.insert(target)
+            {
+                tracing::warn!(
+                    host,
+                    port,
+                    "outbound HTTP request to {host}:{port} denied: not in classes.{}.outbound",
+                    self.class
+                );
+            }
             return Err(HttpError::HttpRequestDenied);
         }
         Arc::clone(&self.in_flight)
             .try_acquire_owned()
             .map_err(|_| {
-                tracing::warn!(
+                tracing::debug!(
                     host,
                     limit = self.limits.max_requests,
                     "outbound HTTP request refused: max_outbound_requests in flight"
