@@ -357,7 +357,7 @@ impl Target {
             ErrorCode::ConnectionReadTimeout => (
                 Kind::Timeout,
                 format!(
-                    "outbound HTTP to {self} timed out waiting for the response (outbound_first_byte_timeout)"
+                    "outbound HTTP to {self} timed out waiting for the response (the request's timeout or outbound_first_byte_timeout)"
                 ),
             ),
             ErrorCode::HttpResponseTimeout => (

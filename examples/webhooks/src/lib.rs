@@ -6,7 +6,7 @@
 //! Routes below `/objects/webhooks/{inbox}`:
 //!
 //! - `POST /send` with `{"url", "body", "key"}` (and optionally
-//!   `"max_attempts"`, default 5, and `"backoff_ms"`, default 5000: the
+//!   `"max_attempts"`, default 5, and `"backoff_ms"`, default 1000: the
 //!   first retry's delay, doubled each time, at most an hour). The first
 //!   attempt is made at once: `200` `{"status": "delivered", ...}`, `202`
 //!   `{"status": "retrying", "error", "next_attempt_at_ms", ...}` or `502`
@@ -22,7 +22,8 @@
 //!
 //! `body` is sent as is when it is a string (`text/plain`), as JSON
 //! otherwise; every attempt carries `Idempotency-Key: {key}` and
-//! `Webhook-Attempt: {n}`.
+//! `Webhook-Attempt: {n}`. A receiver gets 10 s to answer (and the host's
+//! outbound limits apply), then the attempt counts as failed.
 //!
 //! **At least once.** An attempt is an outbound request, a side effect
 //! that happens before the event commits. If the event then fails (the
@@ -44,12 +45,15 @@ use serde_json::{Value, json};
 
 const DEFAULT_MAX_ATTEMPTS: i64 = 5;
 const MAX_MAX_ATTEMPTS: i64 = 20;
-const DEFAULT_BACKOFF_MS: i64 = 5_000;
+/// Short, for an example; real receivers deserve minutes.
+const DEFAULT_BACKOFF_MS: i64 = 1_000;
 const MAX_BACKOFF_MS: i64 = 60 * 60 * 1000;
 const MAX_KEY_BYTES: usize = 256;
 const MAX_URL_BYTES: usize = 2048;
 /// How much of a receiver's answer an attempt records.
 const KEPT_ANSWER_BYTES: usize = 512;
+/// How long a receiver may take to answer (as GitHub gives its hooks).
+const RECEIVER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Attempts listed at most.
 const LISTED: i64 = 1000;
 
@@ -271,6 +275,7 @@ fn attempt(key: &str) -> Result<Delivery> {
             .header("content-type", &content_type)
             .header("idempotency-key", key)
             .header("webhook-attempt", n.to_string())
+            .timeout(RECEIVER_TIMEOUT)
             .body(body),
     );
     let duration_ms = time::now_ms() - started;

@@ -256,3 +256,146 @@ where
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant as StdInstant;
+
+    use http_body_util::{BodyExt, Empty};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    fn limits() -> OutboundLimits {
+        OutboundLimits {
+            connect_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(5),
+            total_timeout: Duration::from_secs(5),
+            max_response_bytes: 1024,
+            max_requests: 8,
+        }
+    }
+
+    fn outbound(allowed: &[&str], limits: OutboundLimits) -> Outbound {
+        let allowed = OutboundAllowList::new(allowed.iter().copied()).expect("valid list");
+        Outbound::new("test", allowed, limits)
+    }
+
+    fn get(url: &str) -> http::Request<WasiBody> {
+        let body = Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        http::Request::get(url).body(body).expect("a request")
+    }
+
+    async fn send(
+        outbound: &mut Outbound,
+        url: &str,
+    ) -> Result<http::Response<WasiBody>, HttpError> {
+        let sent = outbound.send_request(get(url), None, Box::new(async { Ok(()) }));
+        let (response, connection) = Pin::from(sent).await?;
+        tokio::spawn(Pin::from(connection));
+        Ok(response)
+    }
+
+    /// A server on 127.0.0.1 that answers every connection with `reply`
+    /// (or nothing, holding it open, if `None`).
+    async fn server(reply: Option<&'static [u8]>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut head = [0; 4096];
+                    let _ = socket.read(&mut head).await;
+                    match reply {
+                        Some(reply) => {
+                            let _ = socket.write_all(reply).await;
+                        }
+                        None => tokio::time::sleep(Duration::from_secs(60)).await,
+                    }
+                });
+            }
+        });
+        format!("http://{address}/")
+    }
+
+    #[tokio::test]
+    async fn a_host_not_listed_is_denied_at_once() {
+        let mut outbound = outbound(&["api.example.com"], limits());
+        let started = StdInstant::now();
+        let denied = send(&mut outbound, "https://evil.example.net/").await;
+        assert!(matches!(denied, Err(HttpError::HttpRequestDenied)));
+        let other_port = send(&mut outbound, "https://api.example.com:8443/").await;
+        assert!(matches!(other_port, Err(HttpError::HttpRequestDenied)));
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_silent_host_hits_the_total_timeout() {
+        let url = server(None).await;
+        let mut outbound = outbound(
+            &["127.0.0.1:*"],
+            OutboundLimits {
+                total_timeout: Duration::from_millis(300),
+                ..limits()
+            },
+        );
+        let started = StdInstant::now();
+        let result = send(&mut outbound, &url).await;
+        assert!(matches!(result, Err(HttpError::HttpResponseTimeout)));
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn one_request_past_the_limit_in_flight_fails_at_once() {
+        let url = server(None).await;
+        let mut outbound = outbound(
+            &["127.0.0.1:*"],
+            OutboundLimits {
+                max_requests: 1,
+                ..limits()
+            },
+        );
+        let first = outbound.send_request(get(&url), None, Box::new(async { Ok(()) }));
+        let second = send(&mut outbound, &url).await;
+        assert!(matches!(second, Err(HttpError::ConnectionLimitReached)));
+        // The first one's place is free again once it is dropped.
+        drop(first);
+        assert!(outbound.check(&get(&url)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_cap_fails_before_the_body() {
+        let url = server(Some(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\nconnection: close\r\n\r\n",
+        ))
+        .await;
+        let mut outbound = outbound(&["127.0.0.1:*"], limits());
+        let result = send(&mut outbound, &url).await;
+        assert!(matches!(
+            result,
+            Err(HttpError::HttpResponseBodySize(Some(5000)))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_over_the_cap_is_an_error_not_a_cut_body() {
+        // Chunked, so the size is only known while reading: two chunks of
+        // 800 bytes against a cap of 1024.
+        let chunk = format!("320\r\n{}\r\n", "x".repeat(800));
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{chunk}{chunk}0\r\n\r\n"
+        );
+        let url = server(Some(Box::leak(reply.into_bytes().into_boxed_slice()))).await;
+        let mut outbound = outbound(&["127.0.0.1:*"], limits());
+        let response = send(&mut outbound, &url).await.expect("the head arrives");
+        let read = response.into_body().collect().await;
+        assert!(
+            matches!(read, Err(HttpError::HttpResponseBodySize(Some(n))) if n > 1024),
+            "{:?}",
+            read.err()
+        );
+    }
+}

@@ -25,6 +25,15 @@ use serde::Deserialize;
 pub struct OutboundAllowList(Vec<OutboundRule>);
 
 impl OutboundAllowList {
+    /// A list from its entries, as `outbound = [...]` would give it.
+    pub fn new<S: Into<String>>(entries: impl IntoIterator<Item = S>) -> anyhow::Result<Self> {
+        let rules = entries
+            .into_iter()
+            .map(|entry| OutboundRule::try_from(entry.into()))
+            .collect::<Result<_, _>>()?;
+        Ok(OutboundAllowList(rules))
+    }
+
     /// Whether a request to `host` (as in a URL: lowercased here, an IPv6
     /// address in brackets) on `port` is allowed; `default_port` is its
     /// scheme's.
