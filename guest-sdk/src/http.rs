@@ -185,6 +185,20 @@ pub fn fetch(request: Request) -> Result<Response, FetchError> {
     };
 
     let headers = Fields::new();
+    // A known length rather than chunked encoding, which some receivers
+    // do not read.
+    let has_length = request
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-length"));
+    let sends_body = !request.body.is_empty()
+        || matches!(request.method, Method::POST | Method::PUT | Method::PATCH);
+    if sends_body && !has_length {
+        let length = request.body.len().to_string();
+        headers
+            .append("content-length", length.as_bytes())
+            .map_err(|e| invalid(format!("content-length refused: {e:?}")))?;
+    }
     for (name, value) in &request.headers {
         HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| invalid(format!("invalid header name {name:?}")))?;
