@@ -19,7 +19,7 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-pub use outbound::{Outbound, OutboundLimits};
+pub use outbound::{Outbound, OutboundCounters, OutboundLimits};
 
 use crate::bindings::{Object, StorageError, StorageErrorCode};
 use crate::config::ConfigValues;

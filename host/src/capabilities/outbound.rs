@@ -29,6 +29,7 @@ use wasmtime_wasi_http::{
 };
 
 use crate::config::{Limits, OutboundAllowList};
+use crate::metrics::Counter;
 
 type Sent = Box<
     dyn Future<
@@ -49,6 +50,7 @@ pub struct Outbound {
     allowed: OutboundAllowList,
     limits: OutboundLimits,
     in_flight: Arc<Semaphore>,
+    counters: OutboundCounters,
     /// Denied hosts already logged by this instance: a guest retrying in a
     /// loop must not flood the host's log.
     denials_logged: HashSet<String>,
@@ -56,6 +58,13 @@ pub struct Outbound {
 
 /// Distinct denied hosts an instance logs; later ones are not logged.
 const MAX_DENIALS_LOGGED: usize = 16;
+
+/// The host's counts of outbound requests (`/metrics`).
+#[derive(Debug, Clone, Default)]
+pub struct OutboundCounters {
+    pub sent: Counter,
+    pub refused: Counter,
+}
 
 /// What one outbound request may take.
 #[derive(Debug, Clone, Copy)]
@@ -80,8 +89,14 @@ impl OutboundLimits {
 }
 
 impl Outbound {
-    pub fn new(class: &str, allowed: OutboundAllowList, limits: OutboundLimits) -> Self {
+    pub fn new(
+        class: &str,
+        allowed: OutboundAllowList,
+        limits: OutboundLimits,
+        counters: OutboundCounters,
+    ) -> Self {
         Outbound {
+            counters,
             class: class.to_string(),
             allowed,
             in_flight: Arc::new(Semaphore::new(limits.max_requests)),
@@ -96,6 +111,7 @@ impl Outbound {
             class,
             OutboundAllowList::default(),
             OutboundLimits::of(&Limits::default()),
+            OutboundCounters::default(),
         )
     }
 
@@ -148,8 +164,12 @@ impl WasiHttpHooks for Outbound {
     ) -> Sent {
         let permit = match self.check(&request) {
             Ok(permit) => permit,
-            Err(error) => return Box::new(std::future::ready(Err(error))),
+            Err(error) => {
+                self.counters.refused.inc();
+                return Box::new(std::future::ready(Err(error)));
+            }
         };
+        self.counters.sent.inc();
         let limits = self.limits;
         // A guest may ask for shorter timeouts, never longer ones.
         let shorter = |asked: Option<Duration>, ours: Duration| asked.map_or(ours, |a| a.min(ours));
@@ -279,7 +299,7 @@ mod tests {
 
     fn outbound(allowed: &[&str], limits: OutboundLimits) -> Outbound {
         let allowed = OutboundAllowList::new(allowed.iter().copied()).expect("valid list");
-        Outbound::new("test", allowed, limits)
+        Outbound::new("test", allowed, limits, OutboundCounters::default())
     }
 
     fn get(url: &str) -> http::Request<WasiBody> {

@@ -21,6 +21,7 @@ struct Received {
     route: String,
     key: String,
     attempt: String,
+    length: String,
     body: String,
 }
 
@@ -86,6 +87,7 @@ async fn receive(
         route: route.clone(),
         key: header("idempotency-key"),
         attempt: header("webhook-attempt"),
+        length: header("content-length"),
         body,
     });
     match route.as_str() {
@@ -161,6 +163,8 @@ async fn a_key_is_delivered_once_even_when_sent_twice() {
     assert_eq!(got.len(), 1, "delivered exactly once: {got:?}");
     assert_eq!(got[0].route, "ok");
     assert_eq!(got[0].attempt, "1");
+    // A known length, not chunked: simple receivers read it.
+    assert_eq!(got[0].length, got[0].body.len().to_string());
     assert_eq!(
         serde_json::from_str::<Value>(&got[0].body).expect("JSON"),
         json!({"order": 7})
@@ -259,6 +263,8 @@ async fn a_host_not_in_outbound_fails_at_once_naming_the_host_and_the_key() {
     // Nothing was recorded: fixing the setting and sending again works.
     let (_, deliveries) = server.get_json("/objects/webhooks/shop/deliveries").await;
     assert_eq!(deliveries, json!([]));
+    assert_eq!(server.metric("podhost_outbound_refused_total").await, 1);
+    assert_eq!(server.metric("podhost_outbound_requests_total").await, 0);
     // The operator sees it too, with the object's class.
     assert!(
         eventually(Duration::from_secs(5), || async {
