@@ -147,6 +147,15 @@ impl Limits {
         if self.max_outbound_requests == 0 {
             bail!("{whose}: max_outbound_requests must be at least 1");
         }
+        if self.outbound_timeout >= self.max_wall_time_per_event {
+            // Allowed, but a slow host then ends the whole event at the
+            // wall-clock limit instead of failing the one request.
+            tracing::warn!(
+                "{whose}: outbound_timeout ({:?}) is not below max_wall_time_per_event ({:?}): a slow host will stop the event instead of failing its request",
+                self.outbound_timeout,
+                self.max_wall_time_per_event
+            );
+        }
         if self.max_response_bytes == 0 {
             bail!("{whose}: max_response_bytes must be at least 1");
         }
