@@ -35,13 +35,16 @@ pub async fn list_objects(
 }
 
 /// `DELETE /admin/objects/{class}/{name}`: deletes an object for good,
-/// with its API keys and handles.
+/// with its API keys and handles; `404` if it has no database.
 pub async fn delete_object(
     State(runtime): State<Arc<Runtime>>,
     Path((class, name)): Path<(String, String)>,
     _: AdminToken,
 ) -> Result<Json<Value>, ApiError> {
     let deleted = runtime.delete(&class, &name).await?;
+    if !deleted {
+        return Err(ApiError::ObjectNotFound { class, name });
+    }
     Ok(Json(json!({ "deleted": deleted })))
 }
 

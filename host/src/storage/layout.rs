@@ -4,6 +4,7 @@
 //! data/
 //!   classes/<class>/<hash>.cwasm              compiled components
 //!   objects/<class>/<id[0..2]>/<id>.sqlite    one database per object
+//!   tmp/                                       exports and imports in transit
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -46,6 +47,12 @@ impl DataDir {
             }
         }
         Ok(existed)
+    }
+
+    /// Scratch files (exports on their way out, imports on their way in):
+    /// on the objects' file system, so an import is renamed into place.
+    pub fn scratch(&self) -> PathBuf {
+        self.root.join("tmp")
     }
 
     /// Where the compiled form of a class's component is cached.

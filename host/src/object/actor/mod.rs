@@ -9,6 +9,8 @@
 //! - [`dispatch`]: the handler exports, typed end to end.
 //! - [`batch`]: the output gate.
 //! - `alarm`: firing the alarm, retries, the catalog's index.
+//! - `admin`: the operator's inspect, query, export and import, between
+//!   batches and without an instance.
 //!
 //! Execution: the actor's task lives on the runtime's threads, but only
 //! waits there. For its object's events it takes a turn of its class's
@@ -25,6 +27,7 @@
 //! write that was not kept. A lone event never waits for company.
 
 mod activation;
+mod admin;
 mod alarm;
 mod batch;
 mod dispatch;
@@ -188,6 +191,10 @@ impl Actor {
                     self.last_active = now_ms();
                     self.fire_alarm(retries).await;
                     let _ = reply.send(());
+                    None
+                }
+                Event::Admin(request) => {
+                    self.admin(request).await;
                     None
                 }
                 control @ (Event::Hibernate | Event::Delete { .. }) => return Some(control),
