@@ -168,10 +168,12 @@ impl Actor {
             )));
         }
         drop(self.state.close());
-        swap_in(from, &path).map_err(|error| {
-            tracing::error!("import failed: {error:#}");
-            AdminError::Internal(format!("the database could not be put in place: {error:#}"))
-        })?;
+        let data = self.runtime.data_dir();
+        data.replace_database(self.object.class(), self.object.id(), from)
+            .map_err(|error| {
+                tracing::error!("import failed: {error:#}");
+                AdminError::Internal(format!("the database could not be put in place: {error:#}"))
+            })?;
         // Open the new database once: the alarm index learns its alarm,
         // the catalog its size.
         let db = Database::open(&path, &self.class.settings().database()).map_err(|error| {
@@ -185,24 +187,4 @@ impl Actor {
         tracing::info!(size, "database imported");
         Ok(())
     }
-}
-
-/// Removes the old log (emptied by a checkpoint), renames `from` over
-/// `to` and syncs the directory.
-fn swap_in(from: &Path, to: &Path) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    let dir = to.parent().context("the object's path has no directory")?;
-    std::fs::create_dir_all(dir)?;
-    // Empty after the checkpoint (or left by a deletion that crashed):
-    // removed first, so no crash leaves it beside the new file.
-    match std::fs::remove_file(crate::storage::wal_path(to)) {
-        Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => return Err(error).context("cannot remove the old write-ahead log"),
-    }
-    std::fs::rename(from, to)
-        .with_context(|| format!("cannot rename {} to {}", from.display(), to.display()))?;
-    std::fs::File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .with_context(|| format!("cannot sync {}", dir.display()))
 }
