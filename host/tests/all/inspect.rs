@@ -492,3 +492,66 @@ async fn an_import_replaces_the_data_and_a_corrupt_or_newer_file_is_refused() {
     assert_eq!(notes(&server, "probe/carol").await, ["a1", "a2"]);
     server.stop().await;
 }
+
+/// Runs the `podhost` binary; whether it succeeded and its output.
+fn podhost(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_podhost"))
+        .args(args)
+        .output()
+        .expect("podhost runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+async fn the_cli_exports_and_imports_a_stopped_servers_objects() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start_in(dir.path(), &options()).await;
+    for note in ["x1", "x2"] {
+        server.post("/objects/probe/xena/write", note).await;
+    }
+    server.post("/objects/probe/yuri/write", "y1").await;
+    let config = dir.path().join("podhost.toml");
+    let config = config.to_str().expect("UTF-8 path");
+    let out = dir.path().join("xena.sqlite");
+    let out = out.to_str().expect("UTF-8 path");
+    let (ok, output) = podhost(&[
+        "objects", "export", "probe", "xena", "--out", out, "--config", config,
+    ]);
+    assert!(!ok && output.contains("stop the server first"), "{output}");
+    server.stop().await;
+
+    let (ok, output) = podhost(&[
+        "objects", "export", "probe", "xena", "--out", out, "--config", config,
+    ]);
+    assert!(ok, "{output}");
+    assert_eq!(
+        notes_in_file(&std::fs::read(out).expect("exported")),
+        ["x1", "x2"]
+    );
+    let (ok, output) = podhost(&[
+        "objects", "export", "probe", "nobody", "--out", out, "--config", config,
+    ]);
+    assert!(!ok && output.contains("no database"), "{output}");
+
+    let garbage = dir.path().join("garbage.sqlite");
+    std::fs::write(&garbage, vec![1u8; 5000]).expect("write");
+    let garbage = garbage.to_str().expect("UTF-8 path");
+    let (ok, output) = podhost(&[
+        "objects", "import", "probe", "yuri", garbage, "--config", config,
+    ]);
+    assert!(!ok && output.contains("not imported"), "{output}");
+    let (ok, output) = podhost(&[
+        "objects", "import", "probe", "yuri", out, "--config", config,
+    ]);
+    assert!(ok, "{output}");
+
+    let server = Server::start_in(dir.path(), &options()).await;
+    assert_eq!(notes(&server, "probe/yuri").await, ["x1", "x2"]);
+    assert_eq!(notes(&server, "probe/xena").await, ["x1", "x2"]);
+    server.stop().await;
+}
