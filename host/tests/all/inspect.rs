@@ -285,6 +285,12 @@ async fn a_query_reads_refuses_writes_and_does_not_wake_a_hibernated_object() {
     let (_, inspection) = inspect(&server, "/admin/objects/probe/q").await;
     assert_eq!(inspection["live"], false, "queries made no instance");
     assert_eq!(server.metric("podhost_activations_total").await, 0);
+    assert!(
+        server
+            .metric_becomes("podhost_objects_active", Duration::from_secs(5), |n| n == 0)
+            .await,
+        "the object closed again at once"
+    );
     let (status, columns) = query(
         &server,
         "probe/q",

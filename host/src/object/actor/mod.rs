@@ -148,6 +148,19 @@ impl Actor {
                     match ran {
                         Ok((back, its_mailbox, control)) => {
                             (actor, mailbox, next) = (back, its_mailbox, control);
+                            // Nothing open (the operator looked at a
+                            // hibernated object, say): leave the registry
+                            // now rather than idle until the timeout.
+                            if next.is_none()
+                                && matches!(actor.state, State::Closed)
+                                && actor.runtime.objects().retire(
+                                    actor.object.id(),
+                                    generation,
+                                    &mailbox,
+                                )
+                            {
+                                break;
+                            }
                         }
                         Err(lost) => {
                             // The object's instance and database went with
