@@ -284,7 +284,12 @@ fn run_query(
         Some(reason) => QueryFailure::Refused(reason),
         None => QueryFailure::Failed(error.to_string()),
     };
-    let mut statement = conn.prepare(sql).map_err(failed)?;
+    let mut statement = conn.prepare(sql).map_err(|error| match error {
+        rusqlite::Error::MultipleStatement => {
+            QueryFailure::Refused("one statement at a time: the query has more than one".into())
+        }
+        other => failed(other),
+    })?;
     if !statement.readonly() {
         return Err(QueryFailure::Refused(
             "the query would change the database: only reading is allowed".into(),
@@ -400,7 +405,8 @@ const READING_PRAGMAS: &[&str] = &[
     "application_id",
     "foreign_keys",
     "encoding",
-    "journal_mode",
+    // Not `journal_mode`: SQLite does not count even reading it as
+    // read-only.
     "synchronous",
     "collation_list",
     "function_list",
@@ -557,6 +563,30 @@ mod tests {
             .expect("the guest still writes");
         db.end_event().expect("end");
         db.commit().expect("commit");
+    }
+
+    #[test]
+    fn reading_pragmas_are_allowed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut db = object(&dir);
+        let mut refused = Vec::new();
+        for pragma in READING_PRAGMAS {
+            if db
+                .operator_query(&format!("PRAGMA {pragma}"), &[], limits())
+                .is_err()
+            {
+                refused.push(*pragma);
+            }
+        }
+        for pragma in READING_PRAGMAS_WITH_ARGUMENT {
+            if db
+                .operator_query(&format!("PRAGMA {pragma}(t)"), &[], limits())
+                .is_err()
+            {
+                refused.push(*pragma);
+            }
+        }
+        assert!(refused.is_empty(), "refused: {refused:?}");
     }
 
     #[test]
