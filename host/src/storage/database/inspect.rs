@@ -183,7 +183,8 @@ impl Database {
     }
 
     /// Copies the database, as of the last commit, into a new file at
-    /// `to` with SQLite's online backup API.
+    /// `to` with SQLite's online backup API; the copy is in rollback-journal
+    /// mode (a single file, no log).
     pub fn back_up_to(&self, to: &Path) -> rusqlite::Result<()> {
         let mut copy = Connection::open(to)?;
         {
@@ -200,6 +201,9 @@ impl Database {
                 }
             }
         }
+        // A file that stands alone, as any SQLite tool expects: the copy
+        // carries the source's WAL mark, which would have it look for a log.
+        copy.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
         copy.close().map_err(|(_, error)| error)
     }
 
@@ -624,6 +628,9 @@ mod tests {
         );
         let copy = dir.path().join("copy.sqlite");
         db.back_up_to(&copy).expect("backup");
+        let header = std::fs::read(&copy).expect("copy");
+        assert_eq!(&header[18..20], &[1, 1], "not marked as WAL");
+        assert!(!dir.path().join("copy.sqlite-wal").exists());
         let check = check_import(&copy).expect("a good copy");
         assert_eq!(check.migrations, 0);
         let garbage = dir.path().join("garbage.sqlite");
