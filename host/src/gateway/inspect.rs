@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
@@ -256,6 +256,7 @@ pub async fn import(
     State(runtime): State<Arc<Runtime>>,
     Path((class, name)): Path<(String, String)>,
     _: AdminToken,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     check_name(&name)?;
@@ -265,6 +266,14 @@ pub async fn import(
         .database()
         .max_storage_bytes;
     let limit = runtime.config().inspect.import_max_bytes;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > limit) {
+        return Err(ApiError::BodyTooLarge {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+        });
+    }
     let upload = scratch_file(&runtime, "import-").await?;
     let size = receive(body, &upload, limit).await?;
     if size > max_storage {

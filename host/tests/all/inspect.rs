@@ -422,7 +422,11 @@ async fn an_export_under_write_load_holds_every_acknowledged_write_and_fails_no_
 
 #[tokio::test]
 async fn an_import_replaces_the_data_and_a_corrupt_or_newer_file_is_refused() {
-    let (server, _dir) = Server::start(options()).await;
+    let (server, _dir) = Server::start(Options {
+        extra_config: "[inspect]\nimport_max_bytes = 1000000\n",
+        ..options()
+    })
+    .await;
     for note in ["a1", "a2"] {
         server.post("/objects/probe/alice/write", note).await;
     }
@@ -435,6 +439,12 @@ async fn an_import_replaces_the_data_and_a_corrupt_or_newer_file_is_refused() {
     assert_eq!(server.post("/objects/probe/bob/write", "b2").await.0, 200);
     assert_eq!(notes(&server, "probe/bob").await, ["a1", "a2", "b2"]);
 
+    let (status, body) = import(&server, "probe/bob", vec![0; 2_000_000]).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("body_too_large")),
+        "{body}"
+    );
     // Not SQLite at all.
     let (status, body) = import(&server, "probe/bob", vec![0x42; 10_000]).await;
     assert_eq!(
