@@ -259,6 +259,7 @@ pub fn check_import(path: &Path) -> Result<ImportCheck, String> {
             problems.join("; ")
         ));
     }
+    check_virtual_tables(&conn)?;
     let has_meta = conn
         .table_exists(Some(rusqlite::MAIN_DB), c"_podhost_meta")
         .map_err(not_sqlite)?;
@@ -275,6 +276,42 @@ pub fn check_import(path: &Path) -> Result<ImportCheck, String> {
         0
     };
     Ok(ImportCheck { migrations })
+}
+
+/// Refuses virtual tables of modules a guest could not have created
+/// (see the authorizer): the object would use them on the next read.
+fn check_virtual_tables(conn: &Connection) -> Result<(), String> {
+    let failed = |error: rusqlite::Error| format!("cannot read the schema: {error}");
+    let mut statement = conn
+        .prepare(
+            "SELECT name, sql FROM sqlite_schema
+             WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'",
+        )
+        .map_err(failed)?;
+    let tables: Vec<(String, String)> = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(failed)?;
+    for (name, sql) in tables {
+        let module = sql
+            .split_whitespace()
+            .skip_while(|word| !word.eq_ignore_ascii_case("using"))
+            .nth(1)
+            .map(|word| {
+                word.split('(')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_matches(|c| c == '"' || c == '`' || c == '[' || c == ']')
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        if !crate::storage::authorizer::VTABLE_MODULES.contains(&module.as_str()) {
+            return Err(format!(
+                "its virtual table {name:?} uses module {module:?}, which objects may not use"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn run_query(
@@ -633,6 +670,17 @@ mod tests {
         assert!(!dir.path().join("copy.sqlite-wal").exists());
         let check = check_import(&copy).expect("a good copy");
         assert_eq!(check.migrations, 0);
+        let odd = dir.path().join("odd.sqlite");
+        Connection::open(&odd)
+            .and_then(|c| {
+                c.execute_batch(
+                    "CREATE VIRTUAL TABLE ok USING fts5(body);
+                     CREATE VIRTUAL TABLE odd USING \"dbstat\";",
+                )
+            })
+            .expect("virtual tables");
+        let refused = check_import(&odd).expect_err("dbstat is not for objects");
+        assert!(refused.contains("dbstat"), "{refused}");
         let garbage = dir.path().join("garbage.sqlite");
         std::fs::write(&garbage, vec![7u8; 8192]).expect("write");
         assert!(check_import(&garbage).is_err());
