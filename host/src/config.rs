@@ -105,6 +105,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Deployed classes by name.
     pub classes: BTreeMap<String, ClassConfig>,
+    /// `[tenants]`: the quotas a tenant gets unless made with its own.
+    pub tenants: crate::tenants::Quotas,
 }
 
 /// `[execution]`: where and how much guest code runs.
@@ -572,6 +574,11 @@ pub struct ClassConfig {
     /// read from at start (never the value itself).
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretSource>,
+    /// The tenant that owns the class (as if it had deployed it first):
+    /// its token may then manage the class's objects. The tenant may be
+    /// made after the server starts.
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 impl ClassConfig {
@@ -628,6 +635,7 @@ impl Default for Config {
             execution: ExecutionSettings::default(),
             shutdown_timeout: Duration::from_secs(10),
             classes: BTreeMap::new(),
+            tenants: crate::tenants::Quotas::default(),
         }
     }
 }
@@ -718,7 +726,14 @@ impl Config {
             self.class_settings(class)
                 .limits
                 .validate(&format!("[classes.{name}.limits]"))?;
+            if let Some(tenant) = &class.tenant {
+                crate::tenants::validate_name(tenant)
+                    .map_err(|error| anyhow::anyhow!("[classes.{name}] tenant: {error}"))?;
+            }
         }
+        self.tenants
+            .validate("[tenants]")
+            .map_err(|error| anyhow::anyhow!(error))?;
         if let Some(auth) = &self.auth {
             auth.validate()?;
         }

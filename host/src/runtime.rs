@@ -32,6 +32,7 @@ use crate::sockets::{Hub, LoggedEvent};
 use crate::storage::catalog::{Catalog, CatalogUpdate, CatalogWriter};
 use crate::storage::{DataDir, DataDirLock};
 use crate::storage::{QueryLimits, QueryResult};
+use crate::tenants::Tenants;
 
 /// Names of objects kept outside the objects (API keys and handles, in the
 /// gateway's accounts): forgotten when the object is deleted, so an old key
@@ -60,6 +61,8 @@ pub struct Runtime {
     /// one is deleted for good.
     references: OnceLock<Arc<dyn ObjectReferences>>,
     alarms: Alarms,
+    /// Tenants, the classes they own and their quotas.
+    tenants: Arc<Tenants>,
     /// The WebSockets of every object, open through their hibernation.
     sockets: Arc<Hub>,
     /// Taken at shutdown, so the writer task can finish.
@@ -90,6 +93,17 @@ impl Runtime {
         let catalog = Arc::new(Catalog::open(
             &config.data_dir,
             config.catalog_durability(),
+        )?);
+        let declared = config
+            .classes
+            .iter()
+            .filter_map(|(name, class)| Some((name.clone(), class.tenant.clone()?)))
+            .collect();
+        let tenants = Arc::new(Tenants::open(
+            &config.data_dir,
+            config.catalog_durability(),
+            config.tenants,
+            declared,
         )?);
         let mut classes = HashMap::new();
         for (name, class) in &config.classes {
@@ -129,6 +143,7 @@ impl Runtime {
             catalog,
             references: OnceLock::new(),
             alarms: Alarms::default(),
+            tenants,
             sockets,
             catalog_writer: Mutex::new(Some(writer)),
             _lock: lock,
@@ -338,6 +353,11 @@ impl Runtime {
     /// calls are ignored).
     pub fn refer_objects(&self, references: Arc<dyn ObjectReferences>) {
         let _ = self.references.set(references);
+    }
+
+    /// Who owns which class, and the tenants' quotas.
+    pub fn tenants(&self) -> &Arc<Tenants> {
+        &self.tenants
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {

@@ -12,6 +12,7 @@ use crate::limits::LimitExceeded;
 use crate::object::{AdminError, EventError};
 use crate::sockets::SocketRefused;
 use crate::storage::QueryFailure;
+use crate::tenants::TenantError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -19,7 +20,9 @@ pub enum ApiError {
     RouteNotFound,
     #[error("the admin API is off: set admin_token in the config to turn it on")]
     AdminDisabled,
-    #[error("this needs the admin token: Authorization: Bearer <admin_token>")]
+    #[error(
+        "this needs the admin token (Authorization: Bearer <admin_token>), or for a tenant's own classes its token"
+    )]
     Unauthorized,
     #[error("internal error: {0}")]
     Internal(String),
@@ -61,6 +64,10 @@ pub enum ApiError {
     Query(#[from] QueryFailure),
     #[error("the database was not imported: {0}")]
     ImportRefused(String),
+    #[error("this needs the admin token: a tenant's token acts only on its own classes")]
+    AdminOnly,
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
 }
 
 impl From<AdminError> for ApiError {
@@ -116,6 +123,18 @@ impl ApiError {
             ApiError::Query(QueryFailure::Timeout(_)) => (StatusCode::BAD_REQUEST, "query_timeout"),
             ApiError::Query(QueryFailure::Failed(_)) => (StatusCode::BAD_REQUEST, "query_failed"),
             ApiError::ImportRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "import_refused"),
+            ApiError::AdminOnly => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Tenant(tenant) => match tenant {
+                TenantError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+                TenantError::Exists(_) => (StatusCode::CONFLICT, "tenant_exists"),
+                TenantError::NoSuchTenant(_) => (StatusCode::NOT_FOUND, "tenant_not_found"),
+                TenantError::OwnsClasses { .. } => (StatusCode::CONFLICT, "tenant_owns_classes"),
+                // As for a class that does not exist: existence must not leak.
+                TenantError::NotFound(_) => (StatusCode::NOT_FOUND, "class_not_found"),
+                TenantError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+                TenantError::Quota(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
+                TenantError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
             ApiError::Auth(auth) => match auth {
                 AuthError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
                 AuthError::WeakPassword(_) => (StatusCode::BAD_REQUEST, "weak_password"),
@@ -160,6 +179,7 @@ impl ApiError {
                     (StatusCode::SERVICE_UNAVAILABLE, "too_many_active_objects")
                 }
                 EventError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+                EventError::QuotaExceeded(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
             },
         }
     }

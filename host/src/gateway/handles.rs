@@ -9,11 +9,11 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::admin::AdminToken;
 use super::auth::JsonBody;
 use super::keys::check_object;
 use super::routed::Routed;
 use super::{ApiError, Gateway, auth, objects};
+use crate::tenants::Principal;
 
 pub async fn deliver(
     State(gateway): State<Gateway>,
@@ -59,9 +59,10 @@ pub struct Target {
 pub async fn set(
     State(gateway): State<Gateway>,
     Path((class, handle)): Path<(String, String)>,
-    _: AdminToken,
+    principal: Principal,
     JsonBody(body): JsonBody<Target>,
 ) -> Result<Json<Value>, ApiError> {
+    gateway.runtime().tenants().may_manage(&principal, &class)?;
     let name = auth::required(body.name, "name")?;
     check_object(gateway.runtime(), &class, &name)?;
     let handle = gateway.routes().set_handle(&class, &handle, &name).await?;
@@ -74,8 +75,9 @@ pub async fn set(
 pub async fn get(
     State(gateway): State<Gateway>,
     Path((class, handle)): Path<(String, String)>,
-    _: AdminToken,
+    principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
+    gateway.runtime().tenants().may_manage(&principal, &class)?;
     let name = resolve(&gateway, &class, &handle).await?;
     Ok(Json(
         json!({ "class": class, "handle": handle, "name": name }),
@@ -86,8 +88,9 @@ pub async fn get(
 pub async fn delete(
     State(gateway): State<Gateway>,
     Path((class, handle)): Path<(String, String)>,
-    _: AdminToken,
+    principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
+    gateway.runtime().tenants().may_manage(&principal, &class)?;
     let deleted = gateway.routes().delete_handle(&class, &handle).await?;
     Ok(Json(json!({ "deleted": deleted })))
 }
@@ -96,8 +99,9 @@ pub async fn delete(
 pub async fn list(
     State(gateway): State<Gateway>,
     Path((class, name)): Path<(String, String)>,
-    _: AdminToken,
+    principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
+    gateway.runtime().tenants().may_manage(&principal, &class)?;
     let handles = gateway.routes().handles_of(&class, &name).await?;
     Ok(Json(json!({ "handles": handles })))
 }

@@ -14,6 +14,7 @@ use super::routed::Routed;
 use super::{ApiError, Gateway, auth, credentials, objects};
 use crate::accounts::Admission;
 use crate::runtime::Runtime;
+use crate::tenants::Principal;
 
 pub async fn deliver(
     State(gateway): State<Gateway>,
@@ -49,9 +50,10 @@ struct NewKey {
 pub async fn create(
     State(gateway): State<Gateway>,
     Path((class, name)): Path<(String, String)>,
-    _: AdminToken,
+    principal: Principal,
     request: Request,
 ) -> Result<Response, ApiError> {
+    gateway.runtime().tenants().may_manage(&principal, &class)?;
     check_object(gateway.runtime(), &class, &name)?;
     let body = auth::read_body(request).await?;
     let given: NewKey = if body.is_empty() {
@@ -72,13 +74,15 @@ pub async fn create(
 pub async fn list(
     State(gateway): State<Gateway>,
     Path((class, name)): Path<(String, String)>,
-    _: AdminToken,
+    principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
+    gateway.runtime().tenants().may_manage(&principal, &class)?;
     let keys = gateway.routes().keys_of(&class, &name).await?;
     Ok(Json(json!({ "keys": keys })))
 }
 
-/// `DELETE /admin/keys/{id}`: revokes a key at once.
+/// `DELETE /admin/keys/{id}`: revokes a key at once. The operator's only:
+/// a key's id does not say whose class it is for.
 pub async fn revoke(
     State(gateway): State<Gateway>,
     Path(id): Path<String>,

@@ -13,10 +13,12 @@ mod keys;
 mod me;
 mod objects;
 mod orgs;
+mod principal;
 mod routed;
 mod server;
 mod sockets;
 mod state;
+mod tenants;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -69,6 +71,11 @@ pub fn router(gateway: Gateway) -> Router {
         )
         .route("/admin/objects/{class}/{name}/handles", get(handles::list))
         .route("/admin/keys/{id}", delete(keys::revoke))
+        .route("/admin/tenants", post(tenants::create).get(tenants::list))
+        .route(
+            "/admin/tenants/{name}",
+            get(tenants::get).delete(tenants::delete),
+        )
         .route(
             "/admin/handles/{class}/{handle}",
             put(handles::set).get(handles::get).delete(handles::delete),

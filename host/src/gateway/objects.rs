@@ -106,7 +106,7 @@ pub(super) async fn forward(
         caller: admission.caller.as_ref().map(Caller::to_wit),
         client_address: client_address.map(|address| address.to_canonical().to_string()),
         hide_authorization: admission.caller.is_some(),
-        is_credential: &|token| routes.is_credential(token),
+        is_credential: &|token| routes.is_credential(token) || crate::tenants::is_token(token),
     };
     if is_websocket_upgrade(request.headers()) {
         let max = runtime.config().server.max_websocket_handshakes;

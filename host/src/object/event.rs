@@ -104,4 +104,7 @@ pub enum EventError {
     Overloaded,
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// A new object would take its class's tenant past a quota.
+    #[error(transparent)]
+    QuotaExceeded(crate::tenants::QuotaExceeded),
 }

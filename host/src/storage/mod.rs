@@ -19,7 +19,6 @@ pub use database::{
     from_json, quote, to_json,
 };
 pub use database::{Database, Durability, MigrationFailed, Settings as DatabaseSettings};
-pub use layout::DataDir;
-pub(crate) use layout::wal_path;
+pub use layout::{DataDir, wal_path};
 pub use lock::DataDirLock;
 pub use memory::configure_sqlite;

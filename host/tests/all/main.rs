@@ -30,3 +30,4 @@ mod sessions;
 mod socket_caps;
 mod storage;
 mod support;
+mod tenants;

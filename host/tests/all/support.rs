@@ -79,6 +79,8 @@ pub struct Options {
     pub access: Vec<(&'static str, &'static str)>,
     /// Classes served without the sandbox (`trusted = true`).
     pub trusted: Vec<&'static str>,
+    /// Classes' owning `tenant`, by class name.
+    pub tenants: Vec<(&'static str, &'static str)>,
     /// The server's limit on open files (soft and hard), if not ours.
     pub file_limit: Option<u64>,
     /// Environment variables the server process gets (beside ours).
@@ -102,6 +104,7 @@ impl Default for Options {
             top_level_config: "",
             access: Vec::new(),
             trusted: Vec::new(),
+            tenants: Vec::new(),
             file_limit: None,
             env: Vec::new(),
         }
@@ -215,6 +218,9 @@ impl Server {
             }
             if options.trusted.contains(&name.as_str()) {
                 let _ = writeln!(config, "trusted = true");
+            }
+            if let Some((_, tenant)) = options.tenants.iter().find(|(class, _)| *class == name) {
+                let _ = writeln!(config, "tenant = {tenant:?}");
             }
         }
         let config_path = dir.join("podhost.toml");
