@@ -2,7 +2,8 @@
 //! `.../import`: the operator's look inside an object, its backup and
 //! restore. Each goes through the object's actor, between its batches and
 //! without an instance (see `object::admin`); the files in transit live in
-//! the data directory's `tmp/`.
+//! the data directory's `tmp/`. A tenant's token works for the objects of
+//! its own classes (another's class is `404`, as for `DELETE`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,21 +19,22 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::admin::AdminToken;
 use super::objects::check_name;
 use super::{ApiError, Gateway};
 use crate::object::ObjectAddr;
 use crate::runtime::Runtime;
 use crate::storage::dump::Dump;
 use crate::storage::{QueryLimits, check_import, from_json};
+use crate::tenants::Principal;
 
 /// `GET /admin/objects/{class}/{name}`: what the object is and holds.
 pub async fn inspect(
     State(gateway): State<Gateway>,
     Path((class, name)): Path<(String, String)>,
-    _: AdminToken,
+    principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
     let runtime = Arc::clone(gateway.runtime());
+    runtime.tenants().may_manage(&principal, &class)?;
     let hash = runtime.class(&class)?.hash().to_string();
     let timeout = runtime.config().inspect.query_timeout;
     let inspection = runtime.inspect(&class, &name, timeout).await?;
@@ -94,9 +96,10 @@ pub struct QueryBody {
 pub async fn query(
     State(runtime): State<Arc<Runtime>>,
     Path((class, name)): Path<(String, String)>,
-    _: AdminToken,
+    principal: Principal,
     super::auth::JsonBody(body): super::auth::JsonBody<QueryBody>,
 ) -> Result<Json<Value>, ApiError> {
+    runtime.tenants().may_manage(&principal, &class)?;
     let params = body
         .params
         .iter()
@@ -129,8 +132,9 @@ pub async fn export(
     State(runtime): State<Arc<Runtime>>,
     Path((class, name)): Path<(String, String)>,
     Query(query): Query<ExportQuery>,
-    _: AdminToken,
+    principal: Principal,
 ) -> Result<Response, ApiError> {
+    runtime.tenants().may_manage(&principal, &class)?;
     let json = match query.format.as_deref() {
         None | Some("sqlite") => false,
         Some("json") => true,
@@ -255,10 +259,11 @@ impl std::io::Write for ChannelWriter {
 pub async fn import(
     State(runtime): State<Arc<Runtime>>,
     Path((class, name)): Path<(String, String)>,
-    _: AdminToken,
+    principal: Principal,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
+    runtime.tenants().may_manage(&principal, &class)?;
     check_name(&name)?;
     let max_storage = runtime
         .class(&class)?
@@ -270,6 +275,7 @@ pub async fn import(
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
     if announced.is_some_and(|length| length > limit) {
+        drain(body.into_data_stream()).await;
         return Err(ApiError::BodyTooLarge {
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
         });
@@ -321,6 +327,7 @@ async fn receive(body: Body, to: &std::path::Path, limit: u64) -> Result<u64, Ap
                 .map_err(|error| ApiError::BadRequest(format!("the upload failed: {error}")))?;
             size += chunk.len() as u64;
             if size > limit {
+                drain(&mut stream).await;
                 return Err(ApiError::BodyTooLarge {
                     limit: usize::try_from(limit).unwrap_or(usize::MAX),
                 });
@@ -339,6 +346,22 @@ async fn receive(body: Body, to: &std::path::Path, limit: u64) -> Result<u64, Ap
     received?;
     written.map_err(io)?;
     Ok(size)
+}
+
+/// After refusing an upload, reads (and drops) up to this much more of it,
+/// so that a client still sending gets the `413` rather than a connection
+/// cut under it; a larger one is cut.
+const DRAINED_AT_MOST: u64 = 64 << 20;
+
+async fn drain(mut stream: impl futures_util::Stream<Item = Result<Bytes, axum::Error>> + Unpin) {
+    let mut drained = 0u64;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while drained < DRAINED_AT_MOST {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(chunk))) => drained += chunk.len() as u64,
+            _ => break,
+        }
+    }
 }
 
 /// A new empty file in the data directory's `tmp/`, removed when the

@@ -573,3 +573,88 @@ async fn the_cli_exports_and_imports_a_stopped_servers_objects() {
     assert_eq!(notes(&server, "probe/xena").await, ["x1", "x2"]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_tenant_inspects_queries_exports_and_imports_only_its_own_objects_within_its_quota() {
+    let (server, _dir) = Server::start(Options {
+        tenants: vec![("probe", "acme")],
+        ..options()
+    })
+    .await;
+    let mut tokens = Vec::new();
+    for body in [
+        json!({ "name": "acme", "max_storage_bytes": 256 << 10 }),
+        json!({ "name": "bolt" }),
+    ] {
+        let (status, created) = admin(&server, Method::POST, "/admin/tenants", Some(body)).await;
+        assert_eq!(status, 201, "{created}");
+        tokens.push(created["token"].as_str().expect("a token").to_string());
+    }
+    let (acme, bolt) = (&tokens[0], &tokens[1]);
+    server.post("/objects/probe/t/write", "mine").await;
+    let as_tenant = |token: &str, method: Method, path: &str| {
+        server
+            .client
+            .request(method, server.url(path))
+            .bearer_auth(token.to_string())
+    };
+
+    let response = as_tenant(acme, Method::GET, "/admin/objects/probe/t")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let response = as_tenant(acme, Method::POST, "/admin/objects/probe/t/query")
+        .json(&json!({ "sql": "SELECT body FROM notes" }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let file = as_tenant(acme, Method::GET, "/admin/objects/probe/t/export")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(file.status(), 200);
+    let file = file.bytes().await.expect("the file").to_vec();
+    assert_eq!(notes_in_file(&file), ["mine"]);
+    for (method, path) in [
+        (Method::GET, "/admin/objects/probe/t"),
+        (Method::POST, "/admin/objects/probe/t/query"),
+        (Method::GET, "/admin/objects/probe/t/export"),
+        (Method::PUT, "/admin/objects/probe/t/import"),
+    ] {
+        let response = as_tenant(bolt, method, path)
+            .json(&json!({ "sql": "SELECT 1" }))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 404, "another tenant's class: {path}");
+    }
+
+    // Within its quota a tenant restores its own object; a file larger
+    // than what the tenant may hold is refused.
+    let response = as_tenant(acme, Method::PUT, "/admin/objects/probe/u/import")
+        .body(file)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    assert_eq!(notes(&server, "probe/u").await, ["mine"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let big = dir.path().join("big.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&big).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+             INSERT INTO notes (body) VALUES (printf('%.400000c', 'x'));",
+        )
+        .expect("fill");
+    }
+    let response = as_tenant(acme, Method::PUT, "/admin/objects/probe/t/import")
+        .body(std::fs::read(&big).expect("read"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 422);
+    assert_eq!(notes(&server, "probe/t").await, ["mine"]);
+}

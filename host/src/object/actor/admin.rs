@@ -152,7 +152,21 @@ impl Actor {
             )));
         }
         let path = self.path();
-        let opened = if path.exists() {
+        // The class's storage limit, within its tenant's quotas if it has
+        // one (a new object must also fit the tenant's `max_objects`).
+        let existed = path.exists();
+        let settings = self.database_settings(&path)?;
+        let size = std::fs::metadata(from).map_or(0, |file| file.len());
+        if size > settings.max_storage_bytes {
+            if !existed {
+                self.runtime.tenants().object_removed(self.object.class());
+            }
+            return Err(AdminError::ImportRefused(format!(
+                "it is {size} bytes, more than the object may hold ({} bytes)",
+                settings.max_storage_bytes
+            )));
+        }
+        let opened = if existed {
             self.open_for_operator()?
         } else {
             false
