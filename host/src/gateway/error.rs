@@ -8,6 +8,8 @@ use serde_json::json;
 
 use crate::accounts::AuthError;
 use crate::config::Access;
+use crate::deploy::DeployError;
+use crate::engine::ClassError;
 use crate::limits::LimitExceeded;
 use crate::object::EventError;
 use crate::sockets::SocketRefused;
@@ -54,6 +56,8 @@ pub enum ApiError {
     InvalidKey,
     #[error("class {class} has no handle {handle:?}")]
     HandleNotFound { class: String, handle: String },
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
 }
 
 /// How objects of `class` are reached, given its access.
@@ -92,6 +96,7 @@ impl ApiError {
             ApiError::InvalidKey => (StatusCode::UNAUTHORIZED, "invalid_key"),
             ApiError::CrossOrigin => (StatusCode::FORBIDDEN, "cross_origin"),
             ApiError::HandleNotFound { .. } => (StatusCode::NOT_FOUND, "handle_not_found"),
+            ApiError::Deploy(deploy) => deploy_status(deploy),
             ApiError::Auth(auth) => match auth {
                 AuthError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
                 AuthError::WeakPassword(_) => (StatusCode::BAD_REQUEST, "weak_password"),
@@ -136,6 +141,32 @@ impl ApiError {
                 EventError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             },
         }
+    }
+}
+
+/// A refused deploy is the client's to fix (4xx), but for the host's own
+/// failures.
+fn deploy_status(error: &DeployError) -> (StatusCode, &'static str) {
+    match error {
+        DeployError::BadName(_) => (StatusCode::BAD_REQUEST, "invalid_class_name"),
+        DeployError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "component_too_large"),
+        DeployError::BadConfig(_) => (StatusCode::BAD_REQUEST, "invalid_class_config"),
+        DeployError::Component(component) => match component {
+            ClassError::NotWasm => (StatusCode::BAD_REQUEST, "not_wasm"),
+            ClassError::CoreModule => (StatusCode::BAD_REQUEST, "core_module"),
+            ClassError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_component"),
+            ClassError::UnknownImport(_) => (StatusCode::BAD_REQUEST, "unknown_import"),
+            ClassError::NotOurWorld(_) => (StatusCode::BAD_REQUEST, "wrong_world"),
+        },
+        DeployError::Migration(_) => (StatusCode::BAD_REQUEST, "migration_failed"),
+        DeployError::NotAppendOnly { .. } => (StatusCode::CONFLICT, "migrations_not_append_only"),
+        DeployError::Busy(_) => (StatusCode::CONFLICT, "deploy_in_progress"),
+        DeployError::NoSuchClass(_) => (StatusCode::NOT_FOUND, "class_not_found"),
+        DeployError::NoSuchVersion { .. } => (StatusCode::NOT_FOUND, "version_not_found"),
+        DeployError::NoPreviousVersion(_) => (StatusCode::CONFLICT, "no_previous_version"),
+        DeployError::ObjectsExist { .. } => (StatusCode::CONFLICT, "objects_exist"),
+        DeployError::NoSuchObject { .. } => (StatusCode::NOT_FOUND, "object_not_found"),
+        DeployError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
 

@@ -11,6 +11,7 @@ mod layout;
 mod lock;
 mod memory;
 mod template;
+pub mod versions;
 
 pub use authorizer::{RESERVED_PREFIX, mentions_reserved_name};
 pub use database::{Database, Durability, MigrationFailed, Settings as DatabaseSettings};

@@ -11,6 +11,7 @@ mod connections;
 mod counter;
 mod crash;
 mod credentials;
+mod deploy;
 mod faults;
 mod gateway;
 mod harness;
