@@ -11,6 +11,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+mod deploy_command;
 mod objects_command;
 
 #[derive(Parser)]
@@ -43,6 +44,8 @@ enum Command {
         #[command(subcommand)]
         command: objects_command::ObjectsCommand,
     },
+    /// Deploy a class to a running server (`PUT /admin/classes/{class}`).
+    Deploy(deploy_command::DeployArgs),
     /// Build the repository's examples for wasm32-wasip2 and serve them.
     Dev {
         #[arg(long, default_value = "127.0.0.1:8787")]
@@ -74,6 +77,7 @@ fn main() -> anyhow::Result<()> {
     podhost::os_limits::raise_file_limit();
     let config = match Cli::parse().command {
         Command::Objects { command } => return objects_command::run(command),
+        Command::Deploy(args) => return deploy_command::run(args),
         Command::Serve {
             config,
             listen,

@@ -30,6 +30,10 @@ use crate::storage::{DataDir, MigrationFailed};
 
 pub use files::collect_garbage;
 
+/// The header of `PUT /admin/classes/{class}` holding the class's table
+/// as JSON.
+pub const CONFIG_HEADER: &str = "podhost-class-config";
+
 /// Who deploys the classes of the config file.
 pub const CONFIG_DEPLOYER: &str = "config";
 

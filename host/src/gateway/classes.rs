@@ -21,12 +21,9 @@ use serde_json::{Value, json};
 
 use super::ApiError;
 use super::admin::AdminToken;
-use crate::deploy::{self, DeployError, DeployRequest};
+use crate::deploy::{self, CONFIG_HEADER, DeployError, DeployRequest};
 use crate::runtime::Runtime;
 use crate::storage::versions::VersionRecord;
-
-/// The header holding the class's config, as JSON.
-pub const CONFIG_HEADER: &str = "podhost-class-config";
 
 /// Who manages classes: the one place deciding it. Today only the
 /// operator, with the admin token, recorded as "admin".

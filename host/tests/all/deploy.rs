@@ -475,3 +475,44 @@ async fn of_two_racing_deploys_of_a_class_one_wins_and_the_other_gets_409() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_deploy_command_ships_a_class_with_its_config() {
+    let (server, dir) = Server::start(options()).await;
+    let config = dir.path().join("class.toml");
+    std::fs::write(
+        &config,
+        "access = \"public\"\n[limits]\nmax_cpu_per_event = \"2s\"\n",
+    )
+    .expect("class config");
+    let run = |token: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_podhost"))
+            .arg("deploy")
+            .args(["--class", "shipped"])
+            .arg(v1())
+            .arg("--config")
+            .arg(&config)
+            .args(["--server", &server.base, "--token", token])
+            .output()
+            .expect("podhost deploy runs")
+    };
+    let output = run(TOKEN);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("deployed class shipped version 1"), "{stdout}");
+    assert_eq!(
+        server.get("/objects/shipped/x/version").await,
+        (200, "v1".to_string())
+    );
+    let (_, body) = admin(&server, reqwest::Method::GET, "/admin/classes/shipped").await;
+    assert_eq!(body["config"]["limits"]["max_cpu_per_event"], "2s", "{body}");
+    let output = run("a-wrong-token-of-enough-length-0123456789");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("401"), "{stderr}");
+    server.stop().await;
+}
