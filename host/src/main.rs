@@ -1,11 +1,15 @@
 //! The `podhost` command.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use podhost::config::Access;
+use podhost::dev::reload;
 use podhost::{Config, Runtime, dev, gateway};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpListener;
@@ -46,7 +50,9 @@ enum Command {
     },
     /// Deploy a class to a running server (`PUT /admin/classes/{class}`).
     Deploy(deploy_command::DeployArgs),
-    /// Build the repository's examples for wasm32-wasip2 and serve them.
+    /// Build the repository's examples (and `--class` crates) for
+    /// wasm32-wasip2 and serve them; rebuild and redeploy a class when its
+    /// sources change.
     Dev {
         #[arg(long, default_value = "127.0.0.1:8787")]
         listen: SocketAddr,
@@ -58,6 +64,15 @@ enum Command {
         /// Hibernate objects idle this long (e.g. `10s`, `500ms`).
         #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
         idle_timeout: Duration,
+        /// A guest crate of your own (its directory), served under its
+        /// package name; may be repeated. Without `examples/` in the
+        /// workspace, only these are served.
+        #[arg(long = "class")]
+        classes: Vec<PathBuf>,
+        /// The access of the `--class` crates' classes (public, user,
+        /// org, key, admin).
+        #[arg(long, default_value = "public")]
+        access: String,
     },
 }
 
@@ -97,35 +112,103 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             workspace,
             idle_timeout,
+            classes,
+            access,
         } => {
-            let packages = dev::example_packages(&workspace)?;
-            let built = dev::build_guests(
-                &workspace,
-                &packages,
-                &workspace.join("target").join("guests"),
-            )?;
-            let classes = dev::classes(built);
+            let (config, watched) = dev_config(&workspace, &classes, &access)?;
             let config = Config {
                 listen,
                 data_dir,
                 idle_timeout,
-                classes,
-                ..Config::default()
+                ..config
             };
             config.validate()?;
-            config
+            return run(serve(config, watched));
         }
     };
+    run(serve(config, Vec::new()))
+}
+
+fn run(server: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(serve(config))
+        .block_on(server)
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// `podhost dev`'s classes: the workspace's examples and the `--class`
+/// crates, built, with what keeps each in step with its sources.
+fn dev_config(
+    workspace: &Path,
+    crates: &[PathBuf],
+    access: &str,
+) -> anyhow::Result<(Config, Vec<reload::Watched>)> {
+    let examples = if crates.is_empty() || workspace.join("examples").is_dir() {
+        dev::example_crates(workspace)?
+    } else {
+        Vec::new()
+    };
+    let packages: Vec<String> = examples.iter().map(|(name, _)| name.clone()).collect();
+    let mut built = if packages.is_empty() {
+        BTreeMap::new()
+    } else {
+        dev::build_guests(
+            workspace,
+            &packages,
+            &workspace.join("target").join("guests"),
+        )?
+    };
+    let mut watched: Vec<reload::Watched> = examples
+        .into_iter()
+        .map(|(package, dir)| reload::Watched {
+            class: package.clone(),
+            dir,
+            build: reload::Build::Workspace {
+                workspace: workspace.to_path_buf(),
+                package,
+            },
+            config: serde_json::json!({}),
+        })
+        .collect();
+    let access_value = serde_json::json!(access);
+    let parsed: Access = serde_json::from_value(access_value.clone())
+        .with_context(|| format!("--access {access:?}: use public, user, org, key or admin"))?;
+    let mut tables = BTreeMap::new();
+    for dir in crates {
+        let manifest = dir.join("Cargo.toml");
+        let name = dev::package_name(&manifest)?;
+        let wasm = dev::build_crate(&manifest)?;
+        built.insert(name.clone(), wasm);
+        let table = serde_json::json!({ "access": access_value });
+        tables.insert(name.clone(), table.clone());
+        watched.push(reload::Watched {
+            class: name,
+            dir: dir.clone(),
+            build: reload::Build::Crate { manifest },
+            config: table,
+        });
+    }
+    let mut classes = dev::classes(built);
+    for name in tables.keys() {
+        if let Some(class) = classes.get_mut(name) {
+            class.access = parsed;
+        }
+    }
+    let config = Config {
+        classes,
+        class_tables: tables,
+        ..Config::default()
+    };
+    Ok((config, watched))
+}
+
+async fn serve(config: Config, watched: Vec<reload::Watched>) -> anyhow::Result<()> {
     let listen = config.listen;
     let runtime = Runtime::new(config)?;
+    if !watched.is_empty() {
+        tokio::spawn(reload::watch(Arc::clone(&runtime), watched));
+    }
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

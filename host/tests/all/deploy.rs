@@ -503,16 +503,104 @@ async fn the_deploy_command_ships_a_class_with_its_config() {
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("deployed class shipped version 1"), "{stdout}");
+    assert!(
+        stdout.contains("deployed class shipped version 1"),
+        "{stdout}"
+    );
     assert_eq!(
         server.get("/objects/shipped/x/version").await,
         (200, "v1".to_string())
     );
     let (_, body) = admin(&server, reqwest::Method::GET, "/admin/classes/shipped").await;
-    assert_eq!(body["config"]["limits"]["max_cpu_per_event"], "2s", "{body}");
+    assert_eq!(
+        body["config"]["limits"]["max_cpu_per_event"], "2s",
+        "{body}"
+    );
     let output = run("a-wrong-token-of-enough-length-0123456789");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("401"), "{stderr}");
     server.stop().await;
+}
+
+#[tokio::test]
+async fn dev_mode_rebuilds_and_redeploys_a_touched_guest_without_a_restart() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let guest = workspace.join("tests").join("guests").join("versioned");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_podhost"))
+        .arg("dev")
+        .arg("--workspace")
+        .arg(&workspace)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--class")
+        .arg(&guest)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("podhost dev starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    // The first build of the guest in release may compile its dependencies.
+    let base = tokio::time::timeout(Duration::from_secs(600), async {
+        loop {
+            let line = lines.next_line().await.expect("stdout").expect("a line");
+            if let Some(base) = line.strip_prefix("podhost listening on ") {
+                return base.to_string();
+            }
+        }
+    })
+    .await
+    .expect("the dev server starts");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let version = || async {
+        let response = client
+            .get(format!("{base}/objects/versioned/x/version"))
+            .send()
+            .await
+            .expect("sent");
+        (
+            response.status().as_u16(),
+            response.text().await.expect("body"),
+        )
+    };
+    assert_eq!(version().await, (200, "v1".to_string()));
+
+    let source = std::fs::File::options()
+        .append(true)
+        .open(guest.join("src").join("lib.rs"))
+        .expect("the guest's source");
+    source
+        .set_modified(std::time::SystemTime::now())
+        .expect("touched");
+    let reloaded = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            let line = lines.next_line().await.expect("stdout").expect("a line");
+            if line.starts_with("dev: versioned")
+                && (line.contains("deployed version") || line.contains("unchanged"))
+            {
+                return line;
+            }
+            assert!(
+                !line.contains("refused") && !line.contains("did not build"),
+                "{line}"
+            );
+        }
+    })
+    .await
+    .expect("redeployed within seconds of the touch");
+    assert!(reloaded.contains("versioned"), "{reloaded}");
+    assert_eq!(
+        version().await,
+        (200, "v1".to_string()),
+        "the same server still serves"
+    );
+    child.start_kill().expect("stopped");
+    let _ = child.wait().await;
 }

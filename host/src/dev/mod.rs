@@ -1,5 +1,8 @@
 //! Building guest classes from a Cargo workspace, for `podhost dev` and the
-//! integration tests.
+//! integration tests; [`reload`] keeps a dev server's classes in step with
+//! their sources.
+
+pub mod reload;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,15 @@ pub const GUEST_PROFILE: &str = "guest";
 
 /// The packages under `workspace/examples/`, by name.
 pub fn example_packages(workspace: &Path) -> anyhow::Result<Vec<String>> {
+    Ok(example_crates(workspace)?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect())
+}
+
+/// The packages under `workspace/examples/` with their directories, by
+/// name.
+pub fn example_crates(workspace: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let examples = workspace.join("examples");
     let entries = std::fs::read_dir(&examples).with_context(|| {
         format!(
@@ -25,19 +37,12 @@ pub fn example_packages(workspace: &Path) -> anyhow::Result<Vec<String>> {
     })?;
     let mut packages = Vec::new();
     for entry in entries {
-        let manifest = entry?.path().join("Cargo.toml");
+        let dir = entry?.path();
+        let manifest = dir.join("Cargo.toml");
         if !manifest.exists() {
             continue;
         }
-        let text = std::fs::read_to_string(&manifest)?;
-        let parsed: toml::Table = toml::from_str(&text)
-            .with_context(|| format!("cannot parse {}", manifest.display()))?;
-        let name = parsed
-            .get("package")
-            .and_then(|p| p.get("name"))
-            .and_then(|n| n.as_str())
-            .with_context(|| format!("{} has no package name", manifest.display()))?;
-        packages.push(name.to_string());
+        packages.push((package_name(&manifest)?, dir));
     }
     packages.sort();
     Ok(packages)
@@ -108,6 +113,79 @@ pub fn build_guests_with_features(
             Ok((package.clone(), wasm))
         })
         .collect()
+}
+
+/// Builds an author's own guest crate (`podhost dev --class PATH`) for
+/// wasm32-wasip2 in release, where cargo puts it; returns its component.
+/// Compile errors are printed as cargo renders them.
+pub fn build_crate(manifest: &Path) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["build", "--release", "--target", GUEST_TARGET])
+        .args(["--message-format", "json-diagnostic-rendered-ansi"])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo to build the guest")?;
+    let mut wasm = None;
+    let manifest = manifest
+        .canonicalize()
+        .unwrap_or_else(|_| manifest.to_path_buf());
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        match message["reason"].as_str() {
+            Some("compiler-message") => {
+                if let Some(rendered) = message["message"]["rendered"].as_str() {
+                    eprint!("{rendered}");
+                }
+            }
+            Some("compiler-artifact")
+                if message["manifest_path"].as_str().map(Path::new) == Some(&manifest) =>
+            {
+                let files = message["filenames"].as_array().cloned().unwrap_or_default();
+                wasm = files
+                    .iter()
+                    .filter_map(|file| file.as_str())
+                    .find(|file| file.ends_with(".wasm"))
+                    .map(PathBuf::from)
+                    .or(wasm);
+            }
+            _ => {}
+        }
+    }
+    if !output.status.success() {
+        bail!(
+            "cargo failed ({}) building {}",
+            output.status,
+            manifest.display()
+        );
+    }
+    wasm.with_context(|| {
+        format!(
+            "cargo built {} but no .wasm: is it a cdylib? (is the target installed? rustup target add {GUEST_TARGET})",
+            manifest.display()
+        )
+    })
+}
+
+/// The package name in a crate's manifest.
+pub fn package_name(manifest: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("cannot read {}", manifest.display()))?;
+    let parsed: toml::Table =
+        toml::from_str(&text).with_context(|| format!("cannot parse {}", manifest.display()))?;
+    parsed
+        .get("package")
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+        .map(str::to_string)
+        .with_context(|| format!("{} has no package name", manifest.display()))
 }
 
 /// Classes for built guests: each under its package name, with the
