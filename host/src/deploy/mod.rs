@@ -21,7 +21,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::{ClassConfig, Config, validate_class_name};
+use crate::config::{Access, ClassConfig, Config, validate_class_name};
 use crate::engine::{Class, ClassError, ClassSpec};
 use crate::runtime::Runtime;
 use crate::storage::catalog::Catalog;
@@ -329,6 +329,12 @@ pub async fn deploy(
             "max_memory_bytes = {} is more than this server's instance slots hold ({}, sized at start from [limits] and the classes); restart with a larger [limits] max_memory_bytes",
             settings.limits.max_memory_bytes,
             runtime.max_class_memory()
+        )));
+    }
+    if matches!(config.access, Access::User | Access::Org) && runtime.accounts().is_none() {
+        return Err(DeployError::BadConfig(format!(
+            "access = {:?} needs accounts, which are off on this server: add an [auth] section to its config and restart it",
+            config.access.as_str()
         )));
     }
     let lock = DeployLock::take(runtime, &name)?;
