@@ -82,6 +82,13 @@ pub async fn deploy(
         }
     };
     let limit = runtime.config().deploy.max_component_bytes;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(DeployError::TooLarge { limit }.into());
+    }
     let wasm = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| DeployError::TooLarge { limit })?;
