@@ -150,6 +150,13 @@ fn dev_config(
         Vec::new()
     };
     let packages: Vec<String> = examples.iter().map(|(name, _)| name.clone()).collect();
+    let examples: Vec<_> = examples
+        .into_iter()
+        .map(|(name, dir)| {
+            let built_from = reload::newest_change(&dir);
+            (name, dir, built_from)
+        })
+        .collect();
     let mut built = if packages.is_empty() {
         BTreeMap::new()
     } else {
@@ -161,7 +168,7 @@ fn dev_config(
     };
     let mut watched: Vec<reload::Watched> = examples
         .into_iter()
-        .map(|(package, dir)| reload::Watched {
+        .map(|(package, dir, built_from)| reload::Watched {
             class: package.clone(),
             dir,
             build: reload::Build::Workspace {
@@ -169,6 +176,7 @@ fn dev_config(
                 package,
             },
             config: serde_json::json!({}),
+            built_from,
         })
         .collect();
     let access_value = serde_json::json!(access);
@@ -178,6 +186,7 @@ fn dev_config(
     for dir in crates {
         let manifest = dir.join("Cargo.toml");
         let name = dev::package_name(&manifest)?;
+        let built_from = reload::newest_change(dir);
         let wasm = dev::build_crate(&manifest)?;
         built.insert(name.clone(), wasm);
         let table = serde_json::json!({ "access": access_value });
@@ -187,6 +196,7 @@ fn dev_config(
             dir: dir.clone(),
             build: reload::Build::Crate { manifest },
             config: table,
+            built_from,
         });
     }
     let mut classes = dev::classes(built);

@@ -37,6 +37,9 @@ pub struct Watched {
     pub build: Build,
     /// The class's table, as deployed at start.
     pub config: Value,
+    /// The sources' newest modification time when last built: taken before
+    /// the build, so an edit made meanwhile is not missed.
+    pub built_from: Option<SystemTime>,
 }
 
 impl Watched {
@@ -89,15 +92,7 @@ pub fn newest_change(dir: &Path) -> Option<SystemTime> {
 
 /// Watches `classes` until the process ends.
 pub async fn watch(runtime: Arc<Runtime>, classes: Vec<Watched>) {
-    let mut seen: Vec<Option<SystemTime>> = Vec::new();
-    for class in &classes {
-        let dir = class.dir.clone();
-        seen.push(
-            tokio::task::spawn_blocking(move || newest_change(&dir))
-                .await
-                .unwrap_or(None),
-        );
-    }
+    let mut seen: Vec<Option<SystemTime>> = classes.iter().map(|class| class.built_from).collect();
     loop {
         tokio::time::sleep(POLL).await;
         for (class, last) in classes.iter().zip(seen.iter_mut()) {
