@@ -33,9 +33,10 @@ struct Cli {
 enum Command {
     /// Serve the classes listed in a config file.
     Serve {
-        /// The config file.
-        #[arg(long, short, default_value = "podhost.toml")]
-        config: PathBuf,
+        /// The config file (default: podhost.toml; without one, the
+        /// defaults and the classes deployed to the data directory).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         /// Listen here instead of the config's `listen`.
         #[arg(long)]
         listen: Option<SocketAddr>,
@@ -98,7 +99,17 @@ fn main() -> anyhow::Result<()> {
             listen,
             data_dir,
         } => {
-            let mut config = Config::load(&config)?;
+            let default = PathBuf::from("podhost.toml");
+            let mut config = match config {
+                Some(path) => Config::load(&path)?,
+                None if default.exists() => Config::load(&default)?,
+                None => {
+                    tracing::info!(
+                        "no podhost.toml: serving the deployed classes with the defaults"
+                    );
+                    Config::default()
+                }
+            };
             if let Some(listen) = listen {
                 config.listen = listen;
             }

@@ -346,6 +346,47 @@ async fn deployed_classes_and_objects_survive_a_restart_without_a_config_file() 
         );
     }
     server.stop().await;
+
+    // No config file at all: the defaults, and what the data holds.
+    let data = dir.path().join("data").display().to_string();
+    let args = ["serve", "--listen", "127.0.0.1:0", "--data-dir", &data];
+    let elsewhere = tempfile::tempdir().expect("a directory without podhost.toml");
+    let (base, mut child) = spawn_serving(elsewhere.path(), &args).await;
+    let response = reqwest::Client::new()
+        .post(format!("{base}/objects/versioned/kept/hit"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.expect("body"), "3");
+    child.start_kill().expect("stopped");
+    let _ = child.wait().await;
+}
+
+/// Starts `podhost ARGS` in `dir`; returns its address once it listens.
+async fn spawn_serving(dir: &Path, args: &[&str]) -> (String, tokio::process::Child) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_podhost"))
+        .current_dir(dir)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("podhost starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let base = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let line = lines.next_line().await.expect("stdout").expect("a line");
+            if let Some(base) = line.strip_prefix("podhost listening on ") {
+                return base.to_string();
+            }
+        }
+    })
+    .await
+    .expect("podhost listens");
+    (base, child)
 }
 
 #[tokio::test]
