@@ -71,6 +71,8 @@ pub enum DeployError {
     ObjectsExist { class: String, count: usize },
     #[error("class {class} has no object {name:?} to check the migrations against")]
     NoSuchObject { class: String, name: String },
+    #[error("object {0:?} stayed busy and did not close for the check; try again")]
+    ObjectBusy(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

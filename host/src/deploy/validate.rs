@@ -64,11 +64,16 @@ pub async fn object_copy(
         return Err(no_object());
     }
     let started = Instant::now();
-    while runtime.objects().hibernate(object.id()) {
+    // Asked again now and then: events arriving meanwhile keep it open.
+    for round in 0.. {
+        if round % 25 == 0 && !runtime.objects().hibernate(object.id()) {
+            break;
+        }
+        if !runtime.objects().is_live(object.id()) {
+            break;
+        }
         if started.elapsed() > HIBERNATE_WAIT {
-            return Err(internal(format!(
-                "object {name:?} is busy and did not close within {HIBERNATE_WAIT:?}; try again"
-            )));
+            return Err(DeployError::ObjectBusy(name.to_string()));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -166,6 +166,7 @@ fn deploy_status(error: &DeployError) -> (StatusCode, &'static str) {
         DeployError::NoPreviousVersion(_) => (StatusCode::CONFLICT, "no_previous_version"),
         DeployError::ObjectsExist { .. } => (StatusCode::CONFLICT, "objects_exist"),
         DeployError::NoSuchObject { .. } => (StatusCode::NOT_FOUND, "object_not_found"),
+        DeployError::ObjectBusy(_) => (StatusCode::CONFLICT, "object_busy"),
         DeployError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
