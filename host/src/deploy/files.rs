@@ -54,3 +54,25 @@ pub fn collect_garbage(runtime: &Runtime) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// How many object databases of `class` are on disk (the catalog learns
+/// of a new object a moment after its database is made).
+pub fn object_databases(data: &DataDir, class: &str) -> usize {
+    let Ok(shards) = std::fs::read_dir(data.class_objects(class)) else {
+        return 0;
+    };
+    shards
+        .flatten()
+        .filter_map(|shard| std::fs::read_dir(shard.path()).ok())
+        .flat_map(|files| files.flatten())
+        .filter(|file| file.path().extension().is_some_and(|ext| ext == "sqlite"))
+        .count()
+}
+
+/// Removes what is left of `class`'s object databases.
+pub fn remove_object_databases(data: &DataDir, class: &str) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(data.class_objects(class)) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}

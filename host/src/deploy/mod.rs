@@ -495,10 +495,16 @@ pub async fn remove(
     let catalog = Arc::clone(runtime.catalog());
     let of_class = name.to_string();
     let objects = blocking(move || catalog.objects(Some(&of_class))).await?;
-    if !objects.is_empty() && !delete_objects {
+    let data = runtime.data_dir().clone();
+    let of_class = name.to_string();
+    let on_disk = tokio::task::spawn_blocking(move || files::object_databases(&data, &of_class))
+        .await
+        .map_err(internal)?;
+    let count = objects.len().max(on_disk);
+    if count > 0 && !delete_objects {
         return Err(DeployError::ObjectsExist {
             class: name.to_string(),
-            count: objects.len(),
+            count,
         });
     }
     let mut deleted = Vec::new();
@@ -510,6 +516,12 @@ pub async fn remove(
         deleted.push(object.name);
     }
     runtime.uninstall(name);
+    let data = runtime.data_dir().clone();
+    let of_class = name.to_string();
+    tokio::task::spawn_blocking(move || files::remove_object_databases(&data, &of_class))
+        .await
+        .map_err(internal)?
+        .map_err(|error| internal(format!("cannot remove the class's objects: {error}")))?;
     let catalog = Arc::clone(runtime.catalog());
     let of_class = name.to_string();
     blocking(move || catalog.remove_versions(&of_class)).await?;

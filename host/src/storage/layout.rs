@@ -49,6 +49,11 @@ impl DataDir {
         Ok(existed)
     }
 
+    /// The directory holding every object database of `class`.
+    pub fn class_objects(&self, class: &str) -> PathBuf {
+        self.root.join("objects").join(class)
+    }
+
     /// The directory of deployed components and their compiled forms.
     pub fn classes(&self) -> PathBuf {
         self.root.join("classes")
