@@ -194,20 +194,44 @@ fn dev_config(
     let parsed: Access = serde_json::from_value(access_value.clone())
         .with_context(|| format!("--access {access:?}: use public, user, org, key or admin"))?;
     let mut tables = BTreeMap::new();
+    let members = if crates.is_empty() {
+        Vec::new()
+    } else {
+        dev::workspace_members(workspace)
+    };
     for dir in crates {
         let manifest = dir.join("Cargo.toml");
         let name = dev::package_name(&manifest)?;
         let built_from = reload::newest_change(dir);
-        let wasm = dev::build_crate(&manifest)?;
+        // A member of the workspace builds with the examples (and shares
+        // their compiled dependencies); a crate of its own, on its own.
+        let member = manifest
+            .canonicalize()
+            .is_ok_and(|manifest| members.contains(&manifest));
+        let build = if member {
+            reload::Build::Workspace {
+                workspace: workspace.to_path_buf(),
+                package: name.clone(),
+            }
+        } else {
+            reload::Build::Crate {
+                manifest: manifest.clone(),
+            }
+        };
+        let target = reload::Watched {
+            class: name.clone(),
+            dir: dir.clone(),
+            build,
+            config: serde_json::Value::Null,
+            built_from,
+        };
+        let wasm = target.build()?;
         built.insert(name.clone(), wasm);
         let table = serde_json::json!({ "access": access_value });
         tables.insert(name.clone(), table.clone());
         watched.push(reload::Watched {
-            class: name,
-            dir: dir.clone(),
-            build: reload::Build::Crate { manifest },
             config: table,
-            built_from,
+            ..target
         });
     }
     let mut classes = dev::classes(built);

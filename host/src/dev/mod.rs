@@ -174,6 +174,39 @@ pub fn build_crate(manifest: &Path) -> anyhow::Result<PathBuf> {
     })
 }
 
+/// The manifests of `workspace`'s members (none if it is not a Cargo
+/// workspace), canonical.
+pub fn workspace_members(workspace: &Path) -> Vec<PathBuf> {
+    if !workspace.join("Cargo.toml").exists() {
+        return Vec::new();
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
+        .arg(workspace.join("Cargo.toml"))
+        .stderr(std::process::Stdio::null())
+        .output();
+    let Some(output) = output.ok().filter(|output| output.status.success()) else {
+        return Vec::new();
+    };
+    let Ok(metadata) = serde_json::from_slice::<serde_json::Value>(&output.stdout) else {
+        return Vec::new();
+    };
+    metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|package| package["manifest_path"].as_str())
+        .filter_map(|manifest| Path::new(manifest).canonicalize().ok())
+        .collect()
+}
+
 /// The package name in a crate's manifest.
 pub fn package_name(manifest: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(manifest)

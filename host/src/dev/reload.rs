@@ -21,8 +21,8 @@ const DEV_DEPLOYER: &str = "dev";
 /// How a watched crate is built.
 #[derive(Debug, Clone)]
 pub enum Build {
-    /// A package of the podhost workspace (`examples/`), built like the
-    /// tests' guests.
+    /// A package of the podhost workspace (`examples/`, or a `--class`
+    /// crate that is a member), built like the tests' guests.
     Workspace { workspace: PathBuf, package: String },
     /// A crate of the author's own (`--class PATH`), built in release.
     Crate { manifest: PathBuf },
