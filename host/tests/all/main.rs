@@ -13,6 +13,7 @@ mod connections;
 mod counter;
 mod crash;
 mod credentials;
+mod deploy;
 mod faults;
 mod gateway;
 mod harness;
