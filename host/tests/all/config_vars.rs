@@ -86,7 +86,7 @@ async fn objects_read_vars_and_secrets_that_never_show_up_elsewhere() {
     server.stop().await;
     let log = std::fs::read_to_string(log_dir.join("server.log")).expect("the server's log");
     assert!(
-        log.contains("class ready"),
+        log.contains("deployed"),
         "the log is the server's:\n{log}"
     );
     seen.push(format!("server.log:\n{log}"));

@@ -645,3 +645,97 @@ async fn dev_mode_rebuilds_and_redeploys_a_touched_guest_without_a_restart() {
     child.start_kill().expect("stopped");
     let _ = child.wait().await;
 }
+
+#[tokio::test]
+async fn a_tenant_deploys_and_manages_only_its_own_classes_within_its_quota() {
+    let (server, _dir) = Server::start(Options {
+        extra_config: "[tenants]\nmax_classes = 1\n",
+        ..options()
+    })
+    .await;
+    let tenant = |name: &'static str| {
+        let server = &server;
+        async move {
+            let response = server
+                .client
+                .post(server.url("/admin/tenants"))
+                .bearer_auth(TOKEN)
+                .json(&serde_json::json!({ "name": name }))
+                .send()
+                .await
+                .expect("sent");
+            assert_eq!(response.status().as_u16(), 201);
+            let body: Value = response.json().await.expect("json");
+            body["token"].as_str().expect("a token").to_string()
+        }
+    };
+    let (acme, globex) = (tenant("acme").await, tenant("globex").await);
+    let wasm = std::fs::read(v1()).expect("component");
+
+    // acme claims a new class by deploying it; the version says who.
+    let (status, body) = put_bytes(&server, "/admin/classes/shop", wasm.clone(), &acme).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["deployed_by"], "acme", "{body}");
+
+    // globex cannot deploy over it, nor see, roll back or delete it.
+    let (status, body) = put_bytes(&server, "/admin/classes/shop", wasm.clone(), &globex).await;
+    assert_eq!(status, 403, "{body}");
+    for (method, path) in [
+        (reqwest::Method::GET, "/admin/classes/shop"),
+        (reqwest::Method::POST, "/admin/classes/shop/rollback"),
+        (reqwest::Method::DELETE, "/admin/classes/shop"),
+    ] {
+        let response = server
+            .client
+            .request(method, server.url(path))
+            .bearer_auth(&globex)
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status().as_u16();
+        let body = parse_json(&response.text().await.expect("body"));
+        assert_eq!((status, code(&body)), (404, "class_not_found"), "{path}");
+    }
+    let listed = |token: String| {
+        let server = &server;
+        async move {
+            let response = server
+                .client
+                .get(server.url("/admin/classes"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("sent");
+            let body: Value = response.json().await.expect("json");
+            body["classes"]
+                .as_array()
+                .map(|classes| {
+                    classes
+                        .iter()
+                        .filter_map(|class| class["name"].as_str().map(str::to_string))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        }
+    };
+    assert!(listed(globex.clone()).await.is_empty());
+    assert_eq!(listed(acme.clone()).await, ["shop"]);
+    assert!(listed(TOKEN.to_string()).await.contains(&"shop".to_string()));
+
+    // acme's quota is one class.
+    let (status, body) = put_bytes(&server, "/admin/classes/shop2", wasm.clone(), &acme).await;
+    assert_eq!((status, code(&body)), (403, "quota_exceeded"), "{body}");
+
+    // Deleting the class gives the name back: globex may then claim it.
+    let response = server
+        .client
+        .delete(server.url("/admin/classes/shop"))
+        .bearer_auth(&acme)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 200);
+    let (status, body) = put_bytes(&server, "/admin/classes/shop", wasm, &globex).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["deployed_by"], "globex", "{body}");
+}

@@ -40,7 +40,13 @@ pub fn migrating_guest(feature: Option<&str>) -> PathBuf {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = workspace.join("target").join("guests");
+    // Builds with features go to a target dir of their own: in the shared
+    // one they would overwrite the plain build that `podhost dev` (run by
+    // another test at the same time) reads from the same path.
+    let target = match feature {
+        None => workspace.join("target").join("guests"),
+        Some(_) => workspace.join("target").join("guest-variants"),
+    };
     let features: Vec<&str> = feature.into_iter().collect();
     let built = podhost::dev::build_guests_with_features(
         &workspace,
@@ -65,7 +71,13 @@ pub fn guest_variant(package: &str, feature: Option<&str>) -> PathBuf {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = workspace.join("target").join("guests");
+    // Builds with features go to a target dir of their own: in the shared
+    // one they would overwrite the plain build that `podhost dev` (run by
+    // another test at the same time) reads from the same path.
+    let target = match feature {
+        None => workspace.join("target").join("guests"),
+        Some(_) => workspace.join("target").join("guest-variants"),
+    };
     let features: Vec<&str> = feature.into_iter().collect();
     let built = podhost::dev::build_guests_with_features(
         &workspace,
