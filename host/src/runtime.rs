@@ -1,6 +1,8 @@
 //! The runtime: the engine, the deployed classes, the live objects and the
 //! catalog, shared by the gateway and every actor.
 
+mod calls;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +19,7 @@ use crate::bindings::podhost::object::types::Message as SocketMessage;
 use crate::bindings::{Request, Response};
 use crate::capabilities;
 use crate::capabilities::events::Backlog;
+use crate::capabilities::objects::{CallChain, Peers};
 use crate::config::Config;
 use crate::engine::{self, Class};
 use crate::execution::Executor;
@@ -51,6 +54,8 @@ pub struct Runtime {
     alarms: Alarms,
     /// The WebSockets of every object, open through their hibernation.
     sockets: Arc<Hub>,
+    /// Which object waits for which through `objects.call`.
+    calls: calls::Waits,
     /// Taken at shutdown, so the writer task can finish.
     catalog_writer: Mutex<Option<(CatalogWriter, JoinHandle<()>)>>,
     _lock: DataDirLock,
@@ -118,6 +123,7 @@ impl Runtime {
             accounts_enabled,
             alarms: Alarms::default(),
             sockets,
+            calls: calls::Waits::default(),
             catalog_writer: Mutex::new(Some(writer)),
             _lock: lock,
         });
@@ -135,6 +141,39 @@ impl Runtime {
     ) -> Result<Response, EventError> {
         self.deliver(class, name, |reply| Event::Fetch { request, reply })
             .await?
+    }
+
+    /// Delivers another object's call (`chain` ends with `callee`) and
+    /// waits for its committed response.
+    pub(crate) async fn call(
+        self: &Arc<Self>,
+        callee: ObjectAddr,
+        chain: CallChain,
+        request: Request,
+    ) -> Result<Response, EventError> {
+        self.deliver(callee.class(), callee.name(), |reply| Event::Call {
+            request,
+            chain,
+            reply,
+        })
+        .await?
+    }
+
+    /// How an object's instance reaches other objects.
+    pub(crate) fn peers(self: &Arc<Self>) -> Arc<dyn Peers> {
+        Arc::new(calls::RuntimePeers(Arc::downgrade(self)))
+    }
+
+    /// Waits until the catalog holds every update sent so far.
+    pub(crate) async fn catalog_flushed(&self) {
+        let flushed = self
+            .catalog_writer
+            .lock()
+            .as_ref()
+            .map(|(writer, _)| writer.flushed());
+        if let Some(flushed) = flushed {
+            flushed.await;
+        }
     }
 
     /// Delivers object `name`'s alarm event (attempt `retries + 1`) and

@@ -7,6 +7,7 @@ mod broadcast;
 mod context;
 pub(crate) mod events;
 mod kv;
+pub(crate) mod objects;
 mod sql;
 mod types;
 mod wasi;
@@ -38,6 +39,8 @@ pub struct ObjectState {
     outbox_bytes: usize,
     /// The running event set or cancelled the alarm.
     alarm_changed: bool,
+    /// How this object reaches others, and the running event's chain.
+    calls: objects::Calls,
 }
 
 impl ObjectState {
@@ -58,6 +61,7 @@ impl ObjectState {
             outbox: Vec::new(),
             outbox_bytes: 0,
             alarm_changed: false,
+            calls: objects::Calls::new(None),
         }
     }
 

@@ -100,7 +100,8 @@ impl Actor {
             limits,
             Arc::clone(self.runtime.sockets()),
             self.runtime.guest_logs(),
-        );
+        )
+        .with_peers(self.runtime.peers());
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| state.limits());
         store.epoch_deadline_callback(|mut store| store.data_mut().limits().tick());

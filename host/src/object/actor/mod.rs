@@ -46,6 +46,7 @@ use super::registry::Spawn;
 use crate::alarms::write_alarm;
 use crate::bindings::{Request, Response};
 use crate::capabilities::events::{Backlog, read_backlog};
+use crate::capabilities::objects::CallChain;
 use crate::engine::Class;
 use crate::execution::metered;
 use crate::limits::{Cancelled, LimitExceeded};
@@ -71,6 +72,9 @@ pub(crate) struct Actor {
     /// When the catalog's alarm index says to wake this object, as far as
     /// this actor knows.
     indexed_alarm: Option<i64>,
+    /// The chain of calls of the event about to run, if another object
+    /// sent it (`objects.call`).
+    call_chain: Option<CallChain>,
     /// Names the object in every log line of its events.
     span: tracing::Span,
 }
@@ -86,6 +90,7 @@ impl Actor {
             batch: Batch::default(),
             last_active: now_ms(),
             indexed_alarm: None,
+            call_chain: None,
             span: span.clone(),
         };
         tokio::spawn(actor.run(start).instrument(span));
@@ -125,8 +130,14 @@ impl Actor {
                     let _ = reply.send(actor.delete().await);
                 }
                 guest_event => {
-                    let Some(turn) = actor.class.turn().await else {
-                        break;
+                    // A call runs on its caller's turn (see `Event::Call`).
+                    let turn = if matches!(guest_event, Event::Call { .. }) {
+                        None
+                    } else {
+                        let Some(turn) = actor.class.turn().await else {
+                            break;
+                        };
+                        Some(turn)
                     };
                     let runtime = Arc::clone(&actor.runtime);
                     let span = actor.span.clone();
@@ -173,7 +184,7 @@ impl Actor {
         let mut event = Some(first);
         while let Some(current) = event.take() {
             let control = match current {
-                batch @ (Event::Fetch { .. } | Event::Socket { .. }) => {
+                batch @ (Event::Fetch { .. } | Event::Socket { .. } | Event::Call { .. }) => {
                     self.run_batch(batch, mailbox).await
                 }
                 Event::Subscribe {
@@ -312,6 +323,16 @@ impl Actor {
             match event {
                 Event::Fetch { request, reply } => {
                     self.runtime.metrics().events.inc();
+                    let result = self.fetch(&request).await;
+                    self.batch.hold(Held::Fetch { reply, result });
+                }
+                Event::Call {
+                    request,
+                    chain,
+                    reply,
+                } => {
+                    self.runtime.metrics().events.inc();
+                    self.call_chain = Some(chain);
                     let result = self.fetch(&request).await;
                     self.batch.hold(Held::Fetch { reply, result });
                 }
@@ -472,11 +493,13 @@ impl Actor {
 
     async fn run_event_in_span<H: Handler>(&mut self, call: H) -> Result<H::Returned, EventError> {
         let fresh = !self.state.is_live();
+        let chain = self.call_chain.take();
         let watch = self.watch();
         self.activate(&watch).await?;
         let Some(Live { store, bindings }) = self.state.live() else {
             return Err(EventError::Activation);
         };
+        store.data_mut().begin_calls(chain);
         store
             .data_mut()
             .limits()

@@ -1,0 +1,192 @@
+//! How one object's call reaches another: the runtime's side of the
+//! `objects` capability ([`Peers`]).
+//!
+//! A call is an ordinary event of the callee (`Event::Call`), queued in
+//! its mailbox and run in its own transaction; the reply leaves once that
+//! commits. The caller's guest waits on the reply inside its own event.
+//!
+//! No deadlock: an object whose event waits for a call cannot run the
+//! events queued behind it, so a call to an object that is (directly or
+//! through others) waiting for the caller could never be answered. Two
+//! checks refuse such a call at once with `cycle`: the chain of calls the
+//! event carries (`A -> B -> A` within one chain, in the capability), and
+//! [`Waits`], every object's outstanding call, which also catches two
+//! chains that started apart (a client's event in A calls B while another
+//! in B calls A). What is left (every guest thread taken by waiting
+//! callers, say) ends with the call timeout.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+
+use super::Runtime;
+use crate::bindings::podhost::object::objects::{CallError, CallFailure, ListPage};
+use crate::bindings::{Request, Response};
+use crate::capabilities::objects::{CallChain, PeerFuture, Peers, label};
+use crate::gateway::ApiError;
+use crate::object::{EventError, ObjectAddr};
+
+/// The runtime, as the capability sees it. Weak: an instance must not keep
+/// the runtime alive.
+pub(crate) struct RuntimePeers(pub(super) Weak<Runtime>);
+
+impl RuntimePeers {
+    fn runtime(&self) -> Result<Arc<Runtime>, CallError> {
+        self.0
+            .upgrade()
+            .ok_or_else(|| failed(EventError::ShuttingDown))
+    }
+}
+
+/// The callee's failure as the gateway would have answered it.
+fn failed(error: EventError) -> CallError {
+    if let EventError::NoSuchClass(_) = error {
+        return CallError::NoSuchClass;
+    }
+    let message = error.to_string();
+    let (status, code) = ApiError::from(error).status_and_code();
+    CallError::Failed(CallFailure {
+        status: status.as_u16(),
+        code: code.to_string(),
+        message,
+    })
+}
+
+impl Peers for RuntimePeers {
+    fn call(&self, chain: CallChain, callee: ObjectAddr, request: Request) -> PeerFuture<Response> {
+        let runtime = self.runtime();
+        Box::pin(async move {
+            let runtime = runtime?;
+            let (timeout, _waiting) = runtime.calls.start(&runtime, &chain)?;
+            let delivered = runtime.call(callee, chain, request);
+            match tokio::time::timeout(timeout, delivered).await {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(error)) => Err(failed(error)),
+                Err(_elapsed) => Err(CallError::Timeout),
+            }
+        })
+    }
+
+    fn delete(&self, chain: CallChain, callee: ObjectAddr) -> PeerFuture<bool> {
+        let runtime = self.runtime();
+        Box::pin(async move {
+            let runtime = runtime?;
+            let (timeout, _waiting) = runtime.calls.start(&runtime, &chain)?;
+            let deleted = runtime.delete(callee.class(), callee.name());
+            match tokio::time::timeout(timeout, deleted).await {
+                Ok(Ok(existed)) => Ok(existed),
+                Ok(Err(error)) => Err(failed(error)),
+                Err(_elapsed) => Err(CallError::Timeout),
+            }
+        })
+    }
+
+    fn list(
+        &self,
+        class: String,
+        prefix: String,
+        limit: u32,
+        cursor: Option<String>,
+    ) -> PeerFuture<ListPage> {
+        let runtime = self.runtime();
+        Box::pin(async move {
+            let runtime = runtime?;
+            // Objects activated before this call (a child just created,
+            // say) are listed, though the catalog's writer is behind.
+            runtime.catalog_flushed().await;
+            let catalog = Arc::clone(runtime.catalog());
+            // One more than asked tells whether a next page exists.
+            let read = tokio::task::spawn_blocking(move || {
+                catalog.names(&class, &prefix, cursor.as_deref(), limit + 1)
+            })
+            .await;
+            let mut names = match read {
+                Ok(Ok(names)) => names,
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "cannot list objects from the catalog");
+                    return Err(CallError::Invalid("the catalog could not be read".into()));
+                }
+                Err(error) => {
+                    tracing::error!(%error, "listing objects panicked");
+                    return Err(CallError::Invalid("the catalog could not be read".into()));
+                }
+            };
+            let more = names.len() > limit as usize;
+            names.truncate(limit as usize);
+            let cursor = more.then(|| names.last().cloned()).flatten();
+            Ok(ListPage { names, cursor })
+        })
+    }
+
+    fn has_class(&self, class: &str) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|runtime| runtime.class(class).is_ok())
+    }
+}
+
+/// Which object each waiting caller waits for (by id): the edges of the
+/// wait-for graph, which stays free of cycles because an edge that would
+/// close one is refused.
+#[derive(Default)]
+pub(crate) struct Waits {
+    edges: Mutex<HashMap<String, Arc<ObjectAddr>>>,
+}
+
+impl Waits {
+    /// Checks the call that `chain` ends with (depth, cycles) and records
+    /// that its caller waits for the callee until the guard is dropped
+    /// (answered, timed out, or the caller's event stopped). Returns the
+    /// caller's call timeout too.
+    fn start(
+        &self,
+        runtime: &Runtime,
+        chain: &CallChain,
+    ) -> Result<(std::time::Duration, Waiting<'_>), CallError> {
+        let callee = chain.current();
+        let Some(caller) = chain.caller() else {
+            return Err(CallError::Invalid("a call needs a caller".into()));
+        };
+        let limits = &runtime
+            .class(caller.class())
+            .map_err(|_| CallError::NoSuchClass)?
+            .settings()
+            .limits;
+        if chain.depth() > limits.max_call_depth as usize {
+            return Err(CallError::Depth);
+        }
+        let mut edges = self.edges.lock();
+        let mut path = vec![label(caller), label(callee)];
+        let mut at = callee.id();
+        // Bounded: the graph has no cycle, so the walk ends within its size.
+        for _ in 0..=edges.len() {
+            if at == caller.id() {
+                return Err(CallError::Cycle(path.join(" -> ")));
+            }
+            let Some(next) = edges.get(at) else { break };
+            path.push(label(next));
+            at = next.id();
+        }
+        edges.insert(caller.id().to_string(), Arc::new(callee.clone()));
+        Ok((
+            limits.call_timeout,
+            Waiting {
+                waits: self,
+                caller: caller.id().to_string(),
+            },
+        ))
+    }
+}
+
+/// A caller's entry in [`Waits`], removed when dropped.
+struct Waiting<'a> {
+    waits: &'a Waits,
+    caller: String,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.waits.edges.lock().remove(&self.caller);
+    }
+}
