@@ -82,7 +82,7 @@ impl Request {
         match self.caller.as_ref()? {
             Caller::User(user) => Some(user),
             Caller::Member(member) => Some(&member.user),
-            Caller::Key(_) | Caller::Admin => None,
+            Caller::Key(_) | Caller::Admin | Caller::Object(_) => None,
         }
     }
 
@@ -181,6 +181,17 @@ impl Response {
 
     pub fn body(&self) -> &[u8] {
         &self.body
+    }
+
+    /// Another object's answer (see [`objects`](crate::objects)).
+    pub(crate) fn from_wit(response: types::Response) -> Result<Self> {
+        let status = StatusCode::from_u16(response.status)
+            .map_err(|_| Error::internal(format!("invalid status {}", response.status)))?;
+        Ok(Response {
+            status,
+            headers: headers_from_wit(response.headers)?,
+            body: response.body,
+        })
     }
 
     pub(crate) fn into_wit(self) -> types::Response {

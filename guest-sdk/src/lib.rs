@@ -36,6 +36,7 @@ pub mod events;
 mod http_types;
 pub mod kv;
 mod object;
+pub mod objects;
 pub mod random;
 pub mod schedule;
 pub mod sockets;
