@@ -79,10 +79,12 @@ impl Stub {
     /// its status.
     pub fn fetch(&self, request: http::Request<Vec<u8>>) -> Result<Response, CallError> {
         let (parts, body) = request.into_parts();
-        let path_with_query = parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+        // Only a path (and query) names something below the object; the
+        // host refuses anything else with `invalid`.
+        let path_with_query = match parts.uri.path_and_query() {
+            Some(path) if parts.uri.authority().is_none() => path.as_str().to_string(),
+            _ => parts.uri.to_string(),
+        };
         let headers = parts
             .headers
             .iter()
@@ -162,8 +164,9 @@ impl CallError {
         match self {
             CallError::Cycle(_) | CallError::Depth => StatusCode::LOOP_DETECTED,
             CallError::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            CallError::Failed(failure) => StatusCode::from_u16(failure.status)
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            CallError::Failed(failure) => {
+                StatusCode::from_u16(failure.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             CallError::NoSuchClass => StatusCode::NOT_FOUND,
             CallError::NotAllowed => StatusCode::FORBIDDEN,
             CallError::Invalid(_) => StatusCode::BAD_REQUEST,

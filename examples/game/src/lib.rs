@@ -69,7 +69,9 @@ fn lobby_fetch(lobby: &str, req: &Request) -> Result<Response> {
         (Method::GET, ["matches"]) => list_matches(lobby, req),
         (Method::GET, ["matches", id]) => {
             let child = child(lobby, id)?;
-            Ok(child.call(Method::GET, "/", Vec::new()).map_err(CallError::into_error)?)
+            Ok(child
+                .call(Method::GET, "/", Vec::new())
+                .map_err(CallError::into_error)?)
         }
         (Method::POST, ["matches", id, "moves"]) => {
             let child = child(lobby, id)?;
@@ -77,7 +79,9 @@ fn lobby_fetch(lobby: &str, req: &Request) -> Result<Response> {
                 return Ok(limited);
             }
             let body = req.body().to_vec();
-            Ok(child.call(Method::POST, "/moves", body).map_err(CallError::into_error)?)
+            Ok(child
+                .call(Method::POST, "/moves", body)
+                .map_err(CallError::into_error)?)
         }
         _ => Err(Error::not_found("no such route")),
     }
@@ -123,15 +127,17 @@ fn list_matches(lobby: &str, req: &Request) -> Result<Response> {
     };
     let cursor = req.query_param("cursor");
     let prefix = format!("{lobby}-");
-    let page = objects::list("match", &prefix, limit, cursor.as_deref())
-        .map_err(CallError::into_error)?;
+    let page =
+        objects::list("match", &prefix, limit, cursor.as_deref()).map_err(CallError::into_error)?;
     // `a-` is also the prefix of lobby `a-b`'s matches: keep `{lobby}-{n}`.
     let matches: Vec<&String> = page
         .names
         .iter()
         .filter(|name| is_match_of(name, &prefix))
         .collect();
-    Ok(Response::json(&json!({ "matches": matches, "cursor": page.cursor })))
+    Ok(Response::json(
+        &json!({ "matches": matches, "cursor": page.cursor }),
+    ))
 }
 
 /// The child `id` names, if this lobby created it.
@@ -197,7 +203,9 @@ fn delete_lobby(lobby: &str) -> Result<Response> {
     }
     objects::delete("ratelimit", &format!("game:{lobby}")).map_err(CallError::into_error)?;
     objects::delete("game", lobby).map_err(CallError::into_error)?;
-    Ok(Response::json(&json!({ "deleted": lobby, "matches": deleted })))
+    Ok(Response::json(
+        &json!({ "deleted": lobby, "matches": deleted }),
+    ))
 }
 
 /// Whether `name` is `{prefix}{n}`.

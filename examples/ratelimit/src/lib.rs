@@ -16,8 +16,7 @@
 //! rate-limit moves per lobby.
 
 use podhost_sdk::{
-    Error, HeaderName, HeaderValue, Method, Object, Request, Response, Result, StatusCode, kv,
-    time,
+    Error, HeaderName, HeaderValue, Method, Object, Request, Response, Result, StatusCode, kv, time,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -103,10 +102,10 @@ impl Object for RateLimit {
 fn take(req: &Request) -> Result<Response> {
     let cost = match req.query_param("cost") {
         None => 1.0,
-        Some(cost) => cost
-            .parse::<u64>()
-            .map_err(|_| Error::bad_request("cost must be a whole number"))?
-            as f64,
+        Some(cost) => {
+            cost.parse::<u64>()
+                .map_err(|_| Error::bad_request("cost must be a whole number"))? as f64
+        }
     };
     let mut bucket = Bucket::load()?;
     if cost > bucket.capacity || cost > MAX_TOKENS {

@@ -126,11 +126,18 @@ pub fn object_ref(object: &ObjectAddr) -> ObjectRef {
 pub struct Calls {
     peers: Option<Arc<dyn Peers>>,
     chain: Option<CallChain>,
+    /// The running event deleted its own object (done after its batch
+    /// commits, if the event's writes are kept).
+    delete_self: bool,
 }
 
 impl Calls {
     pub fn new(peers: Option<Arc<dyn Peers>>) -> Self {
-        Calls { peers, chain: None }
+        Calls {
+            peers,
+            chain: None,
+            delete_self: false,
+        }
     }
 }
 
@@ -145,6 +152,12 @@ impl ObjectState {
     /// The chain of calls of the event about to run (`None`: a client's).
     pub fn begin_calls(&mut self, chain: Option<CallChain>) {
         self.calls.chain = chain;
+    }
+
+    /// Whether the event that just ran deleted its own object (and forgets
+    /// it, for the next event).
+    pub fn take_delete_self(&mut self) -> bool {
+        std::mem::take(&mut self.calls.delete_self)
     }
 
     fn chain(&self) -> CallChain {
@@ -198,6 +211,12 @@ impl Host for ObjectState {
 
     async fn delete(&mut self, class: String, name: String) -> Result<bool, CallError> {
         let (peers, callee) = self.reach(&class, &name)?;
+        if callee.id() == self.object.id() {
+            // Deleting itself cannot wait for itself: it happens once this
+            // event's batch commits (a failed event deletes nothing).
+            self.calls.delete_self = true;
+            return Ok(true);
+        }
         let chain = self.chain().then(callee.clone())?;
         peers.delete(chain, callee).await
     }

@@ -75,7 +75,16 @@ impl Peers for RuntimePeers {
             let (timeout, _waiting) = runtime.calls.start(&runtime, &chain)?;
             let deleted = runtime.delete(callee.class(), callee.name());
             match tokio::time::timeout(timeout, deleted).await {
-                Ok(Ok(existed)) => Ok(existed),
+                Ok(Ok(existed)) => {
+                    // Its API keys and handles go too, as with the admin route.
+                    let forgot = runtime
+                        .routes()
+                        .forget_object(callee.class(), callee.name());
+                    if let Err(error) = forgot.await {
+                        tracing::warn!(%error, "cannot forget a deleted object's keys and handles");
+                    }
+                    Ok(existed)
+                }
                 Ok(Err(error)) => Err(failed(error)),
                 Err(_elapsed) => Err(CallError::Timeout),
             }

@@ -21,7 +21,17 @@ fn guests() -> &'static BTreeMap<String, PathBuf> {
     static GUESTS: OnceLock<BTreeMap<String, PathBuf>> = OnceLock::new();
     GUESTS.get_or_init(|| {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let packages = ["chat", "counter", "locks", "probe", "sessions"].map(String::from);
+        let packages = [
+            "chat",
+            "counter",
+            "game",
+            "locks",
+            "probe",
+            "ratelimit",
+            "relay",
+            "sessions",
+        ]
+        .map(String::from);
         podhost::dev::build_guests(
             &workspace,
             &packages,

@@ -75,6 +75,9 @@ pub(crate) struct Actor {
     /// The chain of calls of the event about to run, if another object
     /// sent it (`objects.call`).
     call_chain: Option<CallChain>,
+    /// An event of the open batch deleted its own object: done once the
+    /// batch commits.
+    delete_after_batch: bool,
     /// Names the object in every log line of its events.
     span: tracing::Span,
 }
@@ -91,6 +94,7 @@ impl Actor {
             last_active: now_ms(),
             indexed_alarm: None,
             call_chain: None,
+            delete_after_batch: false,
             span: span.clone(),
         };
         tokio::spawn(actor.run(start).instrument(span));
@@ -363,12 +367,20 @@ impl Actor {
                 }
                 self.state.discard();
                 self.batch.lose();
+                self.delete_after_batch = false;
             }
             if count < max_events && started.elapsed() < max_delay {
                 next = mailbox.try_recv().ok();
             }
         }
         self.end_batch();
+        if std::mem::take(&mut self.delete_after_batch) {
+            // Its responses left with the commit; what is queued behind
+            // finds a new, empty object.
+            if let Err(error) = self.delete().await {
+                tracing::error!(%error, "the object could not delete itself");
+            }
+        }
         control
     }
 
@@ -385,6 +397,7 @@ impl Actor {
             }
             self.state.discard();
             self.batch.lose();
+            self.delete_after_batch = false;
         } else {
             self.alarm_after_commit(alarm);
             self.batch.release(self.runtime.sockets(), self.object.id());
@@ -533,6 +546,7 @@ impl Actor {
         // Sent only if the event's writes are kept.
         let outbox = store.data_mut().take_outbox();
         let alarm_changed = store.data_mut().take_alarm_change();
+        let delete_self = store.data_mut().take_delete_self();
         let db = store.data_mut().database();
         if let Some(verdict) = verdict {
             // Whatever the guest returned, it broke a limit (or the host is
@@ -546,6 +560,7 @@ impl Actor {
             Ok(returned) if returned.kept() => match db.end_event() {
                 Ok(()) => {
                     self.batch.keep(outbox, alarm_changed);
+                    self.delete_after_batch |= delete_self;
                     Ok(returned)
                 }
                 Err(error) if error.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {

@@ -18,6 +18,9 @@ struct Relay;
 struct Chain {
     /// Who to call next, then who that one calls, and so on.
     hops: Vec<(String, String)>,
+    /// Sleep this long before calling (this object only).
+    #[serde(default)]
+    sleep_ms: u64,
 }
 
 fn kind(error: &CallError) -> &'static str {
@@ -67,6 +70,7 @@ impl Object for Relay {
             (Method::POST, ["chain"]) => {
                 let chain: Chain = req.json()?;
                 bump("hops")?;
+                std::thread::sleep(Duration::from_millis(chain.sleep_ms));
                 let Some(((class, name), rest)) = chain.hops.split_first() else {
                     return Ok(Response::json(&json!({ "at": me() })));
                 };
@@ -93,11 +97,14 @@ impl Object for Relay {
             }
             (Method::POST, ["trap"]) => panic!("the relay traps on purpose"),
             (Method::POST, ["sleep"]) => {
-                let ms = req.query_param("ms").and_then(|ms| ms.parse().ok()).unwrap_or(0);
+                let ms = req
+                    .query_param("ms")
+                    .and_then(|ms| ms.parse().ok())
+                    .unwrap_or(0);
                 std::thread::sleep(Duration::from_millis(ms));
                 Ok(Response::json(&bump("count")?))
             }
-            (Method::GET, ["caller"]) => Ok(Response::text(format!("{:?}", req.caller()))),
+            (_, ["caller"]) => Ok(Response::text(format!("{:?}", req.caller()))),
             (Method::DELETE, ["object", class, name]) => match objects::delete(class, name) {
                 Ok(existed) => Ok(Response::json(&existed)),
                 Err(error) => Ok(failure(&error)),
