@@ -16,6 +16,52 @@ pub const GUEST_PROFILE: &str = "guest";
 
 /// The packages under `workspace/examples/`, by name.
 pub fn example_packages(workspace: &Path) -> anyhow::Result<Vec<String>> {
+    let mut packages: Vec<String> = example_manifests(workspace)?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    packages.sort();
+    Ok(packages)
+}
+
+/// Classes for the built examples: each under its package name, or under
+/// every name its `[package.metadata.podhost] classes` lists (one
+/// component serving several classes, as `examples/game` serves `game`
+/// and `match`).
+pub fn example_classes(
+    workspace: &Path,
+    built: BTreeMap<String, PathBuf>,
+) -> anyhow::Result<BTreeMap<String, ClassConfig>> {
+    let named: BTreeMap<String, Vec<String>> = example_manifests(workspace)?
+        .into_iter()
+        .filter_map(|(package, manifest)| {
+            let classes = manifest
+                .get("package")?
+                .get("metadata")?
+                .get("podhost")?
+                .get("classes")?
+                .as_array()?
+                .iter()
+                .filter_map(|class| class.as_str().map(str::to_string))
+                .collect();
+            Some((package, classes))
+        })
+        .collect();
+    let mut classes = BTreeMap::new();
+    for (package, path) in built {
+        let names = named
+            .get(&package)
+            .cloned()
+            .unwrap_or_else(|| vec![package.clone()]);
+        for name in names {
+            classes.insert(name, class_at(path.clone()));
+        }
+    }
+    Ok(classes)
+}
+
+/// Each example's package name and parsed manifest.
+fn example_manifests(workspace: &Path) -> anyhow::Result<Vec<(String, toml::Table)>> {
     let examples = workspace.join("examples");
     let entries = std::fs::read_dir(&examples).with_context(|| {
         format!(
@@ -23,7 +69,7 @@ pub fn example_packages(workspace: &Path) -> anyhow::Result<Vec<String>> {
             examples.display()
         )
     })?;
-    let mut packages = Vec::new();
+    let mut manifests = Vec::new();
     for entry in entries {
         let manifest = entry?.path().join("Cargo.toml");
         if !manifest.exists() {
@@ -36,11 +82,11 @@ pub fn example_packages(workspace: &Path) -> anyhow::Result<Vec<String>> {
             .get("package")
             .and_then(|p| p.get("name"))
             .and_then(|n| n.as_str())
-            .with_context(|| format!("{} has no package name", manifest.display()))?;
-        packages.push(name.to_string());
+            .with_context(|| format!("{} has no package name", manifest.display()))?
+            .to_string();
+        manifests.push((name, parsed));
     }
-    packages.sort();
-    Ok(packages)
+    Ok(manifests)
 }
 
 /// Builds `packages` of `workspace` as components into `target_dir` and
@@ -115,14 +161,40 @@ pub fn build_guests_with_features(
 pub fn classes(built: BTreeMap<String, PathBuf>) -> BTreeMap<String, ClassConfig> {
     built
         .into_iter()
-        .map(|(name, path)| {
-            (
-                name,
-                ClassConfig {
-                    path,
-                    ..ClassConfig::default()
-                },
-            )
-        })
+        .map(|(name, path)| (name, class_at(path)))
         .collect()
+}
+
+fn class_at(path: PathBuf) -> ClassConfig {
+    ClassConfig {
+        path,
+        ..ClassConfig::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_example_can_serve_several_classes() {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let built = BTreeMap::from([
+            ("counter".to_string(), PathBuf::from("counter.wasm")),
+            ("game".to_string(), PathBuf::from("game.wasm")),
+        ]);
+        let classes = example_classes(&workspace, built).expect("the examples' manifests");
+        let paths: Vec<(&str, &Path)> = classes
+            .iter()
+            .map(|(name, class)| (name.as_str(), class.path.as_path()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("counter", Path::new("counter.wasm")),
+                ("game", Path::new("game.wasm")),
+                ("match", Path::new("game.wasm")),
+            ]
+        );
+    }
 }

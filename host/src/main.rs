@@ -100,7 +100,7 @@ fn main() -> anyhow::Result<()> {
                 &packages,
                 &workspace.join("target").join("guests"),
             )?;
-            let classes = dev::classes(built);
+            let classes = dev::example_classes(&workspace, built)?;
             let config = Config {
                 listen,
                 data_dir,
