@@ -5,7 +5,7 @@
 //! A call that fails answers with the `CallError`'s status and
 //! `{"error": kind, "message"}`, so a test sees exactly what the caller got.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use podhost_sdk::objects::{self, CallError};
 use podhost_sdk::{Error, Method, Object, Request, Response, Result, context, kv};
@@ -104,6 +104,7 @@ impl Object for Relay {
                 std::thread::sleep(Duration::from_millis(ms));
                 Ok(Response::json(&bump("count")?))
             }
+            (Method::POST, ["bench", class, name]) => bench(class, name, &req),
             (_, ["caller"]) => Ok(Response::text(format!("{:?}", req.caller()))),
             (Method::DELETE, ["object", class, name]) => match objects::delete(class, name) {
                 Ok(existed) => Ok(Response::json(&existed)),
@@ -127,6 +128,41 @@ impl Object for Relay {
             _ => Err(Error::not_found("no such route")),
         }
     }
+}
+
+/// `n` calls in a row to `class/name` (`method path`, `GET /count` by
+/// default), timed here: `{"n", "p50_us", "p99_us", "calls_per_s"}`.
+fn bench(class: &str, name: &str, req: &Request) -> Result<Response> {
+    let n: usize = req
+        .query_param("n")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000)
+        .clamp(1, 100_000);
+    let method = Method::from_bytes(req.query_param("method").unwrap_or("GET".into()).as_bytes())
+        .map_err(|_| Error::bad_request("invalid method"))?;
+    let path = req.query_param("path").unwrap_or_else(|| "/count".into());
+    let callee = objects::get(class, name);
+    let mut nanos = Vec::with_capacity(n);
+    let started = Instant::now();
+    for _ in 0..n {
+        let call = Instant::now();
+        let answer = callee
+            .call(method.clone(), &path, Vec::new())
+            .map_err(CallError::into_error)?;
+        nanos.push(call.elapsed().as_nanos() as u64);
+        if !answer.status().is_success() {
+            return Err(Error::internal(format!("the callee answered {}", answer.status())));
+        }
+    }
+    let total = started.elapsed();
+    nanos.sort_unstable();
+    let micros = |at: usize| nanos[at.min(n - 1)] as f64 / 1000.0;
+    Ok(Response::json(&json!({
+        "n": n,
+        "p50_us": micros(n / 2),
+        "p99_us": micros(n * 99 / 100),
+        "calls_per_s": n as f64 / total.as_secs_f64(),
+    })))
 }
 
 podhost_sdk::export!(Relay);
