@@ -39,13 +39,22 @@ impl RuntimePeers {
     }
 }
 
+/// Most headers a call's request or response may have, and their bytes
+/// (as the gateway allows an object's response).
+const MAX_HEADERS: usize = 256;
+const MAX_HEADER_BYTES: usize = 64 << 10;
+
 /// The callee's failure as the gateway would have answered it.
 fn failed(error: EventError) -> CallError {
     if let EventError::NoSuchClass(_) = error {
         return CallError::NoSuchClass;
     }
+    answered(ApiError::from(error))
+}
+
+fn answered(error: ApiError) -> CallError {
     let message = error.to_string();
-    let (status, code) = ApiError::from(error).status_and_code();
+    let (status, code) = error.status_and_code();
     CallError::Failed(CallFailure {
         status: status.as_u16(),
         code: code.to_string(),
@@ -53,15 +62,68 @@ fn failed(error: EventError) -> CallError {
     })
 }
 
+/// Why `headers` are too many or too big, if they are.
+fn headers_over(headers: &[(String, Vec<u8>)]) -> Option<String> {
+    let bytes: usize = headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+    (headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES).then(|| {
+        format!(
+            "{} headers of {bytes} bytes; at most {MAX_HEADERS} and {MAX_HEADER_BYTES} bytes",
+            headers.len()
+        )
+    })
+}
+
+/// The request as the callee's class takes one from a client (its body
+/// within `max_body_bytes`).
+fn check_request(request: &Request, max_body_bytes: usize) -> Result<(), CallError> {
+    if request.body.len() > max_body_bytes {
+        return Err(CallError::Invalid(format!(
+            "the request body has {} bytes; the callee's class takes at most {max_body_bytes} (max_body_bytes)",
+            request.body.len()
+        )));
+    }
+    match headers_over(&request.headers) {
+        Some(over) => Err(CallError::Invalid(over)),
+        None => Ok(()),
+    }
+}
+
+/// The response as the gateway would send it to a client, or `failed`
+/// with the gateway's error (`invalid_response`, `response_too_large`).
+fn check_response(response: Response, max_response_bytes: usize) -> Result<Response, CallError> {
+    if !(200..=599).contains(&response.status) {
+        return Err(answered(ApiError::InvalidResponse(format!(
+            "status {} is not a final status (200 to 599)",
+            response.status
+        ))));
+    }
+    if response.body.len() > max_response_bytes {
+        return Err(answered(ApiError::ResponseTooLarge {
+            limit: max_response_bytes,
+        }));
+    }
+    if let Some(over) = headers_over(&response.headers) {
+        return Err(answered(ApiError::InvalidResponse(over)));
+    }
+    Ok(response)
+}
+
 impl Peers for RuntimePeers {
     fn call(&self, chain: CallChain, callee: ObjectAddr, request: Request) -> PeerFuture<Response> {
         let runtime = self.runtime();
         Box::pin(async move {
             let runtime = runtime?;
+            let limits = &runtime
+                .class(callee.class())
+                .map_err(|_| CallError::NoSuchClass)?
+                .settings()
+                .limits;
+            let max_response_bytes = limits.max_response_bytes;
+            check_request(&request, limits.max_body_bytes)?;
             let (timeout, _waiting) = runtime.calls.start(&runtime, &chain)?;
             let delivered = runtime.call(callee, chain, request);
             match tokio::time::timeout(timeout, delivered).await {
-                Ok(Ok(response)) => Ok(response),
+                Ok(Ok(response)) => check_response(response, max_response_bytes),
                 Ok(Err(error)) => Err(failed(error)),
                 Err(_elapsed) => Err(CallError::Timeout),
             }
@@ -197,5 +259,78 @@ struct Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.waits.edges.lock().remove(&self.caller);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, headers: usize, body: usize) -> Response {
+        Response {
+            status,
+            headers: (0..headers)
+                .map(|i| (format!("x-{i}"), b"v".to_vec()))
+                .collect(),
+            body: vec![0; body],
+        }
+    }
+
+    fn failure_code(result: Result<Response, CallError>) -> String {
+        match result {
+            Err(CallError::Failed(failure)) => format!("{} {}", failure.status, failure.code),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_callee_answers_what_the_gateway_would_send() {
+        assert!(check_response(response(200, 3, 10), 10).is_ok());
+        assert_eq!(
+            failure_code(check_response(response(101, 0, 0), 10)),
+            "500 invalid_response"
+        );
+        assert_eq!(
+            failure_code(check_response(response(200, 0, 11), 10)),
+            "500 response_too_large"
+        );
+        assert_eq!(
+            failure_code(check_response(response(200, MAX_HEADERS + 1, 0), 10)),
+            "500 invalid_response"
+        );
+    }
+
+    #[test]
+    fn a_caller_sends_what_a_client_could() {
+        let request = |headers: usize, body: usize| Request {
+            method: "POST".into(),
+            path_with_query: "/".into(),
+            headers: response(200, headers, 0).headers,
+            body: vec![0; body],
+            caller: None,
+        };
+        assert!(check_request(&request(2, 100), 100).is_ok());
+        assert!(matches!(
+            check_request(&request(2, 101), 100),
+            Err(CallError::Invalid(why)) if why.contains("max_body_bytes")
+        ));
+        assert!(check_request(&request(MAX_HEADERS + 1, 0), 100).is_err());
+    }
+
+    #[test]
+    fn a_trap_is_the_gateways_500() {
+        match failed(EventError::Trapped) {
+            CallError::Failed(failure) => {
+                assert_eq!(
+                    (failure.status, failure.code.as_str()),
+                    (500, "object_trapped")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            failed(EventError::NoSuchClass("x".into())),
+            CallError::NoSuchClass
+        ));
     }
 }

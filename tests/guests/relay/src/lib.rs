@@ -151,7 +151,10 @@ fn bench(class: &str, name: &str, req: &Request) -> Result<Response> {
             .map_err(CallError::into_error)?;
         nanos.push(call.elapsed().as_nanos() as u64);
         if !answer.status().is_success() {
-            return Err(Error::internal(format!("the callee answered {}", answer.status())));
+            return Err(Error::internal(format!(
+                "the callee answered {}",
+                answer.status()
+            )));
         }
     }
     let total = started.elapsed();
