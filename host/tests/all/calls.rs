@@ -317,3 +317,68 @@ async fn an_object_can_delete_itself_once_its_event_commits() {
     let count = object.get("/count").await.expect("a response");
     assert_eq!(count.text(), "0", "its data is gone");
 }
+
+#[tokio::test]
+async fn a_call_wakes_a_hibernated_callee() {
+    let harness = relays(|config| config.idle_timeout = Duration::from_millis(200)).await;
+    all_usable(&harness, &["sleeper"]).await;
+    let hibernated = crate::support::eventually(Duration::from_secs(5), || async {
+        harness.runtime().active_objects() == 0
+    })
+    .await;
+    assert!(hibernated, "the callee hibernates");
+    let response = harness
+        .object("relay", "waker")
+        .post("/call/relay/sleeper?path=/count", "")
+        .await
+        .expect("a response");
+    assert_eq!(
+        (response.status.as_u16(), response.text()),
+        (200, "2".into())
+    );
+}
+
+#[tokio::test]
+async fn a_caller_stopped_while_waiting_leaves_the_callee_to_finish() {
+    let harness = relays(|config| {
+        config.limits.max_wall_time_per_event = Duration::from_millis(400);
+    })
+    .await;
+    // The caller spends 250 ms, then waits for a callee that takes 300 ms
+    // (within its own 400): the caller's event is stopped while it waits.
+    let started = Instant::now();
+    let response = harness
+        .object("relay", "hasty")
+        .post(
+            "/call/relay/slowpoke?sleep_ms=250&path=/sleep%3Fms%3D300",
+            "",
+        )
+        .await
+        .expect("a response");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    let body = json_of(&response);
+    assert_eq!(response.status, 500, "{body}");
+    assert_eq!(body["error"]["code"], "wall_time_exceeded", "{body}");
+    let mine = harness
+        .object("relay", "hasty")
+        .get("/mine")
+        .await
+        .expect("a response");
+    assert_eq!(mine.text(), "0", "the stopped caller kept nothing");
+    let count = harness
+        .object("relay", "slowpoke")
+        .get("/count")
+        .await
+        .expect("a response");
+    assert_eq!(
+        count.text(),
+        "1",
+        "the callee's event ran to its end and committed"
+    );
+    all_usable(&harness, &["hasty", "slowpoke"]).await;
+    harness.shut_down().await;
+}

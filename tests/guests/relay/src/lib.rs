@@ -87,6 +87,8 @@ impl Object for Relay {
                 // A write of the caller's own before the call.
                 bump("mine")?;
                 let path = req.query_param("path").unwrap_or_else(|| "/count".into());
+                let sleep_ms = req.query_param("sleep_ms").and_then(|ms| ms.parse().ok());
+                std::thread::sleep(Duration::from_millis(sleep_ms.unwrap_or(0)));
                 match objects::get(class, name).call(Method::POST, &path, Vec::new()) {
                     Ok(answer) => Ok(answer),
                     Err(error) if req.query_param("fail").as_deref() == Some("1") => {
