@@ -165,7 +165,7 @@ impl Runtime {
     }
 
     /// Waits until the catalog holds every update sent so far.
-    pub(crate) async fn catalog_flushed(&self) {
+    pub async fn catalog_flushed(&self) {
         let flushed = self
             .catalog_writer
             .lock()

@@ -26,6 +26,9 @@ pub async fn list_objects(
     Query(query): Query<ListQuery>,
     _: AdminToken,
 ) -> Result<Json<Value>, ApiError> {
+    // What happened before this request (an object created or deleted,
+    // by a client or another object) is listed, though the writer is behind.
+    runtime.catalog_flushed().await;
     let catalog = Arc::clone(runtime.catalog());
     let objects = tokio::task::spawn_blocking(move || catalog.objects(query.class.as_deref()))
         .await

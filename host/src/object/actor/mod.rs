@@ -373,21 +373,16 @@ impl Actor {
                 next = mailbox.try_recv().ok();
             }
         }
-        self.end_batch();
-        if std::mem::take(&mut self.delete_after_batch) {
-            // Its responses left with the commit; what is queued behind
-            // finds a new, empty object.
-            if let Err(error) = self.delete().await {
-                tracing::error!(%error, "the object could not delete itself");
-            }
-        }
+        self.end_batch().await;
         control
     }
 
     /// Commits the open batch and lets its outputs go, or, if the commit
     /// fails, rolls it back and answers every event that its writes were
-    /// lost.
-    fn end_batch(&mut self) {
+    /// lost. An object that deleted itself in the batch is deleted between
+    /// its messages and its replies: a client told so finds it gone, and
+    /// what is queued behind finds a new, empty object.
+    async fn end_batch(&mut self) {
         let alarm = self.alarm_before_commit();
         if let Err(error) = self.commit() {
             tracing::error!(%error, "commit failed");
@@ -398,6 +393,14 @@ impl Actor {
             self.state.discard();
             self.batch.lose();
             self.delete_after_batch = false;
+        } else if std::mem::take(&mut self.delete_after_batch) {
+            self.alarm_after_commit(alarm);
+            self.batch
+                .release_messages(self.runtime.sockets(), self.object.id());
+            if let Err(error) = self.delete().await {
+                tracing::error!(%error, "the object could not delete itself");
+            }
+            self.batch.release_replies();
         } else {
             self.alarm_after_commit(alarm);
             self.batch.release(self.runtime.sockets(), self.object.id());
