@@ -176,11 +176,15 @@ impl Peers for RuntimePeers {
                 Ok(Ok(names)) => names,
                 Ok(Err(error)) => {
                     tracing::error!(%error, "cannot list objects from the catalog");
-                    return Err(CallError::Invalid("the catalog could not be read".into()));
+                    return Err(answered(ApiError::Internal(
+                        "the catalog could not be read".into(),
+                    )));
                 }
                 Err(error) => {
                     tracing::error!(%error, "listing objects panicked");
-                    return Err(CallError::Invalid("the catalog could not be read".into()));
+                    return Err(answered(ApiError::Internal(
+                        "the catalog could not be read".into(),
+                    )));
                 }
             };
             let more = names.len() > limit as usize;
