@@ -96,6 +96,7 @@ impl Stub {
             headers,
             body,
             caller: None,
+            client_address: None,
         };
         crate::only_in_podhost();
         let response = wit::call(&self.class, &self.name, &request)?;

@@ -1,7 +1,7 @@
 //! `podhost:object/objects`: calling, deleting and listing other objects.
 //!
 //! This module checks what it can without the runtime (the arguments, the
-//! chain of calls, who may call whom) and hands the rest to [`Peers`],
+//! chain of calls) and hands the rest to [`Peers`] (who may call whom too),
 //! which the runtime implements: it delivers a call as an ordinary event
 //! to the callee and answers with its committed response. The guest waits
 //! on that host future, which the watchdog does not count as CPU.
@@ -48,15 +48,12 @@ pub trait Peers: Send + Sync {
 
     /// Whether a class named `class` is deployed.
     fn has_class(&self, class: &str) -> bool;
-}
 
-/// Whether an object of `caller_class` may call, delete or list objects of
-/// `callee_class`. The one place the access rule lives: an object may reach
-/// the classes of its own tenant, or every class when tenants are off.
-/// Tenants are not wired in yet, so every class may reach every other.
-pub fn may_call(caller_class: &str, callee_class: &str) -> bool {
-    let _ = (caller_class, callee_class);
-    true
+    /// Whether an object of `caller_class` may call, delete or list the
+    /// objects of `callee_class`: the one place the access rule lives (an
+    /// object may reach the classes of its own tenant, or every class when
+    /// tenants are off).
+    fn may_call(&self, caller_class: &str, callee_class: &str) -> bool;
 }
 
 /// The objects an event's chain of calls went through, the running object
@@ -178,7 +175,7 @@ impl ObjectState {
         if !peers.has_class(class) {
             return Err(CallError::NoSuchClass);
         }
-        if !may_call(self.object.class(), class) {
+        if !peers.may_call(self.object.class(), class) {
             return Err(CallError::NotAllowed);
         }
         Ok((peers, ObjectAddr::new(class, name)))
@@ -205,7 +202,10 @@ impl Host for ObjectState {
             )));
         }
         let chain = self.chain().then(callee.clone())?;
+        // Who sent it is the host's to say: a caller cannot pass itself off
+        // as a user or a client.
         request.caller = Some(Caller::Object(object_ref(&self.object)));
+        request.client_address = None;
         peers.call(chain, callee, request).await
     }
 
@@ -232,7 +232,7 @@ impl Host for ObjectState {
         if !peers.has_class(&class) {
             return Err(CallError::NoSuchClass);
         }
-        if !may_call(self.object.class(), &class) {
+        if !peers.may_call(self.object.class(), &class) {
             return Err(CallError::NotAllowed);
         }
         let too_long = |key: &str| key.len() > MAX_LIST_KEY_BYTES;

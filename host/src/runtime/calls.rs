@@ -137,16 +137,8 @@ impl Peers for RuntimePeers {
             let (timeout, _waiting) = runtime.calls.start(&runtime, &chain)?;
             let deleted = runtime.delete(callee.class(), callee.name());
             match tokio::time::timeout(timeout, deleted).await {
-                Ok(Ok(existed)) => {
-                    // Its API keys and handles go too, as with the admin route.
-                    let forgot = runtime
-                        .routes()
-                        .forget_object(callee.class(), callee.name());
-                    if let Err(error) = forgot.await {
-                        tracing::warn!(%error, "cannot forget a deleted object's keys and handles");
-                    }
-                    Ok(existed)
-                }
+                // `Runtime::delete` also forgets its API keys and handles.
+                Ok(Ok(existed)) => Ok(existed),
                 Ok(Err(error)) => Err(failed(error)),
                 Err(_elapsed) => Err(CallError::Timeout),
             }
@@ -198,6 +190,17 @@ impl Peers for RuntimePeers {
         self.0
             .upgrade()
             .is_some_and(|runtime| runtime.class(class).is_ok())
+    }
+
+    /// The access rule, in one place: an object may reach the classes of
+    /// its own tenant (the owner of its class), the operator's classes
+    /// those of the operator. With no tenants every class is the
+    /// operator's, so every class may reach every other.
+    fn may_call(&self, caller_class: &str, callee_class: &str) -> bool {
+        self.0.upgrade().is_some_and(|runtime| {
+            let tenants = runtime.tenants();
+            tenants.owner_of(caller_class) == tenants.owner_of(callee_class)
+        })
     }
 }
 
@@ -312,6 +315,7 @@ mod tests {
             headers: response(200, headers, 0).headers,
             body: vec![0; body],
             caller: None,
+            client_address: None,
         };
         assert!(check_request(&request(2, 100), 100).is_ok());
         assert!(matches!(

@@ -280,6 +280,9 @@ impl Actor {
         self.runtime.record(CatalogUpdate::Removed {
             id: self.object.id().to_string(),
         });
+        if existed {
+            self.runtime.tenants().object_removed(self.object.class());
+        }
         self.runtime.sockets().forget_object(self.object.id());
         tracing::info!(existed, "deleted");
         Ok(existed)
@@ -397,7 +400,14 @@ impl Actor {
             self.alarm_after_commit(alarm);
             self.batch
                 .release_messages(self.runtime.sockets(), self.object.id());
-            if let Err(error) = self.delete().await {
+            let deleted = match self.delete().await {
+                Ok(_) => {
+                    let (class, name) = (self.object.class(), self.object.name());
+                    self.runtime.forget_references(class, name).await
+                }
+                Err(error) => Err(error),
+            };
+            if let Err(error) = deleted {
                 tracing::error!(%error, "the object could not delete itself");
             }
             self.batch.release_replies();
