@@ -382,3 +382,56 @@ async fn a_caller_stopped_while_waiting_leaves_the_callee_to_finish() {
     all_usable(&harness, &["hasty", "slowpoke"]).await;
     harness.shut_down().await;
 }
+
+#[tokio::test]
+async fn an_object_reaches_only_the_classes_of_its_own_tenant() {
+    use podhost::tenants::{Principal, QuotaOverrides};
+
+    let harness = Harness::builder()
+        .class("relay", guest("relay"))
+        .class("foreign", guest("relay"))
+        .class("sibling", guest("relay"))
+        .start()
+        .await
+        .expect("the harness starts");
+    let tenants = harness.runtime().tenants();
+    tenants
+        .create("acme", QuotaOverrides::default())
+        .expect("a tenant");
+    let acme = Principal::Tenant("acme".into());
+    for class in ["foreign", "sibling"] {
+        tenants
+            .claim_class(&acme, class, false)
+            .expect("acme's class");
+    }
+    for (from, to) in [("relay", "foreign"), ("foreign", "relay")] {
+        let response = harness
+            .object(from, "x")
+            .post(&format!("/call/{to}/y"), "")
+            .await
+            .expect("a response");
+        let body = json_of(&response);
+        assert_eq!(
+            (response.status.as_u16(), &body["error"]),
+            (403, &json!("not-allowed")),
+            "{from} -> {to}: {body}"
+        );
+        let listed = harness
+            .object(from, "x")
+            .get(&format!("/list/{to}"))
+            .await
+            .expect("a response");
+        assert_eq!(
+            json_of(&listed)["error"],
+            "not-allowed",
+            "{from} lists {to}"
+        );
+    }
+    let response = harness
+        .object("foreign", "x")
+        .post("/call/sibling/y", "")
+        .await
+        .expect("a response");
+    assert_eq!(response.status, 200, "same tenant: {}", response.text());
+    harness.shut_down().await;
+}
