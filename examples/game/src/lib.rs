@@ -11,9 +11,10 @@
 //!   catalog (`objects.list`): listing wakes none of them.
 //! - `GET /matches/{id}`: the match, asked of the child (`id` is `{n}` or
 //!   `{lobby}-{n}`).
-//! - `POST /matches/{id}/moves` with `{"player", "move"}`: rate-limited per
-//!   lobby by the `ratelimit` class (`429` with `Retry-After` when over),
-//!   then routed to the child, whose answer comes back as is.
+//! - `POST /matches/{id}/moves` with `{"player", "move"}` (or any JSON, the
+//!   move): rate-limited per lobby by the `ratelimit` class (30 at once,
+//!   then 5 a second; `429` with `Retry-After` when over), then routed to
+//!   the child, whose answer comes back as is.
 //! - `DELETE /`: deletes every match of the lobby, its rate-limit bucket,
 //!   then the lobby itself (once this event commits).
 //!
@@ -32,6 +33,9 @@ use serde_json::json;
 const MAX_MOVES: usize = 500;
 /// Most names one `GET /matches` returns.
 const PAGE: u32 = 100;
+/// Moves a lobby takes at once, and then per second (all its matches).
+const MOVES_BURST: u32 = 30;
+const MOVES_PER_SECOND: u32 = 5;
 
 enum Game {
     Lobby(String),
@@ -156,10 +160,19 @@ fn child(lobby: &str, id: &str) -> Result<objects::Stub> {
     Ok(objects::get("match", &format!("{lobby}-{number}")))
 }
 
-/// Takes a token from the lobby's bucket; the 429 to answer if none is
-/// left.
+/// Takes a token from the lobby's bucket (sized on the lobby's first
+/// move: `MOVES_BURST`, refilling `MOVES_PER_SECOND`); the 429 to answer if
+/// none is left.
 fn rate_limit(lobby: &str) -> Result<Option<Response>> {
     let bucket = objects::get("ratelimit", &format!("game:{lobby}"));
+    if kv::get::<bool>("bucket_sized")?.is_none() {
+        bucket.call_json::<_, serde_json::Value>(
+            Method::PUT,
+            "/",
+            &json!({ "capacity": MOVES_BURST, "refill_per_second": MOVES_PER_SECOND }),
+        )?;
+        kv::put("bucket_sized", &true)?;
+    }
     let answer = bucket
         .call(Method::POST, "/take?cost=1", Vec::new())
         .map_err(CallError::into_error)?;
@@ -242,13 +255,6 @@ struct Create {
     number: u64,
 }
 
-#[derive(Deserialize)]
-struct NewMove {
-    player: String,
-    #[serde(rename = "move")]
-    play: serde_json::Value,
-}
-
 fn match_fetch(name: &str, req: &Request) -> Result<Response> {
     let from_lobby = matches!(req.caller(), Some(Caller::Object(o)) if o.class == "game");
     let state = kv::get::<Match>("match")?;
@@ -283,13 +289,23 @@ fn match_fetch(name: &str, req: &Request) -> Result<Response> {
             if state.moves.len() >= MAX_MOVES {
                 return Err(Error::conflict("the match is over: it has all its moves"));
             }
-            let new: NewMove = req.json()?;
-            if new.player.is_empty() || new.player.len() > 64 {
-                return Err(Error::bad_request("player must be 1 to 64 bytes"));
+            // `{"player", "move"}`; any other JSON (or none) is the move.
+            let body: serde_json::Value = if req.body().is_empty() {
+                serde_json::Value::Null
+            } else {
+                req.json()?
+            };
+            let player = body["player"].as_str().unwrap_or_default().to_string();
+            if player.len() > 64 {
+                return Err(Error::bad_request("player must be at most 64 bytes"));
             }
+            let play = match body.get("move") {
+                Some(play) => play.clone(),
+                None => body,
+            };
             state.moves.push(Move {
-                player: new.player,
-                play: new.play,
+                player,
+                play,
                 at_ms: time::now_ms(),
             });
             kv::put("match", &state)?;

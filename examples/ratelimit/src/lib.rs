@@ -10,7 +10,7 @@
 //!   `{"error", "remaining", "retry_after_ms"}`, taking none.
 //! - `GET /`: the bucket, without taking anything.
 //! - `PUT /` with `{"capacity", "refill_per_second"}`: resizes the bucket
-//!   (the defaults are 10 tokens, 1 a second).
+//!   (the defaults are 10 tokens, 1 a second); a new bucket starts full.
 //!
 //! Other objects use it through `objects.call`, as `examples/game` does to
 //! rate-limit moves per lobby.
@@ -143,10 +143,17 @@ fn resize(req: &Request) -> Result<Response> {
             "capacity must be 1 to 1e12 and refill_per_second 0 to 1e12",
         ));
     }
+    // A new bucket starts full at its new size; a used one keeps what it
+    // has, up to that.
+    let new = kv::get::<Bucket>("bucket")?.is_none();
     let mut bucket = Bucket::load()?;
     bucket.capacity = resize.capacity;
     bucket.refill_per_second = resize.refill_per_second;
-    bucket.tokens = bucket.tokens.min(bucket.capacity);
+    bucket.tokens = if new {
+        bucket.capacity
+    } else {
+        bucket.tokens.min(bucket.capacity)
+    };
     bucket.save()?;
     Ok(Response::json(&bucket.view()))
 }
