@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 
 use crate::bindings::podhost::object::objects as wit;
 use crate::bindings::podhost::object::types;
-use crate::{Error, Method, Response, Result};
+use crate::{Error, Method, Request, Response, Result};
 
 pub use wit::{CallError, CallFailure, ListPage};
 
@@ -74,30 +74,12 @@ impl Stub {
         &self.name
     }
 
-    /// Sends `request` (its URI is the path below the object, like
-    /// `/moves?x=1`) and returns the callee's committed response, whatever
-    /// its status.
-    pub fn fetch(&self, request: http::Request<Vec<u8>>) -> Result<Response, CallError> {
-        let (parts, body) = request.into_parts();
-        // Only a path (and query) names something below the object; the
-        // host refuses anything else with `invalid`.
-        let path_with_query = match parts.uri.path_and_query() {
-            Some(path) if parts.uri.authority().is_none() => path.as_str().to_string(),
-            _ => parts.uri.to_string(),
-        };
-        let headers = parts
-            .headers
-            .iter()
-            .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
-            .collect();
-        let request = types::Request {
-            method: parts.method.as_str().to_string(),
-            path_with_query,
-            headers,
-            body,
-            caller: None,
-            client_address: None,
-        };
+    /// Sends `request` and returns the callee's committed response,
+    /// whatever its status. `request` is an `http::Request<Vec<u8>>` whose
+    /// URI is the path below the object (`/moves?x=1`), or a [`Request`]
+    /// this object received, to pass it on as it is.
+    pub fn fetch(&self, request: impl Outgoing) -> Result<Response, CallError> {
+        let request = request.into_call();
         crate::only_in_podhost();
         let response = wit::call(&self.class, &self.name, &request)?;
         Response::from_wit(response).map_err(|error| CallError::Invalid(error.message().into()))
@@ -140,6 +122,48 @@ impl Stub {
                 self.class, self.name
             ))
         })
+    }
+}
+
+/// What [`Stub::fetch`] sends.
+pub trait Outgoing {
+    #[doc(hidden)]
+    fn into_call(self) -> types::Request;
+}
+
+impl Outgoing for http::Request<Vec<u8>> {
+    fn into_call(self) -> types::Request {
+        let (parts, body) = self.into_parts();
+        // Only a path (and query) names something below the object; the
+        // host refuses anything else with `invalid`.
+        let path_with_query = match parts.uri.path_and_query() {
+            Some(path) if parts.uri.authority().is_none() => path.as_str().to_string(),
+            _ => parts.uri.to_string(),
+        };
+        types::Request {
+            method: parts.method.as_str().to_string(),
+            path_with_query,
+            headers: parts
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+                .collect(),
+            body,
+            caller: None,
+            client_address: None,
+        }
+    }
+}
+
+impl Outgoing for &Request {
+    fn into_call(self) -> types::Request {
+        self.to_call()
+    }
+}
+
+impl Outgoing for Request {
+    fn into_call(self) -> types::Request {
+        self.to_call()
     }
 }
 
