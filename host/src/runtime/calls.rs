@@ -120,12 +120,19 @@ impl Peers for RuntimePeers {
                 .limits;
             let max_response_bytes = limits.max_response_bytes;
             check_request(&request, limits.max_body_bytes)?;
-            let (timeout, _waiting) = runtime.calls.start(&runtime, &chain)?;
+            let (timeout, _waiting) =
+                runtime.calls.start(&runtime, &chain).inspect_err(|error| {
+                    tracing::debug!(%chain, ?error, "call refused");
+                })?;
+            let label = label(&callee);
             let delivered = runtime.call(callee, chain, request);
             match tokio::time::timeout(timeout, delivered).await {
                 Ok(Ok(response)) => check_response(response, max_response_bytes),
                 Ok(Err(error)) => Err(failed(error)),
-                Err(_elapsed) => Err(CallError::Timeout),
+                Err(_elapsed) => {
+                    tracing::debug!(callee = label, ?timeout, "call timed out");
+                    Err(CallError::Timeout)
+                }
             }
         })
     }
