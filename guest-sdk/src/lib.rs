@@ -34,6 +34,7 @@ pub mod config;
 pub mod context;
 mod error;
 pub mod events;
+pub mod http;
 mod http_types;
 pub mod kv;
 mod object;
@@ -44,8 +45,8 @@ pub mod sockets;
 pub mod sql;
 pub mod time;
 
+pub use ::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 pub use error::{Error, Result, StorageError, StorageErrorCode};
-pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 pub use http_types::{Request, Response};
 pub use object::Object;
 

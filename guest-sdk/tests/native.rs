@@ -34,3 +34,10 @@ fn objects_outside_podhost_say_to_use_the_harness() {
 fn listing_objects_outside_podhost_says_to_use_the_harness() {
     let _ = objects::list("match", "", 10, None);
 }
+
+#[test]
+#[should_panic(expected = "podhost::testing")]
+fn fetch_outside_podhost_says_to_use_the_harness() {
+    use podhost_sdk::http::{Request, fetch};
+    let _ = fetch(Request::get("https://api.example.com/"));
+}

@@ -165,6 +165,38 @@ pub fn classes(built: BTreeMap<String, PathBuf>) -> BTreeMap<String, ClassConfig
         .collect()
 }
 
+/// `podhost dev` only: the hosts an example asks to reach, from its
+/// manifest's `[package.metadata.podhost] outbound = [...]`
+/// (`examples/webhooks` asks for 127.0.0.1). A deployment lists them in
+/// its config's `[classes.<name>] outbound` instead.
+pub fn example_outbound(
+    workspace: &Path,
+    classes: &mut BTreeMap<String, ClassConfig>,
+) -> anyhow::Result<()> {
+    for (name, class) in classes.iter_mut() {
+        let manifest = workspace.join("examples").join(name).join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        let parsed: toml::Table = toml::from_str(&text)
+            .with_context(|| format!("cannot parse {}", manifest.display()))?;
+        let outbound = parsed
+            .get("package")
+            .and_then(|p| p.get("metadata"))
+            .and_then(|m| m.get("podhost"))
+            .and_then(|p| p.get("outbound"));
+        if let Some(outbound) = outbound {
+            class.outbound = outbound.clone().try_into().with_context(|| {
+                format!(
+                    "{}: invalid package.metadata.podhost.outbound",
+                    manifest.display()
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 fn class_at(path: PathBuf) -> ClassConfig {
     ClassConfig {
         path,

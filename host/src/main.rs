@@ -101,7 +101,8 @@ fn main() -> anyhow::Result<()> {
                 &packages,
                 &workspace.join("target").join("guests"),
             )?;
-            let classes = dev::example_classes(&workspace, built)?;
+            let mut classes = dev::example_classes(&workspace, built)?;
+            dev::example_outbound(&workspace, &mut classes)?;
             let config = Config {
                 listen,
                 data_dir,

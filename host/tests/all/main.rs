@@ -32,3 +32,4 @@ mod socket_caps;
 mod storage;
 mod support;
 mod tenants;
+mod webhooks;

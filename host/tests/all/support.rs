@@ -30,6 +30,7 @@ fn guests() -> &'static BTreeMap<String, PathBuf> {
             "ratelimit",
             "relay",
             "sessions",
+            "webhooks",
         ]
         .map(String::from);
         podhost::dev::build_guests(
@@ -95,6 +96,8 @@ pub struct Options {
     pub file_limit: Option<u64>,
     /// Environment variables the server process gets (beside ours).
     pub env: Vec<(&'static str, &'static str)>,
+    /// More keys of a class's table, e.g. `("webhooks", "outbound = [\"127.0.0.1:*\"]")`.
+    pub class_keys: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -117,6 +120,7 @@ impl Default for Options {
             tenants: Vec::new(),
             file_limit: None,
             env: Vec::new(),
+            class_keys: Vec::new(),
         }
     }
 }
@@ -231,6 +235,13 @@ impl Server {
             }
             if let Some((_, tenant)) = options.tenants.iter().find(|(class, _)| *class == name) {
                 let _ = writeln!(config, "tenant = {tenant:?}");
+            }
+            for (_, keys) in options
+                .class_keys
+                .iter()
+                .filter(|(class, _)| *class == name)
+            {
+                let _ = writeln!(config, "{keys}");
             }
         }
         let config_path = dir.join("podhost.toml");
