@@ -18,7 +18,9 @@ mod faults;
 mod game;
 mod gateway;
 mod harness;
+
 mod hibernation;
+mod inspect;
 mod isolation;
 mod limits;
 mod locks;
