@@ -105,10 +105,33 @@ pub struct Config {
     /// cancels them (and rolls their writes back).
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Deploys over the admin API.
+    pub deploy: DeploySettings,
     /// Deployed classes by name.
     pub classes: BTreeMap<String, ClassConfig>,
     /// `[tenants]`: the quotas a tenant gets unless made with its own.
     pub tenants: crate::tenants::Quotas,
+    /// Each class's table as written in the file (without `path`), kept
+    /// with the version it deploys so a restart without the file serves
+    /// the class the same way.
+    #[serde(skip)]
+    pub class_tables: BTreeMap<String, serde_json::Value>,
+}
+
+/// `[deploy]`: classes shipped to a running server.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploySettings {
+    /// The largest component `PUT /admin/classes/{class}` takes.
+    pub max_component_bytes: usize,
+}
+
+impl Default for DeploySettings {
+    fn default() -> Self {
+        DeploySettings {
+            max_component_bytes: 50 << 20,
+        }
+    }
 }
 
 /// `[execution]`: where and how much guest code runs.
@@ -641,8 +664,10 @@ impl Default for Config {
             auth: None,
             execution: ExecutionSettings::default(),
             shutdown_timeout: Duration::from_secs(10),
+            deploy: DeploySettings::default(),
             classes: BTreeMap::new(),
             tenants: crate::tenants::Quotas::default(),
+            class_tables: BTreeMap::new(),
         }
     }
 }
@@ -655,6 +680,7 @@ impl Config {
         let mut config: Config = toml::from_str(&text)
             .with_context(|| format!("{} is not a valid podhost config", path.display()))?;
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        config.class_tables = class_tables(&text);
         config.validate()?;
         Ok(config)
     }
@@ -783,6 +809,24 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The `[classes.NAME]` tables of a config file as JSON, without `path`.
+fn class_tables(text: &str) -> BTreeMap<String, serde_json::Value> {
+    let Ok(table) = toml::from_str::<toml::Table>(text) else {
+        return BTreeMap::new();
+    };
+    let Some(toml::Value::Table(classes)) = table.get("classes") else {
+        return BTreeMap::new();
+    };
+    classes
+        .iter()
+        .filter_map(|(name, class)| {
+            let mut json = serde_json::to_value(class).ok()?;
+            json.as_object_mut()?.remove("path");
+            Some((name.clone(), json))
+        })
+        .collect()
 }
 
 /// Class names appear in URLs and directory names: lower-case letters,

@@ -6,14 +6,13 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
-use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 use crate::bindings::{Object, ObjectPre};
 use crate::capabilities::ObjectState;
-use crate::config::{ClassSettings, Config};
+use crate::config::{ClassConfig, ClassSettings, Config};
 use crate::storage::DataDir;
 
 /// Address space podhost lets instance memories reserve: a quarter of the
@@ -87,7 +86,7 @@ pub fn engine(config: &Config) -> anyhow::Result<Engine> {
 }
 
 /// The memory slot size of the pool: the largest any class may use.
-fn largest_memory(config: &Config) -> usize {
+pub fn largest_memory(config: &Config) -> usize {
     config
         .classes
         .values()
@@ -95,62 +94,93 @@ fn largest_memory(config: &Config) -> usize {
         .fold(config.limits.max_memory_bytes, usize::max)
 }
 
-/// A deployed class, ready to instantiate.
+/// A deployed class, ready to instantiate: one version of it.
 pub struct Class {
     name: String,
     hash: String,
+    /// The version's number (0 before it is recorded).
+    version: u64,
+    /// The class's table as deployed (access, limits, ...).
+    config: ClassConfig,
     settings: ClassSettings,
     pre: ObjectPre<ObjectState>,
-    /// The class's migrations, learnt from its first instance.
+    /// The class's migrations, learnt at validation or from its first
+    /// instance.
     migrations: OnceLock<Arc<[String]>>,
-    /// Its share of execution: one permit per event running at once.
+    /// Its share of execution: one permit per event running at once,
+    /// shared by all versions of the class.
     share: Arc<Semaphore>,
 }
 
+/// What a class is made of, before it is compiled.
+pub struct ClassSpec<'a> {
+    pub name: &'a str,
+    pub hash: &'a str,
+    pub wasm: &'a [u8],
+    pub version: u64,
+    pub config: ClassConfig,
+    pub settings: ClassSettings,
+    pub share: Arc<Semaphore>,
+}
+
+/// Why bytes cannot be a class.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClassError {
+    #[error("the bytes are not WebAssembly (no \\0asm header)")]
+    NotWasm,
+    #[error(
+        "this is a core WebAssembly module, not a component: build the class for wasm32-wasip2 (a cdylib)"
+    )]
+    CoreModule,
+    #[error("the component does not compile: {0}")]
+    Invalid(String),
+    #[error("the component imports something podhost does not provide: {0}")]
+    UnknownImport(String),
+    #[error("the component does not export the podhost:object world: {0}")]
+    NotOurWorld(String),
+}
+
 impl Class {
-    /// Loads the component at `wasm_path`, compiling it unless a compiled
-    /// copy for this exact component and engine is cached in `data`.
-    pub fn load(
+    /// Compiles `spec.wasm` (unless a compiled copy for this exact
+    /// component and engine is cached in `data`) and links it against
+    /// `linker`: every import must be one the linker provides.
+    pub fn build(
         engine: &Engine,
         linker: &Linker<ObjectState>,
         data: &DataDir,
-        name: &str,
-        wasm_path: &Path,
-        settings: ClassSettings,
-        max_running: usize,
-    ) -> anyhow::Result<Self> {
-        let wasm = std::fs::read(wasm_path).with_context(|| {
-            format!(
-                "cannot read the component of class {name:?} at {}",
-                wasm_path.display()
-            )
-        })?;
-        let hash = hex::encode(Sha256::digest(&wasm));
-        let component = compiled(engine, data, name, &hash, &wasm)?;
-        let instance_pre = describe(linker.instantiate_pre(&component), || {
-            format!(
-                "class {name:?} ({}) imports something podhost does not provide",
-                wasm_path.display()
-            )
-        })?;
-        let pre = describe(ObjectPre::new(instance_pre), || {
-            format!(
-                "class {name:?} ({}) does not export the podhost:object world",
-                wasm_path.display()
-            )
-        })?;
+        spec: ClassSpec<'_>,
+    ) -> Result<Self, ClassError> {
+        check_header(spec.wasm)?;
+        let component = compiled(engine, data, spec.name, spec.hash, spec.wasm)?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|error| ClassError::UnknownImport(format!("{error:#}")))?;
+        let pre = ObjectPre::new(instance_pre)
+            .map_err(|error| ClassError::NotOurWorld(format!("{error:#}")))?;
         Ok(Class {
-            name: name.to_string(),
-            hash,
-            settings,
+            name: spec.name.to_string(),
+            hash: spec.hash.to_string(),
+            version: spec.version,
+            config: spec.config,
+            settings: spec.settings,
             pre,
             migrations: OnceLock::new(),
-            share: Arc::new(Semaphore::new(max_running)),
+            share: spec.share,
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The version's number.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The class's table as deployed.
+    pub fn config(&self) -> &ClassConfig {
+        &self.config
     }
 
     /// Its durability and limits.
@@ -184,14 +214,28 @@ impl Class {
     }
 }
 
+/// The preamble of a component (`\0asm`, layer 1) vs a core module's.
+fn check_header(wasm: &[u8]) -> Result<(), ClassError> {
+    let (Some(magic), Some(layer)) = (wasm.get(..4), wasm.get(6..8)) else {
+        return Err(ClassError::NotWasm);
+    };
+    if magic != b"\0asm" {
+        return Err(ClassError::NotWasm);
+    }
+    if layer == [0, 0] {
+        return Err(ClassError::CoreModule);
+    }
+    Ok(())
+}
+
 fn compiled(
     engine: &Engine,
     data: &DataDir,
     name: &str,
     hash: &str,
     wasm: &[u8],
-) -> anyhow::Result<Component> {
-    let cache = data.compiled_class(name, hash);
+) -> Result<Component, ClassError> {
+    let cache = data.compiled_class(hash);
     if cache.exists() {
         // SAFETY: the host wrote this file from `Component::serialize` and
         // keeps it in its own data directory; wasmtime checks that it was
@@ -205,24 +249,30 @@ fn compiled(
         }
     }
     let started = std::time::Instant::now();
-    let component = describe(Component::new(engine, wasm), || {
-        format!("class {name:?} is not a valid WebAssembly component")
-    })?;
+    let component =
+        Component::new(engine, wasm).map_err(|error| ClassError::Invalid(format!("{error:#}")))?;
     tracing::info!(class = name, elapsed = ?started.elapsed(), "compiled");
-    let serialized = describe(component.serialize(), || {
-        format!("cannot serialize class {name:?}")
-    })?;
-    if let Err(error) = write_cache(&cache, &serialized) {
-        tracing::warn!(class = name, "cannot cache the compiled class: {error:#}");
+    match component.serialize() {
+        Ok(serialized) => {
+            if let Err(error) = write_atomically(&cache, &serialized) {
+                tracing::warn!(class = name, "cannot cache the compiled class: {error:#}");
+            }
+        }
+        Err(error) => tracing::warn!(class = name, "cannot serialize the class: {error:#}"),
     }
     Ok(component)
 }
 
 /// Writes through a temporary file so a crash never leaves half a file.
-fn write_cache(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().context("the cache path has no parent")?;
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().context("the path has no parent")?;
     std::fs::create_dir_all(dir)?;
-    let temporary = path.with_extension("cwasm.tmp");
+    // Unique, so two writers of one file never share a temporary.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}-{unique}.tmp", std::process::id()));
+    let temporary = path.with_file_name(name);
     std::fs::write(&temporary, bytes)?;
     std::fs::rename(&temporary, path)?;
     Ok(())

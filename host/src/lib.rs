@@ -11,6 +11,7 @@ pub mod alarms;
 pub mod bindings;
 pub mod capabilities;
 pub mod config;
+pub mod deploy;
 pub mod dev;
 pub mod engine;
 pub mod execution;

@@ -1,17 +1,22 @@
 //! The `podhost` command.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use podhost::config::Access;
+use podhost::dev::reload;
 use podhost::gateway::{self, Gateway};
 use podhost::{Config, Runtime, dev};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+mod deploy_command;
 mod objects_command;
 
 #[derive(Parser)]
@@ -29,9 +34,10 @@ struct Cli {
 enum Command {
     /// Serve the classes listed in a config file.
     Serve {
-        /// The config file.
-        #[arg(long, short, default_value = "podhost.toml")]
-        config: PathBuf,
+        /// The config file (default: podhost.toml; without one, the
+        /// defaults and the classes deployed to the data directory).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         /// Listen here instead of the config's `listen`.
         #[arg(long)]
         listen: Option<SocketAddr>,
@@ -44,7 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: objects_command::ObjectsCommand,
     },
-    /// Build the repository's examples for wasm32-wasip2 and serve them.
+    /// Deploy a class to a running server (`PUT /admin/classes/{class}`).
+    Deploy(deploy_command::DeployArgs),
+    /// Build the repository's examples (and `--class` crates) for
+    /// wasm32-wasip2 and serve them; rebuild and redeploy a class when its
+    /// sources change.
     Dev {
         #[arg(long, default_value = "127.0.0.1:8787")]
         listen: SocketAddr,
@@ -56,6 +66,15 @@ enum Command {
         /// Hibernate objects idle this long (e.g. `10s`, `500ms`).
         #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
         idle_timeout: Duration,
+        /// A guest crate of your own (its directory), served under its
+        /// package name; may be repeated. Without `examples/` in the
+        /// workspace, only these are served.
+        #[arg(long = "class")]
+        classes: Vec<PathBuf>,
+        /// The access of the `--class` crates' classes (public, user,
+        /// org, key, admin).
+        #[arg(long, default_value = "public")]
+        access: String,
     },
 }
 
@@ -75,12 +94,23 @@ fn main() -> anyhow::Result<()> {
     podhost::os_limits::raise_file_limit();
     let config = match Cli::parse().command {
         Command::Objects { command } => return objects_command::run(command),
+        Command::Deploy(args) => return deploy_command::run(args),
         Command::Serve {
             config,
             listen,
             data_dir,
         } => {
-            let mut config = Config::load(&config)?;
+            let default = PathBuf::from("podhost.toml");
+            let mut config = match config {
+                Some(path) => Config::load(&path)?,
+                None if default.exists() => Config::load(&default)?,
+                None => {
+                    tracing::info!(
+                        "no podhost.toml: serving the deployed classes with the defaults"
+                    );
+                    Config::default()
+                }
+            };
             if let Some(listen) = listen {
                 config.listen = listen;
             }
@@ -94,36 +124,143 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             workspace,
             idle_timeout,
+            classes,
+            access,
         } => {
-            let packages = dev::example_packages(&workspace)?;
-            let built = dev::build_guests(
-                &workspace,
-                &packages,
-                &workspace.join("target").join("guests"),
-            )?;
-            let mut classes = dev::example_classes(&workspace, built)?;
-            dev::example_outbound(&workspace, &mut classes)?;
+            let (config, watched) = dev_config(&workspace, &classes, &access)?;
             let config = Config {
                 listen,
                 data_dir,
                 idle_timeout,
-                classes,
-                ..Config::default()
+                ..config
             };
             config.validate()?;
-            config
+            return run(serve(config, watched));
         }
     };
+    run(serve(config, Vec::new()))
+}
+
+fn run(server: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(serve(config))
+        .block_on(server)
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// `podhost dev`'s classes: the workspace's examples (each served as its
+/// manifest says, see `dev::example_manifest`) and the `--class` crates
+/// (with `--access`), built, with what keeps each in step with its sources.
+fn dev_config(
+    workspace: &Path,
+    crates: &[PathBuf],
+    access: &str,
+) -> anyhow::Result<(Config, Vec<reload::Watched>)> {
+    let examples = if crates.is_empty() || workspace.join("examples").is_dir() {
+        dev::example_crates(workspace)?
+    } else {
+        Vec::new()
+    };
+    let packages: Vec<String> = examples.iter().map(|(name, _)| name.clone()).collect();
+    // Taken before the build, so an edit made meanwhile is not missed.
+    let examples: Vec<_> = examples
+        .into_iter()
+        .map(|(name, dir)| {
+            let built_from = reload::newest_change(&dir);
+            (name, dir, built_from)
+        })
+        .collect();
+    let built = if packages.is_empty() {
+        BTreeMap::new()
+    } else {
+        dev::build_guests(
+            workspace,
+            &packages,
+            &workspace.join("target").join("guests"),
+        )?
+    };
+    let mut classes = BTreeMap::new();
+    let mut tables = BTreeMap::new();
+    let mut watched = Vec::new();
+    let mut serve = |target: reload::Watched, wasm: &Path| -> anyhow::Result<()> {
+        let class = podhost::deploy::class_config(&target.config, wasm)
+            .map_err(|error| anyhow::anyhow!("class {}: {error}", target.class))?;
+        classes.insert(target.class.clone(), class);
+        tables.insert(target.class.clone(), target.config.clone());
+        watched.push(target);
+        Ok(())
+    };
+    for (package, dir, built_from) in examples {
+        let Some(wasm) = built.get(&package) else {
+            continue;
+        };
+        let manifest = dev::example_manifest(&dir, &package)?;
+        for class in manifest.classes {
+            let target = reload::Watched {
+                class,
+                dir: dir.clone(),
+                build: reload::Build::Workspace {
+                    workspace: workspace.to_path_buf(),
+                    package: package.clone(),
+                },
+                config: manifest.table.clone(),
+                built_from,
+            };
+            serve(target, wasm)?;
+        }
+    }
+    let access_value = serde_json::json!(access);
+    serde_json::from_value::<Access>(access_value.clone())
+        .with_context(|| format!("--access {access:?}: use public, user, org, key or admin"))?;
+    let members = if crates.is_empty() {
+        Vec::new()
+    } else {
+        dev::workspace_members(workspace)
+    };
+    for dir in crates {
+        let manifest = dir.join("Cargo.toml");
+        let name = dev::package_name(&manifest)?;
+        let built_from = reload::newest_change(dir);
+        // A member of the workspace builds with the examples (and shares
+        // their compiled dependencies); a crate of its own, on its own.
+        let member = manifest
+            .canonicalize()
+            .is_ok_and(|manifest| members.contains(&manifest));
+        let build = if member {
+            reload::Build::Workspace {
+                workspace: workspace.to_path_buf(),
+                package: name.clone(),
+            }
+        } else {
+            reload::Build::Crate {
+                manifest: manifest.clone(),
+            }
+        };
+        let target = reload::Watched {
+            class: name,
+            dir: dir.clone(),
+            build,
+            config: serde_json::json!({ "access": access_value }),
+            built_from,
+        };
+        let wasm = target.build()?;
+        serve(target, &wasm)?;
+    }
+    let config = Config {
+        classes,
+        class_tables: tables,
+        ..Config::default()
+    };
+    Ok((config, watched))
+}
+
+async fn serve(config: Config, watched: Vec<reload::Watched>) -> anyhow::Result<()> {
     let listen = config.listen;
     let runtime = Runtime::new(config)?;
+    if !watched.is_empty() {
+        tokio::spawn(reload::watch(Arc::clone(&runtime), watched));
+    }
     let gateway = Gateway::open(runtime)?;
     let listener = TcpListener::bind(listen)
         .await

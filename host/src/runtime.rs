@@ -3,25 +3,27 @@
 
 mod calls;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use wasmtime::Engine;
+use wasmtime::component::Linker;
 
 use crate::alarms::Alarms;
 use crate::bindings::podhost::object::types::Message as SocketMessage;
 use crate::bindings::{Request, Response};
 use crate::capabilities;
+use crate::capabilities::ObjectState;
 use crate::capabilities::events::Backlog;
 use crate::capabilities::objects::{CallChain, Peers};
-use crate::config::Config;
+use crate::config::{AuthSettings, Config};
 use crate::engine::{self, Class};
 use crate::execution::Executor;
 use crate::limits::MemoryBudget;
@@ -54,7 +56,19 @@ pub struct Runtime {
     guest_memory: Arc<MemoryBudget>,
     /// Whether shutdown's deadline is running.
     shutdown_started: AtomicBool,
-    classes: HashMap<String, Arc<Class>>,
+    /// The active version of every class; swapped by deploys (see
+    /// `deploy`), read by every delivery.
+    classes: RwLock<HashMap<String, Arc<Class>>>,
+    /// Each class's share of execution, kept across its versions.
+    shares: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Every import a class may have: WASI's subset and podhost's own.
+    linker: Linker<ObjectState>,
+    /// The largest `max_memory_bytes` a class may have: the engine's pool
+    /// slots were sized for it at start.
+    max_class_memory: usize,
+    /// Classes with a deploy under way, and the component each is adding
+    /// (kept from cleanup until recorded).
+    deploying: Mutex<BTreeMap<String, Option<String>>>,
     objects: Objects,
     metrics: Metrics,
     /// Guests' stdout and stderr on their way to the log.
@@ -63,6 +77,9 @@ pub struct Runtime {
     /// What names objects outside them (API keys, handles), told when
     /// one is deleted for good.
     references: OnceLock<Arc<dyn ObjectReferences>>,
+    /// The accounts' settings, if any class (configured or deployed at
+    /// start) needs them or `[auth]` is set; the gateway opens them.
+    accounts: Option<AuthSettings>,
     alarms: Alarms,
     /// Tenants, the classes they own and their quotas.
     tenants: Arc<Tenants>,
@@ -81,11 +98,10 @@ impl Runtime {
     pub fn new(config: Config) -> anyhow::Result<Arc<Self>> {
         crate::storage::configure_sqlite();
         let lock = DataDirLock::acquire(&config.data_dir)?;
-        let engine = engine::engine(&config)?;
-        let executor = Executor::start(&engine, config.execution.threads)
-            .map_err(|error| anyhow::anyhow!("cannot start the watchdog thread: {error}"))?;
-        let guest_memory = Arc::new(MemoryBudget::new(config.execution.guest_memory()));
-        let linker = capabilities::linker(&engine)?;
+        let catalog = Arc::new(Catalog::open(
+            &config.data_dir,
+            config.catalog_durability(),
+        )?);
         let data = DataDir::new(&config.data_dir);
         // Exports and imports cut short by a crash; no one else uses them
         // while the lock is held.
@@ -95,10 +111,23 @@ impl Runtime {
             }
             _ => {}
         }
-        let catalog = Arc::new(Catalog::open(
-            &config.data_dir,
-            config.catalog_durability(),
-        )?);
+        // Deployed classes count as much as configured ones for the
+        // engine's sizing and whether accounts are on.
+        let deployed = crate::deploy::deployed_classes(&catalog, &data, &config)?;
+        let mut effective = config.clone();
+        for (name, class) in &deployed {
+            effective
+                .classes
+                .entry(name.clone())
+                .or_insert_with(|| class.clone());
+        }
+        let engine = engine::engine(&effective)?;
+        let max_class_memory = engine::largest_memory(&effective);
+        let executor = Executor::start(&engine, config.execution.threads)
+            .map_err(|error| anyhow::anyhow!("cannot start the watchdog thread: {error}"))?;
+        let guest_memory = Arc::new(MemoryBudget::new(config.execution.guest_memory()));
+        let linker = capabilities::linker(&engine)?;
+        let accounts = effective.accounts();
         let declared = config
             .classes
             .iter()
@@ -110,23 +139,6 @@ impl Runtime {
             config.tenants,
             declared,
         )?);
-        let mut classes = HashMap::new();
-        for (name, class) in &config.classes {
-            let mut settings = config.class_settings(class);
-            settings.config = Arc::new(class.config_values(name)?);
-            let class = Class::load(
-                &engine,
-                &linker,
-                &data,
-                name,
-                &class.path,
-                settings,
-                config.execution.max_running_per_class,
-            )?;
-            catalog.record_class(name, class.hash())?;
-            tracing::info!(class = name, hash = &class.hash()[..12], "class ready");
-            classes.insert(name.clone(), Arc::new(class));
-        }
         let writer = CatalogWriter::start(Arc::clone(&catalog));
         let sockets = Arc::new(Hub::new(config.events.clone(), config.sockets.clone()));
         let metrics = Metrics::default();
@@ -142,11 +154,16 @@ impl Runtime {
             executor,
             guest_memory,
             shutdown_started: AtomicBool::new(false),
-            classes,
+            classes: RwLock::new(HashMap::new()),
+            shares: Mutex::new(HashMap::new()),
+            linker,
+            max_class_memory,
+            deploying: Mutex::new(BTreeMap::new()),
             metrics,
             guest_logs,
             catalog,
             references: OnceLock::new(),
+            accounts,
             alarms: Alarms::default(),
             tenants,
             sockets,
@@ -154,6 +171,7 @@ impl Runtime {
             catalog_writer: Mutex::new(Some(writer)),
             _lock: lock,
         });
+        crate::deploy::start(&runtime)?;
         Alarms::start(&runtime);
         Ok(runtime)
     }
@@ -324,23 +342,66 @@ impl Runtime {
         let object = Arc::new(ObjectAddr::new(class.name(), name));
         let (reply, answer) = oneshot::channel();
         self.objects.deliver(object.id(), make(reply), |start| {
-            Actor::spawn(
-                Arc::clone(self),
-                Arc::clone(&object),
-                Arc::clone(class),
-                start,
-            );
+            Actor::spawn(Arc::clone(self), Arc::clone(&object), class, start);
         })?;
         // The actor always replies unless it was dropped mid-event, which
         // only happens when the process is going away.
         answer.await.map_err(|_| EventError::ShuttingDown)
     }
 
-    /// The deployed class `name`.
-    pub fn class(&self, name: &str) -> Result<&Arc<Class>, EventError> {
+    /// The active version of class `name`.
+    pub fn class(&self, name: &str) -> Result<Arc<Class>, EventError> {
         self.classes
+            .read()
             .get(name)
+            .cloned()
             .ok_or_else(|| EventError::NoSuchClass(name.to_string()))
+    }
+
+    /// The active version of every class, by name.
+    pub fn classes(&self) -> BTreeMap<String, Arc<Class>> {
+        let classes = self.classes.read();
+        classes
+            .iter()
+            .map(|(name, class)| (name.clone(), Arc::clone(class)))
+            .collect()
+    }
+
+    /// Makes `class` the active version of its class: new events run on
+    /// it, and live objects switch to it before their next event.
+    pub(crate) fn install(&self, class: Arc<Class>) {
+        self.classes.write().insert(class.name().to_string(), class);
+    }
+
+    /// Stops serving class `name`.
+    pub(crate) fn uninstall(&self, name: &str) -> Option<Arc<Class>> {
+        self.classes.write().remove(name)
+    }
+
+    /// Class `name`'s share of execution, the same for all its versions.
+    pub(crate) fn share(&self, name: &str) -> Arc<Semaphore> {
+        let permits = self.config.execution.max_running_per_class;
+        Arc::clone(
+            self.shares
+                .lock()
+                .entry(name.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(permits))),
+        )
+    }
+
+    /// The linker every class is checked against and instantiated with.
+    pub fn linker(&self) -> &Linker<ObjectState> {
+        &self.linker
+    }
+
+    /// The largest `max_memory_bytes` a class deployed now may have.
+    pub fn max_class_memory(&self) -> usize {
+        self.max_class_memory
+    }
+
+    /// Classes with a deploy under way, and the component hash each adds.
+    pub(crate) fn deploying(&self) -> &Mutex<BTreeMap<String, Option<String>>> {
+        &self.deploying
     }
 
     /// Starts shutdown's clock: events still running `shutdown_timeout`
@@ -397,6 +458,12 @@ impl Runtime {
 
     pub fn alarms(&self) -> &Alarms {
         &self.alarms
+    }
+
+    /// Whether `/auth`, `/me` and `/orgs` are on, and how (see
+    /// `Config::accounts`; classes deployed before this start count).
+    pub fn accounts_settings(&self) -> Option<&AuthSettings> {
+        self.accounts.as_ref()
     }
 
     /// Sets what is told when an object is deleted for good (once; later

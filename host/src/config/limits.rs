@@ -126,7 +126,7 @@ impl Limits {
         }
     }
 
-    pub(super) fn validate(&self, whose: &str) -> anyhow::Result<()> {
+    pub(crate) fn validate(&self, whose: &str) -> anyhow::Result<()> {
         let tick = crate::execution::TICK;
         if self.max_cpu_per_event < tick || self.max_wall_time_per_event < tick {
             bail!(

@@ -8,6 +8,8 @@ use serde_json::json;
 
 use crate::accounts::AuthError;
 use crate::config::Access;
+use crate::deploy::DeployError;
+use crate::engine::ClassError;
 use crate::limits::LimitExceeded;
 use crate::object::{AdminError, EventError};
 use crate::sockets::SocketRefused;
@@ -68,6 +70,8 @@ pub enum ApiError {
     AdminOnly,
     #[error(transparent)]
     Tenant(#[from] TenantError),
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
 }
 
 impl From<AdminError> for ApiError {
@@ -124,17 +128,8 @@ impl ApiError {
             ApiError::Query(QueryFailure::Failed(_)) => (StatusCode::BAD_REQUEST, "query_failed"),
             ApiError::ImportRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "import_refused"),
             ApiError::AdminOnly => (StatusCode::FORBIDDEN, "forbidden"),
-            ApiError::Tenant(tenant) => match tenant {
-                TenantError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-                TenantError::Exists(_) => (StatusCode::CONFLICT, "tenant_exists"),
-                TenantError::NoSuchTenant(_) => (StatusCode::NOT_FOUND, "tenant_not_found"),
-                TenantError::OwnsClasses { .. } => (StatusCode::CONFLICT, "tenant_owns_classes"),
-                // As for a class that does not exist: existence must not leak.
-                TenantError::NotFound(_) => (StatusCode::NOT_FOUND, "class_not_found"),
-                TenantError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-                TenantError::Quota(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
-                TenantError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            },
+            ApiError::Tenant(tenant) => tenant_status(tenant),
+            ApiError::Deploy(deploy) => deploy_status(deploy),
             ApiError::Auth(auth) => match auth {
                 AuthError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
                 AuthError::WeakPassword(_) => (StatusCode::BAD_REQUEST, "weak_password"),
@@ -182,6 +177,48 @@ impl ApiError {
                 EventError::QuotaExceeded(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
             },
         }
+    }
+}
+
+/// A refused deploy is the client's to fix (4xx), but for the host's own
+/// failures.
+fn deploy_status(error: &DeployError) -> (StatusCode, &'static str) {
+    match error {
+        DeployError::BadName(_) => (StatusCode::BAD_REQUEST, "invalid_class_name"),
+        DeployError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "component_too_large"),
+        DeployError::BadConfig(_) => (StatusCode::BAD_REQUEST, "invalid_class_config"),
+        DeployError::Component(component) => match component {
+            ClassError::NotWasm => (StatusCode::BAD_REQUEST, "not_wasm"),
+            ClassError::CoreModule => (StatusCode::BAD_REQUEST, "core_module"),
+            ClassError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_component"),
+            ClassError::UnknownImport(_) => (StatusCode::BAD_REQUEST, "unknown_import"),
+            ClassError::NotOurWorld(_) => (StatusCode::BAD_REQUEST, "wrong_world"),
+        },
+        DeployError::Migration(_) => (StatusCode::BAD_REQUEST, "migration_failed"),
+        DeployError::NotAppendOnly { .. } => (StatusCode::CONFLICT, "migrations_not_append_only"),
+        DeployError::Busy(_) => (StatusCode::CONFLICT, "deploy_in_progress"),
+        DeployError::NoSuchClass(_) => (StatusCode::NOT_FOUND, "class_not_found"),
+        DeployError::NoSuchVersion { .. } => (StatusCode::NOT_FOUND, "version_not_found"),
+        DeployError::NoPreviousVersion(_) => (StatusCode::CONFLICT, "no_previous_version"),
+        DeployError::ObjectsExist { .. } => (StatusCode::CONFLICT, "objects_exist"),
+        DeployError::NoSuchObject { .. } => (StatusCode::NOT_FOUND, "object_not_found"),
+        DeployError::ObjectBusy(_) => (StatusCode::CONFLICT, "object_busy"),
+        DeployError::Tenant(tenant) => tenant_status(tenant),
+        DeployError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+fn tenant_status(error: &TenantError) -> (StatusCode, &'static str) {
+    match error {
+        TenantError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        TenantError::Exists(_) => (StatusCode::CONFLICT, "tenant_exists"),
+        TenantError::NoSuchTenant(_) => (StatusCode::NOT_FOUND, "tenant_not_found"),
+        TenantError::OwnsClasses { .. } => (StatusCode::CONFLICT, "tenant_owns_classes"),
+        // As for a class that does not exist: existence must not leak.
+        TenantError::NotFound(_) => (StatusCode::NOT_FOUND, "class_not_found"),
+        TenantError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+        TenantError::Quota(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
+        TenantError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod classes;
 mod connections;
 mod credentials;
 mod error;
@@ -57,6 +58,14 @@ pub fn router(gateway: Gateway) -> Router {
             "/auth/orgs/{org}/members/{user}",
             delete(orgs::remove_member),
         )
+        .route("/admin/classes", get(classes::list))
+        .route(
+            "/admin/classes/{class}",
+            put(classes::deploy)
+                .get(classes::show)
+                .delete(classes::remove),
+        )
+        .route("/admin/classes/{class}/rollback", post(classes::rollback))
         .route("/admin/objects", get(admin::list_objects))
         .route(
             "/admin/objects/{class}/{name}",

@@ -122,10 +122,8 @@ pub(super) async fn forward(
     let response = runtime.fetch(&class, &name, request).await?;
     let mut response = from_object_response(response, limits.max_response_bytes)?;
     let trusted = runtime
-        .config()
-        .classes
-        .get(&class)
-        .is_some_and(|class| class.trusted);
+        .class(&class)
+        .is_ok_and(|class| class.config().trusted);
     if !trusted {
         credentials::sandbox(response.headers_mut());
     }

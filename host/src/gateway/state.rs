@@ -24,7 +24,7 @@ impl Gateway {
     /// tell them when an object is deleted for good.
     pub fn open(runtime: Arc<Runtime>) -> anyhow::Result<Self> {
         let config = runtime.config();
-        let settings = config.accounts();
+        let settings = runtime.accounts_settings().cloned();
         let accounts_on = settings.is_some();
         let accounts = Arc::new(Accounts::open(
             &config.data_dir,

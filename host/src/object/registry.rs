@@ -162,6 +162,11 @@ impl Objects {
         true
     }
 
+    /// Whether object `id` has an actor.
+    pub fn is_live(&self, id: &str) -> bool {
+        self.lock().mailboxes.contains_key(id)
+    }
+
     /// How many objects have a live actor.
     pub fn active(&self) -> usize {
         self.lock().mailboxes.len()

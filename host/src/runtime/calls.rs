@@ -113,11 +113,10 @@ impl Peers for RuntimePeers {
         let runtime = self.runtime();
         Box::pin(async move {
             let runtime = runtime?;
-            let limits = &runtime
+            let class = runtime
                 .class(callee.class())
-                .map_err(|_| CallError::NoSuchClass)?
-                .settings()
-                .limits;
+                .map_err(|_| CallError::NoSuchClass)?;
+            let limits = &class.settings().limits;
             let max_response_bytes = limits.max_response_bytes;
             check_request(&request, limits.max_body_bytes)?;
             let (timeout, _waiting) =
@@ -233,11 +232,10 @@ impl Waits {
         let Some(caller) = chain.caller() else {
             return Err(CallError::Invalid("a call needs a caller".into()));
         };
-        let limits = &runtime
+        let class = runtime
             .class(caller.class())
-            .map_err(|_| CallError::NoSuchClass)?
-            .settings()
-            .limits;
+            .map_err(|_| CallError::NoSuchClass)?;
+        let limits = &class.settings().limits;
         if chain.depth() > limits.max_call_depth as usize {
             return Err(CallError::Depth);
         }

@@ -100,6 +100,7 @@ impl Catalog {
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(ALARM_INDEX_SCHEMA)?;
+        conn.execute_batch(super::versions::SCHEMA)?;
         Ok(Catalog {
             conn: Mutex::new(conn),
         })

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! data/
-//!   classes/<class>/<hash>.cwasm              compiled components
+//!   classes/<hash>.wasm                       deployed components, by SHA-256
+//!   classes/<hash>.cwasm                      their compiled form
 //!   objects/<class>/<id[0..2]>/<id>.sqlite    one database per object
 //!   tmp/                                       exports and imports in transit
 //! ```
@@ -77,12 +78,24 @@ impl DataDir {
         self.root.join("tmp")
     }
 
-    /// Where the compiled form of a class's component is cached.
-    pub fn compiled_class(&self, class: &str, hash: &str) -> PathBuf {
-        self.root
-            .join("classes")
-            .join(class)
-            .join(format!("{hash}.cwasm"))
+    /// The directory holding every object database of `class`.
+    pub fn class_objects(&self, class: &str) -> PathBuf {
+        self.root.join("objects").join(class)
+    }
+
+    /// The directory of deployed components and their compiled forms.
+    pub fn classes(&self) -> PathBuf {
+        self.root.join("classes")
+    }
+
+    /// A deployed component, named by its SHA-256 (hex).
+    pub fn class_component(&self, hash: &str) -> PathBuf {
+        self.classes().join(format!("{hash}.wasm"))
+    }
+
+    /// Where the compiled form of a component is cached.
+    pub fn compiled_class(&self, hash: &str) -> PathBuf {
+        self.classes().join(format!("{hash}.cwasm"))
     }
 }
 

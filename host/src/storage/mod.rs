@@ -12,6 +12,7 @@ mod layout;
 mod lock;
 mod memory;
 mod template;
+pub mod versions;
 
 pub use authorizer::{RESERVED_PREFIX, mentions_reserved_name};
 pub use database::{

@@ -14,6 +14,7 @@ mod connections;
 mod counter;
 mod crash;
 mod credentials;
+mod deploy;
 mod faults;
 mod game;
 mod gateway;

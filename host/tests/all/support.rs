@@ -67,6 +67,31 @@ pub fn migrating_guest(feature: Option<&str>) -> PathBuf {
     copy
 }
 
+/// Test guest `package` built with `feature` (its first version without
+/// one), as a file of its own so versions can be deployed in turn.
+pub fn guest_variant(package: &str, feature: Option<&str>) -> PathBuf {
+    static BUILDS: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = BUILDS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = workspace.join("target").join("guests");
+    let features: Vec<&str> = feature.into_iter().collect();
+    let built = podhost::dev::build_guests_with_features(
+        &workspace,
+        &[package.to_string()],
+        &features,
+        &target,
+    )
+    .expect("building a test guest");
+    let copy = target
+        .join("variants")
+        .join(format!("{package}-{}.wasm", feature.unwrap_or("v1")));
+    std::fs::create_dir_all(copy.parent().expect("a parent")).expect("variants dir");
+    std::fs::copy(&built[package], &copy).expect("copying the variant");
+    copy
+}
+
 /// How a test wants its server.
 pub struct Options {
     pub idle_timeout: &'static str,
@@ -98,6 +123,8 @@ pub struct Options {
     pub env: Vec<(&'static str, &'static str)>,
     /// More keys of a class's table, e.g. `("webhooks", "outbound = [\"127.0.0.1:*\"]")`.
     pub class_keys: Vec<(&'static str, &'static str)>,
+    /// No classes in the config file (only those deployed before).
+    pub without_classes: bool,
 }
 
 impl Default for Options {
@@ -121,6 +148,7 @@ impl Default for Options {
             file_limit: None,
             env: Vec::new(),
             class_keys: Vec::new(),
+            without_classes: false,
         }
     }
 }
@@ -221,7 +249,12 @@ impl Server {
             .extra_classes
             .iter()
             .map(|(name, path)| (name.to_string(), path.clone()));
-        for (name, path) in guests().clone().into_iter().chain(extra) {
+        let standard = if options.without_classes {
+            BTreeMap::new()
+        } else {
+            guests().clone()
+        };
+        for (name, path) in standard.into_iter().chain(extra) {
             let _ = write!(
                 config,
                 "[classes.{name}]\npath = {:?}\n",

@@ -203,6 +203,7 @@ impl Actor {
         let started = Instant::now();
         let mut event = Some(first);
         while let Some(current) = event.take() {
+            self.follow_upgrade();
             let control = match current {
                 batch @ (Event::Fetch { .. } | Event::Socket { .. } | Event::Call { .. }) => {
                     self.run_batch(batch, mailbox).await
@@ -233,6 +234,31 @@ impl Actor {
             }
         }
         None
+    }
+
+    /// Between batches: if a deploy or rollback made another version of
+    /// the class active, drops the instance (the batch it ran is
+    /// committed) so the next event activates the new version, running its
+    /// new migrations first. The database stays open; sockets and event
+    /// subscribers are the hub's and stay connected.
+    fn follow_upgrade(&mut self) {
+        let Ok(active) = self.runtime.class(self.object.class()) else {
+            // Removed: the objects went first; finish on what we have.
+            return;
+        };
+        if Arc::ptr_eq(&active, &self.class) {
+            return;
+        }
+        tracing::info!(
+            from = self.class.version(),
+            to = active.version(),
+            "changing to the active version"
+        );
+        self.state.discard();
+        if let Some(db) = self.state.database() {
+            db.forget_migrated();
+        }
+        self.class = active;
     }
 
     /// Closes the object, then leaves the registry unless events arrived

@@ -24,6 +24,12 @@ impl Database {
         self.migrated
     }
 
+    /// The class changed version: its migrations must be run again (those
+    /// already applied are skipped) before the next instance's events.
+    pub fn forget_migrated(&mut self) {
+        self.migrated = false;
+    }
+
     /// Runs the migrations this database has not had yet, in one
     /// transaction, and records how many it has had. Returns how many ran.
     pub fn migrate(&mut self, migrations: &[String]) -> Result<usize, MigrationFailed> {
