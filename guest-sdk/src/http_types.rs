@@ -92,12 +92,34 @@ impl Request {
         self.client_address
     }
 
+    /// This request as another object receives it through
+    /// [`objects`](crate::objects): method, path, query, headers and body
+    /// (who sent it is the host's to say).
+    pub(crate) fn to_call(&self) -> types::Request {
+        let path_with_query = match &self.query {
+            Some(query) => format!("{}?{query}", self.path),
+            None => self.path.clone(),
+        };
+        types::Request {
+            method: self.method.as_str().to_string(),
+            path_with_query,
+            headers: self
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+                .collect(),
+            body: self.body.clone(),
+            caller: None,
+            client_address: None,
+        }
+    }
+
     /// The signed-in user, through `/me` or `/orgs`.
     pub fn user(&self) -> Option<&User> {
         match self.caller.as_ref()? {
             Caller::User(user) => Some(user),
             Caller::Member(member) => Some(&member.user),
-            Caller::Key(_) | Caller::Admin => None,
+            Caller::Key(_) | Caller::Admin | Caller::Object(_) => None,
         }
     }
 
@@ -196,6 +218,17 @@ impl Response {
 
     pub fn body(&self) -> &[u8] {
         &self.body
+    }
+
+    /// Another object's answer (see [`objects`](crate::objects)).
+    pub(crate) fn from_wit(response: types::Response) -> Result<Self> {
+        let status = StatusCode::from_u16(response.status)
+            .map_err(|_| Error::internal(format!("invalid status {}", response.status)))?;
+        Ok(Response {
+            status,
+            headers: headers_from_wit(response.headers)?,
+            body: response.body,
+        })
     }
 
     /// The body as UTF-8 text (a response [`http::fetch`](crate::http::fetch)
@@ -329,5 +362,25 @@ mod tests {
         })
         .expect_err("spaces are not allowed in a method");
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn a_received_request_passes_on_as_it_came_but_for_who_sent_it() {
+        let received = types::Request {
+            method: "PUT".into(),
+            path_with_query: "/items/3?full=1".into(),
+            headers: vec![("x-name".into(), b"value".to_vec())],
+            body: b"body".to_vec(),
+            caller: Some(Caller::Admin),
+            client_address: Some("192.0.2.1".into()),
+        };
+        let passed = Request::from_wit(received.clone())
+            .expect("a valid request")
+            .to_call();
+        assert_eq!(passed.method, received.method);
+        assert_eq!(passed.path_with_query, received.path_with_query);
+        assert_eq!(passed.headers, received.headers);
+        assert_eq!(passed.body, received.body);
+        assert!(passed.caller.is_none() && passed.client_address.is_none());
     }
 }

@@ -38,6 +38,7 @@ pub mod http;
 mod http_types;
 pub mod kv;
 mod object;
+pub mod objects;
 pub mod random;
 pub mod schedule;
 pub mod sockets;

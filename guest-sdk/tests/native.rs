@@ -2,7 +2,7 @@
 //! exist: SDK calls there must fail as an ordinary panic that says what to
 //! do, not abort the whole test binary.
 
-use podhost_sdk::{kv, sql};
+use podhost_sdk::{Method, kv, objects, sql};
 
 #[test]
 #[should_panic(expected = "podhost::testing")]
@@ -21,6 +21,18 @@ fn a_failed_call_leaves_the_test_binary_running() {
     let caught = std::panic::catch_unwind(podhost_sdk::context::this_object);
     assert!(caught.is_err(), "the call panics");
     // Still here: the panic unwound instead of aborting.
+}
+
+#[test]
+#[should_panic(expected = "podhost::testing")]
+fn objects_outside_podhost_say_to_use_the_harness() {
+    let _ = objects::get("match", "m-1").call(Method::GET, "/", Vec::new());
+}
+
+#[test]
+#[should_panic(expected = "podhost::testing")]
+fn listing_objects_outside_podhost_says_to_use_the_harness() {
+    let _ = objects::list("match", "", 10, None);
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The runtime: the engine, the deployed classes, the live objects and the
 //! catalog, shared by the gateway and every actor.
 
+mod calls;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +22,7 @@ use crate::bindings::{Request, Response};
 use crate::capabilities;
 use crate::capabilities::ObjectState;
 use crate::capabilities::events::Backlog;
+use crate::capabilities::objects::{CallChain, Peers};
 use crate::config::{AuthSettings, Config};
 use crate::engine::{self, Class};
 use crate::execution::Executor;
@@ -82,6 +85,8 @@ pub struct Runtime {
     tenants: Arc<Tenants>,
     /// The WebSockets of every object, open through their hibernation.
     sockets: Arc<Hub>,
+    /// Which object waits for which through `objects.call`.
+    calls: calls::Waits,
     /// Taken at shutdown, so the writer task can finish.
     catalog_writer: Mutex<Option<(CatalogWriter, JoinHandle<()>)>>,
     _lock: DataDirLock,
@@ -162,6 +167,7 @@ impl Runtime {
             alarms: Alarms::default(),
             tenants,
             sockets,
+            calls: calls::Waits::default(),
             catalog_writer: Mutex::new(Some(writer)),
             _lock: lock,
         });
@@ -180,6 +186,39 @@ impl Runtime {
     ) -> Result<Response, EventError> {
         self.deliver(class, name, |reply| Event::Fetch { request, reply })
             .await?
+    }
+
+    /// Delivers another object's call (`chain` ends with `callee`) and
+    /// waits for its committed response.
+    pub(crate) async fn call(
+        self: &Arc<Self>,
+        callee: ObjectAddr,
+        chain: CallChain,
+        request: Request,
+    ) -> Result<Response, EventError> {
+        self.deliver(callee.class(), callee.name(), |reply| Event::Call {
+            request,
+            chain,
+            reply,
+        })
+        .await?
+    }
+
+    /// How an object's instance reaches other objects.
+    pub(crate) fn peers(self: &Arc<Self>) -> Arc<dyn Peers> {
+        Arc::new(calls::RuntimePeers(Arc::downgrade(self)))
+    }
+
+    /// Waits until the catalog holds every update sent so far.
+    pub async fn catalog_flushed(&self) {
+        let flushed = self
+            .catalog_writer
+            .lock()
+            .as_ref()
+            .map(|(writer, _)| writer.flushed());
+        if let Some(flushed) = flushed {
+            flushed.await;
+        }
     }
 
     /// Delivers object `name`'s alarm event (attempt `retries + 1`) and
@@ -269,6 +308,17 @@ impl Runtime {
         let deleted = self
             .deliver(class, name, |reply| Event::Delete { reply })
             .await??;
+        self.forget_references(class, name).await?;
+        Ok(deleted)
+    }
+
+    /// Tells whatever names object `name` from outside (API keys, handles)
+    /// that it was deleted.
+    pub(crate) async fn forget_references(
+        &self,
+        class: &str,
+        name: &str,
+    ) -> Result<(), EventError> {
         if let Some(references) = self.references.get() {
             references
                 .forget(class.to_string(), name.to_string())
@@ -278,7 +328,7 @@ impl Runtime {
                     EventError::ReferencesRemain
                 })?;
         }
-        Ok(deleted)
+        Ok(())
     }
 
     /// Queues the event `make` builds for the object and waits for its reply.

@@ -7,6 +7,7 @@ mod broadcast;
 mod context;
 pub(crate) mod events;
 mod kv;
+pub(crate) mod objects;
 mod outbound;
 mod sql;
 mod types;
@@ -48,6 +49,8 @@ pub struct ObjectState {
     alarm_changed: bool,
     /// The class's vars and secrets (`context.config`).
     config: Arc<ConfigValues>,
+    /// How this object reaches others, and the running event's chain.
+    calls: objects::Calls,
 }
 
 impl ObjectState {
@@ -72,6 +75,7 @@ impl ObjectState {
             outbox_bytes: 0,
             alarm_changed: false,
             config,
+            calls: objects::Calls::new(None),
         }
     }
 

@@ -91,6 +91,13 @@ limits! {
     /// Largest response body an object may answer with; a larger one is
     /// replaced by a 500 `response_too_large`.
     max_response_bytes: usize = 32 << 20,
+    /// Most calls deep a chain of `objects.call` may go (a client's event
+    /// calling B is 1); a deeper call fails with `call-error.depth`.
+    max_call_depth: u32 = 16,
+    /// Longest a caller waits for `objects.call` (or `delete`); then it
+    /// gets `call-error.timeout`.
+    #[serde(with = "humantime_serde")]
+    call_timeout: Duration = Duration::from_secs(30),
     /// Longest an outbound HTTP request may take to connect (TCP and TLS).
     #[serde(with = "humantime_serde")]
     outbound_connect_timeout: Duration = Duration::from_secs(10),
@@ -158,6 +165,12 @@ impl Limits {
         }
         if self.max_response_bytes == 0 {
             bail!("{whose}: max_response_bytes must be at least 1");
+        }
+        if self.max_call_depth > 1024 {
+            bail!("{whose}: max_call_depth must be at most 1024");
+        }
+        if self.call_timeout < Duration::from_millis(1) {
+            bail!("{whose}: call_timeout must be at least 1ms");
         }
         Ok(())
     }
@@ -248,5 +261,7 @@ mod tests {
         assert_eq!(limits.max_sql_length, 100_000);
         assert_eq!(limits.max_sql_parameters, 999);
         assert_eq!(limits.max_response_bytes, 33_554_432);
+        assert_eq!(limits.max_call_depth, 16);
+        assert_eq!(limits.call_timeout, Duration::from_secs(30));
     }
 }

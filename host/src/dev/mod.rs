@@ -301,5 +301,11 @@ mod tests {
         let counter = example("counter");
         assert_eq!(counter.classes, ["counter"]);
         assert_eq!(counter.table, serde_json::json!({}));
+        let game = example("game");
+        assert_eq!(
+            game.classes,
+            ["game", "match"],
+            "one component, two classes"
+        );
     }
 }

@@ -32,6 +32,9 @@ pub async fn list_objects(
     if let Some(class) = &query.class {
         runtime.tenants().may_manage(&principal, class)?;
     }
+    // What happened before this request (an object created or deleted,
+    // by a client or another object) is listed, though the writer is behind.
+    runtime.catalog_flushed().await;
     let catalog = Arc::clone(runtime.catalog());
     let mut objects = tokio::task::spawn_blocking(move || catalog.objects(query.class.as_deref()))
         .await

@@ -100,7 +100,7 @@ fn access_hint(class: &str, access: Access) -> String {
 }
 
 impl ApiError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    pub(crate) fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
             ApiError::AdminDisabled => (StatusCode::NOT_FOUND, "admin_disabled"),

@@ -6,6 +6,7 @@ use super::admin::AdminRequest;
 use crate::bindings::podhost::object::types::Message as SocketMessage;
 use crate::bindings::{Request, Response};
 use crate::capabilities::events::Backlog;
+use crate::capabilities::objects::CallChain;
 use crate::limits::LimitExceeded;
 use crate::sockets::LoggedEvent;
 use crate::storage::MigrationFailed;
@@ -14,6 +15,15 @@ use crate::storage::MigrationFailed;
 pub(crate) enum Event {
     Fetch {
         request: Request,
+        reply: oneshot::Sender<Result<Response, EventError>>,
+    },
+    /// A request from another object (`objects.call`): run as a fetch,
+    /// with the chain of calls that led to it. It runs on the caller's turn
+    /// of its class's share (the caller only waits), so a chain never waits
+    /// for turns its own callers hold.
+    Call {
+        request: Request,
+        chain: CallChain,
         reply: oneshot::Sender<Result<Response, EventError>>,
     },
     /// Something happened on one of the object's WebSockets.

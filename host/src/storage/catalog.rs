@@ -4,15 +4,17 @@
 //! batches (sent when objects activate and hibernate), so no event waits
 //! for the catalog and no event costs it an `fsync`.
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::Durability;
 
@@ -194,6 +196,28 @@ impl Catalog {
         rows.collect()
     }
 
+    /// Up to `limit` names of `class`'s objects that start with `prefix`,
+    /// after `after`, in order (by bytes, as SQLite compares text).
+    pub fn names(
+        &self,
+        class: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> rusqlite::Result<Vec<String>> {
+        let conn = self.lock();
+        // `name >= prefix` lets the index find the start; `substr` keeps
+        // the prefix exact (no LIKE wildcards to escape).
+        let mut stmt = conn.prepare_cached(
+            "SELECT name FROM objects
+             WHERE class = ?1 AND name >= ?2 AND substr(name, 1, length(?2)) = ?2
+               AND (?3 IS NULL OR name > ?3)
+             ORDER BY name LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(params![class, prefix, after, limit], |row| row.get(0))?;
+        rows.collect()
+    }
+
     /// Object `id`, if the catalog knows it yet (updates reach it in
     /// batches, shortly after an object first opens).
     pub fn object(&self, id: &str) -> rusqlite::Result<Option<ObjectRecord>> {
@@ -243,6 +267,10 @@ pub enum CatalogUpdate {
 #[derive(Clone)]
 pub struct CatalogWriter {
     sender: mpsc::UnboundedSender<CatalogUpdate>,
+    /// Updates sent so far, and (watched) applied so far: a reader that
+    /// must see what was sent before it waits for the second to catch up.
+    sent: Arc<AtomicU64>,
+    applied: watch::Receiver<u64>,
 }
 
 impl CatalogWriter {
@@ -250,6 +278,7 @@ impl CatalogWriter {
     /// after applying what it was sent.
     pub fn start(catalog: Arc<Catalog>) -> (CatalogWriter, tokio::task::JoinHandle<()>) {
         let (sender, mut receiver) = mpsc::unbounded_channel::<CatalogUpdate>();
+        let (done, applied) = watch::channel(0u64);
         let task = tokio::spawn(async move {
             while let Some(first) = receiver.recv().await {
                 let mut batch = vec![first];
@@ -260,19 +289,39 @@ impl CatalogWriter {
                     }
                 }
                 let catalog = Arc::clone(&catalog);
+                let count = batch.len() as u64;
                 match tokio::task::spawn_blocking(move || catalog.apply(&batch)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(error)) => tracing::warn!(%error, "cannot update the catalog"),
                     Err(error) => tracing::warn!(%error, "updating the catalog panicked"),
                 }
+                // Applied or failed: either way, readers need not wait.
+                done.send_modify(|applied| *applied += count);
             }
         });
-        (CatalogWriter { sender }, task)
+        let writer = CatalogWriter {
+            sender,
+            sent: Arc::new(AtomicU64::new(0)),
+            applied,
+        };
+        (writer, task)
     }
 
     pub fn send(&self, update: CatalogUpdate) {
+        // Counted before it is sent, so `flushed` never waits for less.
+        self.sent.fetch_add(1, Ordering::AcqRel);
         // Only fails when the writer is gone, at the very end of shutdown.
         let _ = self.sender.send(update);
+    }
+
+    /// Waits until every update sent before this call is applied (or the
+    /// writer is gone).
+    pub fn flushed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let target = self.sent.load(Ordering::Acquire);
+        let mut applied = self.applied.clone();
+        async move {
+            let _ = applied.wait_for(|applied| *applied >= target).await;
+        }
     }
 }
 

@@ -21,8 +21,18 @@ fn guests() -> &'static BTreeMap<String, PathBuf> {
     static GUESTS: OnceLock<BTreeMap<String, PathBuf>> = OnceLock::new();
     GUESTS.get_or_init(|| {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let packages =
-            ["chat", "counter", "locks", "probe", "sessions", "webhooks"].map(String::from);
+        let packages = [
+            "chat",
+            "counter",
+            "game",
+            "locks",
+            "probe",
+            "ratelimit",
+            "relay",
+            "sessions",
+            "webhooks",
+        ]
+        .map(String::from);
         podhost::dev::build_guests(
             &workspace,
             &packages,

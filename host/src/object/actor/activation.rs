@@ -109,7 +109,8 @@ impl Actor {
                 sent: self.runtime.metrics().outbound_requests.clone(),
                 refused: self.runtime.metrics().outbound_refused.clone(),
             },
-        ));
+        ))
+        .with_peers(self.runtime.peers());
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| state.limits());
         store.epoch_deadline_callback(|mut store| store.data_mut().limits().tick());

@@ -79,9 +79,19 @@ impl Batch {
 
     /// The batch committed: its messages go to the hub, then its replies.
     pub fn release(&mut self, sockets: &Hub, object_id: &str) {
+        self.release_messages(sockets, object_id);
+        self.release_replies();
+    }
+
+    /// The committed batch's socket messages and closes.
+    pub fn release_messages(&mut self, sockets: &Hub, object_id: &str) {
         if !self.outbox.is_empty() {
             sockets.deliver(object_id, std::mem::take(&mut self.outbox));
         }
+    }
+
+    /// The committed batch's replies.
+    pub fn release_replies(&mut self) {
         self.held.drain(..).for_each(Held::send);
     }
 }

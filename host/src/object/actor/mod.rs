@@ -49,6 +49,7 @@ use super::registry::Spawn;
 use crate::alarms::write_alarm;
 use crate::bindings::{Request, Response};
 use crate::capabilities::events::{Backlog, read_backlog};
+use crate::capabilities::objects::CallChain;
 use crate::engine::Class;
 use crate::execution::metered;
 use crate::limits::{Cancelled, LimitExceeded};
@@ -74,6 +75,12 @@ pub(crate) struct Actor {
     /// When the catalog's alarm index says to wake this object, as far as
     /// this actor knows.
     indexed_alarm: Option<i64>,
+    /// The chain of calls of the event about to run, if another object
+    /// sent it (`objects.call`).
+    call_chain: Option<CallChain>,
+    /// An event of the open batch deleted its own object: done once the
+    /// batch commits.
+    delete_after_batch: bool,
     /// Names the object in every log line of its events.
     span: tracing::Span,
 }
@@ -89,6 +96,8 @@ impl Actor {
             batch: Batch::default(),
             last_active: now_ms(),
             indexed_alarm: None,
+            call_chain: None,
+            delete_after_batch: false,
             span: span.clone(),
         };
         tokio::spawn(actor.run(start).instrument(span));
@@ -128,8 +137,14 @@ impl Actor {
                     let _ = reply.send(actor.delete().await);
                 }
                 guest_event => {
-                    let Some(turn) = actor.class.turn().await else {
-                        break;
+                    // A call runs on its caller's turn (see `Event::Call`).
+                    let turn = if matches!(guest_event, Event::Call { .. }) {
+                        None
+                    } else {
+                        let Some(turn) = actor.class.turn().await else {
+                            break;
+                        };
+                        Some(turn)
                     };
                     let runtime = Arc::clone(&actor.runtime);
                     let span = actor.span.clone();
@@ -190,7 +205,7 @@ impl Actor {
         while let Some(current) = event.take() {
             self.follow_upgrade();
             let control = match current {
-                batch @ (Event::Fetch { .. } | Event::Socket { .. }) => {
+                batch @ (Event::Fetch { .. } | Event::Socket { .. } | Event::Call { .. }) => {
                     self.run_batch(batch, mailbox).await
                 }
                 Event::Subscribe {
@@ -364,6 +379,16 @@ impl Actor {
                     let result = self.fetch(&request).await;
                     self.batch.hold(Held::Fetch { reply, result });
                 }
+                Event::Call {
+                    request,
+                    chain,
+                    reply,
+                } => {
+                    self.runtime.metrics().events.inc();
+                    self.call_chain = Some(chain);
+                    let result = self.fetch(&request).await;
+                    self.batch.hold(Held::Fetch { reply, result });
+                }
                 Event::Socket {
                     socket,
                     happened,
@@ -391,19 +416,22 @@ impl Actor {
                 }
                 self.state.discard();
                 self.batch.lose();
+                self.delete_after_batch = false;
             }
             if count < max_events && started.elapsed() < max_delay {
                 next = mailbox.try_recv().ok();
             }
         }
-        self.end_batch();
+        self.end_batch().await;
         control
     }
 
     /// Commits the open batch and lets its outputs go, or, if the commit
     /// fails, rolls it back and answers every event that its writes were
-    /// lost.
-    fn end_batch(&mut self) {
+    /// lost. An object that deleted itself in the batch is deleted between
+    /// its messages and its replies: a client told so finds it gone, and
+    /// what is queued behind finds a new, empty object.
+    async fn end_batch(&mut self) {
         let alarm = self.alarm_before_commit();
         if let Err(error) = self.commit() {
             tracing::error!(%error, "commit failed");
@@ -413,6 +441,22 @@ impl Actor {
             }
             self.state.discard();
             self.batch.lose();
+            self.delete_after_batch = false;
+        } else if std::mem::take(&mut self.delete_after_batch) {
+            self.alarm_after_commit(alarm);
+            self.batch
+                .release_messages(self.runtime.sockets(), self.object.id());
+            let deleted = match self.delete().await {
+                Ok(_) => {
+                    let (class, name) = (self.object.class(), self.object.name());
+                    self.runtime.forget_references(class, name).await
+                }
+                Err(error) => Err(error),
+            };
+            if let Err(error) = deleted {
+                tracing::error!(%error, "the object could not delete itself");
+            }
+            self.batch.release_replies();
         } else {
             self.alarm_after_commit(alarm);
             self.batch.release(self.runtime.sockets(), self.object.id());
@@ -521,11 +565,13 @@ impl Actor {
 
     async fn run_event_in_span<H: Handler>(&mut self, call: H) -> Result<H::Returned, EventError> {
         let fresh = !self.state.is_live();
+        let chain = self.call_chain.take();
         let watch = self.watch();
         self.activate(&watch).await?;
         let Some(Live { store, bindings }) = self.state.live() else {
             return Err(EventError::Activation);
         };
+        store.data_mut().begin_calls(chain);
         store
             .data_mut()
             .limits()
@@ -559,6 +605,7 @@ impl Actor {
         // Sent only if the event's writes are kept.
         let outbox = store.data_mut().take_outbox();
         let alarm_changed = store.data_mut().take_alarm_change();
+        let delete_self = store.data_mut().take_delete_self();
         let db = store.data_mut().database();
         if let Some(verdict) = verdict {
             // Whatever the guest returned, it broke a limit (or the host is
@@ -572,6 +619,7 @@ impl Actor {
             Ok(returned) if returned.kept() => match db.end_event() {
                 Ok(()) => {
                     self.batch.keep(outbox, alarm_changed);
+                    self.delete_after_batch |= delete_self;
                     Ok(returned)
                 }
                 Err(error) if error.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {

@@ -317,6 +317,9 @@ fn caller_json(req: &Request) -> serde_json::Value {
         }),
         Some(Caller::Key(id)) => json!({ "kind": "key", "key": id }),
         Some(Caller::Admin) => json!({ "kind": "admin" }),
+        Some(Caller::Object(object)) => {
+            json!({ "kind": "object", "class": object.class, "name": object.name })
+        }
     };
     json!({
         "caller": caller,
