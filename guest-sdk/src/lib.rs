@@ -37,15 +37,19 @@ mod http_types;
 pub mod kv;
 mod object;
 pub mod random;
+pub mod router;
 pub mod schedule;
 pub mod sockets;
 pub mod sql;
+pub mod table;
 pub mod time;
 
 pub use error::{Error, Result, StorageError, StorageErrorCode};
 pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 pub use http_types::{Request, Response};
 pub use object::Object;
+pub use router::{Params, Router};
+pub use table::{Record, Scope, Table, Type};
 
 /// Stops a native build of a class (its `cargo test`, say) with a clear
 /// message instead of an abort: podhost's imports exist only inside a
