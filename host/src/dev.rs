@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
-use crate::config::ClassConfig;
+use crate::config::{Access, ClassConfig};
 
 /// The target guests are built for.
 pub const GUEST_TARGET: &str = "wasm32-wasip2";
@@ -125,4 +125,63 @@ pub fn classes(built: BTreeMap<String, PathBuf>) -> BTreeMap<String, ClassConfig
             )
         })
         .collect()
+}
+
+/// Sets each example's `access` from its manifest's
+/// `[package.metadata.podhost] access = "user"` (public when absent), so
+/// `podhost dev` serves `blog` at `/me/blog` and `team` at `/orgs/{org}/team`.
+pub fn apply_example_access(
+    workspace: &Path,
+    classes: &mut BTreeMap<String, ClassConfig>,
+) -> anyhow::Result<()> {
+    for (name, class) in classes.iter_mut() {
+        if let Some(access) = example_access(workspace, name)? {
+            class.access = access;
+        }
+    }
+    Ok(())
+}
+
+/// The access `examples/{package}/Cargo.toml` declares, if it is there.
+fn example_access(workspace: &Path, package: &str) -> anyhow::Result<Option<Access>> {
+    let manifest = workspace.join("examples").join(package).join("Cargo.toml");
+    let Ok(text) = std::fs::read_to_string(&manifest) else {
+        return Ok(None);
+    };
+    let parsed: toml::Table =
+        toml::from_str(&text).with_context(|| format!("cannot parse {}", manifest.display()))?;
+    let Some(access) = parsed
+        .get("package")
+        .and_then(|p| p.get("metadata"))
+        .and_then(|m| m.get("podhost"))
+        .and_then(|p| p.get("access"))
+    else {
+        return Ok(None);
+    };
+    let access = access.clone().try_into::<Access>().with_context(|| {
+        format!(
+            "{}: [package.metadata.podhost] access must be one of public, user, org, key, admin",
+            manifest.display()
+        )
+    })?;
+    Ok(Some(access))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn examples_declare_their_access_in_their_manifest() {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        assert_eq!(
+            example_access(&workspace, "blog").ok().flatten(),
+            Some(Access::User)
+        );
+        assert_eq!(
+            example_access(&workspace, "team").ok().flatten(),
+            Some(Access::Org)
+        );
+        assert_eq!(example_access(&workspace, "counter").ok().flatten(), None);
+    }
 }

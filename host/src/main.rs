@@ -100,7 +100,8 @@ fn main() -> anyhow::Result<()> {
                 &packages,
                 &workspace.join("target").join("guests"),
             )?;
-            let classes = dev::classes(built);
+            let mut classes = dev::classes(built);
+            dev::apply_example_access(&workspace, &mut classes)?;
             let config = Config {
                 listen,
                 data_dir,

@@ -335,7 +335,7 @@ impl<'t, T: Serialize + DeserializeOwned> Rows<'t, T> {
     }
 
     /// A query over this scope's rows.
-    pub fn query(&self) -> Query<'_, 't, T> {
-        Query::new(self)
+    pub fn query(&self) -> Query<'t, T> {
+        Query::new(self.table, self.scope.clone())
     }
 }

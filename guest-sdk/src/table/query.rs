@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Record, Rows, schema};
+use super::{Record, Table, schema};
 use crate::sql::{self, Value};
 use crate::{Error, Result};
 
@@ -21,18 +21,20 @@ use crate::{Error, Result};
 /// Rows that sort alike are ordered by id (the same way round), so pages
 /// neither repeat nor skip rows. A cursor is the id of the last row of the
 /// previous page; if that row was deleted meanwhile the page is empty.
-pub struct Query<'r, 't, T> {
-    rows: &'r Rows<'t, T>,
+pub struct Query<'t, T> {
+    table: &'t Table<T>,
+    scope: String,
     filters: Vec<(String, Value)>,
     order: Option<(String, bool)>,
     limit: Option<u32>,
     after: Option<i64>,
 }
 
-impl<'r, 't, T: Serialize + DeserializeOwned> Query<'r, 't, T> {
-    pub(super) fn new(rows: &'r Rows<'t, T>) -> Self {
+impl<'t, T: Serialize + DeserializeOwned> Query<'t, T> {
+    pub(super) fn new(table: &'t Table<T>, scope: String) -> Self {
         Query {
-            rows,
+            table,
+            scope,
             filters: Vec::new(),
             order: None,
             limit: None,
@@ -67,7 +69,7 @@ impl<'r, 't, T: Serialize + DeserializeOwned> Query<'r, 't, T> {
     /// Every matching row.
     pub fn all(self) -> Result<Vec<Record<T>>> {
         let (statement, params) = self.sql()?;
-        self.rows.table.decode(&sql::exec(&statement, params)?)
+        self.table.decode(&sql::exec(&statement, params)?)
     }
 
     /// The first matching row.
@@ -77,7 +79,7 @@ impl<'r, 't, T: Serialize + DeserializeOwned> Query<'r, 't, T> {
 
     /// The statement and its parameters.
     fn sql(&self) -> Result<(String, Vec<Value>)> {
-        let table = self.rows.table;
+        let table = self.table;
         let known = |column: &str| {
             if ["id", "created_at", "updated_at"].contains(&column)
                 || table.declared(column).is_some()
@@ -95,7 +97,7 @@ impl<'r, 't, T: Serialize + DeserializeOwned> Query<'r, 't, T> {
             "SELECT {} FROM {quoted_table} WHERE scope = ?",
             table.select_list()
         );
-        let mut params = vec![Value::Text(self.rows.scope.clone())];
+        let mut params = vec![Value::Text(self.scope.clone())];
         for (column, value) in &self.filters {
             let column = known(column)?;
             if matches!(value, Value::Null) {
@@ -119,7 +121,7 @@ impl<'r, 't, T: Serialize + DeserializeOwned> Query<'r, 't, T> {
                     " AND ({order}, id) {beyond} (SELECT {order}, id FROM {quoted_table} WHERE id = ? AND scope = ?)"
                 ));
                 params.push(Value::Integer(cursor));
-                params.push(Value::Text(self.rows.scope.clone()));
+                params.push(Value::Text(self.scope.clone()));
                 return Ok(finish(
                     statement, params, &order, direction, by_id, self.limit,
                 ));

@@ -5,6 +5,7 @@
 mod accounts;
 mod admin;
 mod alarms;
+mod blog;
 mod browser;
 mod chat;
 mod connections;
@@ -26,3 +27,4 @@ mod sessions;
 mod socket_caps;
 mod storage;
 mod support;
+mod team;

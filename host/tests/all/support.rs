@@ -21,7 +21,10 @@ fn guests() -> &'static BTreeMap<String, PathBuf> {
     static GUESTS: OnceLock<BTreeMap<String, PathBuf>> = OnceLock::new();
     GUESTS.get_or_init(|| {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let packages = ["chat", "counter", "locks", "probe", "sessions"].map(String::from);
+        let packages = [
+            "blog", "chat", "counter", "locks", "probe", "sessions", "team",
+        ]
+        .map(String::from);
         podhost::dev::build_guests(
             &workspace,
             &packages,
@@ -201,7 +204,13 @@ impl Server {
             .extra_classes
             .iter()
             .map(|(name, path)| (name.to_string(), path.clone()));
-        for (name, path) in guests().clone().into_iter().chain(extra) {
+        // A test's own class of a guest's name (another component under
+        // `team`, say) takes the place of that guest.
+        let standard = guests()
+            .clone()
+            .into_iter()
+            .filter(|(name, _)| !options.extra_classes.iter().any(|(extra, _)| extra == name));
+        for (name, path) in standard.chain(extra) {
             let _ = write!(
                 config,
                 "[classes.{name}]\npath = {:?}\n",
@@ -338,6 +347,39 @@ impl Server {
         }
     }
 
+    /// [`events`](Self::events) as the holder of `bearer` (a user's token).
+    pub async fn events_as(&self, path: &str, bearer: &str) -> EventStream {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .expect("subscribed");
+        assert_eq!(response.status(), 200, "{path}");
+        EventStream {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// [`ws`](Self::ws) as the holder of `bearer` (a user's token).
+    pub async fn ws_as(
+        &self,
+        path: &str,
+        bearer: &str,
+    ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let url = format!("{}{path}", self.base.replacen("http://", "ws://", 1));
+        let mut request = url.into_client_request()?;
+        let value = format!("Bearer {bearer}")
+            .parse()
+            .expect("a token is a header value");
+        request.headers_mut().insert("authorization", value);
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(ws)
+    }
+
     pub async fn delete(&self, path: &str) -> (u16, String) {
         read(self.client.delete(self.url(path)).send().await).await
     }
@@ -406,7 +448,9 @@ pub async fn harness_with(
 ) -> podhost::testing::Harness {
     let mut builder = podhost::testing::Harness::builder();
     for (name, path) in guests().iter() {
-        builder = builder.class(name, path);
+        if !extra.iter().any(|(extra, _)| extra == name) {
+            builder = builder.class(name, path);
+        }
     }
     for (name, path) in extra {
         builder = builder.class(name, path);
