@@ -127,25 +127,14 @@ impl Blog {
                 .ok_or_else(|| Error::bad_request(format!("`limit` must be 1 to {MAX_PAGE}")))?,
             None => MAX_PAGE,
         };
-        let mut query = self
-            .posts
-            .of(req)?
-            .query()
-            .order_by("created_at", true)
-            .limit(limit + 1);
+        let mut query = self.posts.of(req)?.query().order_by("created_at", true);
         if let Some(after) = req.query_param("after") {
             let after = after
                 .parse()
                 .map_err(|_| Error::bad_request("`after` must be a post id"))?;
             query = query.after(after);
         }
-        let mut posts = query.all()?;
-        let next = if posts.len() > limit as usize {
-            posts.truncate(limit as usize);
-            posts.last().map(|post| post.id)
-        } else {
-            None
-        };
+        let (posts, next) = query.page(limit)?;
         Ok(Response::json(&json!({ "posts": posts, "next": next })))
     }
 }

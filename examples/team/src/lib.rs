@@ -7,14 +7,17 @@
 //! Routes below `/orgs/{org}/team`:
 //!
 //! - `POST /projects {"name"}`: `201 {"project": {...}}`.
-//! - `GET /projects`: `{"projects": [...]}`, newest first.
+//! - `GET /projects[?limit=N&after=ID]`: `{"projects": [...], "next"}`,
+//!   newest first, up to 1000 at a time (`next`: the cursor of the next
+//!   page, or null).
 //! - `GET /projects/{id}`: `{"project", "tasks"}`; `PUT /projects/{id}
 //!   {"name"}`: `{"project"}`.
 //! - `DELETE /projects/{id}` (owner or admin; a member gets 403): deletes
 //!   the project and its tasks, `{"deleted": true, "project", "tasks_deleted"}`.
 //! - `POST /tasks {"project_id", "title", "done"?}`: `201 {"task": {...}}`;
 //!   a `project_id` that names no project of the organization is a 400.
-//! - `GET /tasks[?project_id=ID]`: `{"tasks": [...]}`, newest first.
+//! - `GET /tasks[?project_id=ID&limit=N&after=ID]`: `{"tasks": [...],
+//!   "next"}`, newest first, paged as projects are.
 //! - `GET /tasks/{id}`, `PUT /tasks/{id} {"title"?, "done"?,
 //!   "project_id"?}`, `DELETE /tasks/{id}`: `{"task": {...}}`.
 //! - `GET /_events` (SSE) and a WebSocket on `/ws`: changes as events
@@ -24,11 +27,15 @@ use std::sync::LazyLock;
 
 use podhost_sdk::caller::{Caller, Role};
 use podhost_sdk::sockets::{self, Accept, Socket};
+use podhost_sdk::table::Query;
 use podhost_sdk::{
-    Error, Object, Params, Request, Response, Result, Router, Scope, StatusCode, Table, Type,
+    Error, Object, Params, Record, Request, Response, Result, Router, Scope, StatusCode, Table,
+    Type,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+const MAX_PAGE: u32 = 1000;
 
 struct Team {
     projects: Table<Project>,
@@ -109,13 +116,11 @@ static ROUTES: LazyLock<Router<Team>> = LazyLock::new(|| {
             Ok(created(json!({ "project": project })))
         })
         .get("/projects", |team, req, _| {
-            let projects = team
-                .projects
-                .of(&req)?
-                .query()
-                .order_by("created_at", true)
-                .all()?;
-            Ok(Response::json(&json!({ "projects": projects })))
+            let query = team.projects.of(&req)?.query().order_by("created_at", true);
+            let (projects, next) = page(&req, query)?;
+            Ok(Response::json(
+                &json!({ "projects": projects, "next": next }),
+            ))
         })
         .get("/projects/:id", |team, req, params| {
             let project = team.project(&req, id(params, "project")?)?;
@@ -160,7 +165,8 @@ static ROUTES: LazyLock<Router<Team>> = LazyLock::new(|| {
                     .map_err(|_| Error::bad_request("`project_id` must be a project id"))?;
                 query = query.where_eq("project_id", project);
             }
-            Ok(Response::json(&json!({ "tasks": query.all()? })))
+            let (tasks, next) = page(&req, query)?;
+            Ok(Response::json(&json!({ "tasks": tasks, "next": next })))
         })
         .get("/tasks/:id", |team, req, params| {
             let task = team.tasks.of(&req)?.get(id(params, "task")?)?;
@@ -216,7 +222,7 @@ impl Object for Team {
 }
 
 impl Team {
-    fn project(&self, req: &Request, id: i64) -> Result<podhost_sdk::Record<Project>> {
+    fn project(&self, req: &Request, id: i64) -> Result<Record<Project>> {
         found(self.projects.of(req)?.get(id)?, "project")
     }
 
@@ -259,6 +265,34 @@ impl Team {
             "tasks_deleted": doomed.len(),
         })))
     }
+}
+
+/// One page of a list: `?limit=` (1 to 1000, 1000 by default) rows after
+/// `?after=` (the `next` of the previous page).
+fn page<T: Serialize + serde::de::DeserializeOwned>(
+    req: &Request,
+    mut query: Query<'_, T>,
+) -> Result<(Vec<Record<T>>, Option<i64>)> {
+    let number = |name: &str| {
+        req.query_param(name)
+            .map(|value| {
+                value
+                    .parse::<i64>()
+                    .map_err(|_| Error::bad_request(format!("`{name}` must be a number")))
+            })
+            .transpose()
+    };
+    if let Some(after) = number("after")? {
+        query = query.after(after);
+    }
+    let limit = match number("limit")? {
+        None => MAX_PAGE,
+        Some(limit) => u32::try_from(limit)
+            .ok()
+            .filter(|limit| (1..=MAX_PAGE).contains(limit))
+            .ok_or_else(|| Error::bad_request(format!("`limit` must be 1 to {MAX_PAGE}")))?,
+    };
+    query.page(limit)
 }
 
 fn created(body: serde_json::Value) -> Response {

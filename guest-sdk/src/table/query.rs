@@ -72,6 +72,21 @@ impl<'t, T: Serialize + DeserializeOwned> Query<'t, T> {
         self.table.decode(&sql::exec(&statement, params)?)
     }
 
+    /// At most `limit` rows, and the cursor for the rows after them
+    /// (`None` when there are no more): pass it to [`after`](Self::after)
+    /// for the next page.
+    pub fn page(self, limit: u32) -> Result<(Vec<Record<T>>, Option<i64>)> {
+        let mut rows = self.limit(limit.saturating_add(1)).all()?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next = if more {
+            rows.last().map(|row| row.id)
+        } else {
+            None
+        };
+        Ok((rows, next))
+    }
+
     /// The first matching row.
     pub fn first(self) -> Result<Option<Record<T>>> {
         Ok(self.limit(1).all()?.pop())

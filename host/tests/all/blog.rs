@@ -130,6 +130,39 @@ async fn a_user_writes_lists_edits_and_deletes_their_posts() {
     assert_eq!(status, 404);
     let (_, list) = call(&server, Method::GET, "/me/blog/posts", Some(&ann), None).await;
     assert_eq!(list["posts"].as_array().map(Vec::len), Some(1));
+    assert_eq!(list["next"], Value::Null);
+
+    // Pages, newest first, with a cursor.
+    let third = create(&server, &ann, "Third", "words").await;
+    let (status, page) = call(
+        &server,
+        Method::GET,
+        "/me/blog/posts?limit=1",
+        Some(&ann),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["posts"], json!([third]));
+    let (_, rest) = call(
+        &server,
+        Method::GET,
+        &format!("/me/blog/posts?limit=1&after={}", page["next"]),
+        Some(&ann),
+        None,
+    )
+    .await;
+    assert_eq!(rest["posts"][0]["title"], "Hello, world");
+    assert_eq!(rest["next"], Value::Null);
+    let (status, _) = call(
+        &server,
+        Method::GET,
+        "/me/blog/posts?limit=0",
+        Some(&ann),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
 
     // A known path with another method: 405 naming the allowed ones.
     let response = server
@@ -356,6 +389,15 @@ async fn post_changes_reach_their_owners_event_stream_and_socket_only() {
     let next = create(&server, &ann, "Next", "after a 400").await;
     assert_eq!(next_change(&mut ann_events).await.1["row"], next);
     assert_eq!(next_json(&mut ann_ws).await["row"], next);
+
+    // A post too large for an event is announced by id, with `truncated`.
+    let long = "x".repeat(100 * 1024);
+    let big = create(&server, &ann, "Long", &long).await;
+    let (_, change) = next_change(&mut ann_events).await;
+    assert_eq!(change["op"], "create");
+    assert_eq!(change["truncated"], true, "{}", change["row"]);
+    assert_eq!(change["row"]["id"], big["id"]);
+    assert_eq!(next_json(&mut ann_ws).await["row"]["id"], big["id"]);
 
     // Sockets are for signed-in users only.
     assert!(server.ws("/me/blog/ws").await.is_err());
