@@ -7,6 +7,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::Response;
 pub use crate::bindings::podhost::object::types::{StorageError, StorageErrorCode};
+use crate::sockets::SocketError;
 
 /// The result of a handler: `Err` rolls the event's writes back.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -19,7 +20,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// [`StorageError`] becomes a status and code of its own (`constraint` is a
 /// 409 `constraint_failed`, `storage-full` a 507 `storage_full`, `too-big`
 /// a 413 `too_big`, the rest a 500 `storage_error`) with its message, never
-/// a debug dump; anything else is a 500 `internal`. Build others with
+/// a debug dump, and so does a socket error (a 500 `socket_error`); anything
+/// else is a 500 `internal`. Build others with
 /// [`Error::new`] or the shorthands, and [`with_code`](Self::with_code).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
@@ -134,6 +136,9 @@ impl<E: std::error::Error + 'static> From<E> for Error {
         if let Some(storage) = (&err as &dyn Any).downcast_ref::<StorageError>() {
             return Error::from_storage(storage);
         }
+        if let Some(socket) = (&err as &dyn Any).downcast_ref::<SocketError>() {
+            return Error::from_socket(socket);
+        }
         Error::internal(err.to_string())
     }
 }
@@ -149,6 +154,19 @@ impl Error {
             | StorageErrorCode::Other => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
         };
         Error::new(status, format!("{}: {}", err.code.name(), err.message)).with_code(code)
+    }
+}
+
+impl Error {
+    fn from_socket(err: &SocketError) -> Self {
+        let message = match err {
+            SocketError::NoSuchSocket => "the socket is not open".to_string(),
+            SocketError::TooBig(what) => format!("too big: {what}"),
+            SocketError::InvalidCode(code) => {
+                format!("{code} is not a close code an object may send")
+            }
+        };
+        Error::internal(message).with_code("socket_error")
     }
 }
 
@@ -211,6 +229,17 @@ mod tests {
         let error: Error = StorageError::new(StorageErrorCode::Other, "disk").into();
         assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!body(error).to_string().contains("StorageError"));
+    }
+
+    #[test]
+    fn a_socket_error_is_a_message_not_a_debug_dump() {
+        let error: Error = SocketError::InvalidCode(7).into();
+        assert_eq!(error.code(), "socket_error");
+        assert!(
+            error.message().contains("7 is not a close code"),
+            "{}",
+            error.message()
+        );
     }
 
     #[test]
