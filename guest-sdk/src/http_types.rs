@@ -1,6 +1,8 @@
 //! `Request` and `Response`: the HTTP side of an event, built on the `http`
 //! crate's method, status and header types.
 
+use std::net::IpAddr;
+
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -18,6 +20,7 @@ pub struct Request {
     headers: HeaderMap,
     body: Vec<u8>,
     caller: Option<Caller>,
+    client_address: Option<IpAddr>,
 }
 
 impl Request {
@@ -35,6 +38,9 @@ impl Request {
             headers: headers_from_wit(request.headers)?,
             body: request.body,
             caller: request.caller,
+            client_address: request
+                .client_address
+                .and_then(|address| address.parse().ok()),
         })
     }
 
@@ -75,6 +81,15 @@ impl Request {
     /// request by name). Never taken from a header a client could forge.
     pub fn caller(&self) -> Option<&Caller> {
         self.caller.as_ref()
+    }
+
+    /// The client's IP address: the connection's peer, or, when the peer
+    /// is one of the server's `trusted_proxies`, the address the proxy
+    /// forwarded (`X-Forwarded-For` or `Forwarded`). `None` when no client
+    /// connection is behind the request. For a WebSocket, the address of
+    /// the request that opened it.
+    pub fn client_address(&self) -> Option<IpAddr> {
+        self.client_address
     }
 
     /// The signed-in user, through `/me` or `/orgs`.
@@ -289,6 +304,7 @@ mod tests {
             headers: vec![("x-name".into(), b"value".to_vec())],
             body: vec![],
             caller: None,
+            client_address: Some("2001:db8::1".into()),
         })
         .expect("a valid request")
     }
@@ -311,6 +327,10 @@ mod tests {
         assert_eq!(req.query_param("missing"), None);
         assert_eq!(req.header("x-name"), Some("value"));
         assert!(request("/").segments().is_empty());
+        assert_eq!(
+            req.client_address(),
+            Some("2001:db8::1".parse().expect("an address"))
+        );
     }
 
     #[test]
@@ -343,6 +363,7 @@ mod tests {
             headers: vec![],
             body: vec![],
             caller: None,
+            client_address: Some("2001:db8::1".into()),
         })
         .expect_err("spaces are not allowed in a method");
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);

@@ -30,6 +30,7 @@
 pub mod alarms;
 pub mod bindings;
 pub mod caller;
+pub mod config;
 pub mod context;
 mod error;
 pub mod events;

@@ -205,6 +205,7 @@ mod tests {
             headers: vec![],
             body: b"{}".to_vec(),
             caller: None,
+            client_address: None,
         })
         .expect("a valid request")
     }

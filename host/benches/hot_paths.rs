@@ -28,6 +28,7 @@ fn request(method: &str, path: &str, body: &[u8]) -> Request {
         headers: Vec::new(),
         body: body.to_vec(),
         caller: None,
+        client_address: None,
     }
 }
 
@@ -114,6 +115,7 @@ fn hot_paths(c: &mut Criterion) {
         access: podhost::config::Access::Public,
         durability: Durability::Normal,
         limits: Limits::default(),
+        config: Default::default(),
     };
     let existing = small_data.path().join("bench.sqlite");
     drop(Database::open(&existing, &settings.database()).expect("create"));

@@ -18,6 +18,13 @@
 //!
 //! [classes.counter.limits] # this class only
 //! max_storage_bytes = 10485760
+//!
+//! [classes.counter.vars]   # read with `config::get`
+//! GREETING = "hello"
+//!
+//! [classes.counter.secrets] # read at start; the values are never here
+//! API_KEY = { env = "COUNTER_API_KEY" }
+//! SIGNING_KEY = { file = "secrets/signing.key" }
 //! ```
 //!
 //! Relative paths are relative to the file's directory.
@@ -33,9 +40,13 @@ use serde::Deserialize;
 use crate::storage::Durability;
 
 mod limits;
+mod values;
 
 pub use limits::{
     KV, KvLimits, LimitOverrides, Limits, MAX_EVENT_NAME_BYTES, MAX_OBJECT_NAME_BYTES,
+};
+pub use values::{
+    ConfigValues, MAX_CONFIG_KEY_BYTES, MAX_CONFIG_KEYS, MAX_CONFIG_VALUE_BYTES, SecretSource,
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,8 +87,9 @@ pub struct Config {
     /// one the admin API is off.
     pub admin_token: Option<Secret>,
     /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For`
-    /// is believed: only for a peer among them is the client's address
-    /// read from that header, for the per-address limits.
+    /// (or `Forwarded`) is believed: only for a peer among them is the
+    /// client's address read from that header, for the per-address limits
+    /// and the objects' `client-address`.
     pub trusted_proxies: Vec<IpRange>,
     /// Accounts: `/auth/*`, `/me`, `/orgs`. On (with these defaults) when a
     /// class has `access = "user"` or `"org"`, or when this section is
@@ -91,6 +103,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Deployed classes by name.
     pub classes: BTreeMap<String, ClassConfig>,
+    /// `[tenants]`: the quotas a tenant gets unless made with its own.
+    pub tenants: crate::tenants::Quotas,
 }
 
 /// `[execution]`: where and how much guest code runs.
@@ -523,6 +537,26 @@ pub struct ClassConfig {
     /// for classes the operator trusts as much as the host itself.
     #[serde(default)]
     pub trusted: bool,
+    /// Plain settings its objects read with `context.config`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    /// Secrets its objects read with `context.config`, by where each is
+    /// read from at start (never the value itself).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// The tenant that owns the class (as if it had deployed it first):
+    /// its token may then manage the class's objects. The tenant may be
+    /// made after the server starts.
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+impl ClassConfig {
+    /// Its vars and its secrets, read now from their sources; an error
+    /// names the class, the key and the source.
+    pub fn config_values(&self, class: &str) -> anyhow::Result<ConfigValues> {
+        values::resolve(class, &self.vars, &self.secrets)
+    }
 }
 
 /// A class's effective settings: the server's, with its overrides.
@@ -531,6 +565,9 @@ pub struct ClassSettings {
     pub durability: Durability,
     pub limits: Limits,
     pub access: Access,
+    /// Its vars and secrets, read when the class was loaded (empty from
+    /// [`Config::class_settings`]; see [`ClassConfig::config_values`]).
+    pub config: std::sync::Arc<ConfigValues>,
 }
 
 impl ClassSettings {
@@ -567,6 +604,7 @@ impl Default for Config {
             execution: ExecutionSettings::default(),
             shutdown_timeout: Duration::from_secs(10),
             classes: BTreeMap::new(),
+            tenants: crate::tenants::Quotas::default(),
         }
     }
 }
@@ -592,6 +630,9 @@ impl Config {
             if class.path.is_relative() {
                 class.path = base.join(&class.path);
             }
+            for source in class.secrets.values_mut() {
+                source.resolve_path(base);
+            }
         }
     }
 
@@ -601,6 +642,7 @@ impl Config {
             durability: class.durability.unwrap_or(self.durability),
             limits: self.limits.overridden_by(&class.limits),
             access: class.access,
+            config: Default::default(),
         }
     }
 
@@ -649,10 +691,18 @@ impl Config {
         self.limits.validate("[limits]")?;
         for (name, class) in &self.classes {
             validate_class_name(name)?;
+            values::validate(name, &class.vars, &class.secrets)?;
             self.class_settings(class)
                 .limits
                 .validate(&format!("[classes.{name}.limits]"))?;
+            if let Some(tenant) = &class.tenant {
+                crate::tenants::validate_name(tenant)
+                    .map_err(|error| anyhow::anyhow!("[classes.{name}] tenant: {error}"))?;
+            }
         }
+        self.tenants
+            .validate("[tenants]")
+            .map_err(|error| anyhow::anyhow!(error))?;
         if let Some(auth) = &self.auth {
             auth.validate()?;
         }

@@ -23,6 +23,7 @@ pub mod os_limits;
 pub mod runtime;
 pub mod sockets;
 pub mod storage;
+pub mod tenants;
 pub mod testing;
 
 pub use config::Config;

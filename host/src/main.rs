@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use podhost::{Config, Runtime, dev, gateway};
+use podhost::gateway::{self, Gateway};
+use podhost::{Config, Runtime, dev};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -123,6 +124,7 @@ fn main() -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let runtime = Runtime::new(config)?;
+    let gateway = Gateway::open(runtime)?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -134,7 +136,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .write_all(format!("podhost listening on http://{address}\n").as_bytes())
         .await?;
     stdout.flush().await?;
-    gateway::serve(listener, runtime, shutdown).await?;
+    gateway::serve(listener, gateway, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

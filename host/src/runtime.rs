@@ -2,16 +2,16 @@
 //! catalog, shared by the gateway and every actor.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use wasmtime::Engine;
 
-use crate::accounts::Accounts;
 use crate::alarms::Alarms;
 use crate::bindings::podhost::object::types::Message as SocketMessage;
 use crate::bindings::{Request, Response};
@@ -27,6 +27,14 @@ use crate::object::{Actor, Event, EventError, ObjectAddr, Objects, SocketEvent, 
 use crate::sockets::{Hub, LoggedEvent};
 use crate::storage::catalog::{Catalog, CatalogUpdate, CatalogWriter};
 use crate::storage::{DataDir, DataDirLock};
+use crate::tenants::Tenants;
+
+/// Names of objects kept outside the objects (API keys and handles, in the
+/// gateway's accounts): forgotten when the object is deleted, so an old key
+/// cannot bring a deleted object back as a new, empty one.
+pub trait ObjectReferences: Send + Sync + 'static {
+    fn forget(&self, class: String, name: String) -> BoxFuture<'static, anyhow::Result<()>>;
+}
 
 pub struct Runtime {
     config: Config,
@@ -44,11 +52,12 @@ pub struct Runtime {
     /// Guests' stdout and stderr on their way to the log.
     guest_logs: GuestLogs,
     catalog: Arc<Catalog>,
-    /// Users, organizations, API keys and handles.
-    accounts: Accounts,
-    /// Whether `/auth`, `/me` and `/orgs` are on.
-    accounts_enabled: bool,
+    /// What names objects outside them (API keys, handles), told when
+    /// one is deleted for good.
+    references: OnceLock<Arc<dyn ObjectReferences>>,
     alarms: Alarms,
+    /// Tenants, the classes they own and their quotas.
+    tenants: Arc<Tenants>,
     /// The WebSockets of every object, open through their hibernation.
     sockets: Arc<Hub>,
     /// Taken at shutdown, so the writer task can finish.
@@ -72,16 +81,21 @@ impl Runtime {
             &config.data_dir,
             config.catalog_durability(),
         )?);
-        let accounts_settings = config.accounts();
-        let accounts_enabled = accounts_settings.is_some();
-        let accounts = Accounts::open(
+        let declared = config
+            .classes
+            .iter()
+            .filter_map(|(name, class)| Some((name.clone(), class.tenant.clone()?)))
+            .collect();
+        let tenants = Arc::new(Tenants::open(
             &config.data_dir,
             config.catalog_durability(),
-            accounts_settings.unwrap_or_default(),
-        )?;
+            config.tenants,
+            declared,
+        )?);
         let mut classes = HashMap::new();
         for (name, class) in &config.classes {
-            let settings = config.class_settings(class);
+            let mut settings = config.class_settings(class);
+            settings.config = Arc::new(class.config_values(name)?);
             let class = Class::load(
                 &engine,
                 &linker,
@@ -114,9 +128,9 @@ impl Runtime {
             metrics,
             guest_logs,
             catalog,
-            accounts,
-            accounts_enabled,
+            references: OnceLock::new(),
             alarms: Alarms::default(),
+            tenants,
             sockets,
             catalog_writer: Mutex::new(Some(writer)),
             _lock: lock,
@@ -216,12 +230,24 @@ impl Runtime {
             .map(drop)
     }
 
-    /// Deletes object `name` of `class` for good: its database files and
-    /// its catalog entry. Returns whether it had a database. A later event
-    /// to the same name starts a new, empty object.
+    /// Deletes object `name` of `class` for good: its database files, its
+    /// catalog entry and what names it elsewhere (see `refer_objects`).
+    /// Returns whether it had a database. A later event to the same name
+    /// starts a new, empty object.
     pub async fn delete(self: &Arc<Self>, class: &str, name: &str) -> Result<bool, EventError> {
-        self.deliver(class, name, |reply| Event::Delete { reply })
-            .await?
+        let deleted = self
+            .deliver(class, name, |reply| Event::Delete { reply })
+            .await??;
+        if let Some(references) = self.references.get() {
+            references
+                .forget(class.to_string(), name.to_string())
+                .await
+                .map_err(|error| {
+                    tracing::error!(class, name, "{error:#}");
+                    EventError::ReferencesRemain
+                })?;
+        }
+        Ok(deleted)
     }
 
     /// Queues the event `make` builds for the object and waits for its reply.
@@ -310,14 +336,15 @@ impl Runtime {
         &self.alarms
     }
 
-    /// The accounts, if on (see `Config::accounts`).
-    pub fn accounts(&self) -> Option<&Accounts> {
-        self.accounts_enabled.then_some(&self.accounts)
+    /// Sets what is told when an object is deleted for good (once; later
+    /// calls are ignored).
+    pub fn refer_objects(&self, references: Arc<dyn ObjectReferences>) {
+        let _ = self.references.set(references);
     }
 
-    /// API keys and handles, which work with or without accounts.
-    pub fn routes(&self) -> &Accounts {
-        &self.accounts
+    /// Who owns which class, and the tenants' quotas.
+    pub fn tenants(&self) -> &Arc<Tenants> {
+        &self.tenants
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {

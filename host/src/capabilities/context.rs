@@ -1,4 +1,4 @@
-//! `podhost:object/context`: who the object is.
+//! `podhost:object/context`: who the object is, and its class's config.
 
 use crate::bindings::podhost::object::context::{Host, ObjectRef};
 use crate::capabilities::ObjectState;
@@ -10,5 +10,9 @@ impl Host for ObjectState {
             name: self.object.name().to_string(),
             id: self.object.id().to_string(),
         }
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).map(str::to_string)
     }
 }

@@ -18,6 +18,7 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{Object, StorageError, StorageErrorCode};
+use crate::config::ConfigValues;
 use crate::limits::EventLimits;
 use crate::logs::GuestLogs;
 use crate::object::ObjectAddr;
@@ -38,6 +39,8 @@ pub struct ObjectState {
     outbox_bytes: usize,
     /// The running event set or cancelled the alarm.
     alarm_changed: bool,
+    /// The class's vars and secrets (`context.config`).
+    config: Arc<ConfigValues>,
 }
 
 impl ObjectState {
@@ -47,6 +50,7 @@ impl ObjectState {
         limits: EventLimits,
         sockets: Arc<Hub>,
         logs: &GuestLogs,
+        config: Arc<ConfigValues>,
     ) -> Self {
         ObjectState {
             wasi: wasi::context(&object, logs),
@@ -58,6 +62,7 @@ impl ObjectState {
             outbox: Vec::new(),
             outbox_bytes: 0,
             alarm_changed: false,
+            config,
         }
     }
 

@@ -1,4 +1,5 @@
-//! `/admin/*`: the operator's API, behind the configured `admin_token`.
+//! `/admin/*`: the operator's API, behind the configured `admin_token`;
+//! tenants reach the parts about their own classes with their tokens.
 
 use std::sync::Arc;
 
@@ -11,26 +12,35 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::{ApiError, credentials};
+use super::{ApiError, Gateway, credentials};
 use crate::accounts::AuthError;
 use crate::runtime::Runtime;
+use crate::tenants::Principal;
 
 #[derive(Deserialize)]
 pub struct ListQuery {
     class: Option<String>,
 }
 
-/// `GET /admin/objects[?class=C]`: the catalog's objects.
+/// `GET /admin/objects[?class=C]`: the catalog's objects; a tenant sees
+/// only those of its own classes (another's class is `404`).
 pub async fn list_objects(
     State(runtime): State<Arc<Runtime>>,
     Query(query): Query<ListQuery>,
-    _: AdminToken,
+    principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
+    if let Some(class) = &query.class {
+        runtime.tenants().may_manage(&principal, class)?;
+    }
     let catalog = Arc::clone(runtime.catalog());
-    let objects = tokio::task::spawn_blocking(move || catalog.objects(query.class.as_deref()))
+    let mut objects = tokio::task::spawn_blocking(move || catalog.objects(query.class.as_deref()))
         .await
         .map_err(|error| ApiError::Internal(error.to_string()))?
         .map_err(|error| ApiError::Internal(format!("cannot read the catalog: {error}")))?;
+    if principal != Principal::Admin {
+        let tenants = runtime.tenants();
+        objects.retain(|object| tenants.sees(&principal, &object.class));
+    }
     Ok(Json(json!({ "objects": objects })))
 }
 
@@ -39,32 +49,26 @@ pub async fn list_objects(
 pub async fn delete_object(
     State(runtime): State<Arc<Runtime>>,
     Path((class, name)): Path<(String, String)>,
-    _: AdminToken,
+    principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
+    runtime.tenants().may_manage(&principal, &class)?;
     let deleted = runtime.delete(&class, &name).await?;
-    runtime.routes().forget_object(&class, &name).await?;
     Ok(Json(json!({ "deleted": deleted })))
 }
 
 /// The operator's credential: a handler taking it runs only for requests
-/// bearing the admin token (and with the admin API on). Put it after the
-/// `Path` and `Query` extractors, so a malformed path still answers `400`.
+/// bearing the admin token (and with the admin API on); a tenant's token
+/// gets `403`. Put it after the `Path` and `Query` extractors, so a
+/// malformed path still answers `400`.
 pub struct AdminToken;
 
-impl FromRequestParts<Arc<Runtime>> for AdminToken {
+impl FromRequestParts<Gateway> for AdminToken {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        runtime: &Arc<Runtime>,
-    ) -> Result<Self, ApiError> {
-        if runtime.config().admin_token.is_none() {
-            return Err(ApiError::AdminDisabled);
-        }
-        if bears_admin_token(runtime, &parts.headers, &parts.extensions, true)? {
-            Ok(AdminToken)
-        } else {
-            Err(ApiError::Unauthorized)
+    async fn from_request_parts(parts: &mut Parts, gateway: &Gateway) -> Result<Self, ApiError> {
+        match Principal::from_request_parts(parts, gateway).await? {
+            Principal::Admin => Ok(AdminToken),
+            Principal::Tenant(_) => Err(ApiError::AdminOnly),
         }
     }
 }
@@ -76,11 +80,12 @@ impl FromRequestParts<Arc<Runtime>> for AdminToken {
 /// address with too many failures gets `429` where the token is required,
 /// and is not taken for the operator elsewhere, until its window ends.
 pub(super) fn bears_admin_token(
-    runtime: &Runtime,
+    gateway: &Gateway,
     headers: &HeaderMap,
     extensions: &Extensions,
     required: bool,
 ) -> Result<bool, ApiError> {
+    let runtime = gateway.runtime();
     let Some(expected) = runtime.config().admin_token.as_ref() else {
         return Ok(false);
     };
@@ -89,7 +94,7 @@ pub(super) fn bears_admin_token(
     };
     let address =
         credentials::client_address(headers, extensions, &runtime.config().trusted_proxies);
-    let throttle = runtime.routes().admin_throttle();
+    let throttle = gateway.routes().admin_throttle();
     if let Err(wait) = throttle.check(address) {
         return if required {
             Err(ApiError::Auth(AuthError::RateLimited(wait)))
@@ -110,7 +115,7 @@ pub(super) fn bears_admin_token(
 /// Compares digests in constant time: comparing the fixed-length digests
 /// rather than the strings keeps the time taken from telling either how
 /// much of a guess was right or the token's length.
-fn same_secret(given: &str, expected: &str) -> bool {
+pub(super) fn same_secret(given: &str, expected: &str) -> bool {
     let (a, b) = (
         Sha256::digest(given.as_bytes()),
         Sha256::digest(expected.as_bytes()),

@@ -4,7 +4,6 @@
 //! cookies only, so no page's script ever reads a token.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -17,8 +16,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::ApiError;
 use super::credentials::{self, REFRESH_COOKIE};
+use super::{ApiError, Gateway};
 use crate::accounts::{Accounts, AuthError, Authenticated, Issued};
 use crate::runtime::Runtime;
 use crate::storage::catalog::now_ms;
@@ -39,22 +38,19 @@ struct RefreshBody {
 
 /// `POST /auth/signup {email, password}`: 201 with a session.
 pub async fn signup(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let accounts = accounts(&runtime)?;
-    let (email, password, address) = email_and_password(&runtime, request).await?;
+    let accounts = gateway.accounts()?;
+    let (email, password, address) = email_and_password(gateway.runtime(), request).await?;
     let issued = accounts.signup(&email, password, address).await?;
     Ok(with_session(accounts, StatusCode::CREATED, issued, true))
 }
 
 /// `POST /auth/login {email, password}`: a new session.
-pub async fn login(
-    State(runtime): State<Arc<Runtime>>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let accounts = accounts(&runtime)?;
-    let (email, password, address) = email_and_password(&runtime, request).await?;
+pub async fn login(State(gateway): State<Gateway>, request: Request) -> Result<Response, ApiError> {
+    let accounts = gateway.accounts()?;
+    let (email, password, address) = email_and_password(gateway.runtime(), request).await?;
     let issued = accounts.login(&email, password, address).await?;
     Ok(with_session(accounts, StatusCode::OK, issued, true))
 }
@@ -63,10 +59,10 @@ pub async fn login(
 /// access token and refresh token for the same session, in the body only
 /// when the refresh token came in the body.
 pub async fn refresh(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let accounts = accounts(&runtime)?;
+    let accounts = gateway.accounts()?;
     let headers = request.headers().clone();
     same_site(&headers)?;
     let body = read_body(request).await?;
@@ -91,10 +87,10 @@ pub async fn refresh(
 /// `POST /auth/logout`: ends the session of the access token (or refresh
 /// cookie) and clears the cookies.
 pub async fn logout(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let accounts = accounts(&runtime)?;
+    let accounts = gateway.accounts()?;
     same_site(&headers)?;
     let ended = accounts
         .logout(
@@ -116,10 +112,10 @@ pub async fn logout(
 
 /// `GET /auth/me`: the signed-in user, their session and organizations.
 pub async fn me(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     SignedIn(caller): SignedIn,
 ) -> Result<Json<Value>, ApiError> {
-    let accounts = accounts(&runtime)?;
+    let accounts = gateway.accounts()?;
     let orgs = accounts.orgs_of(&caller.user).await?;
     Ok(Json(json!({
         "user": caller.user,
@@ -154,24 +150,16 @@ pub(super) fn same_site(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// The accounts, or an error saying they are off.
-pub(super) fn accounts(runtime: &Runtime) -> Result<&Accounts, ApiError> {
-    runtime.accounts().ok_or(ApiError::AccountsDisabled)
-}
-
 /// The signed-in caller of an `/auth/*` route: the request comes from the
 /// server's own origin (see `same_site`) and carries a live session.
 pub struct SignedIn(pub Authenticated);
 
-impl FromRequestParts<Arc<Runtime>> for SignedIn {
+impl FromRequestParts<Gateway> for SignedIn {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        runtime: &Arc<Runtime>,
-    ) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, gateway: &Gateway) -> Result<Self, ApiError> {
         same_site(&parts.headers)?;
-        let (_, caller) = signed_in(runtime, &parts.headers)?;
+        let (_, caller) = signed_in(gateway, &parts.headers)?;
         Ok(SignedIn(caller))
     }
 }
@@ -181,20 +169,20 @@ impl FromRequestParts<Arc<Runtime>> for SignedIn {
 /// bodies are.
 pub struct JsonBody<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<Arc<Runtime>> for JsonBody<T> {
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, _: &Arc<Runtime>) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
         Ok(JsonBody(json_body(&read_body(request).await?)?))
     }
 }
 
 /// The request's signed-in user.
 pub(super) fn signed_in<'a>(
-    runtime: &'a Runtime,
+    gateway: &'a Gateway,
     headers: &HeaderMap,
 ) -> Result<(&'a Accounts, Authenticated), ApiError> {
-    let accounts = accounts(runtime)?;
+    let accounts = gateway.accounts()?;
     let token = credentials::session_token(headers).ok_or(AuthError::Unauthenticated)?;
     Ok((accounts, accounts.authenticate(token)?))
 }

@@ -261,9 +261,12 @@ fn header_is(headers: &HeaderMap, name: &'static str, expected: &str) -> bool {
 }
 
 /// The client's address, when the server knows it: the peer's, or, when
-/// the peer is one of `trusted_proxies`, the right-most address of
-/// `X-Forwarded-For` that is not a trusted proxy (the left part of the
-/// header is whatever the client wrote).
+/// the peer is one of `trusted_proxies`, the right-most address the
+/// proxies forwarded that is not a trusted proxy itself (the left part of
+/// the header is whatever the client wrote). The hops come from
+/// `X-Forwarded-For`, or from the `for=` of `Forwarded` (RFC 7239) when
+/// there is no `X-Forwarded-For`. The per-address throttles and the
+/// object's `client-address` both use this.
 pub fn client_address(
     headers: &HeaderMap,
     extensions: &Extensions,
@@ -280,17 +283,13 @@ fn forwarded_client(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpRang
     if !trusted(peer) {
         return peer;
     }
-    let hops: Vec<&str> = headers
-        .get_all(HeaderName::from_static("x-forwarded-for"))
-        .iter()
-        .flat_map(|value| value.to_str().ok().into_iter().flat_map(|v| v.split(',')))
-        .map(str::trim)
-        .collect();
+    let hops = forwarded_hops(headers);
     let mut client = peer;
     for hop in hops.iter().rev() {
-        // A hop that is not an address ends the walk: the trusted proxy
-        // that passed it on is the best known client.
-        let Ok(address) = hop.parse::<IpAddr>() else {
+        // A hop that is not an address (junk, `unknown`, an obfuscated
+        // `_node`) ends the walk: the trusted proxy that passed it on is
+        // the best known client.
+        let Some(address) = node_address(hop) else {
             break;
         };
         client = address;
@@ -299,6 +298,63 @@ fn forwarded_client(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpRang
         }
     }
     client
+}
+
+/// The forwarded hops, left (the original client, as claimed) to right
+/// (the proxy nearest to us).
+fn forwarded_hops(headers: &HeaderMap) -> Vec<&str> {
+    let values = |name: &'static str| {
+        headers
+            .get_all(HeaderName::from_static(name))
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+    };
+    let xff: Vec<&str> = values("x-forwarded-for").map(str::trim).collect();
+    if !xff.is_empty() {
+        return xff;
+    }
+    // `Forwarded: for=192.0.2.1;proto=https, for="[2001:db8::1]:4711"`:
+    // one element per hop, each with `;`-separated parameters. A hop
+    // without `for=` is kept as an empty (unusable) node.
+    values("forwarded")
+        .map(|element| {
+            element
+                .split(';')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(name, _)| name.trim().eq_ignore_ascii_case("for"))
+                .map_or("", |(_, value)| value.trim())
+        })
+        .collect()
+}
+
+/// The IP address of a forwarded node: `192.0.2.1`, `192.0.2.1:80`,
+/// `2001:db8::1`, `[2001:db8::1]`, `[2001:db8::1]:443`, quoted or not.
+fn node_address(node: &str) -> Option<IpAddr> {
+    let node = node.trim();
+    let node = node
+        .strip_prefix('"')
+        .and_then(|inner| inner.strip_suffix('"'))
+        .unwrap_or(node);
+    if let Ok(address) = node.parse::<IpAddr>() {
+        return Some(address);
+    }
+    if let Some(rest) = node.strip_prefix('[') {
+        let (inner, after) = rest.split_once(']')?;
+        let port_ok = after.is_empty()
+            || after
+                .strip_prefix(':')
+                .is_some_and(|port| port.parse::<u16>().is_ok() || port.starts_with('_'));
+        return port_ok
+            .then(|| inner.parse::<std::net::Ipv6Addr>().ok())
+            .flatten()
+            .map(IpAddr::V6);
+    }
+    let (host, port) = node.split_once(':')?;
+    if port.parse::<u16>().is_err() && !port.starts_with('_') {
+        return None;
+    }
+    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
 }
 
 #[cfg(test)]
@@ -560,6 +616,69 @@ mod tests {
         assert_eq!(
             forwarded_client(ip("10.0.0.2"), &HeaderMap::new(), &ranges),
             ip("10.0.0.2")
+        );
+    }
+
+    #[test]
+    fn reads_forwarded_nodes_with_ports_brackets_and_quotes() {
+        let ip = |text: &str| text.parse::<IpAddr>().ok();
+        for (node, expected) in [
+            ("192.0.2.43", ip("192.0.2.43")),
+            ("192.0.2.43:8080", ip("192.0.2.43")),
+            ("\"192.0.2.43:_hidden\"", ip("192.0.2.43")),
+            ("2001:db8::17", ip("2001:db8::17")),
+            ("\"[2001:db8:cafe::17]:4711\"", ip("2001:db8:cafe::17")),
+            ("[2001:db8::1]", ip("2001:db8::1")),
+            ("unknown", None),
+            ("_hidden", None),
+            ("[2001:db8::1]x", None),
+            ("192.0.2.43:99999", None),
+            ("\"", None),
+            ("", None),
+        ] {
+            assert_eq!(node_address(node), expected, "{node}");
+        }
+    }
+
+    #[test]
+    fn forwarded_is_read_when_there_is_no_x_forwarded_for() {
+        let ranges: Vec<IpRange> = vec!["10.0.0.0/8".parse().expect("a range")];
+        let ip = |text: &str| text.parse::<IpAddr>().expect("an address");
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("forwarded", HeaderValue::from_static(value));
+            headers
+        };
+        let two = with("for=198.51.100.1;proto=http, For=\"[2001:db8:cafe::17]:4711\";by=10.0.0.1");
+        assert_eq!(
+            forwarded_client(ip("10.0.0.2"), &two, &ranges),
+            ip("2001:db8:cafe::17"),
+            "the right-most untrusted hop"
+        );
+        assert_eq!(
+            forwarded_client(ip("203.0.113.5"), &two, &ranges),
+            ip("203.0.113.5"),
+            "an untrusted peer's header is ignored"
+        );
+        assert_eq!(
+            forwarded_client(
+                ip("10.0.0.2"),
+                &with("for=192.0.2.1, for=10.0.0.9"),
+                &ranges
+            ),
+            ip("192.0.2.1"),
+            "trusted hops are skipped"
+        );
+        assert_eq!(
+            forwarded_client(ip("10.0.0.2"), &with("for=unknown"), &ranges),
+            ip("10.0.0.2")
+        );
+        let mut both = with("for=192.0.2.1");
+        both.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.2"));
+        assert_eq!(
+            forwarded_client(ip("10.0.0.2"), &both, &ranges),
+            ip("192.0.2.2"),
+            "X-Forwarded-For wins"
         );
     }
 }

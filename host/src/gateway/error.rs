@@ -11,6 +11,7 @@ use crate::config::Access;
 use crate::limits::LimitExceeded;
 use crate::object::EventError;
 use crate::sockets::SocketRefused;
+use crate::tenants::TenantError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -18,7 +19,9 @@ pub enum ApiError {
     RouteNotFound,
     #[error("the admin API is off: set admin_token in the config to turn it on")]
     AdminDisabled,
-    #[error("this needs the admin token: Authorization: Bearer <admin_token>")]
+    #[error(
+        "this needs the admin token (Authorization: Bearer <admin_token>), or for a tenant's own classes its token"
+    )]
     Unauthorized,
     #[error("internal error: {0}")]
     Internal(String),
@@ -54,6 +57,10 @@ pub enum ApiError {
     InvalidKey,
     #[error("class {class} has no handle {handle:?}")]
     HandleNotFound { class: String, handle: String },
+    #[error("this needs the admin token: a tenant's token acts only on its own classes")]
+    AdminOnly,
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
 }
 
 /// How objects of `class` are reached, given its access.
@@ -92,6 +99,18 @@ impl ApiError {
             ApiError::InvalidKey => (StatusCode::UNAUTHORIZED, "invalid_key"),
             ApiError::CrossOrigin => (StatusCode::FORBIDDEN, "cross_origin"),
             ApiError::HandleNotFound { .. } => (StatusCode::NOT_FOUND, "handle_not_found"),
+            ApiError::AdminOnly => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Tenant(tenant) => match tenant {
+                TenantError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+                TenantError::Exists(_) => (StatusCode::CONFLICT, "tenant_exists"),
+                TenantError::NoSuchTenant(_) => (StatusCode::NOT_FOUND, "tenant_not_found"),
+                TenantError::OwnsClasses { .. } => (StatusCode::CONFLICT, "tenant_owns_classes"),
+                // As for a class that does not exist: existence must not leak.
+                TenantError::NotFound(_) => (StatusCode::NOT_FOUND, "class_not_found"),
+                TenantError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+                TenantError::Quota(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
+                TenantError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
             ApiError::Auth(auth) => match auth {
                 AuthError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
                 AuthError::WeakPassword(_) => (StatusCode::BAD_REQUEST, "weak_password"),
@@ -125,7 +144,9 @@ impl ApiError {
                 }
                 EventError::Activation => (StatusCode::INTERNAL_SERVER_ERROR, "activation_failed"),
                 EventError::EventLog => (StatusCode::INTERNAL_SERVER_ERROR, "event_log_failed"),
-                EventError::DeleteFailed => (StatusCode::INTERNAL_SERVER_ERROR, "delete_failed"),
+                EventError::DeleteFailed | EventError::ReferencesRemain => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "delete_failed")
+                }
                 EventError::DeferredConstraint => (StatusCode::CONFLICT, "constraint_failed"),
                 EventError::Migration(_) => (StatusCode::INTERNAL_SERVER_ERROR, "migration_failed"),
                 EventError::Commit => (StatusCode::INTERNAL_SERVER_ERROR, "commit_failed"),
@@ -134,6 +155,7 @@ impl ApiError {
                     (StatusCode::SERVICE_UNAVAILABLE, "too_many_active_objects")
                 }
                 EventError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+                EventError::QuotaExceeded(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
             },
         }
     }

@@ -3,46 +3,43 @@
 //! reaches the object as `/objects/{class}/{name}` would, with the same
 //! access rules; the operator sets and removes handles under `/admin`.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::admin::AdminToken;
 use super::auth::JsonBody;
 use super::keys::check_object;
 use super::routed::Routed;
-use super::{ApiError, auth, objects};
-use crate::runtime::Runtime;
+use super::{ApiError, Gateway, auth, objects};
+use crate::tenants::Principal;
 
 pub async fn deliver(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     Routed {
         params: [class, handle],
         path,
     }: Routed<2>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    forward_by_handle(&runtime, &class, &handle, &path, request).await
+    forward_by_handle(&gateway, &class, &handle, &path, request).await
 }
 
 async fn forward_by_handle(
-    runtime: &Arc<Runtime>,
+    gateway: &Gateway,
     class: &str,
     handle: &str,
     path: &str,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let caller = objects::by_name(runtime, class, &request)?;
-    let name = resolve(runtime, class, handle).await?;
-    objects::forward(runtime, class, &name, path, request, caller).await
+    let caller = objects::by_name(gateway, class, &request)?;
+    let name = resolve(gateway, class, handle).await?;
+    objects::forward(gateway, class, &name, path, request, caller).await
 }
 
-async fn resolve(runtime: &Runtime, class: &str, handle: &str) -> Result<String, ApiError> {
-    runtime
+async fn resolve(gateway: &Gateway, class: &str, handle: &str) -> Result<String, ApiError> {
+    gateway
         .routes()
         .resolve_handle(class, handle)
         .await?
@@ -60,14 +57,15 @@ pub struct Target {
 /// `PUT /admin/handles/{class}/{handle} {name}`: points the handle at
 /// object `name`, replacing what it pointed at.
 pub async fn set(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     Path((class, handle)): Path<(String, String)>,
-    _: AdminToken,
+    principal: Principal,
     JsonBody(body): JsonBody<Target>,
 ) -> Result<Json<Value>, ApiError> {
+    gateway.runtime().tenants().may_manage(&principal, &class)?;
     let name = auth::required(body.name, "name")?;
-    check_object(&runtime, &class, &name)?;
-    let handle = runtime.routes().set_handle(&class, &handle, &name).await?;
+    check_object(gateway.runtime(), &class, &name)?;
+    let handle = gateway.routes().set_handle(&class, &handle, &name).await?;
     Ok(Json(
         json!({ "class": class, "handle": handle, "name": name }),
     ))
@@ -75,11 +73,12 @@ pub async fn set(
 
 /// `GET /admin/handles/{class}/{handle}`: the object it stands for.
 pub async fn get(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     Path((class, handle)): Path<(String, String)>,
-    _: AdminToken,
+    principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
-    let name = resolve(&runtime, &class, &handle).await?;
+    gateway.runtime().tenants().may_manage(&principal, &class)?;
+    let name = resolve(&gateway, &class, &handle).await?;
     Ok(Json(
         json!({ "class": class, "handle": handle, "name": name }),
     ))
@@ -87,20 +86,22 @@ pub async fn get(
 
 /// `DELETE /admin/handles/{class}/{handle}`.
 pub async fn delete(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     Path((class, handle)): Path<(String, String)>,
-    _: AdminToken,
+    principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
-    let deleted = runtime.routes().delete_handle(&class, &handle).await?;
+    gateway.runtime().tenants().may_manage(&principal, &class)?;
+    let deleted = gateway.routes().delete_handle(&class, &handle).await?;
     Ok(Json(json!({ "deleted": deleted })))
 }
 
 /// `GET /admin/objects/{class}/{name}/handles`.
 pub async fn list(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     Path((class, name)): Path<(String, String)>,
-    _: AdminToken,
+    principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
-    let handles = runtime.routes().handles_of(&class, &name).await?;
+    gateway.runtime().tenants().may_manage(&principal, &class)?;
+    let handles = gateway.routes().handles_of(&class, &name).await?;
     Ok(Json(json!({ "handles": handles })))
 }

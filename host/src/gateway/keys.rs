@@ -2,8 +2,6 @@
 //! reaches the object the key was made for, whatever its class's access;
 //! the operator makes, lists and revokes keys under `/admin`.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -13,32 +11,33 @@ use serde_json::{Value, json};
 
 use super::admin::AdminToken;
 use super::routed::Routed;
-use super::{ApiError, auth, credentials, objects};
+use super::{ApiError, Gateway, auth, credentials, objects};
 use crate::accounts::Admission;
 use crate::runtime::Runtime;
+use crate::tenants::Principal;
 
 pub async fn deliver(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     Routed { path, .. }: Routed<0>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    forward_by_key(&runtime, &path, request).await
+    forward_by_key(&gateway, &path, request).await
 }
 
 async fn forward_by_key(
-    runtime: &Arc<Runtime>,
+    gateway: &Gateway,
     path: &str,
     request: Request,
 ) -> Result<Response, ApiError> {
     let key = credentials::bearer(request.headers()).ok_or(ApiError::InvalidKey)?;
-    let target = runtime
+    let target = gateway
         .routes()
         .resolve_key(key)
         .await?
         .ok_or(ApiError::InvalidKey)?;
     let admission = Admission::key(target.id);
     let (class, name) = (target.class, target.name);
-    objects::forward(runtime, &class, &name, path, request, admission).await
+    objects::forward(gateway, &class, &name, path, request, admission).await
 }
 
 #[derive(Deserialize, Default)]
@@ -49,19 +48,20 @@ struct NewKey {
 /// `POST /admin/objects/{class}/{name}/keys [{label}]`: a new key; the
 /// answer is the only place its secret appears.
 pub async fn create(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     Path((class, name)): Path<(String, String)>,
-    _: AdminToken,
+    principal: Principal,
     request: Request,
 ) -> Result<Response, ApiError> {
-    check_object(&runtime, &class, &name)?;
+    gateway.runtime().tenants().may_manage(&principal, &class)?;
+    check_object(gateway.runtime(), &class, &name)?;
     let body = auth::read_body(request).await?;
     let given: NewKey = if body.is_empty() {
         NewKey::default()
     } else {
         auth::json_body(&body)?
     };
-    let key = runtime
+    let key = gateway
         .routes()
         .create_key(&class, &name, given.label.as_deref().unwrap_or(""))
         .await?;
@@ -72,21 +72,23 @@ pub async fn create(
 /// `GET /admin/objects/{class}/{name}/keys`: the object's keys, without
 /// their secrets.
 pub async fn list(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     Path((class, name)): Path<(String, String)>,
-    _: AdminToken,
+    principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
-    let keys = runtime.routes().keys_of(&class, &name).await?;
+    gateway.runtime().tenants().may_manage(&principal, &class)?;
+    let keys = gateway.routes().keys_of(&class, &name).await?;
     Ok(Json(json!({ "keys": keys })))
 }
 
-/// `DELETE /admin/keys/{id}`: revokes a key at once.
+/// `DELETE /admin/keys/{id}`: revokes a key at once. The operator's only:
+/// a key's id does not say whose class it is for.
 pub async fn revoke(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     Path(id): Path<String>,
     _: AdminToken,
 ) -> Result<Json<Value>, ApiError> {
-    let revoked = runtime.routes().revoke_key(&id).await?;
+    let revoked = gateway.routes().revoke_key(&id).await?;
     Ok(Json(json!({ "revoked": revoked })))
 }
 

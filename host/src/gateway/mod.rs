@@ -12,9 +12,12 @@ mod keys;
 mod me;
 mod objects;
 mod orgs;
+mod principal;
 mod routed;
 mod server;
 mod sockets;
+mod state;
+mod tenants;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,10 +27,10 @@ use axum::routing::{any, delete, get, post, put};
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
+pub use state::Gateway;
 
-use crate::runtime::Runtime;
-
-pub fn router(runtime: Arc<Runtime>) -> Router {
+/// Every route, on the gateway's state.
+pub fn router(gateway: Gateway) -> Router {
     Router::new()
         .route("/objects/{class}/{name}", any(objects::deliver))
         .route("/objects/{class}/{name}/{*path}", any(objects::deliver))
@@ -64,6 +67,11 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         )
         .route("/admin/objects/{class}/{name}/handles", get(handles::list))
         .route("/admin/keys/{id}", delete(keys::revoke))
+        .route("/admin/tenants", post(tenants::create).get(tenants::list))
+        .route(
+            "/admin/tenants/{name}",
+            get(tenants::get).delete(tenants::delete),
+        )
         .route(
             "/admin/handles/{class}/{handle}",
             put(handles::set).get(handles::get).delete(handles::delete),
@@ -71,7 +79,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .fallback(|| async { ApiError::RouteNotFound })
-        .with_state(runtime)
+        .with_state(gateway)
 }
 
 /// Serves until `shutdown` resolves, then lets requests in flight finish
@@ -79,9 +87,10 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
 /// `[server]` timeouts and caps (see `server`).
 pub async fn serve(
     listener: TcpListener,
-    runtime: Arc<Runtime>,
+    gateway: Gateway,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let runtime = Arc::clone(gateway.runtime());
     // Requests in flight get until the shutdown deadline; the events still
     // running then are cancelled, so their requests end too.
     let stopping = Arc::clone(&runtime);
@@ -90,7 +99,7 @@ pub async fn serve(
         stopping.begin_shutdown();
     };
     let settings = runtime.config().server.clone();
-    server::run(listener, router(Arc::clone(&runtime)), settings, shutdown).await;
+    server::run(listener, router(gateway), settings, shutdown).await;
     runtime.shut_down().await;
     Ok(())
 }

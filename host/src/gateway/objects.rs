@@ -11,12 +11,11 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::Response;
 
 use super::routed::Routed;
-use super::{ApiError, admin, credentials, events, sockets};
+use super::{ApiError, Gateway, admin, credentials, events, sockets};
 use crate::accounts::{Admission, Caller};
 use crate::bindings;
 use crate::bindings::podhost::object::types as wit;
 use crate::config::{Access, MAX_OBJECT_NAME_BYTES};
-use crate::runtime::Runtime;
 
 /// Headers about the client connection, not the message; never forwarded.
 const HOP_BY_HOP: &[&str] = &[
@@ -30,27 +29,27 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 pub async fn deliver(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     Routed {
         params: [class, name],
         path,
     }: Routed<2>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let admission = by_name(&runtime, &class, &request)?;
-    forward(&runtime, &class, &name, &path, request, admission).await
+    let admission = by_name(&gateway, &class, &request)?;
+    forward(&gateway, &class, &name, &path, request, admission).await
 }
 
 /// Who may address an object of `class` by its name (or a handle): the
 /// operator, and anyone for public classes.
 pub(super) fn by_name(
-    runtime: &Runtime,
+    gateway: &Gateway,
     class: &str,
     request: &Request,
 ) -> Result<Admission, ApiError> {
-    let access = runtime.class(class)?.settings().access;
+    let access = gateway.runtime().class(class)?.settings().access;
     if admin::bears_admin_token(
-        runtime,
+        gateway,
         request.headers(),
         request.extensions(),
         access != Access::Public,
@@ -80,7 +79,7 @@ pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
 /// WebSocket upgrade or a subscription to its events. Connections close
 /// when the admission's session, membership or key ends.
 pub(super) async fn forward(
-    runtime: &Arc<Runtime>,
+    gateway: &Gateway,
     class: &str,
     name: &str,
     path: &str,
@@ -88,20 +87,26 @@ pub(super) async fn forward(
     admission: Admission,
 ) -> Result<Response, ApiError> {
     check_name(name)?;
-    let runtime = Arc::clone(runtime);
+    let runtime = Arc::clone(gateway.runtime());
     let (class, name) = (class.to_string(), name.to_string());
     let limits = runtime.class(&class)?.settings().limits.clone();
     let limit = limits.max_body_bytes;
     if path == events::EVENTS_PATH && request.method() == Method::GET {
         let (parts, _) = request.into_parts();
-        let revocation = runtime.routes().watch(&admission);
+        let revocation = gateway.routes().watch(&admission);
         return events::stream(runtime, class, name, parts, revocation).await;
     }
-    let routes = runtime.routes();
+    let routes = gateway.routes();
+    let client_address = credentials::client_address(
+        request.headers(),
+        request.extensions(),
+        &runtime.config().trusted_proxies,
+    );
     let seen = Seen {
         caller: admission.caller.as_ref().map(Caller::to_wit),
+        client_address: client_address.map(|address| address.to_canonical().to_string()),
         hide_authorization: admission.caller.is_some(),
-        is_credential: &|token| routes.is_credential(token),
+        is_credential: &|token| routes.is_credential(token) || crate::tenants::is_token(token),
     };
     if is_websocket_upgrade(request.headers()) {
         let max = runtime.config().server.max_websocket_handshakes;
@@ -110,7 +115,7 @@ pub(super) async fn forward(
         };
         let (parts, _) = request.into_parts();
         let request = object_request(&parts, path, Vec::new(), seen);
-        let revocation = runtime.routes().watch(&admission);
+        let revocation = gateway.routes().watch(&admission);
         return sockets::open(runtime, class, name, request, parts, revocation).await;
     }
     let request = to_object_request(request, path, limit, seen).await?;
@@ -130,6 +135,8 @@ pub(super) async fn forward(
 /// What the object is told of who sent a request.
 struct Seen<'a> {
     caller: Option<wit::Caller>,
+    /// The client's IP address (see `credentials::client_address`).
+    client_address: Option<String>,
     /// The request was admitted with a podhost credential, which is the
     /// host's business only: no `Authorization` header goes through.
     hide_authorization: bool,
@@ -196,6 +203,7 @@ fn object_request(parts: &Parts, path: &str, body: Vec<u8>, seen: Seen<'_>) -> b
         headers,
         body,
         caller: seen.caller,
+        client_address: seen.client_address,
     }
 }
 

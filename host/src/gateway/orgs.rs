@@ -2,8 +2,6 @@
 //! organization's object of an `access = "org"` class, for its members
 //! only; `/auth/orgs/...` creates organizations and manages members.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -13,32 +11,31 @@ use serde_json::{Value, json};
 
 use super::auth::{JsonBody, SignedIn};
 use super::routed::Routed;
-use super::{ApiError, auth, objects};
+use super::{ApiError, Gateway, auth, objects};
 use crate::accounts::{Admission, Role};
 use crate::config::Access;
-use crate::runtime::Runtime;
 
 pub async fn deliver(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     Routed {
         params: [org, class],
         path,
     }: Routed<2>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    forward_to_org(&runtime, &org, &class, &path, request).await
+    forward_to_org(&gateway, &org, &class, &path, request).await
 }
 
 async fn forward_to_org(
-    runtime: &Arc<Runtime>,
+    gateway: &Gateway,
     org: &str,
     class: &str,
     path: &str,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (accounts, signed_in) = auth::signed_in(runtime, request.headers())?;
+    let (accounts, signed_in) = auth::signed_in(gateway, request.headers())?;
     let role = accounts.role(org, &signed_in.user).await?;
-    let access = runtime.class(class)?.settings().access;
+    let access = gateway.runtime().class(class)?.settings().access;
     if access != Access::Org {
         return Err(ApiError::WrongRoute {
             class: class.to_string(),
@@ -46,7 +43,7 @@ async fn forward_to_org(
         });
     }
     let admission = Admission::member(signed_in.user, &signed_in.session, org, role);
-    objects::forward(runtime, class, org, path, request, admission).await
+    objects::forward(gateway, class, org, path, request, admission).await
 }
 
 #[derive(Deserialize)]
@@ -62,11 +59,11 @@ pub struct NewMember {
 
 /// `POST /auth/orgs {name}`: a new organization, owned by the caller.
 pub async fn create(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     SignedIn(signed_in): SignedIn,
     JsonBody(body): JsonBody<NewOrg>,
 ) -> Result<Response, ApiError> {
-    let accounts = auth::accounts(&runtime)?;
+    let accounts = gateway.accounts()?;
     let name = auth::required(body.name, "name")?;
     let org = accounts.create_org(&signed_in.user, &name).await?;
     Ok((StatusCode::CREATED, Json(json!({ "org": org }))).into_response())
@@ -74,21 +71,21 @@ pub async fn create(
 
 /// `GET /auth/orgs`: the caller's organizations and roles.
 pub async fn list(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     SignedIn(signed_in): SignedIn,
 ) -> Result<Json<Value>, ApiError> {
-    let accounts = auth::accounts(&runtime)?;
+    let accounts = gateway.accounts()?;
     let orgs = accounts.orgs_of(&signed_in.user).await?;
     Ok(Json(json!({ "orgs": orgs })))
 }
 
 /// `GET /auth/orgs/{org}/members`: for members.
 pub async fn members(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     Path(org): Path<String>,
     SignedIn(signed_in): SignedIn,
 ) -> Result<Json<Value>, ApiError> {
-    let accounts = auth::accounts(&runtime)?;
+    let accounts = gateway.accounts()?;
     let members = accounts.members(&org, &signed_in.user).await?;
     Ok(Json(json!({ "members": members })))
 }
@@ -96,12 +93,12 @@ pub async fn members(
 /// `PUT /auth/orgs/{org}/members {email, role}`: adds a member or changes
 /// their role.
 pub async fn set_member(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     Path(org): Path<String>,
     SignedIn(signed_in): SignedIn,
     JsonBody(body): JsonBody<NewMember>,
 ) -> Result<Json<Value>, ApiError> {
-    let accounts = auth::accounts(&runtime)?;
+    let accounts = gateway.accounts()?;
     let email = auth::required(body.email, "email")?;
     let role = auth::required(body.role, "role")?;
     let role = Role::parse(&role).ok_or_else(|| {
@@ -117,11 +114,11 @@ pub async fn set_member(
 /// `DELETE /auth/orgs/{org}/members/{user}`: removes a member (or lets the
 /// caller leave).
 pub async fn remove_member(
-    State(runtime): State<Arc<Runtime>>,
+    State(gateway): State<Gateway>,
     Path((org, user)): Path<(String, String)>,
     SignedIn(signed_in): SignedIn,
 ) -> Result<Json<Value>, ApiError> {
-    let accounts = auth::accounts(&runtime)?;
+    let accounts = gateway.accounts()?;
     accounts.remove_member(&org, &signed_in.user, &user).await?;
     Ok(Json(json!({ "removed": true })))
 }

@@ -70,7 +70,7 @@ pub async fn open(
         registered,
         queue,
         control,
-        revocation,
+        revoked: Box::pin(revocation.ended()),
     };
     // If the upgrade fails, the callback below is never given `accepted`:
     // dropping it unregisters the socket and tells the object.

@@ -84,6 +84,10 @@ pub enum EventError {
     DeferredConstraint,
     #[error("the object's files could not be removed")]
     DeleteFailed,
+    #[error(
+        "the object was deleted, but its API keys and handles could not be removed; delete it again"
+    )]
+    ReferencesRemain,
     #[error("the object could not be activated")]
     Activation,
     #[error("the object's event log could not be read")]
@@ -96,4 +100,7 @@ pub enum EventError {
     Overloaded,
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// A new object would take its class's tenant past a quota.
+    #[error(transparent)]
+    QuotaExceeded(crate::tenants::QuotaExceeded),
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
+use futures_util::future::BoxFuture;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
@@ -15,7 +16,6 @@ use tokio_tungstenite::tungstenite;
 use super::hub::Control;
 use super::outbox::close_frame;
 use super::{Hub, Outgoing};
-use crate::accounts::Revocation;
 use crate::bindings::podhost::object::types::Message as SocketMessage;
 use crate::object::EventError;
 use crate::runtime::Runtime;
@@ -106,9 +106,9 @@ pub struct Accepted {
     pub registered: Registered,
     pub queue: mpsc::Receiver<Message>,
     pub control: Arc<Control>,
-    /// Fires when the session, membership or key the socket was opened
-    /// with ends.
-    pub revocation: Revocation,
+    /// Resolves when the access the socket was opened with ends (a
+    /// session, a membership, a key): the socket is then closed.
+    pub revoked: BoxFuture<'static, ()>,
 }
 
 /// Runs the connection until either side closes it, then tells the object
@@ -118,7 +118,7 @@ pub async fn run(ws: WebSocket, accepted: Accepted) {
         mut registered,
         queue,
         control,
-        revocation,
+        revoked,
     } = accepted;
     registered.armed = false;
     let runtime = Arc::clone(&registered.runtime);
@@ -152,7 +152,7 @@ pub async fn run(ws: WebSocket, accepted: Accepted) {
     let closed = tokio::select! {
         closed = reader.read(stream, &control) => closed,
         ended = &mut writer => ended.ok().flatten().unwrap_or((ABNORMAL, String::new())),
-        () = revocation.ended() => {
+        () = revoked => {
             control.force(POLICY_VIOLATION, ACCESS_ENDED);
             (POLICY_VIOLATION, ACCESS_ENDED.to_string())
         }

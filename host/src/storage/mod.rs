@@ -14,6 +14,6 @@ mod template;
 
 pub use authorizer::{RESERVED_PREFIX, mentions_reserved_name};
 pub use database::{Database, Durability, MigrationFailed, Settings as DatabaseSettings};
-pub use layout::DataDir;
+pub use layout::{DataDir, wal_path};
 pub use lock::DataDirLock;
 pub use memory::configure_sqlite;

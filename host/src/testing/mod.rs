@@ -81,7 +81,9 @@ impl HarnessBuilder {
     }
 
     /// Deploys class `name` with its own settings (`access`, `durability`,
-    /// limit overrides, `trusted`), as a `[classes.name]` table would.
+    /// limit overrides, `trusted`, `vars`, `secrets`), as a
+    /// `[classes.name]` table would; secrets are read when the harness
+    /// starts.
     pub fn class_with(mut self, name: &str, class: ClassConfig) -> Self {
         self.config.classes.insert(name.to_string(), class);
         self
@@ -127,7 +129,8 @@ impl HarnessBuilder {
         if !self.real_alarms {
             runtime.alarms().stop();
         }
-        let router = crate::gateway::router(Arc::clone(&runtime));
+        let gateway = crate::gateway::Gateway::open(Arc::clone(&runtime))?;
+        let router = crate::gateway::router(gateway);
         Ok(Harness {
             runtime,
             router,

@@ -62,6 +62,8 @@ impl TestObject<'_> {
             headers: Vec::new(),
             body: Vec::new(),
             caller: None,
+            // As a client at 127.0.0.1, like the harness's requests.
+            client_address: Some("127.0.0.1".into()),
         };
         let object_id = ObjectAddr::new(&self.class, &self.name).id().to_string();
         let hub = Arc::clone(runtime.sockets());

@@ -172,3 +172,44 @@ async fn sockets_open_exchange_messages_and_close() {
     assert_eq!(stored, vec![json!({ "text": "hi" })]);
     harness.shut_down().await;
 }
+
+#[tokio::test]
+async fn a_class_gets_its_vars_and_secrets_and_a_client_address_in_the_harness() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, "harness-secret\n").expect("secret file");
+    let harness = podhost::testing::Harness::builder()
+        .class_with(
+            "probe",
+            podhost::config::ClassConfig {
+                path: crate::support::guest("probe"),
+                vars: [("MODE".to_string(), "test".to_string())].into(),
+                secrets: [(
+                    "KEY".to_string(),
+                    podhost::config::SecretSource::File(key_file),
+                )]
+                .into(),
+                ..Default::default()
+            },
+        )
+        .start()
+        .await
+        .expect("the harness starts");
+    let probe = harness.object("probe", "cfg");
+    let read = async |path: &str| {
+        probe
+            .get(path)
+            .await
+            .expect("a response")
+            .json()
+            .expect("JSON")
+    };
+    assert_eq!(read("/config/MODE").await["value"], "test");
+    assert_eq!(read("/config/KEY").await["value"], "harness-secret");
+    assert_eq!(
+        read("/client-address").await["client_address"],
+        "127.0.0.1",
+        "the harness's requests come from 127.0.0.1"
+    );
+    harness.shut_down().await;
+}

@@ -82,8 +82,12 @@ pub struct Options {
     pub access: Vec<(&'static str, &'static str)>,
     /// Classes served without the sandbox (`trusted = true`).
     pub trusted: Vec<&'static str>,
+    /// Classes' owning `tenant`, by class name.
+    pub tenants: Vec<(&'static str, &'static str)>,
     /// The server's limit on open files (soft and hard), if not ours.
     pub file_limit: Option<u64>,
+    /// Environment variables the server process gets (beside ours).
+    pub env: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -103,7 +107,9 @@ impl Default for Options {
             top_level_config: "",
             access: Vec::new(),
             trusted: Vec::new(),
+            tenants: Vec::new(),
             file_limit: None,
+            env: Vec::new(),
         }
     }
 }
@@ -222,6 +228,9 @@ impl Server {
             if options.trusted.contains(&name.as_str()) {
                 let _ = writeln!(config, "trusted = true");
             }
+            if let Some((_, tenant)) = options.tenants.iter().find(|(class, _)| *class == name) {
+                let _ = writeln!(config, "tenant = {tenant:?}");
+            }
         }
         let config_path = dir.join("podhost.toml");
         std::fs::write(&config_path, config).expect("writing the config");
@@ -232,6 +241,7 @@ impl Server {
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info,podhost=debug")
+            .envs(options.env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .kill_on_drop(true);

@@ -11,13 +11,12 @@ use wasmtime::{PoolConcurrencyLimitError, Store};
 use super::Actor;
 use super::state::Live;
 use crate::capabilities::ObjectState;
-use crate::config::ClassSettings;
 use crate::execution::{EventWatch, Verdict};
 use crate::limits::{EventLimits, LimitExceeded};
 use crate::metrics;
 use crate::object::event::EventError;
-use crate::storage::Database;
 use crate::storage::catalog::{CatalogUpdate, now_ms};
+use crate::storage::{Database, DatabaseSettings, wal_path};
 
 impl Actor {
     /// A watch for an event about to run, with the class's limits.
@@ -55,7 +54,7 @@ impl Actor {
                 .data_dir()
                 .object_database(self.object.class(), self.object.id());
             self.last_active = now_ms();
-            let db = open_database(&path, self.class.settings())?;
+            let db = open_database(&path, self.database_settings(&path)?)?;
             self.runtime
                 .record(CatalogUpdate::Seen(self.sighting(None)));
             self.reconcile_alarm(&db);
@@ -100,6 +99,7 @@ impl Actor {
             limits,
             Arc::clone(self.runtime.sockets()),
             self.runtime.guest_logs(),
+            Arc::clone(&self.class.settings().config),
         );
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| state.limits());
@@ -128,6 +128,37 @@ impl Actor {
                 Err(EventError::Activation)
             }
         }
+    }
+
+    /// The class's database settings, within its tenant's quotas if it has
+    /// one: a new object must fit `max_objects` and `max_storage_bytes`,
+    /// and a database may grow only into what the tenant's other objects
+    /// leave of `max_storage_bytes`.
+    fn database_settings(&self, path: &Path) -> Result<DatabaseSettings, EventError> {
+        let tenants = self.runtime.tenants();
+        let class = self.object.class();
+        let size = match std::fs::metadata(path) {
+            Ok(file) => file.len(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                tenants
+                    .admit_new_object(class)
+                    .map_err(EventError::QuotaExceeded)?;
+                0
+            }
+            // Opening will fail too, and say why.
+            Err(_) => 0,
+        };
+        // The log counts too: the database's pages may still be there.
+        // Erring high only lets the object keep what it has.
+        let own_bytes = || {
+            let log = std::fs::metadata(wal_path(path)).map_or(0, |log| log.len());
+            size.saturating_add(log)
+        };
+        let mut settings = self.class.settings().database();
+        if let Some(allowance) = tenants.storage_allowance(class, own_bytes) {
+            settings.max_storage_bytes = settings.max_storage_bytes.min(allowance);
+        }
+        Ok(settings)
     }
 
     /// Runs the class's pending migrations on the live instance's database.
@@ -167,8 +198,8 @@ impl Actor {
 
 /// Opens the object's database. This runs on a guest thread: creating a
 /// new file costs a few `fsync`s, and they hold up no one else.
-fn open_database(path: &Path, settings: &ClassSettings) -> Result<Database, EventError> {
-    Database::open(path, &settings.database()).map_err(|error| {
+fn open_database(path: &Path, settings: DatabaseSettings) -> Result<Database, EventError> {
+    Database::open(path, &settings).map_err(|error| {
         tracing::error!("cannot open the database: {error:#}");
         EventError::Activation
     })

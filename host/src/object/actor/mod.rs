@@ -265,6 +265,9 @@ impl Actor {
         self.runtime.record(CatalogUpdate::Removed {
             id: self.object.id().to_string(),
         });
+        if existed {
+            self.runtime.tenants().object_removed(self.object.class());
+        }
         self.runtime.sockets().forget_object(self.object.id());
         tracing::info!(existed, "deleted");
         Ok(existed)

@@ -67,7 +67,7 @@ impl Database {
             Ok(size) if size > self.max_storage_bytes => Err(host(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
                 Some(format!(
-                    "the object's storage limit of {} bytes is reached; this statement was undone",
+                    "the object's storage limit of {} bytes (its class's max_storage_bytes, or what its tenant's max_storage_bytes leaves it) is reached; this statement was undone",
                     self.max_storage_bytes
                 )),
             ))),

@@ -7,7 +7,7 @@ use podhost_sdk::sql::{self, Value};
 use std::time::{Duration, UNIX_EPOCH};
 
 use podhost_sdk::sockets::{self, Accept, Message, Socket};
-use podhost_sdk::{Error, Method, Object, Request, Response, Result, alarms, kv};
+use podhost_sdk::{Error, Method, Object, Request, Response, Result, alarms, config, kv};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -50,6 +50,14 @@ impl Object for Probe {
                 ))
             }
             (Method::GET, ["caller"]) => Ok(Response::json(&caller_json(&req))),
+            // A key of the class's config, read as a var and as a secret.
+            (Method::GET, ["config", key]) => Ok(Response::json(&json!({
+                "value": config::get(key),
+                "secret_debug": config::secret(key).map(|secret| format!("{secret:?}")),
+            }))),
+            (Method::GET, ["client-address"]) => Ok(Response::json(&json!({
+                "client_address": req.client_address().map(|address| address.to_string()),
+            }))),
             // One SQL row and one KV key, committed together.
             (Method::POST, ["write"]) => {
                 write(req.text()?)?;
@@ -221,8 +229,13 @@ impl Object for Probe {
         Ok(())
     }
 
-    /// Any socket is accepted, tagged `all`.
-    fn socket_open(&mut self, _socket: Socket, _req: Request) -> Result<Accept> {
+    /// Any socket is accepted, tagged `all`. One opened at
+    /// `/client-address` is sent the client's address at once.
+    fn socket_open(&mut self, socket: Socket, req: Request) -> Result<Accept> {
+        if req.path() == "/client-address" {
+            let address = req.client_address().map(|address| address.to_string());
+            socket.send(address.unwrap_or_else(|| "none".into()))?;
+        }
         Ok(Accept::new().tag("all"))
     }
 
