@@ -6,8 +6,8 @@
 //! Routes below `/me/blog` (`access = "user"`):
 //!
 //! - `POST /posts {"title", "content"}`: `201 {"post": {...}}`.
-//! - `GET /posts[?limit=N&after=ID]`: `{"posts": [...], "next"}`, newest
-//!   first; `next` is the cursor of the following page, or null.
+//! - `GET /posts[?limit=N&after=ID]`: `{"posts": [...]}`, newest first, 100
+//!   at most; when there are more, `"next"` is the cursor of the next page.
 //! - `GET /posts/{id}`, `PUT /posts/{id} {"title"?, "content"?}`,
 //!   `DELETE /posts/{id}`: `{"post": {...}}` (404 if there is no such
 //!   post of yours).
@@ -135,7 +135,11 @@ impl Blog {
             query = query.after(after);
         }
         let (posts, next) = query.page(limit)?;
-        Ok(Response::json(&json!({ "posts": posts, "next": next })))
+        let mut body = json!({ "posts": posts });
+        if let Some(next) = next {
+            body["next"] = next.into();
+        }
+        Ok(Response::json(&body))
     }
 }
 

@@ -7,17 +7,17 @@
 //! Routes below `/orgs/{org}/team`:
 //!
 //! - `POST /projects {"name"}`: `201 {"project": {...}}`.
-//! - `GET /projects[?limit=N&after=ID]`: `{"projects": [...], "next"}`,
-//!   newest first, up to 1000 at a time (`next`: the cursor of the next
-//!   page, or null).
+//! - `GET /projects[?limit=N&after=ID]`: `{"projects": [...]}`, newest
+//!   first, up to 1000 at a time; when there are more, `"next"` is the
+//!   cursor of the next page.
 //! - `GET /projects/{id}`: `{"project", "tasks"}`; `PUT /projects/{id}
 //!   {"name"}`: `{"project"}`.
 //! - `DELETE /projects/{id}` (owner or admin; a member gets 403): deletes
 //!   the project and its tasks, `{"deleted": true, "project", "tasks_deleted"}`.
 //! - `POST /tasks {"project_id", "title", "done"?}`: `201 {"task": {...}}`;
 //!   a `project_id` that names no project of the organization is a 400.
-//! - `GET /tasks[?project_id=ID&limit=N&after=ID]`: `{"tasks": [...],
-//!   "next"}`, newest first, paged as projects are.
+//! - `GET /tasks[?project_id=ID&limit=N&after=ID]`: `{"tasks": [...]}`,
+//!   newest first, paged as projects are.
 //! - `GET /tasks/{id}`, `PUT /tasks/{id} {"title"?, "done"?,
 //!   "project_id"?}`, `DELETE /tasks/{id}`: `{"task": {...}}`.
 //! - `GET /_events` (SSE) and a WebSocket on `/ws`: changes as events
@@ -118,9 +118,7 @@ static ROUTES: LazyLock<Router<Team>> = LazyLock::new(|| {
         .get("/projects", |team, req, _| {
             let query = team.projects.of(&req)?.query().order_by("created_at", true);
             let (projects, next) = page(&req, query)?;
-            Ok(Response::json(
-                &json!({ "projects": projects, "next": next }),
-            ))
+            Ok(listed("projects", projects, next))
         })
         .get("/projects/:id", |team, req, params| {
             let project = team.project(&req, id(params, "project")?)?;
@@ -166,7 +164,7 @@ static ROUTES: LazyLock<Router<Team>> = LazyLock::new(|| {
                 query = query.where_eq("project_id", project);
             }
             let (tasks, next) = page(&req, query)?;
-            Ok(Response::json(&json!({ "tasks": tasks, "next": next })))
+            Ok(listed("tasks", tasks, next))
         })
         .get("/tasks/:id", |team, req, params| {
             let task = team.tasks.of(&req)?.get(id(params, "task")?)?;
@@ -293,6 +291,15 @@ fn page<T: Serialize + serde::de::DeserializeOwned>(
             .ok_or_else(|| Error::bad_request(format!("`limit` must be 1 to {MAX_PAGE}")))?,
     };
     query.page(limit)
+}
+
+/// `{"<name>": [...]}`, with `"next"` when there are more.
+fn listed<T: Serialize>(name: &str, rows: Vec<Record<T>>, next: Option<i64>) -> Response {
+    let mut body = json!({ name: rows });
+    if let Some(next) = next {
+        body["next"] = next.into();
+    }
+    Response::json(&body)
 }
 
 fn created(body: serde_json::Value) -> Response {
