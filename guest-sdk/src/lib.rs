@@ -26,6 +26,10 @@
 //! Each object handles one event at a time, inside a transaction: when
 //! `fetch` returns `Ok` its SQL and KV writes commit, when it returns `Err`
 //! they roll back. There is nothing to lock and no `BEGIN` to write.
+//!
+//! [`Router`] dispatches requests by method and path; [`Table`] stores a
+//! `serde` struct per user, per organization or per object and announces
+//! every change on `table:<name>`.
 
 pub mod alarms;
 pub mod bindings;

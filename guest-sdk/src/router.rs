@@ -15,7 +15,8 @@
 //!
 //! A path that no route has is a 404 `not_found`; one that routes have,
 //! but not for the request's method, a 405 `method_not_allowed` with an
-//! `Allow` header listing the methods that are. Segments match exactly,
+//! `Allow` header listing the methods that are (`HEAD` is answered by the
+//! `GET` route). Segments match exactly,
 //! `:name` (or `{name}`) matches one non-empty segment and captures it,
 //! percent-decoded; empty segments are ignored, so `/posts/` is `/posts`.
 
@@ -143,7 +144,8 @@ impl<S> Router<S> {
             let Some(params) = matches(&route.pattern, &path) else {
                 continue;
             };
-            if route.method == method {
+            // HEAD is GET without the body, which the host leaves out.
+            if route.method == method || (method == Method::HEAD && route.method == Method::GET) {
                 return Ok((route.handler, params));
             }
             if !allowed.contains(&&route.method) {
@@ -269,6 +271,15 @@ mod tests {
         assert_eq!(
             text(router.handle(&mut seen, request("GET", "/posts/7/comments/9"))),
             "7 9"
+        );
+    }
+
+    #[test]
+    fn head_is_answered_by_the_get_route() {
+        let mut seen = Vec::new();
+        assert_eq!(
+            text(router().handle(&mut seen, request("HEAD", "/posts"))),
+            "list"
         );
     }
 
