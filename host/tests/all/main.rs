@@ -29,5 +29,6 @@ mod sessions;
 mod socket_caps;
 mod storage;
 mod support;
+mod tables;
 mod team;
 mod tenants;

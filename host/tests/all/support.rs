@@ -37,6 +37,12 @@ fn guests() -> &'static BTreeMap<String, PathBuf> {
 /// The `migrating` test guest built with `feature` (v1 without one), as a
 /// file of its own so several versions can be deployed in turn.
 pub fn migrating_guest(feature: Option<&str>) -> PathBuf {
+    guest_variant("migrating", feature)
+}
+
+/// Test guest `package` built with `feature` (v1 without one), as a file
+/// of its own so several versions can be deployed in turn.
+pub fn guest_variant(package: &str, feature: Option<&str>) -> PathBuf {
     static BUILDS: Mutex<()> = Mutex::new(());
     let _one_at_a_time = BUILDS
         .lock()
@@ -46,16 +52,16 @@ pub fn migrating_guest(feature: Option<&str>) -> PathBuf {
     let features: Vec<&str> = feature.into_iter().collect();
     let built = podhost::dev::build_guests_with_features(
         &workspace,
-        &["migrating".to_string()],
+        &[package.to_string()],
         &features,
         &target,
     )
-    .expect("building the migrating guest");
+    .expect("building a guest variant");
     let copy = target
         .join("variants")
-        .join(format!("migrating-{}.wasm", feature.unwrap_or("v1")));
+        .join(format!("{package}-{}.wasm", feature.unwrap_or("v1")));
     std::fs::create_dir_all(copy.parent().expect("a parent")).expect("variants dir");
-    std::fs::copy(&built["migrating"], &copy).expect("copying the variant");
+    std::fs::copy(&built[package], &copy).expect("copying the variant");
     copy
 }
 
