@@ -200,6 +200,20 @@ impl Response {
         &self.body
     }
 
+    /// The body as UTF-8 text (a response [`http::fetch`](crate::http::fetch)
+    /// returned, say).
+    pub fn body_text(&self) -> Result<&str> {
+        std::str::from_utf8(&self.body)
+            .map_err(|_| Error::internal("the response body is not UTF-8"))
+    }
+
+    /// The body parsed as JSON.
+    pub fn body_json<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            Error::internal(format!("the response body is not the JSON expected: {e}"))
+        })
+    }
+
     pub(crate) fn into_wit(self) -> types::Response {
         types::Response {
             status: self.status.as_u16(),

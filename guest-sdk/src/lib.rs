@@ -38,6 +38,7 @@ pub mod config;
 pub mod context;
 mod error;
 pub mod events;
+pub mod http;
 mod http_types;
 pub mod kv;
 mod object;
@@ -49,8 +50,8 @@ pub mod sql;
 pub mod table;
 pub mod time;
 
+pub use ::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 pub use error::{Error, Result, StorageError, StorageErrorCode};
-pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 pub use http_types::{Request, Response};
 pub use object::Object;
 pub use router::{Params, Router};

@@ -22,3 +22,10 @@ fn a_failed_call_leaves_the_test_binary_running() {
     assert!(caught.is_err(), "the call panics");
     // Still here: the panic unwound instead of aborting.
 }
+
+#[test]
+#[should_panic(expected = "podhost::testing")]
+fn fetch_outside_podhost_says_to_use_the_harness() {
+    use podhost_sdk::http::{Request, fetch};
+    let _ = fetch(Request::get("https://api.example.com/"));
+}

@@ -116,6 +116,7 @@ fn hot_paths(c: &mut Criterion) {
         durability: Durability::Normal,
         limits: Limits::default(),
         config: Default::default(),
+        outbound: Default::default(),
     };
     let existing = small_data.path().join("bench.sqlite");
     drop(Database::open(&existing, &settings.database()).expect("create"));

@@ -40,11 +40,13 @@ use serde::Deserialize;
 use crate::storage::Durability;
 
 mod limits;
+mod outbound;
 mod values;
 
 pub use limits::{
     KV, KvLimits, LimitOverrides, Limits, MAX_EVENT_NAME_BYTES, MAX_OBJECT_NAME_BYTES,
 };
+pub use outbound::OutboundAllowList;
 pub use values::{
     ConfigValues, MAX_CONFIG_KEY_BYTES, MAX_CONFIG_KEYS, MAX_CONFIG_VALUE_BYTES, SecretSource,
 };
@@ -537,6 +539,10 @@ pub struct ClassConfig {
     /// for classes the operator trusts as much as the host itself.
     #[serde(default)]
     pub trusted: bool,
+    /// The hosts the class's objects may reach over HTTP (`wasi:http`);
+    /// none if left out. The grammar is in `config/outbound.rs`.
+    #[serde(default)]
+    pub outbound: OutboundAllowList,
     /// Plain settings its objects read with `context.config`.
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
@@ -568,6 +574,7 @@ pub struct ClassSettings {
     /// Its vars and secrets, read when the class was loaded (empty from
     /// [`Config::class_settings`]; see [`ClassConfig::config_values`]).
     pub config: std::sync::Arc<ConfigValues>,
+    pub outbound: OutboundAllowList,
 }
 
 impl ClassSettings {
@@ -643,6 +650,7 @@ impl Config {
             limits: self.limits.overridden_by(&class.limits),
             access: class.access,
             config: Default::default(),
+            outbound: class.outbound.clone(),
         }
     }
 

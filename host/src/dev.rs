@@ -127,6 +127,27 @@ pub fn classes(built: BTreeMap<String, PathBuf>) -> BTreeMap<String, ClassConfig
         .collect()
 }
 
+/// `podhost dev` only: the hosts an example asks to reach, from its
+/// manifest's `[package.metadata.podhost] outbound = [...]`
+/// (`examples/webhooks` asks for 127.0.0.1). A deployment lists them in
+/// its config's `[classes.<name>] outbound` instead.
+pub fn example_outbound(
+    workspace: &Path,
+    classes: &mut BTreeMap<String, ClassConfig>,
+) -> anyhow::Result<()> {
+    for (name, class) in classes.iter_mut() {
+        if let Some((manifest, outbound)) = example_metadata(workspace, name, "outbound")? {
+            class.outbound = outbound.try_into().with_context(|| {
+                format!(
+                    "{}: invalid package.metadata.podhost.outbound",
+                    manifest.display()
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Sets each example's `access` from its manifest's
 /// `[package.metadata.podhost] access = "user"` (public when absent), so
 /// `podhost dev` serves `blog` at `/me/blog` and `team` at `/orgs/{org}/team`.
@@ -144,27 +165,38 @@ pub fn apply_example_access(
 
 /// The access `examples/{package}/Cargo.toml` declares, if it is there.
 fn example_access(workspace: &Path, package: &str) -> anyhow::Result<Option<Access>> {
-    let manifest = workspace.join("examples").join(package).join("Cargo.toml");
-    let Ok(text) = std::fs::read_to_string(&manifest) else {
+    let Some((manifest, access)) = example_metadata(workspace, package, "access")? else {
         return Ok(None);
     };
-    let parsed: toml::Table =
-        toml::from_str(&text).with_context(|| format!("cannot parse {}", manifest.display()))?;
-    let Some(access) = parsed
-        .get("package")
-        .and_then(|p| p.get("metadata"))
-        .and_then(|m| m.get("podhost"))
-        .and_then(|p| p.get("access"))
-    else {
-        return Ok(None);
-    };
-    let access = access.clone().try_into::<Access>().with_context(|| {
+    let access = access.try_into::<Access>().with_context(|| {
         format!(
             "{}: [package.metadata.podhost] access must be one of public, user, org, key, admin",
             manifest.display()
         )
     })?;
     Ok(Some(access))
+}
+
+/// `[package.metadata.podhost] <key>` of `examples/{package}/Cargo.toml`,
+/// with the manifest's path, if both are there.
+fn example_metadata(
+    workspace: &Path,
+    package: &str,
+    key: &str,
+) -> anyhow::Result<Option<(PathBuf, toml::Value)>> {
+    let manifest = workspace.join("examples").join(package).join("Cargo.toml");
+    let Ok(text) = std::fs::read_to_string(&manifest) else {
+        return Ok(None);
+    };
+    let parsed: toml::Table =
+        toml::from_str(&text).with_context(|| format!("cannot parse {}", manifest.display()))?;
+    let value = parsed
+        .get("package")
+        .and_then(|p| p.get("metadata"))
+        .and_then(|m| m.get("podhost"))
+        .and_then(|p| p.get(key))
+        .cloned();
+    Ok(value.map(|value| (manifest, value)))
 }
 
 #[cfg(test)]

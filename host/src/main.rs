@@ -103,6 +103,7 @@ fn main() -> anyhow::Result<()> {
             )?;
             let mut classes = dev::classes(built);
             dev::apply_example_access(&workspace, &mut classes)?;
+            dev::example_outbound(&workspace, &mut classes)?;
             let config = Config {
                 listen,
                 data_dir,

@@ -58,6 +58,10 @@ pub struct Metrics {
     /// Bytes of guests' stdout and stderr dropped: over an object's rate,
     /// over the line length, or with the log's queue full.
     pub guest_log_dropped_bytes: Arc<Counter>,
+    /// Outbound HTTP requests objects sent, and those refused (a host not
+    /// in `outbound`, too many in flight).
+    pub outbound_requests: Counter,
+    pub outbound_refused: Counter,
     /// Seconds from an event's start (activation included) to its
     /// handler's return.
     pub event_duration: Histogram,
@@ -101,6 +105,8 @@ impl Default for Metrics {
             socket_messages: Counter::default(),
             socket_auto_responses: Counter::default(),
             guest_log_dropped_bytes: Arc::default(),
+            outbound_requests: Counter::default(),
+            outbound_refused: Counter::default(),
             event_duration: duration_histogram(),
             commit_duration: duration_histogram(),
             activation_duration: duration_histogram(),
@@ -199,6 +205,16 @@ impl Metrics {
             "guest_log_dropped_bytes",
             "Bytes of guests' stdout and stderr dropped (over an object's rate, over the line length, or the log's queue full)",
             (*self.guest_log_dropped_bytes).clone(),
+        );
+        r.register(
+            "outbound_requests",
+            "Outbound HTTP requests objects sent",
+            self.outbound_requests.clone(),
+        );
+        r.register(
+            "outbound_refused",
+            "Outbound HTTP requests refused: a host not in the class's outbound list, or too many in flight",
+            self.outbound_refused.clone(),
         );
         r.register_collector(Box::new(HostLogDrops));
         r.register_with_unit(
@@ -304,6 +320,8 @@ mod tests {
             ("podhost_socket_messages_total", "0"),
             ("podhost_socket_auto_responses_total", "0"),
             ("podhost_guest_log_dropped_bytes_total", "7"),
+            ("podhost_outbound_requests_total", "0"),
+            ("podhost_outbound_refused_total", "0"),
         ] {
             assert_eq!(
                 value(&text, name).as_deref(),

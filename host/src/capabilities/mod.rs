@@ -7,6 +7,7 @@ mod broadcast;
 mod context;
 pub(crate) mod events;
 mod kv;
+mod outbound;
 mod sql;
 mod types;
 mod wasi;
@@ -16,6 +17,9 @@ use std::sync::Arc;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+pub use outbound::{Outbound, OutboundCounters, OutboundLimits};
 
 use crate::bindings::{Object, StorageError, StorageErrorCode};
 use crate::config::ConfigValues;
@@ -30,6 +34,9 @@ pub struct ObjectState {
     object: Arc<ObjectAddr>,
     db: Database,
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    /// The class's outbound HTTP policy (`outbound`).
+    outbound: Outbound,
     table: ResourceTable,
     limits: EventLimits,
     sockets: Arc<Hub>,
@@ -54,6 +61,8 @@ impl ObjectState {
     ) -> Self {
         ObjectState {
             wasi: wasi::context(&object, logs),
+            http: WasiHttpCtx::new(),
+            outbound: Outbound::deny_all(object.class()),
             object,
             db,
             table: ResourceTable::new(),
@@ -64,6 +73,13 @@ impl ObjectState {
             alarm_changed: false,
             config,
         }
+    }
+
+    /// Gives the instance its class's outbound HTTP policy (none is
+    /// allowed until then).
+    pub fn with_outbound(mut self, outbound: Outbound) -> Self {
+        self.outbound = outbound;
+        self
     }
 
     pub fn database(&mut self) -> &mut Database {
@@ -108,11 +124,23 @@ impl WasiView for ObjectState {
     }
 }
 
-/// A linker with WASI (which Rust guests import even when unused) and
-/// every podhost interface.
+impl WasiHttpView for ObjectState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+/// A linker with WASI (which Rust guests import even when unused),
+/// `wasi:http` for outbound requests (see `outbound`) and every podhost
+/// interface.
 pub fn linker(engine: &Engine) -> anyhow::Result<Linker<ObjectState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     Object::add_to_linker::<ObjectState, HasSelf<ObjectState>>(&mut linker, |state| state)?;
     Ok(linker)
 }

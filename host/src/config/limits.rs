@@ -91,6 +91,23 @@ limits! {
     /// Largest response body an object may answer with; a larger one is
     /// replaced by a 500 `response_too_large`.
     max_response_bytes: usize = 32 << 20,
+    /// Longest an outbound HTTP request may take to connect (TCP and TLS).
+    #[serde(with = "humantime_serde")]
+    outbound_connect_timeout: Duration = Duration::from_secs(10),
+    /// Longest an outbound HTTP request may wait for the response's head
+    /// once sent.
+    #[serde(with = "humantime_serde")]
+    outbound_first_byte_timeout: Duration = Duration::from_secs(30),
+    /// Longest an outbound HTTP request may take in all, from the call to
+    /// the last byte of its response body.
+    #[serde(with = "humantime_serde")]
+    outbound_timeout: Duration = Duration::from_secs(30),
+    /// Largest response body an outbound HTTP request may receive; a larger
+    /// one is an error, never a truncated body.
+    max_outbound_response_bytes: u64 = 10 << 20,
+    /// Most outbound HTTP requests one object may have in flight; one more
+    /// fails at once (`connection-limit-reached`).
+    max_outbound_requests: usize = 8,
 }
 
 impl Limits {
@@ -120,6 +137,24 @@ impl Limits {
         }
         if self.max_sql_parameters > 32_766 {
             bail!("{whose}: max_sql_parameters must be at most 32766");
+        }
+        if self.outbound_connect_timeout.is_zero()
+            || self.outbound_first_byte_timeout.is_zero()
+            || self.outbound_timeout.is_zero()
+        {
+            bail!("{whose}: the outbound timeouts must be more than 0");
+        }
+        if self.max_outbound_requests == 0 {
+            bail!("{whose}: max_outbound_requests must be at least 1");
+        }
+        if self.outbound_timeout >= self.max_wall_time_per_event {
+            // Allowed, but a slow host then ends the whole event at the
+            // wall-clock limit instead of failing the one request.
+            tracing::warn!(
+                "{whose}: outbound_timeout ({:?}) is not below max_wall_time_per_event ({:?}): a slow host will stop the event instead of failing its request",
+                self.outbound_timeout,
+                self.max_wall_time_per_event
+            );
         }
         if self.max_response_bytes == 0 {
             bail!("{whose}: max_response_bytes must be at least 1");

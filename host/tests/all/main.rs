@@ -32,3 +32,4 @@ mod support;
 mod tables;
 mod team;
 mod tenants;
+mod webhooks;

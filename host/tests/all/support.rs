@@ -22,7 +22,7 @@ fn guests() -> &'static BTreeMap<String, PathBuf> {
     GUESTS.get_or_init(|| {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let packages = [
-            "blog", "chat", "counter", "locks", "probe", "sessions", "team",
+            "blog", "chat", "counter", "locks", "probe", "sessions", "team", "webhooks",
         ]
         .map(String::from);
         podhost::dev::build_guests(
@@ -94,6 +94,8 @@ pub struct Options {
     pub file_limit: Option<u64>,
     /// Environment variables the server process gets (beside ours).
     pub env: Vec<(&'static str, &'static str)>,
+    /// More keys of a class's table, e.g. `("webhooks", "outbound = [\"127.0.0.1:*\"]")`.
+    pub class_keys: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -116,6 +118,7 @@ impl Default for Options {
             tenants: Vec::new(),
             file_limit: None,
             env: Vec::new(),
+            class_keys: Vec::new(),
         }
     }
 }
@@ -236,6 +239,13 @@ impl Server {
             }
             if let Some((_, tenant)) = options.tenants.iter().find(|(class, _)| *class == name) {
                 let _ = writeln!(config, "tenant = {tenant:?}");
+            }
+            for (_, keys) in options
+                .class_keys
+                .iter()
+                .filter(|(class, _)| *class == name)
+            {
+                let _ = writeln!(config, "{keys}");
             }
         }
         let config_path = dir.join("podhost.toml");

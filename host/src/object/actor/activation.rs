@@ -10,7 +10,7 @@ use wasmtime::{PoolConcurrencyLimitError, Store};
 
 use super::Actor;
 use super::state::Live;
-use crate::capabilities::ObjectState;
+use crate::capabilities::{ObjectState, Outbound, OutboundCounters, OutboundLimits};
 use crate::execution::{EventWatch, Verdict};
 use crate::limits::{EventLimits, LimitExceeded};
 use crate::metrics;
@@ -100,7 +100,16 @@ impl Actor {
             Arc::clone(self.runtime.sockets()),
             self.runtime.guest_logs(),
             Arc::clone(&self.class.settings().config),
-        );
+        )
+        .with_outbound(Outbound::new(
+            self.class.name(),
+            self.class.settings().outbound.clone(),
+            OutboundLimits::of(&self.class.settings().limits),
+            OutboundCounters {
+                sent: self.runtime.metrics().outbound_requests.clone(),
+                refused: self.runtime.metrics().outbound_refused.clone(),
+            },
+        ));
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| state.limits());
         store.epoch_deadline_callback(|mut store| store.data_mut().limits().tick());
