@@ -85,6 +85,8 @@ pub struct Config {
     pub events: EventSettings,
     /// Guests' stdout and stderr in the host log.
     pub logs: LogSettings,
+    /// The operator's inspection, queries, export and import of objects.
+    pub inspect: InspectSettings,
     /// The bearer token `/admin/*` requires (at least 32 bytes); without
     /// one the admin API is off.
     pub admin_token: Option<Secret>,
@@ -415,6 +417,34 @@ impl Default for LogSettings {
     }
 }
 
+/// `[inspect]`: limits of the operator's look inside objects
+/// (`/admin/objects/{class}/{name}` and its `query`, `export`, `import`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InspectSettings {
+    /// Most rows a query returns; more sets `truncated`.
+    pub query_max_rows: usize,
+    /// Most bytes of values a query returns; more sets `truncated`.
+    pub query_max_bytes: usize,
+    /// A query (or counting an inspected object's rows) running longer is
+    /// stopped. The object's events wait meanwhile.
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
+    /// Largest database `PUT .../import` takes.
+    pub import_max_bytes: u64,
+}
+
+impl Default for InspectSettings {
+    fn default() -> Self {
+        InspectSettings {
+            query_max_rows: 1000,
+            query_max_bytes: 1 << 20,
+            query_timeout: Duration::from_secs(5),
+            import_max_bytes: 1 << 30,
+        }
+    }
+}
+
 /// `[auth]`: accounts, sessions and login limits.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -605,6 +635,7 @@ impl Default for Config {
             sockets: SocketSettings::default(),
             events: EventSettings::default(),
             logs: LogSettings::default(),
+            inspect: InspectSettings::default(),
             admin_token: None,
             trusted_proxies: Vec::new(),
             auth: None,

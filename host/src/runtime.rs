@@ -2,6 +2,7 @@
 //! catalog, shared by the gateway and every actor.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -23,10 +24,14 @@ use crate::execution::Executor;
 use crate::limits::MemoryBudget;
 use crate::logs::GuestLogs;
 use crate::metrics::Metrics;
-use crate::object::{Actor, Event, EventError, ObjectAddr, Objects, SocketEvent, SocketOutcome};
+use crate::object::{
+    Actor, AdminError, AdminRequest, Event, EventError, Inspection, ObjectAddr, Objects,
+    SocketEvent, SocketOutcome,
+};
 use crate::sockets::{Hub, LoggedEvent};
 use crate::storage::catalog::{Catalog, CatalogUpdate, CatalogWriter};
 use crate::storage::{DataDir, DataDirLock};
+use crate::storage::{QueryLimits, QueryResult};
 use crate::tenants::Tenants;
 
 /// Names of objects kept outside the objects (API keys and handles, in the
@@ -77,6 +82,14 @@ impl Runtime {
         let guest_memory = Arc::new(MemoryBudget::new(config.execution.guest_memory()));
         let linker = capabilities::linker(&engine)?;
         let data = DataDir::new(&config.data_dir);
+        // Exports and imports cut short by a crash; no one else uses them
+        // while the lock is held.
+        match std::fs::remove_dir_all(data.scratch()) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(%error, "cannot clear the scratch directory");
+            }
+            _ => {}
+        }
         let catalog = Arc::new(Catalog::open(
             &config.data_dir,
             config.catalog_durability(),
@@ -386,5 +399,100 @@ impl Runtime {
     /// How many objects have a live actor now.
     pub fn active_objects(&self) -> usize {
         self.objects.active()
+    }
+}
+
+/// The operator's requests to an object's data, run by its actor between
+/// batches without an instance (see `object::admin`).
+impl Runtime {
+    /// Whether object `name` of `class` has a database (exists).
+    pub fn object_exists(&self, class: &str, name: &str) -> Result<bool, EventError> {
+        let class = self.class(class)?;
+        let object = ObjectAddr::new(class.name(), name);
+        Ok(self
+            .data
+            .object_database(object.class(), object.id())
+            .exists())
+    }
+
+    /// Delivers an operator's request to an existing object.
+    async fn admin<T>(
+        self: &Arc<Self>,
+        class: &str,
+        name: &str,
+        make: impl FnOnce(oneshot::Sender<Result<T, AdminError>>) -> AdminRequest,
+    ) -> Result<T, AdminError> {
+        if !self.object_exists(class, name)? {
+            return Err(AdminError::NotFound {
+                class: class.to_string(),
+                name: name.to_string(),
+            });
+        }
+        self.deliver(class, name, |reply| Event::Admin(make(reply)))
+            .await?
+    }
+
+    /// What object `name` holds and whether it is live.
+    pub async fn inspect(
+        self: &Arc<Self>,
+        class: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Inspection, AdminError> {
+        self.admin(class, name, |reply| AdminRequest::Inspect {
+            timeout,
+            reply,
+        })
+        .await
+    }
+
+    /// Runs one read-only statement on object `name`'s database.
+    pub async fn query(
+        self: &Arc<Self>,
+        class: &str,
+        name: &str,
+        sql: String,
+        params: Vec<rusqlite::types::Value>,
+        limits: QueryLimits,
+    ) -> Result<QueryResult, AdminError> {
+        self.admin(class, name, |reply| AdminRequest::Query {
+            sql,
+            params,
+            limits,
+            reply,
+        })
+        .await
+    }
+
+    /// Copies object `name`'s database, as of its last commit, to a new
+    /// file at `to`.
+    pub async fn export(
+        self: &Arc<Self>,
+        class: &str,
+        name: &str,
+        to: PathBuf,
+    ) -> Result<(), AdminError> {
+        self.admin(class, name, |reply| AdminRequest::Export { to, reply })
+            .await
+    }
+
+    /// Replaces object `name`'s database (creating the object if it has
+    /// none) with the checked file at `from`, which has had `migrations`
+    /// of the class's migrations.
+    pub async fn import(
+        self: &Arc<Self>,
+        class: &str,
+        name: &str,
+        from: PathBuf,
+        migrations: i64,
+    ) -> Result<(), AdminError> {
+        self.deliver(class, name, |reply| {
+            Event::Admin(AdminRequest::Import {
+                from,
+                migrations,
+                reply,
+            })
+        })
+        .await?
     }
 }

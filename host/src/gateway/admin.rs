@@ -45,7 +45,7 @@ pub async fn list_objects(
 }
 
 /// `DELETE /admin/objects/{class}/{name}`: deletes an object for good,
-/// with its API keys and handles.
+/// with its API keys and handles; `404` if it has no database.
 pub async fn delete_object(
     State(runtime): State<Arc<Runtime>>,
     Path((class, name)): Path<(String, String)>,
@@ -53,6 +53,9 @@ pub async fn delete_object(
 ) -> Result<Json<Value>, ApiError> {
     runtime.tenants().may_manage(&principal, &class)?;
     let deleted = runtime.delete(&class, &name).await?;
+    if !deleted {
+        return Err(ApiError::ObjectNotFound { class, name });
+    }
     Ok(Json(json!({ "deleted": deleted })))
 }
 

@@ -9,8 +9,9 @@ use serde_json::json;
 use crate::accounts::AuthError;
 use crate::config::Access;
 use crate::limits::LimitExceeded;
-use crate::object::EventError;
+use crate::object::{AdminError, EventError};
 use crate::sockets::SocketRefused;
+use crate::storage::QueryFailure;
 use crate::tenants::TenantError;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,10 +58,28 @@ pub enum ApiError {
     InvalidKey,
     #[error("class {class} has no handle {handle:?}")]
     HandleNotFound { class: String, handle: String },
+    #[error("object {name:?} of class {class:?} does not exist")]
+    ObjectNotFound { class: String, name: String },
+    #[error(transparent)]
+    Query(#[from] QueryFailure),
+    #[error("the database was not imported: {0}")]
+    ImportRefused(String),
     #[error("this needs the admin token: a tenant's token acts only on its own classes")]
     AdminOnly,
     #[error(transparent)]
     Tenant(#[from] TenantError),
+}
+
+impl From<AdminError> for ApiError {
+    fn from(error: AdminError) -> Self {
+        match error {
+            AdminError::NotFound { class, name } => ApiError::ObjectNotFound { class, name },
+            AdminError::Query(failure) => ApiError::Query(failure),
+            AdminError::ImportRefused(reason) => ApiError::ImportRefused(reason),
+            AdminError::Event(event) => ApiError::Event(event),
+            AdminError::Internal(message) => ApiError::Internal(message),
+        }
+    }
 }
 
 /// How objects of `class` are reached, given its access.
@@ -99,6 +118,11 @@ impl ApiError {
             ApiError::InvalidKey => (StatusCode::UNAUTHORIZED, "invalid_key"),
             ApiError::CrossOrigin => (StatusCode::FORBIDDEN, "cross_origin"),
             ApiError::HandleNotFound { .. } => (StatusCode::NOT_FOUND, "handle_not_found"),
+            ApiError::ObjectNotFound { .. } => (StatusCode::NOT_FOUND, "object_not_found"),
+            ApiError::Query(QueryFailure::Refused(_)) => (StatusCode::BAD_REQUEST, "query_refused"),
+            ApiError::Query(QueryFailure::Timeout(_)) => (StatusCode::BAD_REQUEST, "query_timeout"),
+            ApiError::Query(QueryFailure::Failed(_)) => (StatusCode::BAD_REQUEST, "query_failed"),
+            ApiError::ImportRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "import_refused"),
             ApiError::AdminOnly => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::Tenant(tenant) => match tenant {
                 TenantError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),

@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod handles;
 mod health;
+mod inspect;
 mod keys;
 mod me;
 mod objects;
@@ -59,8 +60,11 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/admin/objects", get(admin::list_objects))
         .route(
             "/admin/objects/{class}/{name}",
-            delete(admin::delete_object),
+            get(inspect::inspect).delete(admin::delete_object),
         )
+        .route("/admin/objects/{class}/{name}/query", post(inspect::query))
+        .route("/admin/objects/{class}/{name}/export", get(inspect::export))
+        .route("/admin/objects/{class}/{name}/import", put(inspect::import))
         .route(
             "/admin/objects/{class}/{name}/keys",
             post(keys::create).get(keys::list),

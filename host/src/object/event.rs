@@ -2,6 +2,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::admin::AdminRequest;
 use crate::bindings::podhost::object::types::Message as SocketMessage;
 use crate::bindings::{Request, Response};
 use crate::capabilities::events::Backlog;
@@ -39,6 +40,9 @@ pub(crate) enum Event {
     /// Hibernate now if nothing else is waiting: the host needs room for
     /// other objects.
     Hibernate,
+    /// The operator's look at, or replacement of, the object's data:
+    /// runs between batches, without an instance.
+    Admin(AdminRequest),
     /// Close and remove the object's database for good.
     Delete {
         reply: oneshot::Sender<Result<bool, EventError>>,

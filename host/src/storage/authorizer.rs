@@ -58,7 +58,7 @@ const READ_ONLY_PRAGMAS: &[&str] = &[
 ];
 
 /// Virtual-table modules a guest may create (full-text search, R*Tree).
-const VTABLE_MODULES: &[&str] = &["fts5", "fts4", "fts3", "rtree", "rtree_i32"];
+pub(crate) const VTABLE_MODULES: &[&str] = &["fts5", "fts4", "fts3", "rtree", "rtree_i32"];
 
 /// Shared between the authorizer callback and the connection's owner.
 #[derive(Debug, Default, Clone)]

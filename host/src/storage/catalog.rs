@@ -193,6 +193,27 @@ impl Catalog {
         rows.collect()
     }
 
+    /// Object `id`, if the catalog knows it yet (updates reach it in
+    /// batches, shortly after an object first opens).
+    pub fn object(&self, id: &str) -> rusqlite::Result<Option<ObjectRecord>> {
+        self.lock()
+            .prepare_cached(
+                "SELECT id, class, name, created_at, last_active_at, size_bytes FROM objects
+                 WHERE id = ?1",
+            )?
+            .query_row([id], |row| {
+                Ok(ObjectRecord {
+                    id: row.get(0)?,
+                    class: row.get(1)?,
+                    name: row.get(2)?,
+                    created_at: row.get(3)?,
+                    last_active_at: row.get(4)?,
+                    size_bytes: row.get::<_, i64>(5)?.unsigned_abs(),
+                })
+            })
+            .optional()
+    }
+
     /// Forgets an object; returns whether it was known.
     pub fn remove(&self, id: &str) -> rusqlite::Result<bool> {
         let conn = self.lock();

@@ -4,6 +4,7 @@
 //! data/
 //!   classes/<class>/<hash>.cwasm              compiled components
 //!   objects/<class>/<id[0..2]>/<id>.sqlite    one database per object
+//!   tmp/                                       exports and imports in transit
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -46,6 +47,34 @@ impl DataDir {
             }
         }
         Ok(existed)
+    }
+
+    /// Puts the database file at `from` (on this file system) in place of
+    /// object `id`'s, whose connection must be closed and its write-ahead
+    /// log emptied by a checkpoint: the log is removed first, so no crash
+    /// leaves it beside the new file; then the rename, then the directory
+    /// is synced. A crash leaves the old database or the new one, whole.
+    pub fn replace_database(&self, class: &str, id: &str, from: &Path) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let to = self.object_database(class, id);
+        let dir = to.parent().context("the object's path has no directory")?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        match std::fs::remove_file(wal_path(&to)) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error).context("cannot remove the old write-ahead log"),
+        }
+        std::fs::rename(from, &to)
+            .with_context(|| format!("cannot rename {} to {}", from.display(), to.display()))?;
+        std::fs::File::open(dir)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("cannot sync {}", dir.display()))
+    }
+
+    /// Scratch files (exports on their way out, imports on their way in):
+    /// on the objects' file system, so an import is renamed into place.
+    pub fn scratch(&self) -> PathBuf {
+        self.root.join("tmp")
     }
 
     /// Where the compiled form of a class's component is cached.

@@ -6,6 +6,7 @@ mod authorizer;
 pub mod catalog;
 mod claim;
 pub(crate) mod database;
+pub mod dump;
 mod functions;
 mod layout;
 mod lock;
@@ -13,6 +14,10 @@ mod memory;
 mod template;
 
 pub use authorizer::{RESERVED_PREFIX, mentions_reserved_name};
+pub use database::{
+    Contents, ImportCheck, QueryFailure, QueryLimits, QueryResult, TableRows, check_import,
+    from_json, quote, to_json,
+};
 pub use database::{Database, Durability, MigrationFailed, Settings as DatabaseSettings};
 pub use layout::{DataDir, wal_path};
 pub use lock::DataDirLock;

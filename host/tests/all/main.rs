@@ -17,7 +17,9 @@ mod credentials;
 mod faults;
 mod gateway;
 mod harness;
+
 mod hibernation;
+mod inspect;
 mod isolation;
 mod limits;
 mod locks;

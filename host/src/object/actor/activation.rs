@@ -143,7 +143,7 @@ impl Actor {
     /// one: a new object must fit `max_objects` and `max_storage_bytes`,
     /// and a database may grow only into what the tenant's other objects
     /// leave of `max_storage_bytes`.
-    fn database_settings(&self, path: &Path) -> Result<DatabaseSettings, EventError> {
+    pub(super) fn database_settings(&self, path: &Path) -> Result<DatabaseSettings, EventError> {
         let tenants = self.runtime.tenants();
         let class = self.object.class();
         let size = match std::fs::metadata(path) {

@@ -9,6 +9,8 @@
 //! - [`dispatch`]: the handler exports, typed end to end.
 //! - [`batch`]: the output gate.
 //! - `alarm`: firing the alarm, retries, the catalog's index.
+//! - `admin`: the operator's inspect, query, export and import, between
+//!   batches and without an instance.
 //!
 //! Execution: the actor's task lives on the runtime's threads, but only
 //! waits there. For its object's events it takes a turn of its class's
@@ -25,6 +27,7 @@
 //! write that was not kept. A lone event never waits for company.
 
 mod activation;
+mod admin;
 mod alarm;
 mod batch;
 mod dispatch;
@@ -145,6 +148,19 @@ impl Actor {
                     match ran {
                         Ok((back, its_mailbox, control)) => {
                             (actor, mailbox, next) = (back, its_mailbox, control);
+                            // Nothing open (the operator looked at a
+                            // hibernated object, say): leave the registry
+                            // now rather than idle until the timeout.
+                            if next.is_none()
+                                && matches!(actor.state, State::Closed)
+                                && actor.runtime.objects().retire(
+                                    actor.object.id(),
+                                    generation,
+                                    &mailbox,
+                                )
+                            {
+                                break;
+                            }
                         }
                         Err(lost) => {
                             // The object's instance and database went with
@@ -188,6 +204,10 @@ impl Actor {
                     self.last_active = now_ms();
                     self.fire_alarm(retries).await;
                     let _ = reply.send(());
+                    None
+                }
+                Event::Admin(request) => {
+                    self.admin(request).await;
                     None
                 }
                 control @ (Event::Hibernate | Event::Delete { .. }) => return Some(control),

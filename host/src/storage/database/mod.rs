@@ -5,11 +5,14 @@
 //!   commit and rollback, and a batch lost under the host's feet;
 //! - [`guard`]: guest statements under the authorizer, and writes under the
 //!   storage limit;
-//! - [`migrations`]: the class's migrations, run once per database.
+//! - [`migrations`]: the class's migrations, run once per database;
+//! - [`inspect`]: the operator's view: contents, read-only queries,
+//!   backups, and checking a database offered for import.
 //!
 //! This file has the type itself, its settings, and closing.
 
 mod guard;
+mod inspect;
 mod migrations;
 mod open;
 mod transaction;
@@ -24,6 +27,10 @@ use super::authorizer::Guard;
 use super::claim::Claim;
 
 pub use guard::SqlFailure;
+pub use inspect::{
+    Contents, ImportCheck, QueryFailure, QueryLimits, QueryResult, TableRows, check_import,
+    from_json, quote, to_json,
+};
 pub use migrations::MigrationFailed;
 
 /// What an acknowledged write survives.
