@@ -147,10 +147,12 @@ impl Request {
         std::str::from_utf8(&self.body).map_err(|_| Error::bad_request("the body is not UTF-8"))
     }
 
-    /// The body parsed as JSON; a 400 error naming the problem otherwise.
+    /// The body parsed as JSON; otherwise a 400 whose message names the
+    /// field at fault: ``invalid JSON body: missing field `title` `` or
+    /// ``invalid JSON body at `title`: invalid type: integer `5`, expected a
+    /// string``.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| Error::bad_request(format!("invalid JSON body: {e}")))
+        parse_json_body(&self.body)
     }
 }
 
@@ -269,6 +271,25 @@ impl From<http::Response<Vec<u8>>> for Response {
     }
 }
 
+/// Parses a JSON body into `T`, naming the field at fault in the error.
+pub(crate) fn parse_json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if path == "." {
+            format!("invalid JSON body: {inner}")
+        } else {
+            format!("invalid JSON body at `{path}`: {inner}")
+        };
+        Error::bad_request(message)
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| Error::bad_request(format!("invalid JSON body: {e}")))?;
+    Ok(value)
+}
+
 fn headers_from_wit(headers: types::Headers) -> Result<HeaderMap> {
     let mut map = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
@@ -284,6 +305,15 @@ fn headers_from_wit(headers: types::Headers) -> Result<HeaderMap> {
 /// Decodes `%XX` escapes and `+` (as a space), as in
 /// `application/x-www-form-urlencoded`. Malformed escapes stay as they are.
 fn percent_decode(input: &str) -> String {
+    percent_decode_with(input, true)
+}
+
+/// Decodes `%XX` escapes of a path segment (`+` stays a plus).
+pub(crate) fn percent_decode_path(input: &str) -> String {
+    percent_decode_with(input, false)
+}
+
+fn percent_decode_with(input: &str, plus_is_space: bool) -> String {
     let bytes = input.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -297,7 +327,7 @@ fn percent_decode(input: &str) -> String {
                 out.push(byte);
                 i += 3;
             }
-            (b'+', _) => {
+            (b'+', _) if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }
@@ -348,6 +378,28 @@ mod tests {
             req.client_address(),
             Some("2001:db8::1".parse().expect("an address"))
         );
+    }
+
+    #[test]
+    fn a_bad_json_body_names_the_field() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Post {
+            title: String,
+            content: String,
+        }
+        let message = |body: &str| {
+            parse_json_body::<Post>(body.as_bytes())
+                .expect_err("a bad body")
+                .message()
+                .to_string()
+        };
+        assert!(message(r#"{"content": "x"}"#).contains("`title`"));
+        let wrong = message(r#"{"title": "x", "content": 5}"#);
+        assert!(wrong.contains("at `content`"), "{wrong}");
+        assert!(message("not json").starts_with("invalid JSON body"));
+        assert!(message(r#"{"title": "x", "content": "y"} trailing"#).contains("trailing"));
+        assert!(parse_json_body::<Post>(br#"{"title": "x", "content": "y"}"#).is_ok());
     }
 
     #[test]

@@ -26,6 +26,10 @@
 //! Each object handles one event at a time, inside a transaction: when
 //! `fetch` returns `Ok` its SQL and KV writes commit, when it returns `Err`
 //! they roll back. There is nothing to lock and no `BEGIN` to write.
+//!
+//! [`Router`] dispatches requests by method and path; [`Table`] stores a
+//! `serde` struct per user, per organization or per object and announces
+//! every change on `table:<name>`.
 
 pub mod alarms;
 pub mod bindings;
@@ -40,15 +44,19 @@ pub mod kv;
 mod object;
 pub mod objects;
 pub mod random;
+pub mod router;
 pub mod schedule;
 pub mod sockets;
 pub mod sql;
+pub mod table;
 pub mod time;
 
 pub use ::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 pub use error::{Error, Result, StorageError, StorageErrorCode};
 pub use http_types::{Request, Response};
 pub use object::Object;
+pub use router::{Params, Router};
+pub use table::{Record, Scope, Table, Type};
 
 /// Stops a native build of a class (its `cargo test`, say) with a clear
 /// message instead of an abort: podhost's imports exist only inside a

@@ -12,6 +12,8 @@
 use serde::de::DeserializeOwned;
 
 use crate::bindings::podhost::object::sql as wit;
+
+mod decode;
 use crate::{StorageError, StorageErrorCode};
 
 pub use wit::Value;
@@ -107,9 +109,10 @@ impl<'a> Row<'a> {
     }
 
     /// The row deserialized by column name, e.g. into a
-    /// `#[derive(Deserialize)]` struct.
+    /// `#[derive(Deserialize)]` struct. SQLite integers decode into `bool`
+    /// fields (0 is false); an error names the column at fault.
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, StorageError> {
-        serde_json::from_value(self.to_json())
+        T::deserialize(decode::RowDeserializer::new(self.columns, self.values))
             .map_err(|e| invalid(format!("cannot decode row: {e}")))
     }
 }
@@ -345,6 +348,54 @@ mod tests {
     use super::*;
 
     #[test]
+    fn integers_decode_into_bools_and_errors_name_the_column() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct Task {
+            done: bool,
+            late: Option<bool>,
+            note: Option<String>,
+            score: f64,
+            tags: serde_json::Value,
+        }
+        let columns: Vec<String> = ["done", "late", "note", "score", "tags", "extra"]
+            .map(String::from)
+            .to_vec();
+        let values = vec![
+            Value::Integer(1),
+            Value::Integer(0),
+            Value::Null,
+            Value::Integer(3),
+            Value::Text("a".into()),
+            Value::Blob(vec![1, 2]),
+        ];
+        let row = Row {
+            columns: &columns,
+            values: &values,
+        };
+        let task: Task = row.deserialize().expect("a task");
+        assert_eq!(
+            task,
+            Task {
+                done: true,
+                late: Some(false),
+                note: None,
+                score: 3.0,
+                tags: "a".into(),
+            }
+        );
+        let values = vec![Value::Text("yes".into()), Value::Null];
+        let row = Row {
+            columns: &columns[..2],
+            values: &values,
+        };
+        let message = row
+            .deserialize::<Task>()
+            .expect_err("text is no bool")
+            .message;
+        assert!(message.contains("column `done`"), "{message}");
+    }
+
+    #[test]
     fn params_convert() {
         let values = (1i64, "a", Some(2.5), None::<i64>, vec![1u8]).into_values();
         assert!(matches!(values[0], Value::Integer(1)));
@@ -380,6 +431,17 @@ mod tests {
             .collect::<Result<_, _>>()
             .expect("structs");
         assert_eq!(posts[1], Post { id: 2, title: None });
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct Flag {
+            id: i64,
+            title: bool,
+        }
+        let err = rows.iter().next().map(|r| r.deserialize::<Flag>());
+        let message = err
+            .and_then(Result::err)
+            .map(|e| e.message)
+            .unwrap_or_default();
+        assert!(message.contains("column `title`"), "{message}");
         let err = rows.decode::<(String,)>().expect_err("ids are not text");
         assert_eq!(err.code, StorageErrorCode::Invalid);
         assert!(

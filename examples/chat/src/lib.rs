@@ -18,8 +18,10 @@
 //! - `GET /_events` (Server-Sent Events): every message as an event
 //!   `message`; reconnecting with `Last-Event-ID` resumes without a gap.
 
+use std::sync::LazyLock;
+
 use podhost_sdk::sockets::{self, Accept, Closed, Message, Socket};
-use podhost_sdk::{Error, Method, Object, Request, Response, Result, events, sql, time};
+use podhost_sdk::{Error, Object, Request, Response, Result, Router, events, sql, time};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -32,6 +34,16 @@ const MAX_TEXT_BYTES: usize = 4096;
 const ANNOUNCED_UP_TO: u32 = 100;
 
 struct Chat;
+
+static ROUTES: LazyLock<Router<Chat>> = LazyLock::new(|| {
+    Router::<Chat>::new()
+        .get("/messages", |_, req, _| {
+            let after = number(&req, "after")?.unwrap_or(0);
+            let limit = number(&req, "limit")?.unwrap_or(HISTORY).clamp(1, 1000);
+            Ok(Response::json(&messages_after(after, limit)?))
+        })
+        .get("/presence", |_, _, _| Ok(Response::json(&presence()?)))
+});
 
 /// Kept with each socket.
 #[derive(Serialize, Deserialize)]
@@ -68,15 +80,7 @@ impl Object for Chat {
     }
 
     fn fetch(&mut self, req: Request) -> Result<Response> {
-        match (req.method().clone(), req.segments().as_slice()) {
-            (Method::GET, ["messages"]) => {
-                let after = number(&req, "after")?.unwrap_or(0);
-                let limit = number(&req, "limit")?.unwrap_or(HISTORY).clamp(1, 1000);
-                Ok(Response::json(&messages_after(after, limit)?))
-            }
-            (Method::GET, ["presence"]) => Ok(Response::json(&presence()?)),
-            _ => Err(Error::not_found("no such route")),
-        }
+        ROUTES.handle(self, req)
     }
 
     fn socket_open(&mut self, socket: Socket, req: Request) -> Result<Accept> {

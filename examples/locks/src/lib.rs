@@ -19,10 +19,12 @@
 //! guarded by the lock can refuse writes carrying a smaller fence than one
 //! it has seen, so a holder that paused past its TTL cannot do harm.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use podhost_sdk::{
-    Error, Method, Object, Request, Response, Result, StatusCode, kv, random, schedule, sql, time,
+    Error, Object, Params, Request, Response, Result, Router, StatusCode, kv, random, schedule,
+    sql, time,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -33,6 +35,27 @@ const MAX_KEY_BYTES: usize = 256;
 const LOG_KEPT: i64 = 1000;
 
 struct Locks;
+
+static ROUTES: LazyLock<Router<Locks>> = LazyLock::new(|| {
+    Router::<Locks>::new()
+        .post("/locks/:key/acquire", |_, req, params| {
+            acquire(key(params)?, req.json()?)
+        })
+        .post("/locks/:key/extend", |_, req, params| {
+            extend(key(params)?, req.json()?)
+        })
+        .post("/locks/:key/release", |_, req, params| {
+            release(key(params)?, req.json()?)
+        })
+        .get("/locks/:key", |_, _, params| {
+            let key = key(params)?;
+            Ok(Response::json(&match held(key)? {
+                Some(lock) => json!({ "held": true, "lock": lock }),
+                None => json!({ "held": false, "key": key }),
+            }))
+        })
+        .get("/log", |_, _, _| log())
+});
 
 #[derive(Deserialize)]
 struct Acquire {
@@ -86,20 +109,7 @@ impl Object for Locks {
     }
 
     fn fetch(&mut self, req: Request) -> Result<Response> {
-        match (req.method().clone(), req.segments().as_slice()) {
-            (Method::POST, ["locks", key, "acquire"]) => acquire(checked(key)?, req.json()?),
-            (Method::POST, ["locks", key, "extend"]) => extend(checked(key)?, req.json()?),
-            (Method::POST, ["locks", key, "release"]) => release(checked(key)?, req.json()?),
-            (Method::GET, ["locks", key]) => {
-                let key = checked(key)?;
-                Ok(Response::json(&match held(key)? {
-                    Some(lock) => json!({ "held": true, "lock": lock }),
-                    None => json!({ "held": false, "key": key }),
-                }))
-            }
-            (Method::GET, ["log"]) => log(),
-            _ => Err(Error::not_found("no such route")),
-        }
+        ROUTES.handle(self, req)
     }
 
     /// Frees every lock whose TTL ran out.
@@ -110,6 +120,11 @@ impl Object for Locks {
         }
         Ok(())
     }
+}
+
+/// The `:key` of the path, checked.
+fn key(params: &Params) -> Result<&str> {
+    checked(params.get("key")?)
 }
 
 fn checked(key: &str) -> Result<&str> {
@@ -135,7 +150,7 @@ fn acquire(key: &str, body: Acquire) -> Result<Response> {
     let ttl = ttl(body.ttl_ms)?;
     if let Some(holder) = held(key)? {
         return Ok(Response::json(&json!({
-            "error": "the lock is held",
+            "error": { "code": "lock_held", "message": "the lock is held" },
             "owner": holder.owner,
             "expires_at_ms": holder.expires_at_ms,
         }))

@@ -14,10 +14,11 @@
 //! - `GET /ended`: the sessions whose cleanup ran, newest first, with why
 //!   (`expired` or `ended`).
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use podhost_sdk::{
-    Error, Method, Object, Request, Response, Result, StatusCode, random, schedule, sql, time,
+    Error, Object, Request, Response, Result, Router, StatusCode, random, schedule, sql, time,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -28,6 +29,25 @@ const MAX_TTL_MS: i64 = 30 * 24 * 60 * 60 * 1000;
 const ENDED_KEPT: i64 = 1000;
 
 struct Sessions;
+
+static ROUTES: LazyLock<Router<Sessions>> = LazyLock::new(|| {
+    Router::<Sessions>::new()
+        .post("/sessions", |_, req, _| create(req.json()?))
+        .get("/sessions", |_, _, _| list())
+        .get("/sessions/:id", |_, _, params| {
+            Ok(Response::json(&live(params.get("id")?)?))
+        })
+        .post("/sessions/:id/touch", |_, req, params| {
+            touch(params.get("id")?, req.json()?)
+        })
+        .delete("/sessions/:id", |_, _, params| {
+            let id = params.get("id")?;
+            live(id)?;
+            end(id, "ended")?;
+            Ok(Response::new(StatusCode::NO_CONTENT))
+        })
+        .get("/ended", |_, _, _| ended())
+});
 
 #[derive(Deserialize)]
 struct Create {
@@ -69,19 +89,7 @@ impl Object for Sessions {
     }
 
     fn fetch(&mut self, req: Request) -> Result<Response> {
-        match (req.method().clone(), req.segments().as_slice()) {
-            (Method::POST, ["sessions"]) => create(req.json()?),
-            (Method::GET, ["sessions"]) => list(),
-            (Method::GET, ["sessions", id]) => Ok(Response::json(&live(id)?)),
-            (Method::POST, ["sessions", id, "touch"]) => touch(id, req.json()?),
-            (Method::DELETE, ["sessions", id]) => {
-                live(id)?;
-                end(id, "ended")?;
-                Ok(Response::new(StatusCode::NO_CONTENT))
-            }
-            (Method::GET, ["ended"]) => ended(),
-            _ => Err(Error::not_found("no such route")),
-        }
+        ROUTES.handle(self, req)
     }
 
     /// Ends every session whose time is up.

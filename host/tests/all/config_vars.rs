@@ -85,10 +85,7 @@ async fn objects_read_vars_and_secrets_that_never_show_up_elsewhere() {
     let log_dir = dir.path().to_path_buf();
     server.stop().await;
     let log = std::fs::read_to_string(log_dir.join("server.log")).expect("the server's log");
-    assert!(
-        log.contains("deployed"),
-        "the log is the server's:\n{log}"
-    );
+    assert!(log.contains("deployed"), "the log is the server's:\n{log}");
     seen.push(format!("server.log:\n{log}"));
     for text in &seen {
         for secret in [ENV_SECRET, FILE_SECRET] {

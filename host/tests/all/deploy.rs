@@ -720,7 +720,11 @@ async fn a_tenant_deploys_and_manages_only_its_own_classes_within_its_quota() {
     };
     assert!(listed(globex.clone()).await.is_empty());
     assert_eq!(listed(acme.clone()).await, ["shop"]);
-    assert!(listed(TOKEN.to_string()).await.contains(&"shop".to_string()));
+    assert!(
+        listed(TOKEN.to_string())
+            .await
+            .contains(&"shop".to_string())
+    );
 
     // acme's quota is one class.
     let (status, body) = put_bytes(&server, "/admin/classes/shop2", wasm.clone(), &acme).await;

@@ -63,7 +63,7 @@ async fn an_error_response_rolls_back_sql_and_kv_together() {
         .post("/objects/probe/f/write-then-fail", "second")
         .await;
     assert_eq!(status, 409);
-    assert_eq!(parse_json(&body)["error"], "failing on purpose");
+    assert_eq!(parse_json(&body)["error"]["message"], "failing on purpose");
 
     let (status, body) = server.get("/objects/probe/f/state").await;
     assert_eq!(status, 200);

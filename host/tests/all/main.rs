@@ -5,6 +5,7 @@
 mod accounts;
 mod admin;
 mod alarms;
+mod blog;
 mod browser;
 mod calls;
 mod chat;
@@ -34,5 +35,7 @@ mod sessions;
 mod socket_caps;
 mod storage;
 mod support;
+mod tables;
+mod team;
 mod tenants;
 mod webhooks;

@@ -178,7 +178,9 @@ async fn bad_requests_get_clear_errors() {
         let (status, error) = server.post_json(&path, body.clone()).await;
         assert_eq!(status, 400, "{body} -> {error}");
         assert!(
-            error["error"].as_str().is_some_and(|e| e.contains(what)),
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|e| e.contains(what)),
             "{body} -> {error}"
         );
     }

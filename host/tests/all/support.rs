@@ -22,6 +22,7 @@ fn guests() -> &'static BTreeMap<String, PathBuf> {
     GUESTS.get_or_init(|| {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let packages = [
+            "blog",
             "chat",
             "counter",
             "game",
@@ -30,6 +31,7 @@ fn guests() -> &'static BTreeMap<String, PathBuf> {
             "ratelimit",
             "relay",
             "sessions",
+            "team",
             "webhooks",
         ]
         .map(String::from);
@@ -45,36 +47,11 @@ fn guests() -> &'static BTreeMap<String, PathBuf> {
 /// The `migrating` test guest built with `feature` (v1 without one), as a
 /// file of its own so several versions can be deployed in turn.
 pub fn migrating_guest(feature: Option<&str>) -> PathBuf {
-    static BUILDS: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = BUILDS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    // Builds with features go to a target dir of their own: in the shared
-    // one they would overwrite the plain build that `podhost dev` (run by
-    // another test at the same time) reads from the same path.
-    let target = match feature {
-        None => workspace.join("target").join("guests"),
-        Some(_) => workspace.join("target").join("guest-variants"),
-    };
-    let features: Vec<&str> = feature.into_iter().collect();
-    let built = podhost::dev::build_guests_with_features(
-        &workspace,
-        &["migrating".to_string()],
-        &features,
-        &target,
-    )
-    .expect("building the migrating guest");
-    let copy = target
-        .join("variants")
-        .join(format!("migrating-{}.wasm", feature.unwrap_or("v1")));
-    std::fs::create_dir_all(copy.parent().expect("a parent")).expect("variants dir");
-    std::fs::copy(&built["migrating"], &copy).expect("copying the variant");
-    copy
+    guest_variant("migrating", feature)
 }
 
-/// Test guest `package` built with `feature` (its first version without
-/// one), as a file of its own so versions can be deployed in turn.
+/// Test guest `package` built with `feature` (v1 without one), as a file
+/// of its own so several versions can be deployed in turn.
 pub fn guest_variant(package: &str, feature: Option<&str>) -> PathBuf {
     static BUILDS: Mutex<()> = Mutex::new(());
     let _one_at_a_time = BUILDS
@@ -95,7 +72,7 @@ pub fn guest_variant(package: &str, feature: Option<&str>) -> PathBuf {
         &features,
         &target,
     )
-    .expect("building a test guest");
+    .expect("building a guest variant");
     let copy = target
         .join("variants")
         .join(format!("{package}-{}.wasm", feature.unwrap_or("v1")));
@@ -261,12 +238,17 @@ impl Server {
             .extra_classes
             .iter()
             .map(|(name, path)| (name.to_string(), path.clone()));
+        // A test's own class of a guest's name (another component under
+        // `team`, say) takes the place of that guest.
         let standard = if options.without_classes {
             BTreeMap::new()
         } else {
             guests().clone()
         };
-        for (name, path) in standard.into_iter().chain(extra) {
+        let standard = standard
+            .into_iter()
+            .filter(|(name, _)| !options.extra_classes.iter().any(|(extra, _)| extra == name));
+        for (name, path) in standard.chain(extra) {
             let _ = write!(
                 config,
                 "[classes.{name}]\npath = {:?}\n",
@@ -414,6 +396,39 @@ impl Server {
         }
     }
 
+    /// [`events`](Self::events) as the holder of `bearer` (a user's token).
+    pub async fn events_as(&self, path: &str, bearer: &str) -> EventStream {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .expect("subscribed");
+        assert_eq!(response.status(), 200, "{path}");
+        EventStream {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// [`ws`](Self::ws) as the holder of `bearer` (a user's token).
+    pub async fn ws_as(
+        &self,
+        path: &str,
+        bearer: &str,
+    ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let url = format!("{}{path}", self.base.replacen("http://", "ws://", 1));
+        let mut request = url.into_client_request()?;
+        let value = format!("Bearer {bearer}")
+            .parse()
+            .expect("a token is a header value");
+        request.headers_mut().insert("authorization", value);
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(ws)
+    }
+
     pub async fn delete(&self, path: &str) -> (u16, String) {
         read(self.client.delete(self.url(path)).send().await).await
     }
@@ -482,7 +497,9 @@ pub async fn harness_with(
 ) -> podhost::testing::Harness {
     let mut builder = podhost::testing::Harness::builder();
     for (name, path) in guests().iter() {
-        builder = builder.class(name, path);
+        if !extra.iter().any(|(extra, _)| extra == name) {
+            builder = builder.class(name, path);
+        }
     }
     for (name, path) in extra {
         builder = builder.class(name, path);

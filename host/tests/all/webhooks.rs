@@ -257,7 +257,7 @@ async fn a_host_not_in_outbound_fails_at_once_naming_the_host_and_the_key() {
     .await;
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(status, 403, "{body}");
-    let error = body["error"].as_str().unwrap_or_default();
+    let error = body["error"]["message"].as_str().unwrap_or_default();
     assert!(error.contains("hooks.example.net:8080"), "{error}");
     assert!(error.contains("classes.webhooks.outbound"), "{error}");
     // Nothing was recorded: fixing the setting and sending again works.
@@ -290,7 +290,7 @@ async fn a_class_without_outbound_reaches_nothing() {
     .await;
     assert_eq!(status, 403, "{body}");
     assert!(
-        body["error"]
+        body["error"]["message"]
             .as_str()
             .unwrap_or_default()
             .contains("127.0.0.1"),
