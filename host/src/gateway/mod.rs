@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod body;
 mod classes;
 mod connections;
 mod credentials;
