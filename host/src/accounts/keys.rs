@@ -90,6 +90,30 @@ impl Accounts {
         Ok(hash.is_some())
     }
 
+    /// Revokes key `id` if it was made for object `name` of `class`;
+    /// returns whether it was.
+    pub async fn revoke_key_of(
+        &self,
+        class: &str,
+        name: &str,
+        id: &str,
+    ) -> Result<bool, AuthError> {
+        let hash = {
+            let (c, n, i) = (
+                class.to_string(),
+                normalize_name(name).into_owned(),
+                id.to_string(),
+            );
+            self.blocking(move |store| store.delete_key_of(&c, &n, &i))
+                .await?
+        };
+        if let Some(hash) = &hash {
+            self.keys.remove(hash);
+            self.grants.end(&key_grant(id));
+        }
+        Ok(hash.is_some())
+    }
+
     /// Points `handle` of `class` at object `name`.
     pub async fn set_handle(
         &self,
@@ -107,6 +131,25 @@ impl Accounts {
             .await?;
         self.forget_handle(class, &handle);
         Ok(handle)
+    }
+
+    /// Points `handle` of `class` at object `name` unless it stands for
+    /// another object already: the handle as stored, or `None` when it is
+    /// taken. The check and the write are one step.
+    pub async fn claim_handle(
+        &self,
+        class: &str,
+        handle: &str,
+        name: &str,
+    ) -> Result<Option<String>, AuthError> {
+        let handle = normalize_handle(handle)?;
+        let name = normalize_name(name).into_owned();
+        let (c, h, n) = (class.to_string(), handle.clone(), name.clone());
+        let holder = self
+            .blocking(move |store| store.claim_handle(&c, &h, &n, now_ms()))
+            .await?;
+        self.forget_handle(class, &handle);
+        Ok((holder == name).then_some(handle))
     }
 
     /// The name `handle` of `class` stands for.
