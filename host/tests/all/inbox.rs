@@ -437,3 +437,174 @@ async fn an_inbox_upgrades_to_the_third_migration_on_its_next_request_and_keeps_
     assert_eq!(new["message"]["message_id"], "new@mail.test", "{new}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_registry_cannot_make_keys_or_handles_for_another_tenants_class() {
+    let (server, _dir) = Server::start(Options {
+        tenants: vec![("inboxes", "acme"), ("inbox", "bolt"), ("stats", "bolt")],
+        ..options()
+    })
+    .await;
+    for name in ["acme", "bolt"] {
+        let (status, body) = call(
+            &server,
+            Method::POST,
+            "/admin/tenants",
+            Some(ADMIN),
+            Some(json!({ "name": name })),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/objects/inboxes/signup",
+        None,
+        Some(json!({ "handle": "zed" })),
+    )
+    .await;
+    assert_eq!(
+        status, 500,
+        "routing refuses another tenant's class: {body}"
+    );
+    assert!(body.to_string().contains("may not"), "{body}");
+    let (status, body) = call(
+        &server,
+        Method::GET,
+        "/admin/handles/inbox/zed",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "no handle was made: {body}");
+    server.stop().await;
+}
+
+/// Starts `podhost dev` on the workspace with `args`; returns its base URL
+/// and the lines it printed before it listened.
+async fn dev(dir: &std::path::Path, args: &[&str]) -> (tokio::process::Child, String, Vec<String>) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_podhost"))
+        .arg("dev")
+        .arg("--workspace")
+        .arg(&workspace)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.join("data"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("podhost dev starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut before = Vec::new();
+    // The examples may still need building.
+    let base = tokio::time::timeout(std::time::Duration::from_secs(600), async {
+        loop {
+            let line = lines.next_line().await.expect("stdout").expect("a line");
+            if let Some(base) = line.strip_prefix("podhost listening on ") {
+                return base.to_string();
+            }
+            before.push(line);
+        }
+    })
+    .await
+    .expect("the dev server starts");
+    (child, base, before)
+}
+
+#[tokio::test]
+async fn a_newcomer_makes_keys_and_handles_from_the_shell_in_dev_mode() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut child, base, _) = dev(dir.path(), &["--admin-token", ADMIN]).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let send = |method: Method, path: &str, token: Option<&str>, body: Option<String>| {
+        let mut request = client.request(method, format!("{base}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        async move {
+            let response = request.send().await.expect("sent");
+            let status = response.status().as_u16();
+            (status, parse_json(&response.text().await.expect("body")))
+        }
+    };
+
+    // The inbox example, served with its own access rules.
+    let (status, body) = send(
+        Method::POST,
+        "/objects/inboxes/signup",
+        None,
+        Some(json!({ "handle": "newcomer" }).to_string()),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let raw = message("a@example.com", "newcomer@mail.test", "welcome", "hi");
+    let (status, body) = send(
+        Method::POST,
+        "/handles/inbox/newcomer/incoming",
+        Some(ADMIN),
+        Some(raw),
+    )
+    .await;
+    assert_eq!(status, 201, "the admin token delivers: {body}");
+
+    // Keys and handles from the shell, with the admin token.
+    let (status, body) = send(
+        Method::POST,
+        "/admin/objects/counter/mine/keys",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = send(
+        Method::PUT,
+        "/admin/handles/counter/me",
+        Some(ADMIN),
+        Some(json!({ "name": "mine" }).to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // Accounts are on.
+    let (status, body) = send(
+        Method::POST,
+        "/auth/signup",
+        None,
+        Some(
+            json!({ "email": "new@example.com", "password": "a long enough passphrase" })
+                .to_string(),
+        ),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "{status}: {body}");
+    child.kill().await.expect("stopped");
+
+    // Without --admin-token, a random one is printed and works.
+    let other = tempfile::tempdir().expect("temp dir");
+    let (mut child, base, printed) = dev(other.path(), &[]).await;
+    let token = printed
+        .iter()
+        .find_map(|line| line.strip_prefix("dev: admin token "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the token is printed")
+        .to_string();
+    assert!(token.len() >= 32, "{token}");
+    let response = client
+        .get(format!("{base}/admin/classes"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 200);
+    child.kill().await.expect("stopped");
+}
