@@ -231,3 +231,67 @@ fn normalize_handle(handle: &str) -> Result<String, AuthError> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AuthSettings;
+    use crate::storage::Durability;
+
+    fn accounts(dir: &std::path::Path) -> Accounts {
+        Accounts::open(dir, Durability::Normal, AuthSettings::default()).expect("accounts open")
+    }
+
+    #[tokio::test]
+    async fn a_claimed_handle_is_not_taken_from_its_object() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let accounts = accounts(dir.path());
+        let claim = |name: &'static str, handle: &'static str| {
+            let accounts = &accounts;
+            async move { accounts.claim_handle("inbox", handle, name).await }
+        };
+        assert_eq!(
+            claim("a", "Alice").await.ok().flatten().as_deref(),
+            Some("alice")
+        );
+        assert_eq!(claim("b", "alice").await.ok().flatten(), None, "taken");
+        assert_eq!(
+            claim("b", "ALICE").await.ok().flatten(),
+            None,
+            "without case"
+        );
+        assert_eq!(
+            claim("a", "alice").await.ok().flatten().as_deref(),
+            Some("alice"),
+            "claiming one's own handle again is fine"
+        );
+        let name = accounts
+            .resolve_handle("inbox", "alice")
+            .await
+            .ok()
+            .flatten();
+        assert_eq!(name.as_deref(), Some("a"));
+        assert!(claim("a", "a b").await.is_err(), "an invalid handle");
+    }
+
+    #[tokio::test]
+    async fn a_key_is_revoked_only_through_its_own_object() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let accounts = accounts(dir.path());
+        let key = accounts
+            .create_key("inbox", "a", "owner")
+            .await
+            .expect("a key");
+        let id = &key.info.id;
+        let revoked = accounts.revoke_key_of("inbox", "b", id).await.ok();
+        assert_eq!(revoked, Some(false), "another object's key");
+        let revoked = accounts.revoke_key_of("other", "a", id).await.ok();
+        assert_eq!(revoked, Some(false), "another class's key");
+        let target = accounts.resolve_key(&key.key).await.ok().flatten();
+        assert!(target.is_some(), "still live");
+        let revoked = accounts.revoke_key_of("inbox", "a", id).await.ok();
+        assert_eq!(revoked, Some(true));
+        let target = accounts.resolve_key(&key.key).await.ok().flatten();
+        assert!(target.is_none(), "revoked at once");
+    }
+}
