@@ -5,7 +5,7 @@
 //! operator (`GET /objects/stats/global` with the admin token).
 
 use podhost_sdk::caller::Caller;
-use podhost_sdk::{Error, Method, Request, Response, Result, kv};
+use podhost_sdk::{Error, Method, Request, Response, Result, context, kv};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -19,6 +19,9 @@ struct Totals {
 }
 
 pub fn fetch(req: Request) -> Result<Response> {
+    if context::this_object().name != "global" {
+        return Err(Error::not_found("the totals are at /objects/stats/global"));
+    }
     let mut totals: Totals = kv::get(TOTALS)?.unwrap_or_default();
     match (req.method(), req.caller()) {
         (&Method::GET, Some(Caller::Admin)) if req.path() == "/" => {}

@@ -126,6 +126,18 @@ async fn a_newcomer_signs_up_for_an_inbox_and_a_taken_handle_is_refused() {
         .await;
         assert_eq!(status, 409, "{handle}: {body}");
     }
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/objects/inboxes/elsewhere",
+        None,
+        Some(json!({ "handle": "mallory" })),
+    )
+    .await;
+    assert_eq!(
+        status, 404,
+        "signup is at /objects/inboxes/signup only: {body}"
+    );
     for bad in [
         json!({}),
         json!({ "handle": 7 }),
