@@ -487,6 +487,46 @@ impl Store {
             .optional()?)
     }
 
+    /// Deletes key `id` if it names object `name` of `class`; its hash.
+    pub fn delete_key_of(
+        &self,
+        class: &str,
+        name: &str,
+        id: &str,
+    ) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .lock()
+            .query_row(
+                "DELETE FROM api_keys WHERE id = ?1 AND class = ?2 AND name = ?3 RETURNING hash",
+                [id, class, name],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Points `handle` of `class` at object `name` if it points nowhere;
+    /// returns the name it points at afterwards (under one lock, so two
+    /// claims cannot both win).
+    pub fn claim_handle(
+        &self,
+        class: &str,
+        handle: &str,
+        name: &str,
+        now: i64,
+    ) -> anyhow::Result<String> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO handles (class, handle, name, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (class, handle) DO NOTHING",
+            params![class, handle, name, now],
+        )?;
+        Ok(conn.query_row(
+            "SELECT name FROM handles WHERE class = ?1 AND handle = ?2",
+            [class, handle],
+            |row| row.get(0),
+        )?)
+    }
+
     /// Points `handle` of `class` at object `name`, replacing any target.
     pub fn set_handle(
         &self,

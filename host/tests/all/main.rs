@@ -20,6 +20,7 @@ mod faults;
 mod game;
 mod gateway;
 mod harness;
+mod inbox;
 
 mod hibernation;
 mod inspect;

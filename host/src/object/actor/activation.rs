@@ -110,7 +110,8 @@ impl Actor {
                 refused: self.runtime.metrics().outbound_refused.clone(),
             },
         ))
-        .with_peers(self.runtime.peers());
+        .with_peers(self.runtime.peers())
+        .with_routing(self.runtime.routing());
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| state.limits());
         store.epoch_deadline_callback(|mut store| store.data_mut().limits().tick());
