@@ -32,8 +32,9 @@ pub(super) async fn read_capped(
     let capacity = declared.map_or(0, |length| length as usize).min(limit);
     let mut read = Vec::with_capacity(capacity);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|error| ApiError::BadRequest(format!("cannot read the request body: {error}")))?;
+        let chunk = chunk.map_err(|error| {
+            ApiError::BadRequest(format!("cannot read the request body: {error}"))
+        })?;
         if read.len() + chunk.len() > limit {
             drop(read);
             drain(stream).await;

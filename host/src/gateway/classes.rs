@@ -5,7 +5,8 @@
 //! (`Content-Type: application/wasm`) and the class's table of
 //! `podhost.toml` (without `path`) as JSON in the `Podhost-Class-Config`
 //! header, e.g. `{"access": "user", "limits": {"max_cpu_per_event": "1s"}}`;
-//! without the header the class gets the server's defaults.
+//! without the header the new version keeps the active version's table
+//! (a new class gets the server's defaults; `null` resets to them).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
