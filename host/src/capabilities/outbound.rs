@@ -29,7 +29,7 @@ use wasmtime_wasi_http::{
 };
 
 use crate::config::{Limits, OutboundAllowList};
-use crate::metrics::Counter;
+use crate::metrics::{Counter, Histogram};
 
 type Sent = Box<
     dyn Future<
@@ -64,6 +64,8 @@ const MAX_DENIALS_LOGGED: usize = 16;
 pub struct OutboundCounters {
     pub sent: Counter,
     pub refused: Counter,
+    /// The class's histogram of times to the response's headers.
+    pub duration: Option<Histogram>,
 }
 
 /// What one outbound request may take.
@@ -181,10 +183,15 @@ impl WasiHttpHooks for Outbound {
         };
         let deadline = Instant::now() + limits.total_timeout;
         let host = request.uri().host().unwrap_or_default().to_string();
+        let duration = self.counters.duration.clone();
         Box::new(async move {
+            let started = std::time::Instant::now();
             let sent =
                 tokio::time::timeout_at(deadline, default_send_request(request, Some(options)))
                     .await;
+            if let Some(duration) = &duration {
+                crate::metrics::observe_since(duration, started);
+            }
             let (response, connection) = match sent {
                 Ok(Ok(sent)) => sent,
                 Ok(Err(error)) => {

@@ -20,6 +20,7 @@ mod server;
 mod sockets;
 mod state;
 mod tenants;
+mod users;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -80,6 +81,10 @@ pub fn router(gateway: Gateway) -> Router {
         )
         .route("/admin/objects/{class}/{name}/handles", get(handles::list))
         .route("/admin/keys/{id}", delete(keys::revoke))
+        .route("/admin/users", get(users::find))
+        .route("/admin/users/{id}", get(users::get).delete(users::delete))
+        .route("/admin/users/{id}/disable", post(users::disable))
+        .route("/admin/users/{id}/enable", post(users::enable))
         .route("/admin/tenants", post(tenants::create).get(tenants::list))
         .route(
             "/admin/tenants/{name}",

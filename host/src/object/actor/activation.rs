@@ -66,7 +66,7 @@ impl Actor {
         watch.watch_sql(db.interrupt_handle());
         let mut live = self.instantiate(db, watch).await?;
         self.runtime.metrics().activations.inc();
-        metrics::observe_since(&self.runtime.metrics().activation_duration, started);
+        metrics::observe_since(&self.metrics.activation_duration, started);
         let migrated = live.store.data_mut().database().is_migrated();
         self.state.instantiated(live);
         if !migrated {
@@ -108,6 +108,7 @@ impl Actor {
             OutboundCounters {
                 sent: self.runtime.metrics().outbound_requests.clone(),
                 refused: self.runtime.metrics().outbound_refused.clone(),
+                duration: Some(self.metrics.outbound_duration.clone()),
             },
         ))
         .with_peers(self.runtime.peers());

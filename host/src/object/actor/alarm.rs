@@ -61,7 +61,8 @@ impl Actor {
             return;
         }
         self.batch.release(self.runtime.sockets(), self.object.id());
-        self.runtime.metrics().alarm_fired(scheduled, now_ms());
+        let lag_ms = self.runtime.metrics().alarm_fired(scheduled, now_ms());
+        self.metrics.alarm_lag.observe(lag_ms as f64 / 1000.0);
         // The handler cleared the alarm, unless it set another.
         self.index_exactly(after.flatten());
     }

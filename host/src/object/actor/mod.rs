@@ -83,11 +83,14 @@ pub(crate) struct Actor {
     delete_after_batch: bool,
     /// Names the object in every log line of its events.
     span: tracing::Span,
+    /// Its class's metric handles, looked up once.
+    metrics: Arc<metrics::ClassMetrics>,
 }
 
 impl Actor {
     pub fn spawn(runtime: Arc<Runtime>, object: Arc<ObjectAddr>, class: Arc<Class>, start: Spawn) {
         let span = tracing::info_span!("object", class = class.name(), name = object.name());
+        let metrics = runtime.metrics().class(class.name());
         let actor = Actor {
             runtime,
             object,
@@ -99,6 +102,7 @@ impl Actor {
             call_chain: None,
             delete_after_batch: false,
             span: span.clone(),
+            metrics,
         };
         tokio::spawn(actor.run(start).instrument(span));
     }
@@ -422,6 +426,9 @@ impl Actor {
                 next = mailbox.try_recv().ok();
             }
         }
+        if count > 0 {
+            self.metrics.commit_batch.observe(count as f64);
+        }
         self.end_batch().await;
         control
     }
@@ -471,7 +478,7 @@ impl Actor {
         };
         let started = Instant::now();
         let committed = db.commit();
-        metrics::observe_since(&self.runtime.metrics().commit_duration, started);
+        metrics::observe_since(&self.metrics.commit_duration, started);
         if committed.is_ok() {
             self.runtime.metrics().commits.inc();
         }
@@ -506,6 +513,7 @@ impl Actor {
     /// Runs `fetch` in its own savepoint of the batch's transaction.
     async fn fetch(&mut self, request: &Request) -> Result<Response, EventError> {
         let (Ok(response) | Err(response)) = self.run_event(dispatch::Fetch(request)).await?;
+        self.metrics.response(response.status);
         Ok(response)
     }
 
@@ -559,7 +567,7 @@ impl Actor {
         let span = tracing::debug_span!("event", kind = H::KIND);
         let started = Instant::now();
         let result = self.run_event_in_span(call).instrument(span).await;
-        metrics::observe_since(&self.runtime.metrics().event_duration, started);
+        metrics::observe_since(&self.metrics.event_duration, started);
         result
     }
 
