@@ -11,6 +11,7 @@ mod handles;
 mod health;
 mod inspect;
 mod keys;
+mod logs;
 mod me;
 mod objects;
 mod orgs;
@@ -75,6 +76,7 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/admin/objects/{class}/{name}/query", post(inspect::query))
         .route("/admin/objects/{class}/{name}/export", get(inspect::export))
         .route("/admin/objects/{class}/{name}/import", put(inspect::import))
+        .route("/admin/objects/{class}/{name}/logs", get(logs::logs))
         .route(
             "/admin/objects/{class}/{name}/keys",
             post(keys::create).get(keys::list),

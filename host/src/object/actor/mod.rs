@@ -53,6 +53,7 @@ use crate::capabilities::objects::CallChain;
 use crate::engine::Class;
 use crate::execution::metered;
 use crate::limits::{Cancelled, LimitExceeded};
+use crate::logs::Level;
 use crate::metrics;
 use crate::runtime::Runtime;
 use crate::sockets::LoggedEvent;
@@ -258,6 +259,14 @@ impl Actor {
             to = active.version(),
             "changing to the active version"
         );
+        self.host_log(
+            Level::Info,
+            format!(
+                "changing from version {} to the active version {}",
+                self.class.version(),
+                active.version()
+            ),
+        );
         self.state.discard();
         if let Some(db) = self.state.database() {
             db.forget_migrated();
@@ -290,6 +299,7 @@ impl Actor {
         }
         .inc();
         tracing::debug!(early, "hibernating");
+        self.host_log(Level::Info, "hibernated");
         true
     }
 
@@ -334,8 +344,17 @@ impl Actor {
             self.runtime.tenants().object_removed(self.object.class());
         }
         self.runtime.sockets().forget_object(self.object.id());
+        self.runtime.guest_logs().rings().forget(self.object.id());
         tracing::info!(existed, "deleted");
         Ok(existed)
+    }
+
+    /// Records a host event in the object's own log (see `logs::ring`).
+    fn host_log(&self, level: Level, message: impl Into<String>) {
+        self.runtime
+            .guest_logs()
+            .rings()
+            .host(self.object.id(), level, message);
     }
 
     /// Tells the catalog the object was active, and its size if its
@@ -414,6 +433,7 @@ impl Actor {
                 // every event so far are gone, and so is what their
                 // responses may show. Fail them; the batch goes on afresh.
                 tracing::warn!("an event rolled back its whole batch");
+                self.host_log(Level::Warn, "an event rolled back its whole batch");
                 self.runtime.metrics().failures.inc();
                 if let Some(db) = self.state.database() {
                     db.forget_lost_batch();
@@ -442,6 +462,7 @@ impl Actor {
         let alarm = self.alarm_before_commit();
         if let Err(error) = self.commit() {
             tracing::error!(%error, "commit failed");
+            self.host_log(Level::Error, format!("commit failed: {error}"));
             self.runtime.metrics().failures.inc();
             if let Some(db) = self.state.database() {
                 db.rollback();
@@ -661,10 +682,12 @@ impl Actor {
                 match trap.downcast_ref::<LimitExceeded>() {
                     Some(limit) => {
                         tracing::warn!("event stopped: {limit}");
+                        self.host_log(Level::Warn, format!("event stopped: {limit}"));
                         Err(EventError::LimitExceeded(limit.clone()))
                     }
                     None => {
                         tracing::warn!("event trapped: {trap:?}");
+                        self.host_log(Level::Error, format!("event trapped: {trap:?}"));
                         Err(EventError::Trapped)
                     }
                 }
