@@ -84,6 +84,8 @@ struct Inner {
     /// Followers by object; kept apart from rings so that evicting a
     /// ring does not end them.
     followers: HashMap<String, broadcast::Sender<LogRecord>>,
+    /// The server is stopping: no one may follow any more.
+    closed: bool,
 }
 
 #[derive(Default)]
@@ -196,11 +198,16 @@ impl ObjectRings {
     pub fn follow(&self, object: &str) -> (Vec<LogRecord>, broadcast::Receiver<LogRecord>) {
         let mut inner = self.lock();
         inner.end_panic(object, &self.limits);
-        let receiver = inner
-            .followers
-            .entry(object.to_string())
-            .or_insert_with(|| broadcast::channel(FOLLOW_BUFFER).0)
-            .subscribe();
+        let receiver = if inner.closed {
+            // Its sender drops at once: the follower ends after the backlog.
+            broadcast::channel(1).1
+        } else {
+            inner
+                .followers
+                .entry(object.to_string())
+                .or_insert_with(|| broadcast::channel(FOLLOW_BUFFER).0)
+                .subscribe()
+        };
         let records = inner
             .rings
             .get(object)
@@ -213,6 +220,14 @@ impl ObjectRings {
         let mut inner = self.lock();
         inner.remove(object);
         inner.followers.remove(object);
+    }
+
+    /// Ends every follower, for shutdown: open streams would hold the
+    /// server up.
+    pub fn close_followers(&self) {
+        let mut inner = self.lock();
+        inner.closed = true;
+        inner.followers.clear();
     }
 
     /// Bytes all rings hold.
