@@ -394,6 +394,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn each_sent_request_is_timed_in_its_class_histogram() {
+        let url = server(Some(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+        ))
+        .await;
+        let metrics = crate::metrics::Metrics::default();
+        let class = metrics.class("test");
+        let allowed = OutboundAllowList::new(["127.0.0.1:*"]).expect("valid list");
+        let counters = OutboundCounters {
+            duration: Some(class.outbound_duration.clone()),
+            ..OutboundCounters::default()
+        };
+        let mut outbound = Outbound::new("test", allowed, limits(), counters);
+        send(&mut outbound, &url).await.expect("a response");
+        // A denied request never leaves, and is not timed.
+        let _ = send(&mut outbound, "https://evil.example.net/").await;
+        let text = metrics.render(0, 0);
+        assert!(
+            text.contains("podhost_outbound_duration_seconds_count{class=\"test\"} 1\n"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_declared_length_over_the_cap_fails_before_the_body() {
         let url = server(Some(
             b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\nconnection: close\r\n\r\n",

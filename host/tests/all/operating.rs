@@ -237,6 +237,20 @@ async fn metrics_by_class_move() {
         )
         .await;
     assert!(fired, "the alarm's lag is observed");
+
+    // Open sockets, per class: up while open, down once closed.
+    let sockets = metric("podhost_class_sockets_open");
+    let mut ws = server.ws("/objects/probe/room").await.expect("a socket");
+    let up = server
+        .metric_becomes(&sockets, Duration::from_secs(5), |n| n == 1)
+        .await;
+    assert!(up, "one socket open");
+    ws.close(None).await.expect("closed");
+    drop(ws);
+    let down = server
+        .metric_becomes(&sockets, Duration::from_secs(10), |n| n == 0)
+        .await;
+    assert!(down, "no socket open");
     server.stop().await;
 }
 
