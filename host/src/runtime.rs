@@ -416,6 +416,7 @@ impl Runtime {
         if self.shutdown_started.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.guest_logs.rings().close_followers();
         let watchdog = Arc::clone(self.executor.watchdog());
         let timeout = self.config.shutdown_timeout;
         tokio::spawn(async move {
