@@ -16,8 +16,8 @@ mod wasi;
 
 use std::sync::Arc;
 
-use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -26,6 +26,7 @@ pub use routing::{RoutingFuture, RoutingTable};
 
 use crate::bindings::{Object, StorageError, StorageErrorCode};
 use crate::config::ConfigValues;
+use crate::execution::EventWatch;
 use crate::limits::EventLimits;
 use crate::logs::GuestLogs;
 use crate::object::ObjectAddr;
@@ -108,6 +109,21 @@ impl ObjectState {
 
     pub fn limits(&mut self) -> &mut EventLimits {
         &mut self.limits
+    }
+
+    /// A store around this state, held to its limits: memory through the
+    /// limiter, and the event `watch` follows through the epoch (a verdict
+    /// traps the guest at its next deadline check).
+    pub fn into_store(self, engine: &Engine, watch: &EventWatch) -> Store<ObjectState> {
+        let mut store = Store::new(engine, self);
+        store.limiter(|state| state.limits());
+        store.epoch_deadline_callback(|mut store| store.data_mut().limits().tick());
+        store
+            .data_mut()
+            .limits()
+            .start_event(Arc::clone(watch.stop()), watch.budget());
+        store.set_epoch_deadline(1);
+        store
     }
 
     /// The database, if the event's transaction is still open: a guest

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
-use wasmtime::Store;
 
 use super::{DeployError, internal};
 use crate::capabilities::ObjectState;
@@ -145,14 +144,7 @@ fn run_on(
         runtime.guest_logs(),
         Arc::clone(&settings.config),
     );
-    let mut store = Store::new(runtime.engine(), state);
-    store.limiter(|state| state.limits());
-    store.epoch_deadline_callback(|mut store| store.data_mut().limits().tick());
-    store
-        .data_mut()
-        .limits()
-        .start_event(Arc::clone(watch.stop()), watch.budget());
-    store.set_epoch_deadline(1);
+    let mut store = state.into_store(runtime.engine(), &watch);
     let declared = handle.block_on(async {
         let bindings = class.instantiate(&mut store).await?;
         bindings

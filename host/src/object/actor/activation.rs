@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmtime::{PoolConcurrencyLimitError, Store};
+use wasmtime::PoolConcurrencyLimitError;
 
 use super::Actor;
 use super::state::Live;
@@ -123,14 +123,7 @@ impl Actor {
         ))
         .with_peers(self.runtime.peers())
         .with_routing(self.runtime.routing());
-        let mut store = Store::new(self.runtime.engine(), state);
-        store.limiter(|state| state.limits());
-        store.epoch_deadline_callback(|mut store| store.data_mut().limits().tick());
-        store
-            .data_mut()
-            .limits()
-            .start_event(Arc::clone(watch.stop()), watch.budget());
-        store.set_epoch_deadline(1);
+        let mut store = state.into_store(self.runtime.engine(), watch);
         match self.class.instantiate(&mut store).await {
             Ok(bindings) => Ok(Live { store, bindings }),
             Err(error) => {
