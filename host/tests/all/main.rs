@@ -38,4 +38,5 @@ mod support;
 mod tables;
 mod team;
 mod tenants;
+mod toolbox;
 mod webhooks;
