@@ -32,8 +32,9 @@ const MAX_CONTENT_BYTES: usize = 64 << 10;
 const MAX_METADATA_BYTES: usize = 16 << 10;
 const DEFAULT_LIMIT: usize = 10;
 const MAX_LIMIT: usize = 100;
-/// Vectors read per query while scanning (384 dims: 3 MiB).
-const SCAN_PAGE: i64 = 2048;
+/// Bytes of vectors read per query while scanning (the host caps a
+/// query's result at 32 MiB): 2048 vectors of 384 dimensions.
+const SCAN_PAGE_BYTES: usize = 3 << 20;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -266,18 +267,19 @@ pub fn search(search: Search) -> Result<Response> {
 /// Every memory of the target's dimensions with its cosine similarity.
 fn scan(target: &[f32], target_norm: f64) -> Result<Vec<(i64, f64)>> {
     let dims = target.len() as i64;
+    let page_rows = (SCAN_PAGE_BYTES / (target.len() * 4)).max(1) as i64;
     let mut scored = Vec::new();
     let mut after = 0i64;
     loop {
         let page: Vec<(i64, Vec<u8>, f64)> = sql::query(
             "SELECT seq, embedding, norm FROM memories WHERE dims = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (dims, after, SCAN_PAGE),
+            (dims, after, page_rows),
         )?;
         let Some(last) = page.last() else {
             break;
         };
         after = last.0;
-        let full = page.len() as i64 == SCAN_PAGE;
+        let full = page.len() as i64 == page_rows;
         for (seq, bytes, norm) in page {
             if norm == 0.0 || bytes.len() != target.len() * 4 {
                 continue;
