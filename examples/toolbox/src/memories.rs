@@ -8,6 +8,7 @@
 //! endpoint when the class has one ([`crate::embeddings`]), else none (it
 //! is kept, but no search finds it).
 
+use podhost_sdk::sql::Value as SqlValue;
 use podhost_sdk::{Error, Response, Result, StatusCode, sql, time};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -271,16 +272,26 @@ fn scan(target: &[f32], target_norm: f64) -> Result<Vec<(i64, f64)>> {
     let mut scored = Vec::new();
     let mut after = 0i64;
     loop {
-        let page: Vec<(i64, Vec<u8>, f64)> = sql::query(
+        // Read in place (`exec`, not `query`): decoding would copy every
+        // vector once more.
+        let page = sql::exec(
             "SELECT seq, embedding, norm FROM memories WHERE dims = ? AND seq > ? ORDER BY seq LIMIT ?",
             (dims, after, page_rows),
         )?;
-        let Some(last) = page.last() else {
-            break;
-        };
-        after = last.0;
-        let full = page.len() as i64 == page_rows;
-        for (seq, bytes, norm) in page {
+        for row in page.iter() {
+            let (seq, bytes, norm) = match row.values() {
+                [
+                    SqlValue::Integer(seq),
+                    SqlValue::Blob(bytes),
+                    SqlValue::Real(norm),
+                ] => (*seq, bytes, *norm),
+                [SqlValue::Integer(seq), ..] => {
+                    after = *seq;
+                    continue;
+                }
+                _ => return Err(Error::internal("a memory's row has another shape")),
+            };
+            after = seq;
             if norm == 0.0 || bytes.len() != target.len() * 4 {
                 continue;
             }
@@ -291,7 +302,7 @@ fn scan(target: &[f32], target_norm: f64) -> Result<Vec<(i64, f64)>> {
                 .sum();
             scored.push((seq, f64::from(dot) / (norm * target_norm)));
         }
-        if !full {
+        if (page.len() as i64) < page_rows {
             break;
         }
     }
