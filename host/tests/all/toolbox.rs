@@ -333,6 +333,19 @@ async fn a_key_holder_shortens_links_and_sees_who_followed_them() {
         .await
         .expect("followed");
     assert_eq!(response.status(), 302, "not expired yet");
+    let (status, body) = post(
+        &server,
+        &k,
+        "/links",
+        json!({ "slug": "y2k", "url": "http://example.com/", "expires_at": "2000-01-01T00:00:00.5+01:00" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["link"]["expires_at"], 946_681_200_500i64,
+        "RFC 3339 with an offset"
+    );
+    assert_eq!(get(&server, &k, "/links/y2k").await.0, 410);
     let (status, _) = post(
         &server,
         &k,
@@ -351,7 +364,7 @@ async fn a_key_holder_shortens_links_and_sees_who_followed_them() {
         .filter_map(|l| l["slug"].as_str())
         .collect();
     slugs.sort_unstable();
-    assert_eq!(slugs, ["docs", "later", "old"]);
+    assert_eq!(slugs, ["docs", "later", "old", "y2k"]);
 
     let (status, _) = send(&server, &k, Method::DELETE, "/links/docs", None).await;
     assert_eq!(status, 200);
