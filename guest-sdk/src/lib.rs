@@ -45,6 +45,7 @@ mod object;
 pub mod objects;
 pub mod random;
 pub mod router;
+pub mod routing;
 pub mod schedule;
 pub mod sockets;
 pub mod sql;

@@ -1,8 +1,8 @@
 //! The one `bindgen!` of the `podhost:object` world.
 //!
 //! Imports are synchronous: they only touch the object's own SQLite
-//! connection, which the actor owns. Only `objects` is async: it waits on
-//! other objects. Exports are async so a guest runs on a fiber and never
+//! connection, which the actor owns. Only `objects` and `routing` are
+//! async: they wait on other objects and on the accounts. Exports are async so a guest runs on a fiber and never
 //! blocks a runtime thread while it waits.
 
 wasmtime::component::bindgen!({
@@ -13,6 +13,11 @@ wasmtime::component::bindgen!({
         "podhost:object/objects.call": async,
         "podhost:object/objects.delete": async,
         "podhost:object/objects.list": async,
+        // Keys and handles live in the accounts' database.
+        "podhost:object/routing.create-key": async,
+        "podhost:object/routing.revoke-key": async,
+        "podhost:object/routing.set-handle": async,
+        "podhost:object/routing.remove-handle": async,
     },
     exports: { default: async },
 });

@@ -427,6 +427,12 @@ pub struct LogSettings {
     pub max_line_bytes: usize,
     /// Guest lines (all objects) that may wait for the log thread.
     pub queue_bytes: usize,
+    /// Each object's log (`/admin/objects/{class}/{name}/logs`) keeps its
+    /// newest records, at most this many and this many bytes.
+    pub ring_records: usize,
+    pub ring_bytes: usize,
+    /// All objects' logs together; the least recently written go first.
+    pub rings_total_bytes: usize,
 }
 
 impl Default for LogSettings {
@@ -436,6 +442,9 @@ impl Default for LogSettings {
             burst_bytes: 64 << 10,
             max_line_bytes: 4096,
             queue_bytes: 4 << 20,
+            ring_records: 1000,
+            ring_bytes: 64 << 10,
+            rings_total_bytes: 32 << 20,
         }
     }
 }

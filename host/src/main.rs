@@ -75,6 +75,11 @@ enum Command {
         /// org, key, admin).
         #[arg(long, default_value = "public")]
         access: String,
+        /// The admin token (at least 32 bytes), for `/admin` and the
+        /// operator's routes: making API keys and handles from the shell.
+        /// Without it, a random one is made and printed at start.
+        #[arg(long)]
+        admin_token: Option<String>,
     },
 }
 
@@ -126,12 +131,25 @@ fn main() -> anyhow::Result<()> {
             idle_timeout,
             classes,
             access,
+            admin_token,
         } => {
             let (config, watched) = dev_config(&workspace, &classes, &access)?;
+            let admin_token = match admin_token {
+                Some(token) => token,
+                None => {
+                    let token = dev::random_admin_token()?;
+                    println!("dev: admin token {token} (random; --admin-token TOKEN sets one)");
+                    token
+                }
+            };
             let config = Config {
                 listen,
                 data_dir,
                 idle_timeout,
+                admin_token: Some(podhost::config::Secret::new(admin_token)),
+                // Dev mode has accounts on whatever it serves: sign up,
+                // sign in and API keys work from the first start.
+                auth: Some(config.auth.clone().unwrap_or_default()),
                 ..config
             };
             config.validate()?;

@@ -1,17 +1,20 @@
 //! The host's metrics, exposed at `/metrics` in the OpenMetrics text
 //! format (which Prometheus scrapes), through `prometheus-client`.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use parking_lot::Mutex;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 pub use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+pub use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 /// A value that only grows but is exposed as a gauge: a counter's name
@@ -62,13 +65,10 @@ pub struct Metrics {
     /// in `outbound`, too many in flight).
     pub outbound_requests: Counter,
     pub outbound_refused: Counter,
-    /// Seconds from an event's start (activation included) to its
-    /// handler's return.
-    pub event_duration: Histogram,
-    /// Seconds a transaction's commit took.
-    pub commit_duration: Histogram,
-    /// Seconds to make an instance (opening the database if closed).
-    pub activation_duration: Histogram,
+    /// The metrics labelled by class; see [`ClassMetrics`].
+    by_class: ClassFamilies,
+    /// Each class's handles, made once per class (see [`Metrics::class`]).
+    classes: Mutex<HashMap<String, Arc<ClassMetrics>>>,
     /// Set from the runtime at each scrape.
     objects_active: Level,
     sockets_open: Level,
@@ -83,8 +83,117 @@ const DURATION_BUCKETS: [f64; 17] = [
     2.5, 5.0, 10.0,
 ];
 
+/// Events per group commit: 1 to 256 (the most a batch may usually hold).
+const BATCH_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
 fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
+}
+
+fn batch_histogram() -> Histogram {
+    Histogram::new(BATCH_BUCKETS)
+}
+
+/// The only label of the metrics by class: never the object, so series
+/// are bounded by the classes deployed.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabel {
+    class: String,
+}
+
+/// A guest response's status class (`2xx` ... `5xx`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    class: String,
+    status: &'static str,
+}
+
+type Histograms = Family<ClassLabel, Histogram, fn() -> Histogram>;
+
+#[derive(Debug)]
+struct ClassFamilies {
+    event_duration: Histograms,
+    commit_duration: Histograms,
+    commit_batch: Histograms,
+    activation_duration: Histograms,
+    alarm_lag: Histograms,
+    outbound_duration: Histograms,
+    responses: Family<StatusLabel, Counter>,
+    sockets_open: Family<ClassLabel, Gauge>,
+}
+
+impl Default for ClassFamilies {
+    fn default() -> Self {
+        let durations = || Family::new_with_constructor(duration_histogram as fn() -> Histogram);
+        ClassFamilies {
+            event_duration: durations(),
+            commit_duration: durations(),
+            commit_batch: Family::new_with_constructor(batch_histogram as fn() -> Histogram),
+            activation_duration: durations(),
+            alarm_lag: durations(),
+            outbound_duration: durations(),
+            responses: Family::default(),
+            sockets_open: Family::default(),
+        }
+    }
+}
+
+/// One class's metric handles, resolved once per class and kept by its
+/// actors: the hot path updates atomics and never builds a label set.
+/// Each handle shares its value with the series in the registry.
+#[derive(Debug, Clone)]
+pub struct ClassMetrics {
+    /// Seconds from an event's start (activation included) to its
+    /// handler's return.
+    pub event_duration: Histogram,
+    /// Seconds a transaction's commit took.
+    pub commit_duration: Histogram,
+    /// Events per committed batch.
+    pub commit_batch: Histogram,
+    /// Seconds to make an instance (opening the database if closed).
+    pub activation_duration: Histogram,
+    /// Seconds from a fired alarm's scheduled time to its firing.
+    pub alarm_lag: Histogram,
+    /// Seconds from an outbound request's start to its response's headers.
+    pub outbound_duration: Histogram,
+    /// Guest responses by status class: 2xx, 3xx, 4xx, 5xx (1xx and
+    /// anything else count as `other`).
+    responses: [Counter; 5],
+    /// WebSockets open on the class's objects.
+    pub sockets_open: Gauge,
+}
+
+const STATUS_CLASSES: [&str; 5] = ["2xx", "3xx", "4xx", "5xx", "other"];
+
+impl ClassMetrics {
+    /// Counts a guest response of status `status`.
+    pub fn response(&self, status: u16) {
+        let index = match status {
+            200..=299 => 0,
+            300..=399 => 1,
+            400..=499 => 2,
+            500..=599 => 3,
+            _ => 4,
+        };
+        self.responses[index].inc();
+    }
+}
+
+/// Keeps a socket counted in its class's gauge until dropped.
+#[derive(Debug)]
+pub struct OpenSocket(Gauge);
+
+impl OpenSocket {
+    pub fn new(gauge: Gauge) -> Self {
+        gauge.inc();
+        OpenSocket(gauge)
+    }
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for Metrics {
@@ -107,9 +216,8 @@ impl Default for Metrics {
             guest_log_dropped_bytes: Arc::default(),
             outbound_requests: Counter::default(),
             outbound_refused: Counter::default(),
-            event_duration: duration_histogram(),
-            commit_duration: duration_histogram(),
-            activation_duration: duration_histogram(),
+            by_class: ClassFamilies::default(),
+            classes: Mutex::default(),
             objects_active: Level::default(),
             sockets_open: Level::default(),
             registry: Registry::with_prefix(PREFIX),
@@ -217,34 +325,95 @@ impl Metrics {
             self.outbound_refused.clone(),
         );
         r.register_collector(Box::new(HostLogDrops));
-        r.register_with_unit(
-            "event_duration",
-            "Time from an event's start (activation included) to its handler's return",
-            Unit::Seconds,
-            self.event_duration.clone(),
+        let f = &self.by_class;
+        for (name, help, family) in [
+            (
+                "event_duration",
+                "Time from an event's start (activation included) to its handler's return, by class",
+                &f.event_duration,
+            ),
+            (
+                "commit_duration",
+                "Time a transaction's commit took (the fsync included), by class",
+                &f.commit_duration,
+            ),
+            (
+                "activation_duration",
+                "Time to make an object's instance (opening its database if closed), by class",
+                &f.activation_duration,
+            ),
+            (
+                "alarm_lag",
+                "Time from a fired alarm's scheduled time to its firing, by class",
+                &f.alarm_lag,
+            ),
+            (
+                "outbound_duration",
+                "Time from an outbound HTTP request's start to its response's headers, by class",
+                &f.outbound_duration,
+            ),
+        ] {
+            r.register_with_unit(name, help, Unit::Seconds, family.clone());
+        }
+        r.register(
+            "commit_batch_events",
+            "Events per committed batch (group commit), by class",
+            f.commit_batch.clone(),
         );
-        r.register_with_unit(
-            "commit_duration",
-            "Time a transaction's commit took (the fsync included)",
-            Unit::Seconds,
-            self.commit_duration.clone(),
+        r.register(
+            "responses",
+            "Guest responses by class and status class (2xx, 3xx, 4xx, 5xx, other)",
+            f.responses.clone(),
         );
-        r.register_with_unit(
-            "activation_duration",
-            "Time to make an object's instance (opening its database if closed)",
-            Unit::Seconds,
-            self.activation_duration.clone(),
+        r.register(
+            "class_sockets_open",
+            "WebSockets open on a class's objects, those of hibernated objects included",
+            f.sockets_open.clone(),
         );
     }
 
+    /// The handles of `class`'s metrics, made on first use. Callers keep
+    /// them (an actor for its life) rather than look them up per event.
+    /// A class removed by a deploy keeps its series until the host
+    /// restarts: they stop moving, and are few.
+    pub fn class(&self, class: &str) -> Arc<ClassMetrics> {
+        let mut classes = self.classes.lock();
+        if let Some(metrics) = classes.get(class) {
+            return Arc::clone(metrics);
+        }
+        let f = &self.by_class;
+        let label = ClassLabel {
+            class: class.to_string(),
+        };
+        let responses = STATUS_CLASSES.map(|status| {
+            f.responses.get_or_create_owned(&StatusLabel {
+                class: class.to_string(),
+                status,
+            })
+        });
+        let metrics = Arc::new(ClassMetrics {
+            event_duration: f.event_duration.get_or_create_owned(&label),
+            commit_duration: f.commit_duration.get_or_create_owned(&label),
+            commit_batch: f.commit_batch.get_or_create_owned(&label),
+            activation_duration: f.activation_duration.get_or_create_owned(&label),
+            alarm_lag: f.alarm_lag.get_or_create_owned(&label),
+            outbound_duration: f.outbound_duration.get_or_create_owned(&label),
+            responses,
+            sockets_open: f.sockets_open.get_or_create_owned(&label),
+        });
+        classes.insert(class.to_string(), Arc::clone(&metrics));
+        metrics
+    }
+
     /// Records that an alarm scheduled for `scheduled_ms` fired at `fired_ms`.
-    pub fn alarm_fired(&self, scheduled_ms: i64, fired_ms: i64) {
+    pub fn alarm_fired(&self, scheduled_ms: i64, fired_ms: i64) -> u64 {
         let lag = fired_ms.saturating_sub(scheduled_ms).max(0).unsigned_abs();
         self.alarms_fired.inc();
         self.alarm_lag_ms_sum.inc_by(lag);
         self.alarm_lag_ms_max
             .inner()
             .fetch_max(lag, Ordering::Relaxed);
+        lag
     }
 
     /// The exposition of these metrics, of `active` objects and of
@@ -337,37 +506,76 @@ mod tests {
     }
 
     #[test]
-    fn histograms_count_observations_in_seconds() {
+    fn histograms_count_observations_in_seconds_by_class() {
         let metrics = Metrics::default();
-        metrics.event_duration.observe(0.002);
-        metrics.event_duration.observe(20.0);
-        metrics.commit_duration.observe(0.0001);
+        let counter = metrics.class("counter");
+        counter.event_duration.observe(0.002);
+        counter.event_duration.observe(20.0);
+        counter.commit_duration.observe(0.0001);
+        counter.commit_batch.observe(3.0);
+        counter.response(200);
+        counter.response(404);
+        counter.response(503);
+        counter.response(503);
+        let _socket = OpenSocket::new(counter.sockets_open.clone());
+        // The same handles again: one series per class.
+        metrics.class("counter").event_duration.observe(0.5);
+        metrics.class("chat").alarm_lag.observe(0.01);
         let text = metrics.render(0, 0);
         assert!(
             text.contains("# TYPE podhost_event_duration_seconds histogram"),
             "{text}"
         );
+        for (name, expected) in [
+            (
+                "podhost_event_duration_seconds_count{class=\"counter\"}",
+                "3",
+            ),
+            (
+                "podhost_commit_duration_seconds_count{class=\"counter\"}",
+                "1",
+            ),
+            ("podhost_commit_batch_events_sum{class=\"counter\"}", "3.0"),
+            (
+                "podhost_activation_duration_seconds_count{class=\"counter\"}",
+                "0",
+            ),
+            ("podhost_alarm_lag_seconds_count{class=\"chat\"}", "1"),
+            ("podhost_alarm_lag_seconds_count{class=\"counter\"}", "0"),
+            (
+                "podhost_responses_total{class=\"counter\",status=\"2xx\"}",
+                "1",
+            ),
+            (
+                "podhost_responses_total{class=\"counter\",status=\"4xx\"}",
+                "1",
+            ),
+            (
+                "podhost_responses_total{class=\"counter\",status=\"5xx\"}",
+                "2",
+            ),
+            ("podhost_class_sockets_open{class=\"counter\"}", "1"),
+            // 20 s is above the last bound: only +Inf holds it.
+            (
+                "podhost_event_duration_seconds_bucket{le=\"+Inf\",class=\"counter\"}",
+                "3",
+            ),
+            (
+                "podhost_event_duration_seconds_bucket{le=\"10.0\",class=\"counter\"}",
+                "2",
+            ),
+        ] {
+            assert_eq!(
+                value(&text, name).as_deref(),
+                Some(expected),
+                "{name} in:\n{text}"
+            );
+        }
+        drop(_socket);
+        let text = metrics.render(0, 0);
         assert_eq!(
-            value(&text, "podhost_event_duration_seconds_count").as_deref(),
-            Some("2")
-        );
-        assert_eq!(
-            value(&text, "podhost_commit_duration_seconds_count").as_deref(),
-            Some("1")
-        );
-        assert_eq!(
-            value(&text, "podhost_activation_duration_seconds_count").as_deref(),
+            value(&text, "podhost_class_sockets_open{class=\"counter\"}").as_deref(),
             Some("0")
-        );
-        // 20 s is above the last bound: only +Inf holds it.
-        assert_eq!(
-            value(&text, "podhost_event_duration_seconds_bucket{le=\"+Inf\"}").as_deref(),
-            Some("2")
-        );
-        assert_eq!(
-            value(&text, "podhost_event_duration_seconds_bucket{le=\"10.0\"}").as_deref(),
-            Some("1"),
-            "{text}"
         );
     }
 }

@@ -20,9 +20,9 @@ use crate::alarms::Alarms;
 use crate::bindings::podhost::object::types::Message as SocketMessage;
 use crate::bindings::{Request, Response};
 use crate::capabilities;
-use crate::capabilities::ObjectState;
 use crate::capabilities::events::Backlog;
 use crate::capabilities::objects::{CallChain, Peers};
+use crate::capabilities::{ObjectState, RoutingTable};
 use crate::config::{AuthSettings, Config};
 use crate::engine::{self, Class};
 use crate::execution::Executor;
@@ -77,6 +77,9 @@ pub struct Runtime {
     /// What names objects outside them (API keys, handles), told when
     /// one is deleted for good.
     references: OnceLock<Arc<dyn ObjectReferences>>,
+    /// Where objects make API keys and handles (`routing`): the gateway's
+    /// accounts, installed by the gateway.
+    routing: OnceLock<Arc<dyn RoutingTable>>,
     /// The accounts' settings, if any class (configured or deployed at
     /// start) needs them or `[auth]` is set; the gateway opens them.
     accounts: Option<AuthSettings>,
@@ -163,6 +166,7 @@ impl Runtime {
             guest_logs,
             catalog,
             references: OnceLock::new(),
+            routing: OnceLock::new(),
             accounts,
             alarms: Alarms::default(),
             tenants,
@@ -412,6 +416,7 @@ impl Runtime {
         if self.shutdown_started.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.guest_logs.rings().close_followers();
         let watchdog = Arc::clone(self.executor.watchdog());
         let timeout = self.config.shutdown_timeout;
         tokio::spawn(async move {
@@ -470,6 +475,17 @@ impl Runtime {
     /// calls are ignored).
     pub fn refer_objects(&self, references: Arc<dyn ObjectReferences>) {
         let _ = self.references.set(references);
+    }
+
+    /// Sets where objects make API keys and handles through `routing`
+    /// (once; later calls are ignored). Without it, they cannot.
+    pub fn route_objects(&self, routing: Arc<dyn RoutingTable>) {
+        let _ = self.routing.set(routing);
+    }
+
+    /// Where an object's instance makes keys and handles, if anywhere.
+    pub(crate) fn routing(&self) -> Option<Arc<dyn RoutingTable>> {
+        self.routing.get().cloned()
     }
 
     /// Who owns which class, and the tenants' quotas.

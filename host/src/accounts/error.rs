@@ -31,6 +31,10 @@ pub enum AuthError {
     NoSuchOrg,
     #[error("no user has this email")]
     NoSuchUser,
+    #[error("no user has this id")]
+    UnknownUserId,
+    #[error("this account is disabled: ask the operator")]
+    AccountDisabled,
     #[error("this needs the role {0} in the organization")]
     RoleTooLow(&'static str),
     #[error("an organization must keep at least one owner")]

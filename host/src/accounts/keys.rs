@@ -90,6 +90,30 @@ impl Accounts {
         Ok(hash.is_some())
     }
 
+    /// Revokes key `id` if it was made for object `name` of `class`;
+    /// returns whether it was.
+    pub async fn revoke_key_of(
+        &self,
+        class: &str,
+        name: &str,
+        id: &str,
+    ) -> Result<bool, AuthError> {
+        let hash = {
+            let (c, n, i) = (
+                class.to_string(),
+                normalize_name(name).into_owned(),
+                id.to_string(),
+            );
+            self.blocking(move |store| store.delete_key_of(&c, &n, &i))
+                .await?
+        };
+        if let Some(hash) = &hash {
+            self.keys.remove(hash);
+            self.grants.end(&key_grant(id));
+        }
+        Ok(hash.is_some())
+    }
+
     /// Points `handle` of `class` at object `name`.
     pub async fn set_handle(
         &self,
@@ -107,6 +131,25 @@ impl Accounts {
             .await?;
         self.forget_handle(class, &handle);
         Ok(handle)
+    }
+
+    /// Points `handle` of `class` at object `name` unless it stands for
+    /// another object already: the handle as stored, or `None` when it is
+    /// taken. The check and the write are one step.
+    pub async fn claim_handle(
+        &self,
+        class: &str,
+        handle: &str,
+        name: &str,
+    ) -> Result<Option<String>, AuthError> {
+        let handle = normalize_handle(handle)?;
+        let name = normalize_name(name).into_owned();
+        let (c, h, n) = (class.to_string(), handle.clone(), name.clone());
+        let holder = self
+            .blocking(move |store| store.claim_handle(&c, &h, &n, now_ms()))
+            .await?;
+        self.forget_handle(class, &handle);
+        Ok((holder == name).then_some(handle))
     }
 
     /// The name `handle` of `class` stands for.
@@ -186,5 +229,69 @@ fn normalize_handle(handle: &str) -> Result<String, AuthError> {
         Err(AuthError::Invalid(format!(
             "a handle must be 1 to {MAX_HANDLE_BYTES} bytes, without '/', spaces or control characters"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AuthSettings;
+    use crate::storage::Durability;
+
+    fn accounts(dir: &std::path::Path) -> Accounts {
+        Accounts::open(dir, Durability::Normal, AuthSettings::default()).expect("accounts open")
+    }
+
+    #[tokio::test]
+    async fn a_claimed_handle_is_not_taken_from_its_object() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let accounts = accounts(dir.path());
+        let claim = |name: &'static str, handle: &'static str| {
+            let accounts = &accounts;
+            async move { accounts.claim_handle("inbox", handle, name).await }
+        };
+        assert_eq!(
+            claim("a", "Alice").await.ok().flatten().as_deref(),
+            Some("alice")
+        );
+        assert_eq!(claim("b", "alice").await.ok().flatten(), None, "taken");
+        assert_eq!(
+            claim("b", "ALICE").await.ok().flatten(),
+            None,
+            "without case"
+        );
+        assert_eq!(
+            claim("a", "alice").await.ok().flatten().as_deref(),
+            Some("alice"),
+            "claiming one's own handle again is fine"
+        );
+        let name = accounts
+            .resolve_handle("inbox", "alice")
+            .await
+            .ok()
+            .flatten();
+        assert_eq!(name.as_deref(), Some("a"));
+        assert!(claim("a", "a b").await.is_err(), "an invalid handle");
+    }
+
+    #[tokio::test]
+    async fn a_key_is_revoked_only_through_its_own_object() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let accounts = accounts(dir.path());
+        let key = accounts
+            .create_key("inbox", "a", "owner")
+            .await
+            .expect("a key");
+        let id = &key.info.id;
+        let revoked = accounts.revoke_key_of("inbox", "b", id).await.ok();
+        assert_eq!(revoked, Some(false), "another object's key");
+        let revoked = accounts.revoke_key_of("other", "a", id).await.ok();
+        assert_eq!(revoked, Some(false), "another class's key");
+        let target = accounts.resolve_key(&key.key).await.ok().flatten();
+        assert!(target.is_some(), "still live");
+        let revoked = accounts.revoke_key_of("inbox", "a", id).await.ok();
+        assert_eq!(revoked, Some(true));
+        let target = accounts.resolve_key(&key.key).await.ok().flatten();
+        assert!(target.is_none(), "revoked at once");
     }
 }

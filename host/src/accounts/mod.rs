@@ -15,6 +15,7 @@ mod rate_limit;
 mod secrets;
 mod store;
 mod token;
+mod users;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -29,7 +30,7 @@ pub use caller::{Caller, Role, User};
 pub use error::AuthError;
 pub use grants::{Admission, Revocation};
 pub use rate_limit::FailureThrottle;
-pub use store::{KeyInfo, Member, OrgMembership};
+pub use store::{KeyInfo, Member, OrgMembership, UserInfo};
 
 use self::cache::Cache;
 use self::grants::{Grants, session_grant};
@@ -218,6 +219,9 @@ impl Accounts {
         match user {
             Some(user) if matches => {
                 self.failures_per_account.reset(&failure_key);
+                if self.is_disabled(&user.id).await? {
+                    return Err(AuthError::AccountDisabled);
+                }
                 self.start_session(user).await
             }
             _ => Err(AuthError::BadCredentials),
@@ -292,6 +296,9 @@ impl Accounts {
         };
         if session.revoked || session.expires_at <= now_ms() {
             return Err(AuthError::SessionEnded);
+        }
+        if self.is_disabled(&session.user.id).await? {
+            return Err(AuthError::AccountDisabled);
         }
         let refresh_token = random_secret("rt_")?;
         let new_hash = digest(&refresh_token);

@@ -64,6 +64,16 @@ const SCHEMA: &str = "
         retired_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS retired_refresh_by_session ON retired_refresh_tokens (session_id);
+    CREATE TABLE IF NOT EXISTS disabled_users (
+        user_id TEXT PRIMARY KEY REFERENCES users (id),
+        disabled_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id);
+    CREATE TABLE IF NOT EXISTS deleted_sessions (
+        id TEXT PRIMARY KEY,
+        revoked_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS settings (
         key TEXT PRIMARY KEY,
         value BLOB NOT NULL
@@ -117,6 +127,16 @@ pub struct KeyInfo {
     pub id: String,
     pub label: String,
     pub created_at: i64,
+}
+
+/// A user as the operator sees them (`/admin/users`).
+#[derive(Debug, Clone, Serialize)]
+pub struct UserInfo {
+    pub id: String,
+    pub email: String,
+    pub created_at: i64,
+    pub disabled: bool,
+    pub disabled_at: Option<i64>,
 }
 
 pub struct Store {
@@ -284,6 +304,7 @@ impl Store {
     pub fn delete_expired_sessions(&self, now: i64) -> anyhow::Result<usize> {
         let conn = self.lock();
         let deleted = conn.execute("DELETE FROM sessions WHERE expires_at < ?1", [now])?;
+        conn.execute("DELETE FROM deleted_sessions WHERE expires_at < ?1", [now])?;
         conn.execute(
             "DELETE FROM retired_refresh_tokens
              WHERE session_id NOT IN (SELECT id FROM sessions)",
@@ -295,8 +316,10 @@ impl Store {
     /// Sessions revoked at or after `since`.
     pub fn revoked_since(&self, since: i64) -> anyhow::Result<Vec<(String, i64)>> {
         let conn = self.lock();
-        let mut stmt =
-            conn.prepare("SELECT id, revoked_at FROM sessions WHERE revoked_at >= ?1")?;
+        let mut stmt = conn.prepare(
+            "SELECT id, revoked_at FROM sessions WHERE revoked_at >= ?1
+                 UNION ALL SELECT id, revoked_at FROM deleted_sessions WHERE revoked_at >= ?1",
+        )?;
         let rows = stmt.query_map([since], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -421,6 +444,131 @@ impl Store {
         Ok(MemberChange::Done)
     }
 
+    const USER_INFO: &str = "SELECT u.id, u.email, u.created_at, d.disabled_at
+        FROM users u LEFT JOIN disabled_users d ON d.user_id = u.id";
+
+    fn user_info(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserInfo> {
+        let disabled_at: Option<i64> = row.get(3)?;
+        Ok(UserInfo {
+            id: row.get(0)?,
+            email: row.get(1)?,
+            created_at: row.get(2)?,
+            disabled: disabled_at.is_some(),
+            disabled_at,
+        })
+    }
+
+    /// Users, by email if given, else the first `limit` by creation.
+    pub fn users(&self, email: Option<&str>, limit: u32) -> anyhow::Result<Vec<UserInfo>> {
+        let conn = self.lock();
+        let rows = match email {
+            Some(email) => conn
+                .prepare_cached(&format!("{} WHERE u.email = ?1", Self::USER_INFO))?
+                .query_map([email], Self::user_info)?
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+            None => conn
+                .prepare_cached(&format!(
+                    "{} ORDER BY u.created_at, u.id LIMIT ?1",
+                    Self::USER_INFO
+                ))?
+                .query_map([limit], Self::user_info)?
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+        };
+        Ok(rows)
+    }
+
+    pub fn user(&self, id: &str) -> anyhow::Result<Option<UserInfo>> {
+        Ok(self
+            .lock()
+            .query_row(
+                &format!("{} WHERE u.id = ?1", Self::USER_INFO),
+                [id],
+                Self::user_info,
+            )
+            .optional()?)
+    }
+
+    pub fn is_disabled(&self, user_id: &str) -> anyhow::Result<bool> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT 1 FROM disabled_users WHERE user_id = ?1",
+                [user_id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Disables or enables a user; `false` if there is no such user.
+    pub fn set_disabled(&self, user_id: &str, disabled: bool, now: i64) -> anyhow::Result<bool> {
+        let conn = self.lock();
+        let exists = conn
+            .query_row("SELECT 1 FROM users WHERE id = ?1", [user_id], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if !exists {
+            return Ok(false);
+        }
+        if disabled {
+            conn.execute(
+                "INSERT INTO disabled_users (user_id, disabled_at) VALUES (?1, ?2)
+                 ON CONFLICT DO NOTHING",
+                params![user_id, now],
+            )?;
+        } else {
+            conn.execute("DELETE FROM disabled_users WHERE user_id = ?1", [user_id])?;
+        }
+        Ok(true)
+    }
+
+    /// Ends every live session of a user; returns their ids.
+    pub fn revoke_sessions_of(&self, user_id: &str, now: i64) -> anyhow::Result<Vec<String>> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ids = tx
+            .prepare("SELECT id FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL")?
+            .query_map([user_id], |row| row.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        tx.execute(
+            "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+            params![user_id, now],
+        )?;
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// Deletes a user with their sessions and memberships; the ids of the
+    /// sessions that were live, or `None` if there was no such user. The
+    /// live ones are remembered in `deleted_sessions` until they would
+    /// have expired, so their tokens stay refused across restarts.
+    pub fn delete_user(&self, user_id: &str, now: i64) -> anyhow::Result<Option<Vec<String>>> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let live = tx
+            .prepare("SELECT id FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2")?
+            .query_map(params![user_id, now], |row| row.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        // Their tokens stay refused after a restart (see `revoked_since`).
+        tx.execute(
+            "INSERT OR IGNORE INTO deleted_sessions (id, revoked_at, expires_at)
+             SELECT id, ?2, expires_at FROM sessions
+             WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2",
+            params![user_id, now],
+        )?;
+        tx.execute(
+            "DELETE FROM retired_refresh_tokens
+             WHERE session_id IN (SELECT id FROM sessions WHERE user_id = ?1)",
+            [user_id],
+        )?;
+        tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?;
+        tx.execute("DELETE FROM org_members WHERE user_id = ?1", [user_id])?;
+        tx.execute("DELETE FROM disabled_users WHERE user_id = ?1", [user_id])?;
+        let deleted = tx.execute("DELETE FROM users WHERE id = ?1", [user_id])? > 0;
+        tx.commit()?;
+        Ok(deleted.then_some(live))
+    }
+
     pub fn user_id_by_email(&self, email: &str) -> anyhow::Result<Option<String>> {
         Ok(self
             .lock()
@@ -485,6 +633,46 @@ impl Store {
                 |row| row.get(0),
             )
             .optional()?)
+    }
+
+    /// Deletes key `id` if it names object `name` of `class`; its hash.
+    pub fn delete_key_of(
+        &self,
+        class: &str,
+        name: &str,
+        id: &str,
+    ) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .lock()
+            .query_row(
+                "DELETE FROM api_keys WHERE id = ?1 AND class = ?2 AND name = ?3 RETURNING hash",
+                [id, class, name],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Points `handle` of `class` at object `name` if it points nowhere;
+    /// returns the name it points at afterwards (under one lock, so two
+    /// claims cannot both win).
+    pub fn claim_handle(
+        &self,
+        class: &str,
+        handle: &str,
+        name: &str,
+        now: i64,
+    ) -> anyhow::Result<String> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO handles (class, handle, name, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (class, handle) DO NOTHING",
+            params![class, handle, name, now],
+        )?;
+        Ok(conn.query_row(
+            "SELECT name FROM handles WHERE class = ?1 AND handle = ?2",
+            [class, handle],
+            |row| row.get(0),
+        )?)
     }
 
     /// Points `handle` of `class` at object `name`, replacing any target.

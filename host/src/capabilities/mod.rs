@@ -9,6 +9,7 @@ pub(crate) mod events;
 mod kv;
 pub(crate) mod objects;
 mod outbound;
+pub(crate) mod routing;
 mod sql;
 mod types;
 mod wasi;
@@ -21,6 +22,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub use outbound::{Outbound, OutboundCounters, OutboundLimits};
+pub use routing::{RoutingFuture, RoutingTable};
 
 use crate::bindings::{Object, StorageError, StorageErrorCode};
 use crate::config::ConfigValues;
@@ -51,6 +53,8 @@ pub struct ObjectState {
     config: Arc<ConfigValues>,
     /// How this object reaches others, and the running event's chain.
     calls: objects::Calls,
+    /// Where API keys and handles are kept (`routing`), if anywhere.
+    routing: Option<Arc<dyn RoutingTable>>,
 }
 
 impl ObjectState {
@@ -76,6 +80,7 @@ impl ObjectState {
             alarm_changed: false,
             config,
             calls: objects::Calls::new(None),
+            routing: None,
         }
     }
 

@@ -157,6 +157,12 @@ impl ObjectState {
         std::mem::take(&mut self.calls.delete_self)
     }
 
+    /// How this object reaches others, if it may (also asked by
+    /// `routing`, which follows the same access rule).
+    pub(super) fn peers(&self) -> Option<Arc<dyn Peers>> {
+        self.calls.peers.clone()
+    }
+
     fn chain(&self) -> CallChain {
         self.calls
             .chain

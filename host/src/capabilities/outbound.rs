@@ -29,7 +29,7 @@ use wasmtime_wasi_http::{
 };
 
 use crate::config::{Limits, OutboundAllowList};
-use crate::metrics::Counter;
+use crate::metrics::{Counter, Histogram};
 
 type Sent = Box<
     dyn Future<
@@ -64,6 +64,8 @@ const MAX_DENIALS_LOGGED: usize = 16;
 pub struct OutboundCounters {
     pub sent: Counter,
     pub refused: Counter,
+    /// The class's histogram of times to the response's headers.
+    pub duration: Option<Histogram>,
 }
 
 /// What one outbound request may take.
@@ -181,10 +183,15 @@ impl WasiHttpHooks for Outbound {
         };
         let deadline = Instant::now() + limits.total_timeout;
         let host = request.uri().host().unwrap_or_default().to_string();
+        let duration = self.counters.duration.clone();
         Box::new(async move {
+            let started = std::time::Instant::now();
             let sent =
                 tokio::time::timeout_at(deadline, default_send_request(request, Some(options)))
                     .await;
+            if let Some(duration) = &duration {
+                crate::metrics::observe_since(duration, started);
+            }
             let (response, connection) = match sent {
                 Ok(Ok(sent)) => sent,
                 Ok(Err(error)) => {
@@ -384,6 +391,30 @@ mod tests {
         // The first one's place is free again once it is dropped.
         drop(first);
         assert!(outbound.check(&get(&url)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn each_sent_request_is_timed_in_its_class_histogram() {
+        let url = server(Some(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+        ))
+        .await;
+        let metrics = crate::metrics::Metrics::default();
+        let class = metrics.class("test");
+        let allowed = OutboundAllowList::new(["127.0.0.1:*"]).expect("valid list");
+        let counters = OutboundCounters {
+            duration: Some(class.outbound_duration.clone()),
+            ..OutboundCounters::default()
+        };
+        let mut outbound = Outbound::new("test", allowed, limits(), counters);
+        send(&mut outbound, &url).await.expect("a response");
+        // A denied request never leaves, and is not timed.
+        let _ = send(&mut outbound, "https://evil.example.net/").await;
+        let text = metrics.render(0, 0);
+        assert!(
+            text.contains("podhost_outbound_duration_seconds_count{class=\"test\"} 1\n"),
+            "{text}"
+        );
     }
 
     #[tokio::test]

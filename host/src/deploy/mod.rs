@@ -323,8 +323,24 @@ pub async fn deploy(
     if request.wasm.len() > limit {
         return Err(DeployError::TooLarge { limit });
     }
+    let lock = DeployLock::take(runtime, &name)?;
+    let deployed = runtime.class(&name).is_ok();
+    runtime
+        .tenants()
+        .check_claim(&request.principal, &name, deployed)?;
+    let catalog = Arc::clone(runtime.catalog());
+    let of_class = name.clone();
+    let versions = blocking(move || catalog.versions(Some(&of_class))).await?;
+    let active = versions.iter().find(|version| version.active).cloned();
+    // Without a config, the class keeps the active version's (its access,
+    // limits, secrets' sources...): a redeploy of new code must not make a
+    // user's class public. A new class gets the server's defaults.
     let table = match request.config {
-        None | Some(Value::Null) => Value::Object(Map::new()),
+        None => active
+            .as_ref()
+            .and_then(|active| serde_json::from_str(&active.config).ok())
+            .unwrap_or_else(|| Value::Object(Map::new())),
+        Some(Value::Null) => Value::Object(Map::new()),
         Some(Value::Object(mut map)) => {
             map.remove("path");
             Value::Object(map)
@@ -354,15 +370,6 @@ pub async fn deploy(
             config.access.as_str()
         )));
     }
-    let lock = DeployLock::take(runtime, &name)?;
-    let deployed = runtime.class(&name).is_ok();
-    runtime
-        .tenants()
-        .check_claim(&request.principal, &name, deployed)?;
-    let catalog = Arc::clone(runtime.catalog());
-    let of_class = name.clone();
-    let versions = blocking(move || catalog.versions(Some(&of_class))).await?;
-    let active = versions.iter().find(|version| version.active).cloned();
     if let Some(active) = &active
         && active.hash == hash
         && active.config == text

@@ -251,6 +251,15 @@ pub struct ExampleManifest {
     pub table: serde_json::Value,
 }
 
+/// A random admin token for `podhost dev` when none is given: 32 bytes
+/// as 64 hex digits (more than `admin_token`'s minimum).
+pub fn random_admin_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|error| anyhow::anyhow!("the system's random source failed: {error}"))?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
 /// Reads the `[package.metadata.podhost]` of the example in `dir`.
 pub fn example_manifest(dir: &Path, package: &str) -> anyhow::Result<ExampleManifest> {
     let path = dir.join("Cargo.toml");
@@ -306,6 +315,12 @@ mod tests {
             game.classes,
             ["game", "match"],
             "one component, two classes"
+        );
+        let inbox = example("inbox");
+        assert_eq!(inbox.classes, ["inbox", "inboxes", "stats"]);
+        assert_eq!(
+            inbox.table["vars"]["INGRESS_TOKEN"], "dev-ingress-token",
+            "dev mode's ingress token"
         );
     }
 }

@@ -206,11 +206,8 @@ pub(super) fn required(value: Option<String>, field: &str) -> Result<String, Api
 }
 
 pub(super) async fn read_body(request: Request) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::BodyTooLarge {
-            limit: MAX_BODY_BYTES,
-        })
+    let (parts, body) = request.into_parts();
+    super::body::read_capped(body, &parts.headers, MAX_BODY_BYTES).await
 }
 
 /// The answer with a session's cookies, and its tokens in the body when

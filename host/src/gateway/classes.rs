@@ -5,19 +5,18 @@
 //! (`Content-Type: application/wasm`) and the class's table of
 //! `podhost.toml` (without `path`) as JSON in the `Podhost-Class-Config`
 //! header, e.g. `{"access": "user", "limits": {"max_cpu_per_event": "1s"}}`;
-//! without the header the class gets the server's defaults.
+//! without the header the new version keeps the active version's table
+//! (a new class gets the server's defaults; `null` resets to them).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -208,48 +207,17 @@ pub async fn remove(
     ))
 }
 
-/// Most of an oversized upload read (and dropped) so its client sees the
-/// 413 rather than a reset connection; past it the connection is closed.
-const DRAIN_BYTES: usize = 256 << 20;
-const DRAIN_TIME: Duration = Duration::from_secs(30);
-
-/// The body, up to `limit` bytes.
+/// The component, up to `limit` bytes.
 async fn read_component(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
 ) -> Result<Vec<u8>, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok());
-    let mut wasm = Vec::with_capacity(declared.unwrap_or(0).min(limit));
-    let mut stream = body.into_data_stream();
-    let mut over = declared.is_some_and(|length| length > limit);
-    while !over {
-        match stream.next().await {
-            None => return Ok(wasm),
-            Some(Ok(chunk)) if wasm.len() + chunk.len() <= limit => wasm.extend_from_slice(&chunk),
-            Some(Ok(_)) => over = true,
-            Some(Err(error)) => {
-                return Err(ApiError::BadRequest(format!(
-                    "cannot read the upload: {error}"
-                )));
-            }
-        }
+    match super::body::read_capped(body, headers, limit).await {
+        Ok(wasm) => Ok(wasm.to_vec()),
+        Err(ApiError::BodyTooLarge { limit }) => Err(DeployError::TooLarge { limit }.into()),
+        Err(error) => Err(error),
     }
-    drop(wasm);
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        let mut drained = 0;
-        while let Some(Ok(chunk)) = stream.next().await {
-            drained += chunk.len();
-            if drained > DRAIN_BYTES {
-                break;
-            }
-        }
-    })
-    .await;
-    Err(DeployError::TooLarge { limit }.into())
 }
 
 async fn all_versions(

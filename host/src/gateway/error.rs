@@ -142,6 +142,8 @@ impl ApiError {
                 AuthError::SessionEnded => (StatusCode::UNAUTHORIZED, "session_ended"),
                 AuthError::NoSuchOrg => (StatusCode::NOT_FOUND, "org_not_found"),
                 AuthError::NoSuchUser => (StatusCode::NOT_FOUND, "user_not_found"),
+                AuthError::UnknownUserId => (StatusCode::NOT_FOUND, "user_not_found"),
+                AuthError::AccountDisabled => (StatusCode::FORBIDDEN, "account_disabled"),
                 AuthError::RoleTooLow(_) => (StatusCode::FORBIDDEN, "role_too_low"),
                 AuthError::LastOwner => (StatusCode::CONFLICT, "last_owner"),
                 AuthError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -271,11 +271,8 @@ pub async fn import(
         .database()
         .max_storage_bytes;
     let limit = runtime.config().inspect.import_max_bytes;
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
-    if announced.is_some_and(|length| length > limit) {
-        drain(body.into_data_stream()).await;
+    if super::body::content_length(&headers).is_some_and(|length| length > limit) {
+        super::body::drain(body.into_data_stream()).await;
         return Err(ApiError::BodyTooLarge {
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
         });
@@ -327,7 +324,7 @@ async fn receive(body: Body, to: &std::path::Path, limit: u64) -> Result<u64, Ap
                 .map_err(|error| ApiError::BadRequest(format!("the upload failed: {error}")))?;
             size += chunk.len() as u64;
             if size > limit {
-                drain(&mut stream).await;
+                super::body::drain(&mut stream).await;
                 return Err(ApiError::BodyTooLarge {
                     limit: usize::try_from(limit).unwrap_or(usize::MAX),
                 });
@@ -346,22 +343,6 @@ async fn receive(body: Body, to: &std::path::Path, limit: u64) -> Result<u64, Ap
     received?;
     written.map_err(io)?;
     Ok(size)
-}
-
-/// After refusing an upload, reads (and drops) up to this much more of it,
-/// so that a client still sending gets the `413` rather than a connection
-/// cut under it; a larger one is cut.
-const DRAINED_AT_MOST: u64 = 64 << 20;
-
-async fn drain(mut stream: impl futures_util::Stream<Item = Result<Bytes, axum::Error>> + Unpin) {
-    let mut drained = 0u64;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while drained < DRAINED_AT_MOST {
-        match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(Some(Ok(chunk))) => drained += chunk.len() as u64,
-            _ => break,
-        }
-    }
 }
 
 /// A new empty file in the data directory's `tmp/`, removed when the

@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod body;
 mod classes;
 mod connections;
 mod credentials;
@@ -11,6 +12,7 @@ mod handles;
 mod health;
 mod inspect;
 mod keys;
+mod logs;
 mod me;
 mod objects;
 mod orgs;
@@ -20,6 +22,7 @@ mod server;
 mod sockets;
 mod state;
 mod tenants;
+mod users;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -74,12 +77,17 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/admin/objects/{class}/{name}/query", post(inspect::query))
         .route("/admin/objects/{class}/{name}/export", get(inspect::export))
         .route("/admin/objects/{class}/{name}/import", put(inspect::import))
+        .route("/admin/objects/{class}/{name}/logs", get(logs::logs))
         .route(
             "/admin/objects/{class}/{name}/keys",
             post(keys::create).get(keys::list),
         )
         .route("/admin/objects/{class}/{name}/handles", get(handles::list))
         .route("/admin/keys/{id}", delete(keys::revoke))
+        .route("/admin/users", get(users::find))
+        .route("/admin/users/{id}", get(users::get).delete(users::delete))
+        .route("/admin/users/{id}/disable", post(users::disable))
+        .route("/admin/users/{id}/enable", post(users::enable))
         .route("/admin/tenants", post(tenants::create).get(tenants::list))
         .route(
             "/admin/tenants/{name}",

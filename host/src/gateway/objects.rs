@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
@@ -150,23 +150,7 @@ async fn to_object_request(
     seen: Seen<'_>,
 ) -> Result<bindings::Request, ApiError> {
     let (parts, body) = request.into_parts();
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(ApiError::BodyTooLarge { limit });
-    }
-    let body = to_bytes(body, limit).await.map_err(|error| {
-        if std::error::Error::source(&error)
-            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
-        {
-            ApiError::BodyTooLarge { limit }
-        } else {
-            ApiError::BadRequest(format!("cannot read the request body: {error}"))
-        }
-    })?;
+    let body = super::body::read_capped(body, &parts.headers, limit).await?;
     Ok(object_request(&parts, path, body.to_vec(), seen))
 }
 

@@ -14,6 +14,7 @@ use super::ApiError;
 use super::objects::from_object_response;
 use crate::accounts::Revocation;
 use crate::bindings;
+use crate::metrics::OpenSocket;
 use crate::object::{ObjectAddr, SocketEvent, SocketOutcome};
 use crate::runtime::Runtime;
 use crate::sockets::connection::{self, Accepted, Registered};
@@ -66,6 +67,8 @@ pub async fn open(
         return response;
     }
     runtime.metrics().sockets_opened.inc();
+    let gauge = runtime.metrics().class(&class).sockets_open.clone();
+    hub.count_open(&object_id, socket, OpenSocket::new(gauge));
     let accepted = Accepted {
         registered,
         queue,

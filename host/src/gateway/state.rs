@@ -7,7 +7,9 @@ use axum::extract::FromRef;
 use futures_util::future::BoxFuture;
 
 use super::ApiError;
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, AuthError};
+use crate::bindings::podhost::object::routing::{NewKey, RoutingError};
+use crate::capabilities::{RoutingFuture, RoutingTable};
 use crate::runtime::{ObjectReferences, Runtime};
 
 /// The router's state.
@@ -32,6 +34,7 @@ impl Gateway {
             settings.unwrap_or_default(),
         )?);
         runtime.refer_objects(Arc::new(Routes(Arc::clone(&accounts))));
+        runtime.route_objects(Arc::new(Routes(Arc::clone(&accounts))));
         Ok(Gateway {
             runtime,
             accounts,
@@ -76,5 +79,76 @@ impl ObjectReferences for Routes {
                     anyhow::anyhow!("cannot forget the object's keys and handles: {error}")
                 })
         })
+    }
+}
+
+/// Objects' own keys and handles (`routing`), kept in the accounts.
+impl RoutingTable for Routes {
+    fn create_key(&self, class: String, name: String, label: String) -> RoutingFuture<NewKey> {
+        let accounts = Arc::clone(&self.0);
+        Box::pin(async move {
+            let made = accounts
+                .create_key(&class, &name, &label)
+                .await
+                .map_err(routing_error)?;
+            Ok(NewKey {
+                id: made.info.id,
+                key: made.key,
+            })
+        })
+    }
+
+    fn revoke_key(&self, class: String, name: String, id: String) -> RoutingFuture<bool> {
+        let accounts = Arc::clone(&self.0);
+        Box::pin(async move {
+            accounts
+                .revoke_key_of(&class, &name, &id)
+                .await
+                .map_err(routing_error)
+        })
+    }
+
+    fn set_handle(
+        &self,
+        class: String,
+        handle: String,
+        name: String,
+        replace: bool,
+    ) -> RoutingFuture<String> {
+        let accounts = Arc::clone(&self.0);
+        Box::pin(async move {
+            if replace {
+                accounts.set_handle(&class, &handle, &name).await
+            } else {
+                match accounts.claim_handle(&class, &handle, &name).await {
+                    Ok(Some(handle)) => Ok(handle),
+                    Ok(None) => return Err(RoutingError::Taken),
+                    Err(error) => Err(error),
+                }
+            }
+            .map_err(routing_error)
+        })
+    }
+
+    fn remove_handle(&self, class: String, handle: String) -> RoutingFuture<bool> {
+        let accounts = Arc::clone(&self.0);
+        Box::pin(async move {
+            accounts
+                .delete_handle(&class, &handle)
+                .await
+                .map_err(routing_error)
+        })
+    }
+}
+
+/// A bad argument says what was wrong; anything else is the accounts'
+/// database failing, logged here and summed up for the guest.
+fn routing_error(error: AuthError) -> RoutingError {
+    match error {
+        AuthError::Invalid(message) => RoutingError::Invalid(message),
+        other => {
+            tracing::error!(error = %other, "an object's key or handle change failed");
+            RoutingError::Unavailable("the accounts could not record the change".into())
+        }
     }
 }

@@ -18,6 +18,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use super::escape::strip_terminal_escapes;
 use super::queue::{Pop, Queue};
+use super::ring::{Level, ObjectRings};
 use crate::config::LogSettings;
 use crate::metrics::Counter;
 use crate::object::ObjectAddr;
@@ -40,13 +41,16 @@ struct Shared {
     queue_dropped: AtomicU64,
     /// Objects that dropped output and owe a notice.
     owing: Mutex<Vec<Weak<ObjectLog>>>,
+    /// Each object's own log, which its lines go to as well.
+    rings: Arc<ObjectRings>,
 }
 
 enum Record {
     Line {
         object: Arc<ObjectAddr>,
         stream: &'static str,
-        bytes: Vec<u8>,
+        /// The line, its terminal escapes stripped.
+        text: String,
         /// Bytes cut off the end of an over-long line.
         cut: usize,
     },
@@ -83,7 +87,9 @@ impl GuestLogs {
     /// `dropped` counts the bytes dropped.
     pub fn start(settings: LogSettings, dropped: Arc<Counter>) -> std::io::Result<GuestLogs> {
         let queue = Arc::new(Queue::new(settings.queue_bytes));
+        let rings = Arc::new(ObjectRings::new(&settings));
         let shared = Arc::new(Shared {
+            rings,
             settings,
             queue: Arc::clone(&queue),
             dropped,
@@ -95,6 +101,11 @@ impl GuestLogs {
             .name("podhost-guest-log".into())
             .spawn(move || drain(&queue, &weak))?;
         Ok(GuestLogs { shared })
+    }
+
+    /// Each object's own log (guest lines and host events).
+    pub fn rings(&self) -> &Arc<ObjectRings> {
+        &self.shared.rings
     }
 
     /// The log of `object`, for its stdout and stderr.
@@ -134,10 +145,12 @@ impl ObjectLog {
         if !self.take_tokens(len) {
             return;
         }
+        let text = strip_terminal_escapes(&String::from_utf8_lossy(&bytes));
+        self.shared.rings.guest(self.object.id(), stream, &text);
         let record = Record::Line {
             object: Arc::clone(&self.object),
             stream,
-            bytes,
+            text,
             cut,
         };
         if !self.shared.queue.push(record, len) {
@@ -232,7 +245,7 @@ impl Shared {
             }
         });
         for (object, dropped) in due {
-            notice(&object, dropped);
+            notice(&object, dropped, Some(&self.rings));
         }
         let queue_dropped = self.queue_dropped.swap(0, Ordering::Relaxed);
         if queue_dropped > 0 {
@@ -250,7 +263,7 @@ fn drain(queue: &Queue<Record>, shared: &Weak<Shared>) {
     let mut last_notices = Instant::now();
     loop {
         match queue.pop(NOTICE_PERIOD / 4) {
-            Pop::Item(record) => write(record),
+            Pop::Item(record) => write(record, shared),
             Pop::Empty => {}
             Pop::Closed => return,
         }
@@ -263,19 +276,19 @@ fn drain(queue: &Queue<Record>, shared: &Weak<Shared>) {
     }
 }
 
-fn write(record: Record) {
+fn write(record: Record, shared: &Weak<Shared>) {
     match record {
         Record::Line {
             object,
             stream,
-            bytes,
+            text,
             cut,
         } => {
-            let text = strip_terminal_escapes(&String::from_utf8_lossy(&bytes));
             let cut = (cut > 0).then_some(cut);
             // `line` is a `?` field: quoted, with every newline and control
             // character escaped, so it cannot pass for a line of its own.
-            tracing::info!(
+            // DEBUG: the object's own log holds it for its operator.
+            tracing::debug!(
                 target: "podhost::guest",
                 class = object.class(),
                 object = object.name(),
@@ -284,11 +297,25 @@ fn write(record: Record) {
                 cut_bytes = cut,
             );
         }
-        Record::Dropped { object, dropped } => notice(&object, dropped),
+        Record::Dropped { object, dropped } => {
+            let shared = shared.upgrade();
+            notice(&object, dropped, shared.as_deref().map(|s| &*s.rings));
+        }
     }
 }
 
-fn notice(object: &ObjectAddr, dropped: Dropped) {
+/// Says what an object dropped, in the host log and in its own.
+fn notice(object: &ObjectAddr, dropped: Dropped, rings: Option<&ObjectRings>) {
+    if let Some(rings) = rings {
+        rings.host(
+            object.id(),
+            Level::Warn,
+            format!(
+                "guest output over the object's log rate was dropped: {} bytes in {} lines",
+                dropped.bytes, dropped.lines
+            ),
+        );
+    }
     tracing::warn!(
         target: "podhost::guest",
         class = object.class(),

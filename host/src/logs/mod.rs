@@ -5,7 +5,9 @@
 mod escape;
 mod guest;
 mod queue;
+mod ring;
 mod stderr;
 
 pub use guest::{GuestLogs, ObjectLog};
+pub use ring::{Level, LogRecord, ObjectRings, Source};
 pub use stderr::{FlushGuard, NonBlockingStderr, dropped_records};

@@ -16,6 +16,7 @@ use tokio::sync::{Notify, mpsc};
 use super::outbox::close_frame;
 use super::{LoggedEvent, Outgoing};
 use crate::config::{EventSettings, SocketSettings};
+use crate::metrics::OpenSocket;
 
 /// Why a socket could not be registered.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +92,9 @@ struct Entry {
     attachment: Vec<u8>,
     queue: mpsc::Sender<Message>,
     control: Arc<Control>,
+    /// Counts the socket in its class's gauge once accepted, until the
+    /// entry goes.
+    counted: Option<OpenSocket>,
 }
 
 /// How the hub stops a connection that cannot take its queue any more.
@@ -221,6 +225,7 @@ impl Hub {
                 attachment: Vec::new(),
                 queue,
                 control: Arc::clone(&control),
+                counted: None,
             },
         );
         Ok(control)
@@ -230,6 +235,15 @@ impl Hub {
     pub fn set_tags(&self, object: &str, socket: u64, tags: Vec<String>) {
         self.with(object, |sockets| {
             sockets.set_tags(socket, tags);
+        });
+    }
+
+    /// Counts an accepted socket in its class's gauge while it stays.
+    pub fn count_open(&self, object: &str, socket: u64, counted: OpenSocket) {
+        self.with(object, |sockets| {
+            if let Some(entry) = sockets.sockets.get_mut(&socket) {
+                entry.counted = Some(counted);
+            }
         });
     }
 

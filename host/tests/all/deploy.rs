@@ -743,3 +743,30 @@ async fn a_tenant_deploys_and_manages_only_its_own_classes_within_its_quota() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["deployed_by"], "globex", "{body}");
 }
+
+#[tokio::test]
+async fn a_redeploy_without_a_config_keeps_the_class_settings() {
+    let (server, _dir) = Server::start(options()).await;
+    let settings = r#"{"limits": {"max_cpu_per_event": "1s"}}"#;
+    let response = server
+        .client
+        .put(server.url("/admin/classes/kept"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/wasm")
+        .header("podhost-class-config", settings)
+        .body(std::fs::read(v1()).expect("component"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 201);
+    let (status, body) = deploy(&server, "kept", &v2(), "").await;
+    assert_eq!(status, 201, "{body}");
+    let (status, class) = admin(&server, reqwest::Method::GET, "/admin/classes/kept").await;
+    assert_eq!(status, 200, "{class}");
+    assert_eq!(class["active_version"], 2, "{class}");
+    assert_eq!(
+        class["config"],
+        serde_json::json!({"limits": {"max_cpu_per_event": "1s"}}),
+        "{class}"
+    );
+}

@@ -108,7 +108,7 @@ async fn a_guest_cannot_forge_a_host_log_line() {
         );
         let (head, text) = line.split_once(" line=\"").expect("a `line` field");
         assert!(
-            head.contains(" INFO podhost::guest: ") && !head.contains("ERROR"),
+            head.contains(" DEBUG podhost::guest: ") && !head.contains("ERROR"),
             "the record is the host's, at the guest's level: {line}"
         );
         assert!(text.ends_with('"'), "the text is one quoted field: {line}");

@@ -20,6 +20,7 @@ mod faults;
 mod game;
 mod gateway;
 mod harness;
+mod inbox;
 
 mod hibernation;
 mod inspect;
@@ -29,6 +30,7 @@ mod locks;
 mod logs;
 mod migrations;
 mod names;
+mod operating;
 mod ratelimit;
 mod responses;
 mod sessions;

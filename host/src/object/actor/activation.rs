@@ -13,6 +13,7 @@ use super::state::Live;
 use crate::capabilities::{ObjectState, Outbound, OutboundCounters, OutboundLimits};
 use crate::execution::{EventWatch, Verdict};
 use crate::limits::{EventLimits, LimitExceeded};
+use crate::logs::Level;
 use crate::metrics;
 use crate::object::event::EventError;
 use crate::storage::catalog::{CatalogUpdate, now_ms};
@@ -30,6 +31,7 @@ impl Actor {
         match LimitExceeded::from_verdict(verdict) {
             Some(limit) => {
                 tracing::warn!("event stopped: {limit}");
+                self.host_log(Level::Warn, format!("event stopped: {limit}"));
                 EventError::LimitExceeded(limit)
             }
             None => EventError::ShuttingDown,
@@ -66,7 +68,15 @@ impl Actor {
         watch.watch_sql(db.interrupt_handle());
         let mut live = self.instantiate(db, watch).await?;
         self.runtime.metrics().activations.inc();
-        metrics::observe_since(&self.runtime.metrics().activation_duration, started);
+        metrics::observe_since(&self.metrics.activation_duration, started);
+        self.host_log(
+            Level::Info,
+            format!(
+                "activated (version {}) in {} ms",
+                self.class.version(),
+                started.elapsed().as_millis()
+            ),
+        );
         let migrated = live.store.data_mut().database().is_migrated();
         self.state.instantiated(live);
         if !migrated {
@@ -108,9 +118,11 @@ impl Actor {
             OutboundCounters {
                 sent: self.runtime.metrics().outbound_requests.clone(),
                 refused: self.runtime.metrics().outbound_refused.clone(),
+                duration: Some(self.metrics.outbound_duration.clone()),
             },
         ))
-        .with_peers(self.runtime.peers());
+        .with_peers(self.runtime.peers())
+        .with_routing(self.runtime.routing());
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| state.limits());
         store.epoch_deadline_callback(|mut store| store.data_mut().limits().tick());
@@ -128,13 +140,19 @@ impl Actor {
                 }
                 if error.is::<PoolConcurrencyLimitError>() {
                     tracing::warn!("no room for another instance: {error}");
+                    self.host_log(
+                        Level::Warn,
+                        format!("no room for another instance: {error}"),
+                    );
                     return Err(EventError::TooManyActive);
                 }
                 if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
                     tracing::warn!("activation stopped: {limit}");
+                    self.host_log(Level::Warn, format!("activation stopped: {limit}"));
                     return Err(EventError::LimitExceeded(limit.clone()));
                 }
                 tracing::error!("activation failed: {error:?}");
+                self.host_log(Level::Error, format!("activation failed: {error:?}"));
                 Err(EventError::Activation)
             }
         }
@@ -196,10 +214,12 @@ impl Actor {
             Ok(0) => Ok(()),
             Ok(count) => {
                 tracing::info!(count, "migrated");
+                self.host_log(Level::Info, format!("migrated: {count} migrations applied"));
                 Ok(())
             }
             Err(failure) => {
                 tracing::error!("{failure}");
+                self.host_log(Level::Error, format!("migration failed: {failure}"));
                 Err(EventError::Migration(failure))
             }
         }

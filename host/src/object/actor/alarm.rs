@@ -5,6 +5,7 @@
 
 use super::{Actor, dispatch};
 use crate::alarms::{IndexedAlarm, read_alarm};
+use crate::logs::Level;
 use crate::storage::Database;
 use crate::storage::catalog::now_ms;
 
@@ -61,7 +62,8 @@ impl Actor {
             return;
         }
         self.batch.release(self.runtime.sockets(), self.object.id());
-        self.runtime.metrics().alarm_fired(scheduled, now_ms());
+        let lag_ms = self.runtime.metrics().alarm_fired(scheduled, now_ms());
+        self.metrics.alarm_lag.observe(lag_ms as f64 / 1000.0);
         // The handler cleared the alarm, unless it set another.
         self.index_exactly(after.flatten());
     }
@@ -128,6 +130,10 @@ impl Actor {
             let retry = retries + 1;
             let delay = settings.backoff(retry);
             tracing::warn!(retry, ?delay, "alarm failed, will retry: {why}");
+            self.host_log(
+                Level::Warn,
+                format!("alarm failed, retry {retry} in {delay:?}: {why}"),
+            );
             self.runtime.metrics().alarm_retries.inc();
             let at = now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
             self.index(at, retry);
@@ -136,6 +142,10 @@ impl Actor {
         tracing::error!(
             attempts = retries + 1,
             "alarm dropped after its last attempt failed: {why}"
+        );
+        self.host_log(
+            Level::Error,
+            format!("alarm dropped after its last attempt failed: {why}"),
         );
         self.runtime.metrics().alarms_dropped.inc();
         if let Some(db) = self.database()

@@ -53,6 +53,7 @@ use crate::capabilities::objects::CallChain;
 use crate::engine::Class;
 use crate::execution::metered;
 use crate::limits::{Cancelled, LimitExceeded};
+use crate::logs::Level;
 use crate::metrics;
 use crate::runtime::Runtime;
 use crate::sockets::LoggedEvent;
@@ -83,11 +84,14 @@ pub(crate) struct Actor {
     delete_after_batch: bool,
     /// Names the object in every log line of its events.
     span: tracing::Span,
+    /// Its class's metric handles, looked up once.
+    metrics: Arc<metrics::ClassMetrics>,
 }
 
 impl Actor {
     pub fn spawn(runtime: Arc<Runtime>, object: Arc<ObjectAddr>, class: Arc<Class>, start: Spawn) {
         let span = tracing::info_span!("object", class = class.name(), name = object.name());
+        let metrics = runtime.metrics().class(class.name());
         let actor = Actor {
             runtime,
             object,
@@ -99,6 +103,7 @@ impl Actor {
             call_chain: None,
             delete_after_batch: false,
             span: span.clone(),
+            metrics,
         };
         tokio::spawn(actor.run(start).instrument(span));
     }
@@ -254,6 +259,14 @@ impl Actor {
             to = active.version(),
             "changing to the active version"
         );
+        self.host_log(
+            Level::Info,
+            format!(
+                "changing from version {} to the active version {}",
+                self.class.version(),
+                active.version()
+            ),
+        );
         self.state.discard();
         if let Some(db) = self.state.database() {
             db.forget_migrated();
@@ -286,6 +299,7 @@ impl Actor {
         }
         .inc();
         tracing::debug!(early, "hibernating");
+        self.host_log(Level::Info, "hibernated");
         true
     }
 
@@ -330,8 +344,17 @@ impl Actor {
             self.runtime.tenants().object_removed(self.object.class());
         }
         self.runtime.sockets().forget_object(self.object.id());
+        self.runtime.guest_logs().rings().forget(self.object.id());
         tracing::info!(existed, "deleted");
         Ok(existed)
+    }
+
+    /// Records a host event in the object's own log (see `logs::ring`).
+    fn host_log(&self, level: Level, message: impl Into<String>) {
+        self.runtime
+            .guest_logs()
+            .rings()
+            .host(self.object.id(), level, message);
     }
 
     /// Tells the catalog the object was active, and its size if its
@@ -410,6 +433,7 @@ impl Actor {
                 // every event so far are gone, and so is what their
                 // responses may show. Fail them; the batch goes on afresh.
                 tracing::warn!("an event rolled back its whole batch");
+                self.host_log(Level::Warn, "an event rolled back its whole batch");
                 self.runtime.metrics().failures.inc();
                 if let Some(db) = self.state.database() {
                     db.forget_lost_batch();
@@ -421,6 +445,9 @@ impl Actor {
             if count < max_events && started.elapsed() < max_delay {
                 next = mailbox.try_recv().ok();
             }
+        }
+        if count > 0 {
+            self.metrics.commit_batch.observe(count as f64);
         }
         self.end_batch().await;
         control
@@ -435,6 +462,7 @@ impl Actor {
         let alarm = self.alarm_before_commit();
         if let Err(error) = self.commit() {
             tracing::error!(%error, "commit failed");
+            self.host_log(Level::Error, format!("commit failed: {error}"));
             self.runtime.metrics().failures.inc();
             if let Some(db) = self.state.database() {
                 db.rollback();
@@ -471,7 +499,7 @@ impl Actor {
         };
         let started = Instant::now();
         let committed = db.commit();
-        metrics::observe_since(&self.runtime.metrics().commit_duration, started);
+        metrics::observe_since(&self.metrics.commit_duration, started);
         if committed.is_ok() {
             self.runtime.metrics().commits.inc();
         }
@@ -506,6 +534,7 @@ impl Actor {
     /// Runs `fetch` in its own savepoint of the batch's transaction.
     async fn fetch(&mut self, request: &Request) -> Result<Response, EventError> {
         let (Ok(response) | Err(response)) = self.run_event(dispatch::Fetch(request)).await?;
+        self.metrics.response(response.status);
         Ok(response)
     }
 
@@ -559,7 +588,7 @@ impl Actor {
         let span = tracing::debug_span!("event", kind = H::KIND);
         let started = Instant::now();
         let result = self.run_event_in_span(call).instrument(span).await;
-        metrics::observe_since(&self.runtime.metrics().event_duration, started);
+        metrics::observe_since(&self.metrics.event_duration, started);
         result
     }
 
@@ -653,10 +682,12 @@ impl Actor {
                 match trap.downcast_ref::<LimitExceeded>() {
                     Some(limit) => {
                         tracing::warn!("event stopped: {limit}");
+                        self.host_log(Level::Warn, format!("event stopped: {limit}"));
                         Err(EventError::LimitExceeded(limit.clone()))
                     }
                     None => {
                         tracing::warn!("event trapped: {trap:?}");
+                        self.host_log(Level::Error, format!("event trapped: {trap:?}"));
                         Err(EventError::Trapped)
                     }
                 }
