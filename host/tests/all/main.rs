@@ -40,4 +40,5 @@ mod support;
 mod tables;
 mod team;
 mod tenants;
+mod toolbox;
 mod webhooks;

@@ -32,6 +32,7 @@ fn guests() -> &'static BTreeMap<String, PathBuf> {
             "relay",
             "sessions",
             "team",
+            "toolbox",
             "webhooks",
         ]
         .map(String::from);
