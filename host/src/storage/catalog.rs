@@ -19,11 +19,9 @@ use tokio::sync::{mpsc, watch};
 use super::Durability;
 
 const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS classes (
-        name TEXT PRIMARY KEY,
-        hash TEXT NOT NULL,
-        deployed_at INTEGER NOT NULL
-    );
+    -- Before deploys, one row per configured class; `class_versions`
+    -- (storage::versions) holds every version now.
+    DROP TABLE IF EXISTS classes;
     CREATE TABLE IF NOT EXISTS objects (
         id TEXT PRIMARY KEY,
         class TEXT NOT NULL,
@@ -126,18 +124,6 @@ impl Catalog {
     /// alarm index: `alarms::index`).
     pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock()
-    }
-
-    /// Records the deployed classes; `deployed_at` changes when a class's
-    /// component does.
-    pub fn record_class(&self, name: &str, hash: &str) -> rusqlite::Result<()> {
-        self.lock().execute(
-            "INSERT INTO classes (name, hash, deployed_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, deployed_at = excluded.deployed_at
-             WHERE classes.hash <> excluded.hash",
-            params![name, hash, now_ms()],
-        )?;
-        Ok(())
     }
 
     /// Applies a batch of updates in one transaction, in order.
@@ -244,15 +230,6 @@ impl Catalog {
         let conn = self.lock();
         conn.execute("DELETE FROM alarms WHERE id = ?1", [id])?;
         Ok(conn.execute("DELETE FROM objects WHERE id = ?1", [id])? > 0)
-    }
-
-    /// The hash of the deployed component of `class`, if recorded.
-    pub fn class_hash(&self, class: &str) -> rusqlite::Result<Option<String>> {
-        self.lock()
-            .query_row("SELECT hash FROM classes WHERE name = ?1", [class], |row| {
-                row.get(0)
-            })
-            .optional()
     }
 }
 
@@ -375,12 +352,6 @@ mod tests {
             ])
             .expect("apply in order");
 
-        catalog.record_class("counter", "h1").expect("class");
-        catalog.record_class("counter", "h2").expect("class");
-        assert_eq!(
-            catalog.class_hash("counter").expect("hash").as_deref(),
-            Some("h2")
-        );
         let reader = Catalog::open_read_only(dir.path()).expect("read only");
         assert_eq!(reader.objects(None).expect("list").len(), 1);
     }
