@@ -30,6 +30,7 @@ mod locks;
 mod logs;
 mod migrations;
 mod names;
+mod node;
 mod operating;
 mod ratelimit;
 mod responses;

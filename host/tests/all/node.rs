@@ -1,0 +1,94 @@
+//! Tests written in JavaScript (the client library's, the browser tests),
+//! run by Node's test runner against the podhost binary under test. The
+//! npm packages they need are installed here on first use (`npm ci`), so
+//! `cargo test` alone runs them on a fresh machine.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::support::guest;
+
+/// The repository's root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Installs the npm package at `dir` (relative to the workspace) from its
+/// lock file, once, unless already installed.
+pub fn npm_ci(dir: &str) {
+    static INSTALLS: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = INSTALLS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let dir = workspace().join(dir);
+    let marker = dir.join("node_modules").join(".package-lock.json");
+    let lock = dir.join("package-lock.json");
+    let fresh = match (marker.metadata(), lock.metadata()) {
+        (Ok(installed), Ok(locked)) => installed.modified().ok() >= locked.modified().ok(),
+        _ => false,
+    };
+    if fresh {
+        return;
+    }
+    let status = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&dir)
+        .status()
+        .expect("running npm (install Node.js 20 and npm)");
+    assert!(status.success(), "npm ci in {} failed", dir.display());
+}
+
+/// Runs `node --test` on `files` in the npm package `dir` (relative to
+/// the workspace), giving the tests the podhost binary and the
+/// components of `guests`; fails with the tests' output if any fails.
+pub async fn run(dir: &str, files: &[&str], guests: &[&str]) {
+    npm_ci(dir);
+    let mut command = Command::new("node");
+    command
+        .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
+        .args(files)
+        .current_dir(workspace().join(dir))
+        .env("PODHOST_BIN", env!("CARGO_BIN_EXE_podhost"))
+        .kill_on_drop(true);
+    for name in guests {
+        let variable = format!("PODHOST_GUEST_{}", name.to_uppercase());
+        command.env(variable, guest(name));
+    }
+    let output = tokio::time::timeout(Duration::from_secs(600), command.output())
+        .await
+        .expect("the JavaScript tests finish within 10 minutes")
+        .expect("running node (install Node.js 20)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "node --test {files:?} in {dir} failed:\n{stdout}\n{stderr}"
+    );
+    eprintln!("{stdout}");
+}
+
+/// Whether the browser tests can run: Debian's chromium is installed.
+/// Without it they are skipped, unless `PODHOST_REQUIRE_BROWSER` is set
+/// (as CI does), where its absence fails them.
+pub fn have_chromium(test: &str) -> bool {
+    let found = Path::new("/usr/bin/chromium").is_file();
+    if !found {
+        assert!(
+            std::env::var_os("PODHOST_REQUIRE_BROWSER").is_none(),
+            "chromium is not installed (apt-get install chromium)"
+        );
+        eprintln!("SKIPPED {test}: chromium is not installed (apt-get install chromium)");
+    }
+    found
+}
+
+#[tokio::test]
+async fn the_browser_harness_loads_a_page_from_podhost() {
+    if !have_chromium("node::the_browser_harness_loads_a_page_from_podhost") {
+        return;
+    }
+    run("tests/browser", &["smoke.test.mjs"], &[]).await;
+}
