@@ -1,8 +1,9 @@
 //! Building guest classes from a Cargo workspace, for `podhost dev` and the
 //! integration tests; [`reload`] keeps a dev server's classes in step with
-//! their sources.
+//! their sources; [`web`] builds an example's web UI.
 
 pub mod reload;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

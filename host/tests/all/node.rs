@@ -23,22 +23,7 @@ pub fn npm_ci(dir: &str) {
     let _one_at_a_time = INSTALLS
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let dir = workspace().join(dir);
-    let marker = dir.join("node_modules").join(".package-lock.json");
-    let lock = dir.join("package-lock.json");
-    let fresh = match (marker.metadata(), lock.metadata()) {
-        (Ok(installed), Ok(locked)) => installed.modified().ok() >= locked.modified().ok(),
-        _ => false,
-    };
-    if fresh {
-        return;
-    }
-    let status = std::process::Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(&dir)
-        .status()
-        .expect("running npm (install Node.js 20 and npm)");
-    assert!(status.success(), "npm ci in {} failed", dir.display());
+    podhost::dev::web::install(&workspace().join(dir)).expect("installing npm packages");
 }
 
 /// Runs `node --test` on `files` in the npm package `dir` (relative to
