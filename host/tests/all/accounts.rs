@@ -97,6 +97,11 @@ pub(crate) fn token(session: &Value) -> &str {
     session["token"].as_str().expect("a token")
 }
 
+/// Signs up `email` and returns their access token.
+pub(crate) async fn user(server: &Server, email: &str) -> String {
+    token(&signup(server, email).await).to_string()
+}
+
 pub(crate) fn user_id(session: &Value) -> &str {
     session["user"]["id"].as_str().expect("a user id")
 }

@@ -2,28 +2,14 @@
 //! deleting them through a running server or offline, and the lock that
 //! keeps two processes off one data directory.
 
-use std::process::Command;
 use std::time::Duration;
 
 use podhost::object::ObjectAddr;
 use podhost::storage::DataDir;
 
-use crate::support::{Options, Server, eventually, parse_json};
+use crate::support::{Options, Server, eventually, object_names, parse_json, podhost_cli};
 
 const TOKEN: &str = "s3cret-admin-token-of-32-bytes-or-more";
-
-fn podhost(args: &[&str]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_podhost"))
-        .args(args)
-        .output()
-        .expect("running podhost");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
 
 async fn admin_names(server: &Server, query: &str) -> Vec<String> {
     let response = server
@@ -35,21 +21,7 @@ async fn admin_names(server: &Server, query: &str) -> Vec<String> {
         .expect("request sent");
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.expect("JSON");
-    body["objects"]
-        .as_array()
-        .map(|objects| {
-            objects
-                .iter()
-                .map(|o| {
-                    format!(
-                        "{}/{}",
-                        o["class"].as_str().unwrap_or("?"),
-                        o["name"].as_str().unwrap_or("?")
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    object_names(&body)
 }
 
 #[tokio::test]
@@ -121,26 +93,27 @@ async fn objects_are_cataloged_and_deleted_through_the_api_or_offline() {
 
     let config = dir.path().join("podhost.toml");
     let config = config.to_str().expect("UTF-8 path");
-    let (started, output) = podhost(&["serve", "--config", config]);
+    let (started, output) = podhost_cli(&["serve", "--config", config]);
     assert!(
         !started && output.contains("another podhost process"),
         "{output}"
     );
-    let (deleted, output) = podhost(&["objects", "delete", "counter", "bob", "--config", config]);
+    let (deleted, output) =
+        podhost_cli(&["objects", "delete", "counter", "bob", "--config", config]);
     assert!(
         !deleted && output.contains("stop the server first"),
         "{output}"
     );
     server.stop().await;
 
-    let (ok, output) = podhost(&["objects", "list", "--config", config]);
+    let (ok, output) = podhost_cli(&["objects", "list", "--config", config]);
     assert!(
         ok && output.contains("bob") && output.contains("carol"),
         "{output}"
     );
-    let (ok, output) = podhost(&["objects", "delete", "counter", "bob", "--config", config]);
+    let (ok, output) = podhost_cli(&["objects", "delete", "counter", "bob", "--config", config]);
     assert!(ok && output.contains("deleted counter/bob"), "{output}");
-    let (ok, output) = podhost(&["objects", "list", "--class", "counter", "--config", config]);
+    let (ok, output) = podhost_cli(&["objects", "list", "--class", "counter", "--config", config]);
     assert!(
         ok && !output.contains("bob") && output.contains("alice"),
         "{output}"

@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::accounts::{call, error_code, signup, token};
+use crate::accounts::{call, error_code, signup, token, user};
 use crate::support::{EventStream, Options, Server, Ws, parse_json};
 
 fn options() -> Options {
@@ -16,11 +16,6 @@ fn options() -> Options {
         access: vec![("blog", "user")],
         ..Options::default()
     }
-}
-
-/// Signs up `email` and returns their token.
-async fn user(server: &Server, email: &str) -> String {
-    token(&signup(server, email).await).to_string()
 }
 
 async fn create(server: &Server, who: &str, title: &str, content: &str) -> Value {

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{Options, Server, eventually, parse_json};
+use crate::support::{Options, Server, eventually, parse_json, podhost_cli};
 
 const TOKEN: &str = "an-admin-token-of-at-least-32-bytes!";
 
@@ -511,20 +511,6 @@ async fn an_import_replaces_the_data_and_a_corrupt_or_newer_file_is_refused() {
     server.stop().await;
 }
 
-/// Runs the `podhost` binary; whether it succeeded and its output.
-fn podhost(args: &[&str]) -> (bool, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_podhost"))
-        .args(args)
-        .output()
-        .expect("podhost runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
-
 #[tokio::test]
 async fn the_cli_exports_and_imports_a_stopped_servers_objects() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -537,13 +523,13 @@ async fn the_cli_exports_and_imports_a_stopped_servers_objects() {
     let config = config.to_str().expect("UTF-8 path");
     let out = dir.path().join("xena.sqlite");
     let out = out.to_str().expect("UTF-8 path");
-    let (ok, output) = podhost(&[
+    let (ok, output) = podhost_cli(&[
         "objects", "export", "probe", "xena", "--out", out, "--config", config,
     ]);
     assert!(!ok && output.contains("stop the server first"), "{output}");
     server.stop().await;
 
-    let (ok, output) = podhost(&[
+    let (ok, output) = podhost_cli(&[
         "objects", "export", "probe", "xena", "--out", out, "--config", config,
     ]);
     assert!(ok, "{output}");
@@ -551,7 +537,7 @@ async fn the_cli_exports_and_imports_a_stopped_servers_objects() {
         notes_in_file(&std::fs::read(out).expect("exported")),
         ["x1", "x2"]
     );
-    let (ok, output) = podhost(&[
+    let (ok, output) = podhost_cli(&[
         "objects", "export", "probe", "nobody", "--out", out, "--config", config,
     ]);
     assert!(!ok && output.contains("no database"), "{output}");
@@ -559,11 +545,11 @@ async fn the_cli_exports_and_imports_a_stopped_servers_objects() {
     let garbage = dir.path().join("garbage.sqlite");
     std::fs::write(&garbage, vec![1u8; 5000]).expect("write");
     let garbage = garbage.to_str().expect("UTF-8 path");
-    let (ok, output) = podhost(&[
+    let (ok, output) = podhost_cli(&[
         "objects", "import", "probe", "yuri", garbage, "--config", config,
     ]);
     assert!(!ok && output.contains("not imported"), "{output}");
-    let (ok, output) = podhost(&[
+    let (ok, output) = podhost_cli(&[
         "objects", "import", "probe", "yuri", out, "--config", config,
     ]);
     assert!(ok, "{output}");

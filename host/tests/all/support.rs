@@ -526,3 +526,37 @@ pub async fn harness_metric(harness: &podhost::testing::Harness, name: &str) -> 
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
 }
+
+/// Runs the `podhost` binary (a CLI command); whether it succeeded and its
+/// output (stdout then stderr).
+pub fn podhost_cli(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_podhost"))
+        .args(args)
+        .output()
+        .expect("running podhost");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// `class/name` of each object in a `GET /admin/objects` answer.
+pub fn object_names(body: &serde_json::Value) -> Vec<String> {
+    body["objects"]
+        .as_array()
+        .map(|objects| {
+            objects
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{}/{}",
+                        o["class"].as_str().unwrap_or("?"),
+                        o["name"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::accounts::{call, error_code, signup, token};
+use crate::accounts::{call, error_code, token, user};
 use crate::support::{Options, Server, Ws, parse_json};
 
 fn options() -> Options {
@@ -16,10 +16,6 @@ fn options() -> Options {
         access: vec![("team", "org")],
         ..Options::default()
     }
-}
-
-async fn user(server: &Server, email: &str) -> String {
-    token(&signup(server, email).await).to_string()
 }
 
 /// A new organization owned by `owner`; returns its id.

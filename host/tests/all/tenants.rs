@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{Options, Server, eventually};
+use crate::support::{Options, Server, eventually, object_names};
 
 const ADMIN: &str = "tenants-admin-token-of-32-bytes-or-more";
 
@@ -37,21 +37,7 @@ async fn call(
 async fn listed(server: &Server, token: &str) -> Vec<String> {
     let (status, body) = call(server, Method::GET, "/admin/objects", token, None).await;
     assert_eq!(status, 200, "{body}");
-    let mut names: Vec<String> = body["objects"]
-        .as_array()
-        .map(|objects| {
-            objects
-                .iter()
-                .map(|o| {
-                    format!(
-                        "{}/{}",
-                        o["class"].as_str().unwrap_or("?"),
-                        o["name"].as_str().unwrap_or("?")
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut names = object_names(&body);
     names.sort();
     names
 }
