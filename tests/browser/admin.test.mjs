@@ -25,6 +25,7 @@ async function call(server, method, path, { token, body } = {}) {
 
 test("an operator browses classes, objects, rows, queries and logs", async () => {
   const server = await Podhost.start({
+    topLevel: `idle_timeout = "1s"`,
     classes: {
       counter: { path: guest("counter"), tenant: "acme" },
       blog: { path: guest("blog"), access: "user" },
@@ -106,8 +107,14 @@ test("an operator browses classes, objects, rows, queries and logs", async () =>
     });
     assert.deepEqual(after.rows, [[3]]);
 
-    // The object's log.
-    await page.locator("#logs li", { hasText: "activated" }).waitFor(TIMEOUT);
+    // The object's log, followed: it hibernates when idle, and its next
+    // activation shows up without a reload.
+    const activations = page.locator("#logs li", { hasText: "activated" });
+    await activations.first().waitFor(TIMEOUT);
+    assert.equal(await activations.count(), 1);
+    await page.locator("#logs li", { hasText: /hibernat/ }).waitFor(TIMEOUT);
+    await call(server, "POST", "/objects/counter/apples/increment");
+    await activations.nth(1).waitFor(TIMEOUT);
     await screenshot(page, "admin-logs");
 
     // Tenant data shaped as HTML: an object's name and a row's value.

@@ -30,6 +30,9 @@ use crate::config::AssetSettings;
 /// Files up to this size are read whole; larger ones are streamed.
 const READ_WHOLE_MAX_BYTES: u64 = 1024 * 1024;
 
+/// What a streamed file is read in.
+const STREAM_CHUNK_BYTES: usize = 64 * 1024;
+
 /// The directory of static files, opened once at start.
 pub struct Assets {
     dir: Dir,
@@ -246,7 +249,7 @@ fn respond(file: OpenFile, head: bool, request_headers: &HeaderMap) -> Response 
         (false, Some(bytes)) => Body::from(bytes),
         (false, None) => {
             let file = tokio::fs::File::from_std(file.file);
-            Body::from_stream(ReaderStream::new(file))
+            Body::from_stream(ReaderStream::with_capacity(file, STREAM_CHUNK_BYTES))
         }
     };
     (StatusCode::OK, headers, body).into_response()

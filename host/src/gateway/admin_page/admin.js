@@ -327,6 +327,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("forget").addEventListener("click", () => signOut());
   $("search").addEventListener("input", renderObjects);
   $("reload-objects").addEventListener("click", loadObjects);
+  $("refresh-object").addEventListener("click", () => current && inspect());
   $("query-form").addEventListener("submit", (event) => {
     event.preventDefault();
     runQuery();
