@@ -87,6 +87,9 @@ pub struct Config {
     pub logs: LogSettings,
     /// The operator's inspection, queries, export and import of objects.
     pub inspect: InspectSettings,
+    /// `[assets]`: a directory of static files served at `/`, behind
+    /// every API route; none without the section.
+    pub assets: Option<AssetSettings>,
     /// The bearer token `/admin/*` requires (at least 32 bytes); without
     /// one the admin API is off.
     pub admin_token: Option<Secret>,
@@ -639,6 +642,15 @@ pub struct ClassSettings {
     pub outbound: OutboundAllowList,
 }
 
+/// `[assets]`: the operator's static files (an app's web UI), served
+/// from the same origin as the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetSettings {
+    /// The directory served at `/` (`index.html` for a directory).
+    pub dir: PathBuf,
+}
+
 impl ClassSettings {
     /// What an object's database needs of these.
     pub fn database(&self) -> crate::storage::DatabaseSettings {
@@ -668,6 +680,7 @@ impl Default for Config {
             events: EventSettings::default(),
             logs: LogSettings::default(),
             inspect: InspectSettings::default(),
+            assets: None,
             admin_token: None,
             trusted_proxies: Vec::new(),
             auth: None,
@@ -698,6 +711,11 @@ impl Config {
     pub fn resolve_paths(&mut self, base: &Path) {
         if self.data_dir.is_relative() {
             self.data_dir = base.join(&self.data_dir);
+        }
+        if let Some(assets) = &mut self.assets
+            && assets.dir.is_relative()
+        {
+            assets.dir = base.join(&assets.dir);
         }
         for class in self.classes.values_mut() {
             if class.path.is_relative() {
@@ -898,6 +916,17 @@ mod tests {
         );
         config.classes.remove("strict");
         assert_eq!(config.catalog_durability(), Durability::Normal);
+    }
+
+    #[test]
+    fn the_assets_directory_is_relative_to_the_file() {
+        let mut config: Config = toml::from_str("[assets]\ndir = \"web\"\n").expect("parses");
+        config.resolve_paths(Path::new("/srv"));
+        let assets = config.assets.expect("[assets]");
+        assert_eq!(assets.dir, Path::new("/srv/web"));
+        let config: Config = toml::from_str("").expect("parses");
+        assert!(config.assets.is_none(), "no static files unless asked");
+        assert!(toml::from_str::<Config>("[assets]\ndirectory = \"web\"\n").is_err());
     }
 
     #[test]

@@ -80,6 +80,10 @@ enum Command {
         /// Without it, a random one is made and printed at start.
         #[arg(long)]
         admin_token: Option<String>,
+        /// Serve this directory's static files at `/` (default:
+        /// `examples/notes/web` of the workspace, when it exists).
+        #[arg(long)]
+        assets: Option<PathBuf>,
     },
 }
 
@@ -132,6 +136,7 @@ fn main() -> anyhow::Result<()> {
             classes,
             access,
             admin_token,
+            assets,
         } => {
             let (config, watched) = dev_config(&workspace, &classes, &access)?;
             let admin_token = match admin_token {
@@ -142,6 +147,7 @@ fn main() -> anyhow::Result<()> {
                     token
                 }
             };
+            println!("dev: the admin page is http://{listen}/admin/");
             let config = Config {
                 listen,
                 data_dir,
@@ -150,6 +156,7 @@ fn main() -> anyhow::Result<()> {
                 // Dev mode has accounts on whatever it serves: sign up,
                 // sign in and API keys work from the first start.
                 auth: Some(config.auth.clone().unwrap_or_default()),
+                assets: dev_assets(&workspace, assets),
                 ..config
             };
             config.validate()?;
@@ -165,6 +172,17 @@ fn run(server: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?
         .block_on(server)
+}
+
+/// The static files `podhost dev` serves: `--assets`, else the notes
+/// example's web UI once it exists.
+fn dev_assets(workspace: &Path, given: Option<PathBuf>) -> Option<podhost::config::AssetSettings> {
+    let dir = given.or_else(|| {
+        let notes = workspace.join("examples").join("notes").join("web");
+        notes.is_dir().then_some(notes)
+    })?;
+    println!("dev: serving the static files of {} at /", dir.display());
+    Some(podhost::config::AssetSettings { dir })
 }
 
 /// `podhost dev`'s classes: the workspace's examples (each served as its

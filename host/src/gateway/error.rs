@@ -20,6 +20,8 @@ use crate::tenants::TenantError;
 pub enum ApiError {
     #[error("no route matches this path")]
     RouteNotFound,
+    #[error("static files are only read: use GET or HEAD")]
+    MethodNotAllowed,
     #[error("the admin API is off: set admin_token in the config to turn it on")]
     AdminDisabled,
     #[error(
@@ -103,6 +105,7 @@ impl ApiError {
     pub(crate) fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::AdminDisabled => (StatusCode::NOT_FOUND, "admin_disabled"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -242,6 +245,11 @@ impl IntoResponse for ApiError {
             if let Ok(value) = HeaderValue::from_str(&seconds) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
+        }
+        if let ApiError::MethodNotAllowed = &self {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         }
         if status == StatusCode::UNAUTHORIZED {
             response

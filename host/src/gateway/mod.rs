@@ -1,6 +1,8 @@
 //! The HTTP front: routes requests to objects, plus health and metrics.
 
 mod admin;
+mod admin_page;
+mod assets;
 mod auth;
 mod body;
 mod classes;
@@ -34,6 +36,13 @@ use tokio::net::TcpListener;
 pub use error::ApiError;
 pub use state::Gateway;
 
+/// The first path segments of the API: static files are never served
+/// under them (`/objects/counter/a/`, which no route takes, stays a 404
+/// rather than a file's). Keep in step with `router`.
+const API_ROOTS: &[&str] = &[
+    "objects", "me", "orgs", "key", "handles", "auth", "admin", "healthz", "metrics",
+];
+
 /// Every route, on the gateway's state.
 pub fn router(gateway: Gateway) -> Router {
     Router::new()
@@ -61,6 +70,10 @@ pub fn router(gateway: Gateway) -> Router {
             "/auth/orgs/{org}/members/{user}",
             delete(orgs::remove_member),
         )
+        .route("/admin", get(admin_page::redirect))
+        .route("/admin/", get(admin_page::index))
+        .route("/admin/admin.js", get(admin_page::script))
+        .route("/admin/admin.css", get(admin_page::style))
         .route("/admin/classes", get(classes::list))
         .route(
             "/admin/classes/{class}",
@@ -99,7 +112,8 @@ pub fn router(gateway: Gateway) -> Router {
         )
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
-        .fallback(|| async { ApiError::RouteNotFound })
+        // Last: a path no route above matches may name a static file.
+        .fallback(assets::serve)
         .with_state(gateway)
 }
 

@@ -7,6 +7,7 @@ use axum::extract::FromRef;
 use futures_util::future::BoxFuture;
 
 use super::ApiError;
+use super::assets::Assets;
 use crate::accounts::{Accounts, AuthError};
 use crate::bindings::podhost::object::routing::{NewKey, RoutingError};
 use crate::capabilities::{RoutingFuture, RoutingTable};
@@ -19,6 +20,8 @@ pub struct Gateway {
     accounts: Arc<Accounts>,
     /// Whether `/auth`, `/me` and `/orgs` are on.
     accounts_on: bool,
+    /// The static files of `[assets]`, if any.
+    assets: Option<Arc<Assets>>,
 }
 
 impl Gateway {
@@ -33,13 +36,25 @@ impl Gateway {
             config.catalog_durability(),
             settings.unwrap_or_default(),
         )?);
+        let assets = config
+            .assets
+            .as_ref()
+            .map(Assets::open)
+            .transpose()?
+            .map(Arc::new);
         runtime.refer_objects(Arc::new(Routes(Arc::clone(&accounts))));
         runtime.route_objects(Arc::new(Routes(Arc::clone(&accounts))));
         Ok(Gateway {
             runtime,
             accounts,
             accounts_on,
+            assets,
         })
+    }
+
+    /// The static files, if `[assets]` names a directory.
+    pub fn assets(&self) -> Option<&Arc<Assets>> {
+        self.assets.as_ref()
     }
 
     pub fn runtime(&self) -> &Arc<Runtime> {

@@ -4,7 +4,9 @@
 
 mod accounts;
 mod admin;
+mod admin_page;
 mod alarms;
+mod assets;
 mod blog;
 mod browser;
 mod calls;
