@@ -175,12 +175,17 @@ fn run(server: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
 }
 
 /// The static files `podhost dev` serves: `--assets`, else the notes
-/// example's web UI once it exists.
+/// example's web UI once it exists; built first when it is an npm package.
 fn dev_assets(workspace: &Path, given: Option<PathBuf>) -> Option<podhost::config::AssetSettings> {
     let dir = given.or_else(|| {
         let notes = workspace.join("examples").join("notes").join("web");
         notes.is_dir().then_some(notes)
     })?;
+    // A web UI with a build step (an npm package) is built first; one
+    // that fails to build is served as it is, with the error shown.
+    if let Err(error) = dev::web::build_web(&dir) {
+        eprintln!("dev: the web UI in {} was not built: {error:#}", dir.display());
+    }
     println!("dev: serving the static files of {} at /", dir.display());
     Some(podhost::config::AssetSettings { dir })
 }

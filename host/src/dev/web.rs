@@ -49,6 +49,8 @@ fn npm(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
     let status = Command::new("npm")
         .args(args)
         .current_dir(dir)
+        // Our stdout says where the server listens; npm talks on stderr.
+        .stdout(std::io::stderr())
         .status()
         .with_context(|| {
             format!(
