@@ -40,8 +40,11 @@ export abstract class Connection {
     this.#stopOnline = onOnline(() => {
       if (this.#state !== "open") this.reconnect();
     });
-    // The first attempt starts after the caller has added its listeners.
-    queueMicrotask(() => this.#start());
+    // The first attempt starts after the caller has added its listeners
+    // (unless a `reconnect()` or `close()` came first).
+    queueMicrotask(() => {
+      if (this.#token === 0) this.#start();
+    });
   }
 
   /** The connection's state now. */

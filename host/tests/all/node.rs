@@ -41,11 +41,42 @@ pub fn npm_ci(dir: &str) {
     assert!(status.success(), "npm ci in {} failed", dir.display());
 }
 
+/// Runs `npm run <script>` in the npm package at `dir` (relative to the
+/// workspace): a build step, such as compiling TypeScript into what the
+/// tests import. One script at a time, so two tests never build into the
+/// same directory at once.
+pub fn npm_run(dir: &str, script: &str) {
+    static SCRIPTS: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = SCRIPTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let output = std::process::Command::new("npm")
+        .args(["run", "--silent", script])
+        .current_dir(workspace().join(dir))
+        .output()
+        .expect("running npm (install Node.js 20 and npm)");
+    assert!(
+        output.status.success(),
+        "npm run {script} in {dir} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Runs `node --test` on `files` in the npm package `dir` (relative to
 /// the workspace), giving the tests the podhost binary and the
 /// components of `guests`; fails with the tests' output if any fails.
 pub async fn run(dir: &str, files: &[&str], guests: &[&str]) {
+    run_after(dir, None, files, guests).await;
+}
+
+/// [`run`], after `npm run <script>` when `script` is given (see
+/// [`npm_run`]).
+pub async fn run_after(dir: &str, script: Option<&str>, files: &[&str], guests: &[&str]) {
     npm_ci(dir);
+    if let Some(script) = script {
+        npm_run(dir, script);
+    }
     let mut command = Command::new("node");
     command
         .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])

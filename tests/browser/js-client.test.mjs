@@ -1,0 +1,111 @@
+// clients/js in a real browser (cookie mode): the page is on podhost's
+// origin, the client's modules come from clients/js/dist (served to the
+// page by Playwright's routing), everything else is the real server.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { launch, screenshot } from "./chromium.mjs";
+import { guest, Podhost } from "../js/podhost.mjs";
+
+const dist = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "clients", "js", "dist");
+
+/** A page on the server's origin that can import `/_client/index.js`. */
+async function pageOn(context, server) {
+  const page = await context.newPage();
+  await page.route(`${server.url}/_client/**`, async (route) => {
+    const name = new URL(route.request().url()).pathname.slice("/_client/".length);
+    if (!/^[\w.-]+\.js$/.test(name)) return route.fulfill({ status: 404 });
+    await route.fulfill({ contentType: "text/javascript", body: await readFile(join(dist, name)) });
+  });
+  await page.goto(`${server.url}/healthz`);
+  return page;
+}
+
+test("the client in Chromium: cookies, objects, events, a socket, refresh, logout", async () => {
+  const server = await Podhost.start({ classes: { blog: { path: guest("blog"), access: "user" } } });
+  const browser = await launch();
+  try {
+    const context = await browser.newContext();
+    const page = await pageOn(context, server);
+    const result = await page.evaluate(async () => {
+      const { createClient, PodhostError } = await import("/_client/index.js");
+      const waitFor = async (what, condition) => {
+        for (let i = 0; i < 500; i++) {
+          if (condition()) return;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        throw new Error(`timed out waiting for ${what}`);
+      };
+      const client = createClient();
+      const signup = await client.auth.signup({ email: "ann@example.com", password: "correct horse battery staple" });
+      const me = await client.auth.me();
+
+      const blog = client.object("/me/blog");
+      const streamed = [];
+      const socketed = [];
+      const states = [];
+      const stream = client.events("/me/blog/_events", { onState: (state) => states.push(`sse:${state}`) });
+      stream.onChange("table:posts", (change) => streamed.push(change.op));
+      const live = client.live("/me/blog/ws", { onState: (state) => states.push(`ws:${state}`) });
+      live.onChange("table:posts", (change) => socketed.push(change.op));
+      await waitFor("both open", () => stream.state === "open" && live.state === "open");
+      const { post } = await blog.json("/posts", { body: { title: "From the browser", content: "v1" } });
+      await blog.json(`/posts/${post.id}`, { method: "PUT", body: { content: "v2" } });
+      await waitFor("two changes each", () => streamed.length === 2 && socketed.length === 2);
+
+      // The refresh goes by the HttpOnly cookie; requests go on working.
+      await client.auth.refresh();
+      const afterRefresh = await blog.json("/posts");
+
+      await client.auth.logout();
+      await waitFor("the socket to close", () => live.state === "closed");
+      const signedOut = await client.auth.me().catch((error) => error);
+      stream.close();
+      return {
+        mode: client.auth.mode,
+        signupUser: signup.user.email,
+        meUser: me.user.email,
+        cookiesVisible: document.cookie,
+        streamed,
+        socketed,
+        states,
+        posts: afterRefresh.posts.length,
+        signedOut: signedOut instanceof PodhostError ? [signedOut.status, signedOut.code] : String(signedOut),
+        userAfterLogout: client.auth.user,
+        clientId: client.clientId,
+        stored: sessionStorage.getItem("podhost.client_id"),
+      };
+    });
+    assert.equal(result.mode, "cookies");
+    assert.equal(result.signupUser, "ann@example.com");
+    assert.equal(result.meUser, "ann@example.com");
+    assert.equal(result.cookiesVisible, "", "the session's cookies are HttpOnly");
+    assert.deepEqual(result.streamed, ["create", "update"]);
+    assert.deepEqual(result.socketed, ["create", "update"]);
+    assert.deepEqual(result.states.filter((s) => s.startsWith("ws:")), ["ws:connecting", "ws:open", "ws:closed"]);
+    assert.equal(result.posts, 1);
+    assert.deepEqual(result.signedOut, [401, "unauthenticated"]);
+    assert.equal(result.userAfterLogout, null);
+    assert.equal(result.stored, result.clientId);
+    await screenshot(page, "js-client");
+
+    // The client id survives a reload of the tab; another tab has its own.
+    await page.reload();
+    const reloaded = await page.evaluate(async () => {
+      const { createClient } = await import("/_client/index.js");
+      return createClient().clientId;
+    });
+    assert.equal(reloaded, result.clientId);
+    const other = await pageOn(context, server);
+    const otherId = await other.evaluate(async () => {
+      const { createClient } = await import("/_client/index.js");
+      return createClient().clientId;
+    });
+    assert.notEqual(otherId, result.clientId);
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+});
