@@ -98,6 +98,26 @@ test("an expired access token is refreshed once, however many requests need it",
   assert.equal((await client.auth.me()).user.id, session.user.id);
 });
 
+test("a request refused for its token is retried once after a refresh", async () => {
+  const storage = memoryStorage();
+  const session = await clientOf(server, { storage }).auth.signup(newUser("fred"));
+  // A client that holds a bad access token it believes good for an hour
+  // (so it does not refresh first), and a good refresh token.
+  const held = JSON.parse(storage.getItem("podhost.session"));
+  const bad = { ...held, token: `${held.token}x`, tokenExpiresAt: Date.now() + 3_600_000 };
+  storage.setItem("podhost.session", JSON.stringify(bad));
+  const watched = watchedFetch();
+  const client = clientOf(server, { storage, fetch: watched.fetch });
+
+  const { posts } = await client.object("/me/blog").json("/posts");
+  assert.deepEqual(posts, []);
+  assert.deepEqual(
+    watched.requests.map((request) => request.path),
+    ["/me/blog/posts", "/auth/refresh", "/me/blog/posts"],
+  );
+  assert.equal((await client.auth.me()).user.id, session.user.id);
+});
+
 test("a session ended elsewhere ends here at the next request", async () => {
   // Two clients share one session through a storage; one logs out.
   const storage = memoryStorage();

@@ -3,6 +3,7 @@
 //! npm packages they need are installed here on first use (`npm ci`), so
 //! `cargo test` alone runs them on a fresh machine.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -42,14 +43,16 @@ pub fn npm_ci(dir: &str) {
 }
 
 /// Runs `npm run <script>` in the npm package at `dir` (relative to the
-/// workspace): a build step, such as compiling TypeScript into what the
-/// tests import. One script at a time, so two tests never build into the
-/// same directory at once.
+/// workspace) once per test run: a build step, such as compiling
+/// TypeScript into what the tests import. Never again later in the run,
+/// so it cannot rewrite files that another test is reading.
 pub fn npm_run(dir: &str, script: &str) {
-    static SCRIPTS: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = SCRIPTS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    static DONE: Mutex<BTreeSet<(String, String)>> = Mutex::new(BTreeSet::new());
+    let mut done = DONE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let key = (dir.to_string(), script.to_string());
+    if done.contains(&key) {
+        return;
+    }
     let output = std::process::Command::new("npm")
         .args(["run", "--silent", script])
         .current_dir(workspace().join(dir))
@@ -61,6 +64,7 @@ pub fn npm_run(dir: &str, script: &str) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    done.insert(key);
 }
 
 /// Runs `node --test` on `files` in the npm package `dir` (relative to
