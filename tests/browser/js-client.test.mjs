@@ -109,3 +109,32 @@ test("the client in Chromium: cookies, objects, events, a socket, refresh, logou
     await server.close();
   }
 });
+
+test("the client in Chromium reconnects at once when the browser is back online", async () => {
+  const server = await Podhost.start({ classes: { blog: { path: guest("blog"), access: "user" } } });
+  const browser = await launch();
+  try {
+    const context = await browser.newContext();
+    const page = await pageOn(context, server);
+    await page.evaluate(async () => {
+      const { createClient } = await import("/_client/index.js");
+      const client = createClient();
+      await client.auth.signup({ email: "bea@example.com", password: "correct horse battery staple" });
+      // Retries so slow that only the online event can bring it back soon.
+      window.live = client.live("/me/blog/ws", { reconnect: { initialMs: 600_000, maxMs: 600_000 } });
+      window.states = [];
+      window.live.onState((state) => window.states.push(state));
+    });
+    await page.waitForFunction(() => window.live.state === "open", null, { timeout: 15_000 });
+    await server.restart();
+    await page.waitForFunction(() => window.live.state === "closed", null, { timeout: 15_000 });
+    await context.setOffline(true);
+    await context.setOffline(false);
+    await page.waitForFunction(() => window.live.state === "open", null, { timeout: 15_000 });
+    const states = await page.evaluate(() => window.states);
+    assert.deepEqual(states, ["connecting", "open", "closed", "connecting", "open"]);
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+});

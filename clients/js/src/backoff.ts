@@ -6,6 +6,8 @@ export interface ReconnectOptions {
   maxMs?: number;
   /** A connection open this long counts as stable: the wait starts over (default 5 s). */
   stableMs?: number;
+  /** An attempt not open after this long is dropped and retried (default 15 s). */
+  connectTimeoutMs?: number;
 }
 
 /**
@@ -17,12 +19,14 @@ export class Backoff {
   initialMs: number;
   readonly maxMs: number;
   readonly stableMs: number;
+  readonly connectTimeoutMs: number;
   #attempt = 0;
 
   constructor(options: ReconnectOptions = {}) {
     this.initialMs = positive(options.initialMs, 250);
     this.maxMs = Math.max(this.initialMs, positive(options.maxMs, 10_000));
     this.stableMs = positive(options.stableMs, 5_000);
+    this.connectTimeoutMs = positive(options.connectTimeoutMs, 15_000);
   }
 
   /** The wait before the next attempt. */

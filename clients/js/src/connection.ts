@@ -30,6 +30,8 @@ export abstract class Connection {
   readonly #states = new Listeners<[ConnectionState, StateInfo]>();
   readonly #backoff: Backoff;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Drops an attempt that takes too long to open (a server that accepts and says nothing). */
+  #openTimer: ReturnType<typeof setTimeout> | undefined;
   #token = 0;
   #openedAt: number | undefined;
   #stopped = false;
@@ -84,6 +86,7 @@ export abstract class Connection {
   close(): void {
     this.#stopped = true;
     this.#clearTimer();
+    this.#clearOpenTimer();
     this.#token += 1;
     this.abort();
     this.#stopOnline();
@@ -103,6 +106,7 @@ export abstract class Connection {
 
   protected opened(token: number): void {
     if (!this.current(token)) return;
+    this.#clearOpenTimer();
     this.#openedAt = Date.now();
     this.#setState("open", { attempt: this.#backoff.attempt });
   }
@@ -115,6 +119,7 @@ export abstract class Connection {
   protected dropped(token: number, info: { code?: number; error?: unknown }, final = false): void {
     if (!this.current(token)) return;
     this.#token += 1;
+    this.#clearOpenTimer();
     this.#backoff.settle(this.#openedAt);
     this.#openedAt = undefined;
     if (final) {
@@ -138,6 +143,12 @@ export abstract class Connection {
     if (this.#stopped) return;
     const token = ++this.#token;
     this.#setState("connecting", { attempt: this.#backoff.attempt });
+    this.#clearOpenTimer();
+    this.#openTimer = setTimeout(() => {
+      if (!this.current(token) || this.#state !== "connecting") return;
+      this.abort();
+      this.dropped(token, { error: new Error("the connection did not open in time") });
+    }, this.#backoff.connectTimeoutMs);
     void this.connect(token).catch((error: unknown) => this.dropped(token, { error }));
   }
 
@@ -146,6 +157,11 @@ export abstract class Connection {
     this.#announced = true;
     this.#state = state;
     this.#states.emit(state, info);
+  }
+
+  #clearOpenTimer(): void {
+    if (this.#openTimer !== undefined) clearTimeout(this.#openTimer);
+    this.#openTimer = undefined;
   }
 
   #clearTimer(): void {

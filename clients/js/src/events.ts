@@ -11,6 +11,13 @@ export interface EventsOptions {
   /** Resume after this id (else the stream starts with live events). */
   lastEventId?: string;
   reconnect?: ReconnectOptions;
+  /**
+   * Reconnect when nothing (not even the server's keep-alive comments,
+   * every `[sockets] ping_interval`, 30 s by default) arrived for this
+   * long: a dead network shows no end of stream otherwise. Default 90 s;
+   * 0 turns it off.
+   */
+  idleTimeoutMs?: number;
   /** Added before the first connection, like `onEvent`. */
   onEvent?: (event: ServerEvent) => void;
   /** Added before the first connection, like `onState`. */
@@ -33,12 +40,14 @@ export class EventStream extends Connection {
   readonly #parser: SseParser;
   readonly #events = new Listeners<[ServerEvent]>();
   #abort: AbortController | undefined;
+  readonly #idleTimeoutMs: number;
 
   /** @internal Made by `client.events(path)`. */
   constructor(auth: Auth, path: string, options: EventsOptions = {}) {
     super(options.reconnect);
     this.#auth = auth;
     this.path = path;
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? 90_000;
     this.#parser = new SseParser(
       (event) => this.#events.emit(event),
       (ms) => this.retryAdvice(ms),
@@ -96,16 +105,44 @@ export class EventStream extends Connection {
     this.opened(token);
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (!this.current(token)) {
-        await reader.cancel().catch(() => {});
-        return;
+    const idle = this.#watchIdle(token);
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (!this.current(token)) {
+          await reader.cancel().catch(() => {});
+          return;
+        }
+        if (done) break;
+        idle.heard();
+        this.#parser.push(decoder.decode(value, { stream: true }));
       }
-      if (done) break;
-      this.#parser.push(decoder.decode(value, { stream: true }));
+    } finally {
+      idle.stop();
     }
     this.dropped(token, {});
+  }
+
+  /** Drops the attempt when it has been silent for `idleTimeoutMs`. */
+  #watchIdle(token: number): { heard(): void; stop(): void } {
+    const limit = this.#idleTimeoutMs;
+    if (!(limit > 0)) return { heard() {}, stop() {} };
+    let last = Date.now();
+    const timer = setInterval(
+      () => {
+        if (Date.now() - last <= limit) return;
+        clearInterval(timer);
+        this.abort();
+        this.dropped(token, { error: new Error(`nothing arrived for ${limit} ms`) });
+      },
+      Math.min(limit / 2, 5_000),
+    );
+    return {
+      heard: () => {
+        last = Date.now();
+      },
+      stop: () => clearInterval(timer),
+    };
   }
 
   protected abort(): void {

@@ -39,6 +39,19 @@ export interface LiveOptions {
   maxQueued?: number;
   /** Acknowledge `{"type", "seq"}` messages (default true). */
   ack?: boolean;
+  /**
+   * Close codes after which the socket stays closed until `reconnect()`
+   * (default `[1008, 4000]`: access ended; replaced by a newer socket
+   * with the same client id, as `examples/notes` closes the older one).
+   */
+  finalCodes?: number[];
+  /**
+   * Sends `message` (default `"ping"`) every `everyMs` and reconnects when
+   * nothing at all arrived for two intervals: a dead network shows no
+   * close otherwise. Answers equal to `reply` (default `"pong"`) are not
+   * passed to the listeners. Off unless given.
+   */
+  heartbeat?: { everyMs: number; message?: string; reply?: string };
   /** Added before the first connection, like `onMessage`. */
   onMessage?: (message: unknown) => unknown;
   /** Added before the first connection, like `onState`. */
@@ -46,8 +59,8 @@ export interface LiveOptions {
 }
 
 const OPEN = 1;
-/** Policy violation: the server ended the session's or key's access. */
-const POLICY_VIOLATION = 1008;
+/** 1008: the server ended the session's or key's access; 4000: replaced by a newer socket. */
+const FINAL_CODES = [1008, 4000];
 
 /**
  * A WebSocket kept open: reconnects with backoff, sends `?client_id=`,
@@ -56,9 +69,11 @@ const POLICY_VIOLATION = 1008;
  * `{"type": …, "seq": N}` is answered `{"type": "ack", "seq": N}` once
  * every message listener has run (and resolved, if it returned a
  * promise); a listener that throws leaves it unacknowledged, so the
- * server sends it again. Messages are handled one at a time, in order.
- * A close with 1008 (the session was logged out, access revoked) stays
- * closed until `reconnect()`.
+ * server sends it again, and no later seq is acknowledged on that
+ * connection until it succeeds (a server may take an ack as covering
+ * every earlier seq). Messages are handled one at a time, in order.
+ * A close with one of `finalCodes` (the session was logged out, access
+ * revoked, replaced) stays closed until `reconnect()`.
  */
 export class Live extends Connection {
   /** The socket's path on the server. */
@@ -70,6 +85,12 @@ export class Live extends Connection {
   readonly #WebSocket: WebSocketConstructor;
   readonly #maxQueued: number;
   readonly #ack: boolean;
+  readonly #finalCodes: number[];
+  readonly #heartbeat: { everyMs: number; message: string; reply: string } | undefined;
+  /** The lowest seq whose handling failed on the current connection. */
+  #failedSeq: number | undefined;
+  #lastHeard = 0;
+  #beat: ReturnType<typeof setInterval> | undefined;
   readonly #messages = new Listeners<[unknown]>();
   #queue: string[] = [];
   #socket: WebSocketLike | undefined;
@@ -92,6 +113,11 @@ export class Live extends Connection {
     this.clientId = clientId;
     this.#maxQueued = options.maxQueued ?? 1000;
     this.#ack = options.ack ?? true;
+    this.#finalCodes = options.finalCodes ?? FINAL_CODES;
+    const beat = options.heartbeat;
+    if (beat && beat.everyMs > 0) {
+      this.#heartbeat = { everyMs: beat.everyMs, message: beat.message ?? "ping", reply: beat.reply ?? "pong" };
+    }
     if (options.onMessage) this.onMessage(options.onMessage);
     if (options.onState) this.onState(options.onState);
   }
@@ -143,15 +169,21 @@ export class Live extends Connection {
     if ("binaryType" in socket) socket.binaryType = "arraybuffer";
     socket.onopen = () => {
       if (!this.current(token)) return;
+      this.#failedSeq = undefined;
+      this.#startHeartbeat(socket, token);
       this.#flush(socket);
       this.opened(token);
     };
     socket.onmessage = (event) => {
-      if (this.current(token)) this.#receive(socket, event.data);
+      if (!this.current(token)) return;
+      this.#lastHeard = Date.now();
+      if (this.#heartbeat && event.data === this.#heartbeat.reply) return;
+      this.#receive(socket, event.data);
     };
     socket.onclose = (event) => {
       if (this.#socket === socket) this.#socket = undefined;
-      this.dropped(token, { code: event.code }, event.code === POLICY_VIOLATION);
+      this.#stopHeartbeat();
+      this.dropped(token, { code: event.code }, this.#finalCodes.includes(event.code));
     };
     socket.onerror = () => {
       // A close event follows with the code.
@@ -159,10 +191,14 @@ export class Live extends Connection {
   }
 
   protected abort(): void {
+    this.#stopHeartbeat();
     const socket = this.#socket;
     this.#socket = undefined;
     if (!socket) return;
-    socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+    socket.onopen = socket.onmessage = socket.onclose = null;
+    // Closing a socket still connecting reports an error (`ws` throws one
+    // that no listener takes): it is expected, so it is taken and dropped.
+    socket.onerror = () => {};
     try {
       socket.close(1000);
     } catch {
@@ -183,10 +219,38 @@ export class Live extends Connection {
       if (this.#messages.size === 0) return;
       const handled = await this.#messages.emitAndWait(message);
       const seq = ackable(message);
-      if (handled && this.#ack && seq !== undefined && this.#socket === socket && socket.readyState === OPEN) {
-        socket.send(JSON.stringify({ type: "ack", seq }));
+      if (seq === undefined || !this.#ack || this.#socket !== socket) return;
+      if (!handled) {
+        this.#failedSeq = Math.min(this.#failedSeq ?? seq, seq);
+        return;
       }
+      if (this.#failedSeq !== undefined) {
+        if (seq > this.#failedSeq) return;
+        if (seq === this.#failedSeq) this.#failedSeq = undefined;
+      }
+      if (socket.readyState === OPEN) socket.send(JSON.stringify({ type: "ack", seq }));
     });
+  }
+
+  #startHeartbeat(socket: WebSocketLike, token: number): void {
+    const beat = this.#heartbeat;
+    if (!beat) return;
+    this.#lastHeard = Date.now();
+    this.#beat = setInterval(() => {
+      if (Date.now() - this.#lastHeard > 2 * beat.everyMs) {
+        // Silent for two intervals: the connection is gone without a close.
+        this.#stopHeartbeat();
+        this.abort();
+        this.dropped(token, { error: new Error("no answer to the heartbeat") });
+        return;
+      }
+      if (socket.readyState === OPEN) socket.send(beat.message);
+    }, beat.everyMs);
+  }
+
+  #stopHeartbeat(): void {
+    if (this.#beat !== undefined) clearInterval(this.#beat);
+    this.#beat = undefined;
   }
 }
 

@@ -10,7 +10,8 @@ const QUICK = { initialMs: 50, maxMs: 500 };
 
 let server;
 before(async () => {
-  server = await startServer();
+  // Keep-alive comments every 100 ms, so a stream can be told silent fast.
+  server = await startServer('[sockets]\nping_interval = "100ms"');
 });
 after(async () => {
   await server?.close();
@@ -109,4 +110,39 @@ test("an error answer stops the retries and says why", async () => {
   const anonymous = client.events("/me/blog/_events", { reconnect: QUICK });
   const refused = await new Promise((resolve) => anonymous.onState((state, info) => state === "closed" && resolve(info)));
   assert.deepEqual([refused.error.status, refused.error.code], [401, "unauthenticated"]);
+});
+
+test("a stream that falls silent is replaced, and resumes", async () => {
+  const client = await signedIn(server);
+  const blog = client.object("/me/blog");
+  const infos = [];
+  const stream = client.events("/me/blog/_events", {
+    idleTimeoutMs: 500,
+    reconnect: { ...QUICK, connectTimeoutMs: 300 },
+    onState: (state, info) => infos.push([state, info]),
+  });
+  const titles = [];
+  stream.onChange("table:posts", (change) => titles.push(change.row.title));
+  await waitFor("the stream to open", () => stream.state === "open");
+  // The keep-alives hold it open while nothing happens.
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  assert.deepEqual(
+    infos.map(([state]) => state),
+    ["connecting", "open"],
+  );
+  await blog.json("/posts", { body: { title: "before", content: "x" } });
+  await waitFor("the first post", () => titles.length === 1);
+
+  process.kill(server.child.pid, "SIGSTOP");
+  try {
+    await waitFor("the silence to be noticed", () =>
+      infos.some(([, info]) => String(info.error).includes("nothing arrived")),
+    );
+  } finally {
+    process.kill(server.child.pid, "SIGCONT");
+  }
+  await blog.json("/posts", { body: { title: "after", content: "x" } });
+  await waitFor("the second post", () => titles.length === 2);
+  assert.deepEqual(titles, ["before", "after"]);
+  stream.close();
 });

@@ -71,48 +71,96 @@ test("a {type, seq} message is acknowledged after its handler ran, and only then
   const watched = watchedWebSocket();
   const client = clientOf(server, { WebSocket: watched.WebSocket });
   const handled = [];
+  let failures = 0;
   const live = client.live("/objects/probe/acks/ws", {
     clientId: "acks-test",
     onMessage: async (message) => {
       await sleep(30);
-      if (message.seq === 2) throw new Error("this handler fails on purpose");
+      if (message.seq === 2 && failures++ === 0) throw new Error("this handler fails once, on purpose");
       handled.push({ seq: message.seq ?? message, framesSent: watched.sent.length });
     },
   });
   await waitFor("the socket to open", () => live.state === "open");
   assert.equal(new URL(watched.urls[0]).searchParams.get("client_id"), "acks-test");
-
+  const acks = () => watched.sent.filter((frame) => frame.startsWith("{")).map((frame) => JSON.parse(frame));
   // The probe publishes what follows `publish:` to every socket, ours too.
+  const publish = (message) => live.send(`publish:${typeof message === "string" ? message : JSON.stringify(message)}`);
+
   const originalError = console.error;
   console.error = () => {};
   try {
-    live.send(`publish:${JSON.stringify({ type: "sync", seq: 1, changes: [] })}`);
-    live.send(`publish:${JSON.stringify({ type: "sync", seq: 2 })}`);
-    live.send("publish:not json");
-    live.send(`publish:${JSON.stringify({ type: "ack", seq: 9 })}`);
-    live.send(`publish:${JSON.stringify({ type: "sync", seq: 3 })}`);
-    await waitFor("four messages handled", () => handled.length === 4 && watched.sent.includes('{"type":"ack","seq":3}'));
+    publish({ type: "sync", seq: 1, changes: [] });
+    publish({ type: "sync", seq: 2 });
+    publish("not json");
+    publish({ type: "ack", seq: 9 });
+    publish({ type: "sync", seq: 3 });
+    await waitFor("four messages handled", () => handled.length === 4);
     await sleep(100);
   } finally {
     console.error = originalError;
   }
-
   // In order, one at a time (the handler awaits), the failed one missing;
   // an ack from the server is a message too, and is not acknowledged.
   assert.deepEqual(
     handled.map((h) => h.seq),
     [1, "not json", 9, 3],
   );
-  const acks = watched.sent.filter((frame) => frame.startsWith("{")).map((frame) => JSON.parse(frame));
-  assert.deepEqual(acks, [
+  // 3 is not acknowledged while 2 is not: an ack may cover every earlier seq.
+  assert.deepEqual(acks(), [{ type: "ack", seq: 1 }]);
+
+  // The server sends 2 and 3 again: now both go through.
+  publish({ type: "sync", seq: 2 });
+  publish({ type: "sync", seq: 3 });
+  await waitFor("the acks of 2 and 3", () => acks().length === 3);
+  assert.deepEqual(acks(), [
     { type: "ack", seq: 1 },
+    { type: "ack", seq: 2 },
     { type: "ack", seq: 3 },
   ]);
   // Each ack left after its handler had finished.
-  for (const { seq, framesSent } of handled.filter((h) => h.seq === 1 || h.seq === 3)) {
+  for (const { seq, framesSent } of handled.filter((h) => typeof h.seq === "number" && h.seq !== 9)) {
     const ackAt = watched.sent.indexOf(JSON.stringify({ type: "ack", seq }));
     assert.ok(ackAt >= framesSent, `the ack of ${seq} was sent after its handler`);
   }
+  live.close();
+});
+
+test("a heartbeat keeps a quiet socket and replaces a silent one; a silent attempt times out", async () => {
+  const client = await signedIn(server);
+  const messages = [];
+  const states = [];
+  const infos = [];
+  const live = client.live("/me/blog/ws", {
+    reconnect: { ...QUICK, connectTimeoutMs: 300 },
+    heartbeat: { everyMs: 100 },
+    onMessage: (message) => messages.push(message),
+    onState: (state, info) => {
+      states.push(state);
+      infos.push(info);
+    },
+  });
+  await waitFor("the socket to open", () => live.state === "open");
+  // Blog answers "ping" with "pong" (the host's auto-response): the
+  // socket stays open and the pongs are not messages.
+  await sleep(500);
+  assert.deepEqual(states, ["connecting", "open"]);
+  assert.deepEqual(messages, []);
+
+  // A server that stops answering (stopped, its connections still open)
+  // is noticed by the silence; attempts to reconnect get no handshake
+  // and time out; the socket comes back when the server does.
+  process.kill(server.child.pid, "SIGSTOP");
+  try {
+    await waitFor("the silence to be noticed", () => live.state !== "open");
+    await waitFor("an attempt to time out", () =>
+      infos.some((info) => String(info.error).includes("did not open in time")),
+    );
+  } finally {
+    process.kill(server.child.pid, "SIGCONT");
+  }
+  await waitFor("the socket to reopen", () => live.state === "open");
+  assertTransitions(states);
+  assert.deepEqual(states.slice(0, 3), ["connecting", "open", "closed"]);
   live.close();
 });
 
