@@ -23,11 +23,20 @@ async function pageOn(context, server) {
   return page;
 }
 
-test("the client in Chromium: cookies, objects, events, a socket, refresh, logout", async () => {
+/** Runs `body(context, server)` with a server serving blog and a fresh browser context. */
+async function withBlogInChromium(body) {
   const server = await Podhost.start({ classes: { blog: { path: guest("blog"), access: "user" } } });
   const browser = await launch();
   try {
-    const context = await browser.newContext();
+    await body(await browser.newContext(), server);
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+}
+
+test("the client in Chromium: cookies, objects, events, a socket, refresh, logout", async () => {
+  await withBlogInChromium(async (context, server) => {
     const page = await pageOn(context, server);
     const result = await page.evaluate(async () => {
       const { createClient, PodhostError } = await import("/_client/index.js");
@@ -104,17 +113,11 @@ test("the client in Chromium: cookies, objects, events, a socket, refresh, logou
       return createClient().clientId;
     });
     assert.notEqual(otherId, result.clientId);
-  } finally {
-    await browser.close();
-    await server.close();
-  }
+  });
 });
 
 test("the client in Chromium reconnects at once when the browser is back online", async () => {
-  const server = await Podhost.start({ classes: { blog: { path: guest("blog"), access: "user" } } });
-  const browser = await launch();
-  try {
-    const context = await browser.newContext();
+  await withBlogInChromium(async (context, server) => {
     const page = await pageOn(context, server);
     await page.evaluate(async () => {
       const { createClient } = await import("/_client/index.js");
@@ -133,8 +136,5 @@ test("the client in Chromium reconnects at once when the browser is back online"
     await page.waitForFunction(() => window.live.state === "open", null, { timeout: 15_000 });
     const states = await page.evaluate(() => window.states);
     assert.deepEqual(states, ["connecting", "open", "closed", "connecting", "open"]);
-  } finally {
-    await browser.close();
-    await server.close();
-  }
+  });
 });
