@@ -3,6 +3,7 @@
 // page by Playwright's routing), everything else is the real server.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,6 +11,9 @@ import { launch, screenshot } from "./chromium.mjs";
 import { guest, Podhost } from "../js/podhost.mjs";
 
 const dist = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "clients", "js", "dist");
+if (!existsSync(join(dist, "index.js"))) {
+  throw new Error(`${dist} is not built: run \`npm ci && npm run build\` in clients/js (cargo's js_client tests do)`);
+}
 
 /** A page on the server's origin that can import `/_client/index.js`. */
 async function pageOn(context, server) {

@@ -11,17 +11,18 @@ import { Listeners } from "./listeners.js";
  * options (in Node 20, the `ws` package's). In token mode the handshake
  * needs `Authorization`, so it is made as `new WebSocket(url, [], {
  * headers })`, which `ws` understands and browsers cannot do (they use
- * cookie mode).
+ * cookie mode). The handlers take `any` so that the DOM's and `ws`'s
+ * types, whose handlers take their own event types, fit.
  */
 export interface WebSocketLike {
   readonly readyState: number;
   binaryType?: string;
   send(data: string): void;
   close(code?: number, reason?: string): void;
-  onopen: ((event: unknown) => void) | null;
-  onclose: ((event: { code: number; reason?: string }) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
+  onopen: ((event: any) => void) | null;
+  onclose: ((event: any) => void) | null;
+  onmessage: ((event: any) => void) | null;
+  onerror: ((event: any) => void) | null;
 }
 
 export type WebSocketConstructor = new (
@@ -174,13 +175,13 @@ export class Live extends Connection {
       this.#flush(socket);
       this.opened(token);
     };
-    socket.onmessage = (event) => {
+    socket.onmessage = (event: { data: unknown }) => {
       if (!this.current(token)) return;
       this.#lastHeard = Date.now();
       if (this.#heartbeat && event.data === this.#heartbeat.reply) return;
       this.#receive(socket, event.data);
     };
-    socket.onclose = (event) => {
+    socket.onclose = (event: { code: number }) => {
       if (this.#socket === socket) this.#socket = undefined;
       this.#stopHeartbeat();
       this.dropped(token, { code: event.code }, this.#finalCodes.includes(event.code));
