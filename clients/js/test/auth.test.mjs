@@ -130,7 +130,10 @@ test("a session ended elsewhere ends here at the next request", async () => {
 
   const error = await first.object("/me/blog").json("/posts").catch((error) => error);
   assert.ok(error instanceof PodhostError);
-  assert.deepEqual([error.status, error.code], [401, "session_ended"]);
+  assert.equal(error.status, 401);
+  // `session_ended` for the token; `unauthenticated` when the client
+  // tried to refresh first (its 2 s token near its end) and learned it so.
+  assert.ok(["session_ended", "unauthenticated"].includes(error.code), error.code);
   assert.equal(first.auth.user, null);
   assert.deepEqual(changes, [session.user.id, null]);
 });
