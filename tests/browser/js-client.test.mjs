@@ -27,9 +27,9 @@ async function pageOn(context, server) {
   return page;
 }
 
-/** Runs `body(context, server)` with a server serving blog and a fresh browser context. */
-async function withBlogInChromium(body) {
-  const server = await Podhost.start({ classes: { blog: { path: guest("blog"), access: "user" } } });
+/** Runs `body(context, server)` with a server serving blog (and `config`) and a fresh browser context. */
+async function withBlogInChromium(body, config) {
+  const server = await Podhost.start({ classes: { blog: { path: guest("blog"), access: "user" } }, config });
   const browser = await launch();
   try {
     await body(await browser.newContext(), server);
@@ -141,4 +141,42 @@ test("the client in Chromium reconnects at once when the browser is back online"
     const states = await page.evaluate(() => window.states);
     assert.deepEqual(states, ["connecting", "open", "closed", "connecting", "open"]);
   });
+});
+
+test("two tabs whose token expired refresh one at a time, and the session lives", async () => {
+  // Access tokens (and so the session cookie) last 2 s.
+  await withBlogInChromium(async (context, server) => {
+    const tabs = [await pageOn(context, server), await pageOn(context, server)];
+    const [first, second] = tabs;
+    await first.evaluate(async () => {
+      const { createClient } = await import("/_client/index.js");
+      window.client = createClient();
+      await window.client.auth.signup({ email: "cy@example.com", password: "correct horse battery staple" });
+    });
+    const expiresAt = await second.evaluate(async () => {
+      const { createClient } = await import("/_client/index.js");
+      window.client = createClient();
+      return (await window.client.auth.me()).tokenExpiresAt;
+    });
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, expiresAt - Date.now()) + 1000));
+
+    // Both tabs need a new token at the same moment.
+    const answers = await Promise.all(
+      tabs.map((tab) =>
+        tab.evaluate(async () => {
+          const blog = window.client.object("/me/blog");
+          const pages = await Promise.all([1, 2, 3].map(() => blog.json("/posts").catch((error) => error.code)));
+          return pages.map((page) => (Array.isArray(page.posts) ? "ok" : page));
+        }),
+      ),
+    );
+    assert.deepEqual(answers, [
+      ["ok", "ok", "ok"],
+      ["ok", "ok", "ok"],
+    ]);
+    for (const tab of tabs) {
+      const me = await tab.evaluate(async () => (await window.client.auth.me()).user.email);
+      assert.equal(me, "cy@example.com");
+    }
+  }, '[auth]\ntoken_ttl = "2s"');
 });

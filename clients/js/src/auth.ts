@@ -57,6 +57,10 @@ interface Held {
 }
 
 const SESSION_KEY = "podhost.session";
+/** Cookie mode: when the access cookie the tabs share expires, as the last refresh set it. */
+const SHARED_EXPIRY_KEY = "podhost.token_expires_at";
+/** The Web Lock that lets one tab at a time refresh. */
+const REFRESH_LOCK = "podhost.refresh";
 /** Refresh a token this close to its expiry (at most a quarter of its life) before using it. */
 const EXPIRY_MARGIN_MS = 30_000;
 /** The 401 codes that a new access token can cure. */
@@ -73,6 +77,8 @@ export class Auth {
   readonly mode: AuthMode;
   readonly #endpoint: Endpoint;
   readonly #storage: KeyValueStorage | undefined;
+  /** Cookie mode: what the tabs of the origin share (see `#refreshOnce`). */
+  readonly #shared: KeyValueStorage | undefined;
   #held: Held = {};
   #refreshing: Promise<void> | undefined;
   /** Counts refreshes, so a request that failed with an older token just retries. */
@@ -80,10 +86,16 @@ export class Auth {
   readonly #changes = new Listeners<[User | null]>();
 
   /** @internal Made by `createClient`. */
-  constructor(endpoint: Endpoint, mode: AuthMode, storage: KeyValueStorage | undefined) {
+  constructor(
+    endpoint: Endpoint,
+    mode: AuthMode,
+    storage: KeyValueStorage | undefined,
+    shared: KeyValueStorage | undefined,
+  ) {
     this.#endpoint = endpoint;
     this.mode = mode;
     this.#storage = mode === "tokens" ? storage : undefined;
+    this.#shared = mode === "cookies" ? shared : undefined;
     this.#held = this.#load();
   }
 
@@ -173,8 +185,7 @@ export class Auth {
   /** @internal Refreshes a token about to expire (errors show on the request that follows). */
   async fresh(): Promise<void> {
     const expiresAt = this.#held.tokenExpiresAt;
-    const margin = Math.min(EXPIRY_MARGIN_MS, (this.#held.tokenLifetimeMs ?? 0) / 4);
-    if (expiresAt === undefined || expiresAt - Date.now() > margin) return;
+    if (expiresAt === undefined || expiresAt - Date.now() > this.#margin()) return;
     if (this.mode === "tokens" && !this.#held.refreshToken) return;
     await this.refresh().catch(() => {});
   }
@@ -198,8 +209,22 @@ export class Auth {
     return this.#adopt(await response.json());
   }
 
-  async #refreshOnce(): Promise<void> {
-    if (this.mode === "tokens" && this.#adoptNewerStored()) return;
+  /**
+   * One refresh, under a Web Lock where the platform has them: tabs share
+   * the refresh cookie (or a storage's refresh token), and two of them
+   * refreshing with the same one at once would be a reuse that ends the
+   * session. Inside the lock, a tab first looks whether another one has
+   * just refreshed, and if so takes that instead.
+   */
+  #refreshOnce(): Promise<void> {
+    return exclusive(REFRESH_LOCK, async () => {
+      if (this.mode === "tokens" && this.#adoptNewerStored()) return;
+      if (this.mode === "cookies" && this.#adoptSharedRefresh()) return;
+      await this.#refreshNow();
+    });
+  }
+
+  async #refreshNow(): Promise<void> {
     const refreshToken = this.#held.refreshToken;
     if (this.mode === "tokens" && !refreshToken) {
       throw new PodhostError(401, "unauthenticated", "not signed in: log in or sign up first");
@@ -233,6 +258,20 @@ export class Auth {
     return true;
   }
 
+  /**
+   * Cookie mode: another tab refreshed since this one learned its token's
+   * expiry, so the browser already holds new cookies.
+   */
+  #adoptSharedRefresh(): boolean {
+    const shared = Number(this.#shared ? readItem(this.#shared, SHARED_EXPIRY_KEY) : NaN);
+    if (!Number.isFinite(shared) || shared - Date.now() <= this.#margin()) return false;
+    const known = this.#held.tokenExpiresAt;
+    if (known !== undefined && shared <= known) return false;
+    this.#held.tokenExpiresAt = shared;
+    this.#generation += 1;
+    return true;
+  }
+
   #adopt(answer: unknown): Session {
     if (!isRecord(answer) || !isRecord(answer.user)) {
       throw new PodhostError(200, "invalid_answer", "the server's session answer has no user", answer);
@@ -255,6 +294,7 @@ export class Auth {
     }
     this.#generation += 1;
     this.#save();
+    if (this.#shared) writeItem(this.#shared, SHARED_EXPIRY_KEY, String(session.tokenExpiresAt));
     if (changed) this.#changes.emit(session.user);
     return session;
   }
@@ -270,7 +310,13 @@ export class Auth {
     this.#held = {};
     this.#generation += 1;
     this.#save();
+    if (this.#shared) writeItem(this.#shared, SHARED_EXPIRY_KEY, null);
     if (wasSignedIn) this.#changes.emit(null);
+  }
+
+  /** How close to its expiry a token is refreshed before use. */
+  #margin(): number {
+    return Math.min(EXPIRY_MARGIN_MS, (this.#held.tokenLifetimeMs ?? 0) / 4);
   }
 
   #mayRefresh(): boolean {
@@ -306,6 +352,13 @@ export class Auth {
     const empty = this.#held.token === undefined && this.#held.refreshToken === undefined;
     writeItem(this.#storage, SESSION_KEY, empty ? null : JSON.stringify(this.#held));
   }
+}
+
+/** Runs `task` holding the Web Lock `name` where there are Web Locks (browsers), else at once. */
+function exclusive<T>(name: string, task: () => Promise<T>): Promise<T> {
+  const locks = (globalThis as { navigator?: { locks?: { request(name: string, task: () => Promise<T>): Promise<T> } } })
+    .navigator?.locks;
+  return typeof locks?.request === "function" ? locks.request(name, task) : task();
 }
 
 /** A request whose body can be sent again (not a stream). */

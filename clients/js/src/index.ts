@@ -63,7 +63,9 @@ export class PodhostClient {
     this.#WebSocket =
       options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket ?? undefined;
     const mode = options.mode ?? (inBrowser() ? "cookies" : "tokens");
-    this.auth = new Auth(this.#endpoint, mode, options.storage);
+    // Tabs in cookie mode share one session: they tell each other of refreshes.
+    const shared = mode === "cookies" ? browserStorage("localStorage") : undefined;
+    this.auth = new Auth(this.#endpoint, mode, options.storage, shared);
   }
 
   /** The server's base URL. */
