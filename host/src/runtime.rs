@@ -409,14 +409,16 @@ impl Runtime {
     }
 
     /// Starts shutdown's clock: events still running `shutdown_timeout`
-    /// from now (or starting later) are cancelled and rolled back. Called
-    /// when the server stops taking connections; a second call does
-    /// nothing.
+    /// from now (or starting later) are cancelled and rolled back; event
+    /// streams and log followers end, so their connections do not hold the
+    /// server (their clients resume by id). Called when the server stops
+    /// taking connections; a second call does nothing.
     pub fn begin_shutdown(&self) {
         if self.shutdown_started.swap(true, Ordering::AcqRel) {
             return;
         }
         self.guest_logs.rings().close_followers();
+        self.sockets.end_streams();
         let watchdog = Arc::clone(self.executor.watchdog());
         let timeout = self.config.shutdown_timeout;
         tokio::spawn(async move {

@@ -30,6 +30,8 @@ pub struct Hub {
     settings: SocketSettings,
     /// SSE subscribers by object.
     streams: Mutex<HashMap<String, Vec<mpsc::Sender<LoggedEvent>>>>,
+    /// Set at shutdown: streams end, and new ones end at once.
+    streams_ended: AtomicBool,
     next_socket: AtomicU64,
     /// Connections whose tasks still run (closing ones included).
     connections: AtomicUsize,
@@ -151,6 +153,7 @@ impl Hub {
             events,
             settings,
             streams: Mutex::default(),
+            streams_ended: AtomicBool::new(false),
             next_socket: AtomicU64::default(),
             connections: AtomicUsize::default(),
             handshakes: AtomicUsize::default(),
@@ -171,6 +174,9 @@ impl Hub {
     /// client goes or falls too far behind (it then resumes by id).
     pub fn subscribe(&self, object: &str, subscriber: mpsc::Sender<LoggedEvent>) {
         let mut streams = self.streams.lock();
+        if self.streams_ended.load(Ordering::Acquire) {
+            return;
+        }
         let subscribers = streams.entry(object.to_string()).or_default();
         subscribers.retain(|s| !s.is_closed());
         subscribers.push(subscriber);
@@ -384,6 +390,15 @@ impl Hub {
         for (_, entry) in std::mem::take(&mut sockets.lock().sockets) {
             entry.control.force(1001, "the object was deleted");
         }
+    }
+
+    /// Ends every SSE stream (and any opened later), at shutdown: an open
+    /// stream would otherwise hold its connection, and so the stopping
+    /// server, forever. Their clients resume by id.
+    pub fn end_streams(&self) {
+        let mut streams = self.streams.lock();
+        self.streams_ended.store(true, Ordering::Release);
+        streams.clear();
     }
 
     /// Closes every socket (1001, going away) and waits up to `within`

@@ -133,3 +133,13 @@ async fn a_sigterm_right_after_start_stops_the_server_cleanly() {
         server.stop().await;
     }
 }
+
+/// An open event stream does not hold a stopping server: the stream ends
+/// at shutdown (its client resumes by id against the next server), so
+/// SIGTERM stops the server as promptly as without it.
+#[tokio::test]
+async fn an_open_event_stream_ends_when_the_server_stops() {
+    let (server, _dir) = Server::start(Options::default()).await;
+    let _stream = server.events("/objects/chat/lobby/_events", None).await;
+    server.stop().await;
+}

@@ -27,6 +27,7 @@ mod inbox;
 mod hibernation;
 mod inspect;
 mod isolation;
+mod js_client;
 mod limits;
 mod locks;
 mod logs;

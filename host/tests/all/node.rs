@@ -3,6 +3,7 @@
 //! npm packages they need are installed here on first use (`npm ci`), so
 //! `cargo test` alone runs them on a fresh machine.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -26,11 +27,45 @@ pub fn npm_ci(dir: &str) {
     podhost::dev::web::install(&workspace().join(dir)).expect("installing npm packages");
 }
 
+/// Runs `npm run <script>` in the npm package at `dir` (relative to the
+/// workspace) once per test run: a build step, such as compiling
+/// TypeScript into what the tests import. Never again later in the run,
+/// so it cannot rewrite files that another test is reading.
+pub fn npm_run(dir: &str, script: &str) {
+    static DONE: Mutex<BTreeSet<(String, String)>> = Mutex::new(BTreeSet::new());
+    let mut done = DONE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let key = (dir.to_string(), script.to_string());
+    if done.contains(&key) {
+        return;
+    }
+    let output = std::process::Command::new("npm")
+        .args(["run", "--silent", script])
+        .current_dir(workspace().join(dir))
+        .output()
+        .expect("running npm (install Node.js 20 and npm)");
+    assert!(
+        output.status.success(),
+        "npm run {script} in {dir} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    done.insert(key);
+}
+
 /// Runs `node --test` on `files` in the npm package `dir` (relative to
 /// the workspace), giving the tests the podhost binary and the
 /// components of `guests`; fails with the tests' output if any fails.
 pub async fn run(dir: &str, files: &[&str], guests: &[&str]) {
+    run_after(dir, None, files, guests).await;
+}
+
+/// [`run`], after `npm run <script>` when `script` is given (see
+/// [`npm_run`]).
+pub async fn run_after(dir: &str, script: Option<&str>, files: &[&str], guests: &[&str]) {
     npm_ci(dir);
+    if let Some(script) = script {
+        npm_run(dir, script);
+    }
     let mut command = Command::new("node");
     command
         .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
