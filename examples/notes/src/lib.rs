@@ -7,6 +7,7 @@
 //! - `note.rs`: a note, its limits, its row;
 //! - `origin.rs`: the client and request ids a write carries;
 //! - `writes.rs`: create, update (with its version check), delete;
+//! - `replay.rs`: the first answer again for a retried write;
 //! - `outbox.rs`: changes waiting for their 150 ms window;
 //! - `delivery.rs`: batches, client ids, acknowledgements and resends;
 //! - `socket.rs`: what a client sends on its socket.
@@ -15,6 +16,7 @@ mod delivery;
 mod note;
 mod origin;
 mod outbox;
+mod replay;
 mod socket;
 mod writes;
 
@@ -65,7 +67,8 @@ static ROUTES: LazyLock<Router<Notes>> = LazyLock::new(|| {
 });
 
 impl Object for Notes {
-    const MIGRATIONS: &'static [&'static str] = &["
+    const MIGRATIONS: &'static [&'static str] = &[
+        "
         CREATE TABLE notes (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             title TEXT NOT NULL,
@@ -96,7 +99,18 @@ impl Object for Notes {
             PRIMARY KEY (client_id, seq)
         ) WITHOUT ROWID;
         CREATE INDEX deliveries_by_next ON deliveries (next_at);
-        CREATE INDEX deliveries_by_seq ON deliveries (seq);"];
+        CREATE INDEX deliveries_by_seq ON deliveries (seq);",
+        "
+        CREATE TABLE answers (
+            client_id TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            body TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            PRIMARY KEY (client_id, request_id)
+        );
+        CREATE INDEX answers_by_time ON answers (at);",
+    ];
 
     fn activate() -> Result<Self> {
         Ok(Notes)

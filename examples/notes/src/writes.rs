@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::note::{self, Content, Note};
 use crate::origin::Origin;
-use crate::outbox;
+use crate::{outbox, replay};
 
 /// A write a client asks for.
 pub enum Write<'a> {
@@ -109,8 +109,19 @@ impl Refused {
 }
 
 /// Makes `write` and records its change; creates and updates reach the
-/// clients at the end of the current 150 ms window, deletes at once.
+/// clients at the end of the current 150 ms window, deletes at once. A
+/// write already made with the same client and request id is answered as
+/// it was then, and not made again.
 pub fn apply(write: Write<'_>, origin: &Origin) -> std::result::Result<Outcome, Refused> {
+    if let Some(first) = replay::find(origin)? {
+        return Ok(first);
+    }
+    let outcome = make(write, origin)?;
+    replay::remember(origin, &outcome)?;
+    Ok(outcome)
+}
+
+fn make(write: Write<'_>, origin: &Origin) -> std::result::Result<Outcome, Refused> {
     match write {
         Write::Create(content) => {
             content.check()?;

@@ -562,3 +562,50 @@ async fn pending_batches_survive_hibernation_and_a_restart() {
     assert_quiet(&mut away).await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_retried_write_is_made_once_and_answered_as_the_first_time() {
+    let (server, _dir) = Server::start(options()).await;
+    let ann = user(&server, "ann@example.com").await;
+    let first = create(&server, &ann, "Once", "tab-a", "same").await;
+    let again = create(&server, &ann, "Once", "tab-a", "same").await;
+    assert_eq!(again, first, "the first answer");
+    let other = create(&server, &ann, "Once", "tab-b", "same").await;
+    assert_ne!(
+        other["id"], first["id"],
+        "another tab's request is another write"
+    );
+    let (_, list) = call(&server, Method::GET, "/me/notes/notes", Some(&ann), None).await;
+    assert_eq!(list["notes"].as_array().map(Vec::len), Some(2), "{list}");
+
+    let path = format!("/me/notes/notes/{}", first["id"]);
+    let edit = json!({ "title": "Once", "body": "edited", "version": 1, "request_id": "edit-1" });
+    let headers = [("podhost-client-id", "tab-a")];
+    let (status, updated, _) = call_with_headers(
+        &server,
+        Method::PUT,
+        &path,
+        Some(&ann),
+        Some(edit.clone()),
+        &headers,
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    let (status, retried, _) = call_with_headers(
+        &server,
+        Method::PUT,
+        &path,
+        Some(&ann),
+        Some(edit),
+        &headers,
+    )
+    .await;
+    assert_eq!(
+        (status, &retried),
+        (200, &updated),
+        "not a conflict with itself"
+    );
+    let (_, body) = call(&server, Method::GET, &path, Some(&ann), None).await;
+    assert_eq!(body["note"]["version"], 2, "written once");
+    server.stop().await;
+}
