@@ -4,7 +4,7 @@
 //! across hibernation and restarts. The protocol is in this example's
 //! README.md.
 //!
-//! - `note.rs`: a note, its limits, its row;
+//! - `note.rs`: a note, its limits (with the running total of their size), its row;
 //! - `origin.rs`: the client and request ids a write carries;
 //! - `writes.rs`: create, update (with its version check), delete;
 //! - `replay.rs`: the first answer again for a retried write;
@@ -110,6 +110,11 @@ impl Object for Notes {
             PRIMARY KEY (client_id, request_id)
         );
         CREATE INDEX answers_by_time ON answers (at);",
+        "
+        CREATE TABLE usage (bytes INTEGER NOT NULL);
+        INSERT INTO usage (bytes)
+            SELECT coalesce(sum(length(CAST(title AS BLOB)) + length(CAST(body AS BLOB)) + 100), 0)
+            FROM notes;",
     ];
 
     fn activate() -> Result<Self> {

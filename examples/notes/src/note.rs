@@ -7,8 +7,12 @@ use serde::{Deserialize, Serialize};
 pub const MAX_TITLE_BYTES: usize = 1024;
 /// Longest body, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 << 10;
-/// Most notes one user keeps (so that the list stays one response).
+/// Most notes one user keeps.
 pub const MAX_NOTES: i64 = 1000;
+/// Most bytes all of a user's notes take as JSON, so that the list stays
+/// one response well under the host's response cap (32 MiB by default)
+/// whatever the notes hold (escaping can make a body 6 times longer).
+pub const MAX_TOTAL_JSON_BYTES: i64 = 16 << 20;
 
 /// A note as stored and as clients see it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,31 +81,35 @@ pub fn insert(content: &Content<'_>) -> Result<Note> {
         .with_code("too_many_notes"));
     }
     let now = time::now_ms();
-    let id = sql::exec(
-        "INSERT INTO notes (title, body, version, created_at, updated_at) VALUES (?, ?, 1, ?, ?)",
-        (content.title, content.body, now, now),
-    )?
-    .last_insert_rowid();
-    Ok(Note {
-        id,
+    let mut note = Note {
+        id: 0,
         title: content.title.to_string(),
         body: content.body.to_string(),
         version: 1,
         created_at: now,
         updated_at: now,
-    })
+    };
+    grow(json_bytes(&note)?)?;
+    note.id = sql::exec(
+        "INSERT INTO notes (title, body, version, created_at, updated_at) VALUES (?, ?, 1, ?, ?)",
+        (content.title, content.body, now, now),
+    )?
+    .last_insert_rowid();
+    Ok(note)
 }
 
 /// Writes `content` over `note` as its next version.
 pub fn update(note: Note, content: &Content<'_>) -> Result<Note> {
     let updated = Note {
+        id: note.id,
         title: content.title.to_string(),
         body: content.body.to_string(),
         version: note.version + 1,
         // Never backwards, even if the clock is.
+        created_at: note.created_at,
         updated_at: time::now_ms().max(note.updated_at),
-        ..note
     };
+    grow(json_bytes(&updated)? - json_bytes(&note)?)?;
     sql::execute(
         "UPDATE notes SET title = ?, body = ?, version = ?, updated_at = ? WHERE id = ?",
         (
@@ -117,5 +125,33 @@ pub fn update(note: Note, content: &Content<'_>) -> Result<Note> {
 
 /// Removes note `id`; returns whether it existed.
 pub fn remove(id: i64) -> Result<bool> {
+    let Some(note) = find(id)? else {
+        return Ok(false);
+    };
+    grow(-json_bytes(&note)?)?;
     Ok(sql::execute("DELETE FROM notes WHERE id = ?", (id,))? > 0)
+}
+
+/// How many bytes `note` takes in the list.
+fn json_bytes(note: &Note) -> Result<i64> {
+    Ok(i64::try_from(serde_json::to_string(note)?.len()).unwrap_or(i64::MAX))
+}
+
+/// Adds `delta` to the notes' running total (`usage`), refusing to grow
+/// past [`MAX_TOTAL_JSON_BYTES`].
+fn grow(delta: i64) -> Result<()> {
+    let total: i64 = sql::query_one("SELECT bytes FROM usage", ())?.unwrap_or(0);
+    if delta > 0 && total.saturating_add(delta) > MAX_TOTAL_JSON_BYTES {
+        return Err(Error::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "a user's notes take at most {} MiB; this write would need {} bytes more than are left",
+                MAX_TOTAL_JSON_BYTES >> 20,
+                total.saturating_add(delta) - MAX_TOTAL_JSON_BYTES
+            ),
+        )
+        .with_code("notes_full"));
+    }
+    sql::execute("UPDATE usage SET bytes = max(0, bytes + ?)", (delta,))?;
+    Ok(())
 }

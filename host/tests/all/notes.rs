@@ -609,3 +609,73 @@ async fn a_retried_write_is_made_once_and_answered_as_the_first_time() {
     assert_eq!(body["note"]["version"], 2, "written once");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_user_cannot_grow_their_notes_past_one_listable_response() {
+    let (server, _dir) = Server::start(options()).await;
+    let ann = user(&server, "ann@example.com").await;
+    // Quotes take twice their size as JSON: 128 KiB per note in the list.
+    let heavy = json!({ "title": "heavy", "body": "\"".repeat(64 << 10) });
+    let mut made = Vec::new();
+    let refusal = loop {
+        let (status, body) = call(
+            &server,
+            Method::POST,
+            "/me/notes/notes",
+            Some(&ann),
+            Some(heavy.clone()),
+        )
+        .await;
+        if status != 201 {
+            break (status, body);
+        }
+        made.push(body["note"]["id"].clone());
+        assert!(made.len() < 200, "the total is capped");
+    };
+    assert_eq!(
+        (refusal.0, error_code(&refusal.1)),
+        (403, "notes_full"),
+        "{}",
+        refusal.1
+    );
+    assert!(
+        made.len() >= 100,
+        "{} notes of 128 KiB fit in 16 MiB",
+        made.len()
+    );
+
+    let response = server
+        .client
+        .get(server.url("/me/notes/notes"))
+        .bearer_auth(&ann)
+        .send()
+        .await
+        .expect("listed");
+    assert_eq!(response.status(), 200);
+    let list = response.bytes().await.expect("a body");
+    assert!(
+        list.len() <= (16 << 20) + (64 << 10),
+        "{} bytes",
+        list.len()
+    );
+
+    let (status, _) = call(
+        &server,
+        Method::DELETE,
+        &format!("/me/notes/notes/{}", made[0]),
+        Some(&ann),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/me/notes/notes",
+        Some(&ann),
+        Some(heavy),
+    )
+    .await;
+    assert_eq!(status, 201, "a delete makes room: {body}");
+    server.stop().await;
+}
