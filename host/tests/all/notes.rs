@@ -679,3 +679,48 @@ async fn a_user_cannot_grow_their_notes_past_one_listable_response() {
     assert_eq!(status, 201, "a delete makes room: {body}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_away_through_too_many_batches_gets_one_resync() {
+    let (server, _dir) = Server::start(options()).await;
+    let ann = user(&server, "ann@example.com").await;
+    let mut away = open(&server, &ann, "away").await;
+    settle(&mut away).await;
+    drop(away);
+
+    // Each delete is a batch of its own: more than the 64 that may wait.
+    let mut ids = Vec::new();
+    for i in 0..70 {
+        ids.push(
+            create(&server, &ann, &format!("n{i}"), "tab-b", &format!("c{i}")).await["id"].clone(),
+        );
+    }
+    for id in &ids {
+        let (status, _) = call(
+            &server,
+            Method::DELETE,
+            &format!("/me/notes/notes/{id}"),
+            Some(&ann),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+
+    let mut away = open(&server, &ann, "away").await;
+    let first = next_json(&mut away).await;
+    assert_eq!(first["type"], "resync", "the pile became a resync: {first}");
+    away.send(Message::text("ping")).await.expect("sent");
+    let mut after = 0;
+    loop {
+        let text = next_text_within(&mut away, Duration::from_secs(10))
+            .await
+            .expect("a message");
+        if text == "pong" {
+            break;
+        }
+        after += 1;
+    }
+    assert!(after < 64, "{after} batches after the resync");
+    server.stop().await;
+}
