@@ -34,6 +34,7 @@ mod logs;
 mod migrations;
 mod names;
 mod node;
+mod notes;
 mod operating;
 mod ratelimit;
 mod responses;

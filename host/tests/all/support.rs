@@ -27,6 +27,7 @@ fn guests() -> &'static BTreeMap<String, PathBuf> {
             "counter",
             "game",
             "locks",
+            "notes",
             "probe",
             "ratelimit",
             "relay",
