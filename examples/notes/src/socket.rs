@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::delivery;
 use crate::origin::{self, Origin};
-use crate::writes::{self, NoteBody, Write};
+use crate::writes::{self, NoteBody, Outcome, Refused, Write};
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -30,12 +30,13 @@ enum Incoming {
 }
 
 /// Handles one message of client `client_id`. A message the server cannot
-/// read gets an `error` back; a write that fails for the server's sake
-/// rolls back (`Err`), one refused for the client's gets a `reply`.
+/// read gets an `error` back; a write gets a `reply` with the status and
+/// body REST would answer, unless it fails for the server's sake: then
+/// it rolls back (`Err`) and sends nothing.
 pub fn handle(socket: Socket, client_id: &str, message: &Message) -> Result<()> {
     let incoming = match message.parse_json::<Incoming>() {
         Ok(incoming) => incoming,
-        Err(error) => return send_error(socket, None, &error),
+        Err(error) => return send_error(socket, &error),
     };
     let (write, request_id) = match &incoming {
         Incoming::Ack { seq } => return delivery::ack(client_id, *seq),
@@ -44,11 +45,11 @@ pub fn handle(socket: Socket, client_id: &str, message: &Message) -> Result<()> 
     };
     let request_id = match request_id.map(origin::check_request_id).transpose() {
         Ok(request_id) => request_id,
-        Err(error) => return send_error(socket, None, &error),
+        Err(error) => return reply(socket, None, Refused::Error(error).outcome()),
     };
     let write = match write {
         Ok(write) => write,
-        Err(error) => return send_error(socket, request_id, &error),
+        Err(error) => return reply(socket, request_id, Refused::Error(error).outcome()),
     };
     let origin = Origin {
         client_id: Some(client_id.to_string()),
@@ -56,11 +57,16 @@ pub fn handle(socket: Socket, client_id: &str, message: &Message) -> Result<()> 
     };
     let outcome = match writes::apply(write, &origin) {
         Ok(outcome) => outcome,
-        Err(writes::Refused::Error(error)) if error.status().is_server_error() => {
+        Err(Refused::Error(error)) if error.status().is_server_error() => {
             return Err(error);
         }
         Err(refused) => refused.outcome(),
     };
+    reply(socket, request_id, outcome)
+}
+
+/// Answers a write with its REST status and body's fields.
+fn reply(socket: Socket, request_id: Option<String>, outcome: Outcome) -> Result<()> {
     let mut reply = json!({
         "type": "reply",
         "request_id": request_id,
@@ -72,13 +78,10 @@ pub fn handle(socket: Socket, client_id: &str, message: &Message) -> Result<()> 
     socket.send_json(&reply)
 }
 
-fn send_error(socket: Socket, request_id: Option<String>, error: &Error) -> Result<()> {
-    let mut message = json!({
+/// Answers a message that is not one the server reads.
+fn send_error(socket: Socket, error: &Error) -> Result<()> {
+    socket.send_json(&json!({
         "type": "error",
         "error": { "code": error.code(), "message": error.message() },
-    });
-    if let Some(request_id) = request_id {
-        message["request_id"] = request_id.into();
-    }
-    socket.send_json(&message)
+    }))
 }

@@ -389,6 +389,19 @@ async fn both_tabs_of_a_user_get_a_change_with_its_request_id_and_no_one_else_do
     assert_eq!(reply["status"], 409, "{reply}");
     assert_eq!(reply["error"]["code"], "conflict");
     assert_eq!(reply["current"]["version"], 1);
+    send(
+        &mut bobs,
+        json!({ "type": "put", "id": id, "title": "x", "body": "y", "request_id": "s3" }),
+    )
+    .await;
+    let reply = next_json(&mut bobs).await;
+    assert_eq!(
+        (reply["type"].as_str(), reply["status"].as_u64()),
+        (Some("reply"), Some(400)),
+        "{reply}"
+    );
+    assert_eq!(reply["request_id"], "s3");
+    assert_eq!(reply["error"]["code"], "bad_request");
     bobs.send(Message::text("{\"type\":\"dance\"}"))
         .await
         .expect("sent");
