@@ -184,7 +184,10 @@ fn dev_assets(workspace: &Path, given: Option<PathBuf>) -> Option<podhost::confi
     // A web UI with a build step (an npm package) is built first; one
     // that fails to build is served as it is, with the error shown.
     if let Err(error) = dev::web::build_web(&dir) {
-        eprintln!("dev: the web UI in {} was not built: {error:#}", dir.display());
+        eprintln!(
+            "dev: the web UI in {} was not built: {error:#}",
+            dir.display()
+        );
     }
     println!("dev: serving the static files of {} at /", dir.display());
     Some(podhost::config::AssetSettings { dir })

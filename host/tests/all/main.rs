@@ -35,6 +35,7 @@ mod migrations;
 mod names;
 mod node;
 mod notes;
+mod notes_ui;
 mod operating;
 mod ratelimit;
 mod responses;
