@@ -63,8 +63,10 @@ impl Watched {
     }
 }
 
-/// The newest modification time under `dir`, skipping `target` and
-/// hidden directories.
+/// The newest modification time under `dir`, skipping `target`, hidden
+/// directories and npm packages (a web UI beside a crate, such as
+/// `examples/notes/web`, is not its source; its `node_modules` would make
+/// every poll walk thousands of files).
 pub fn newest_change(dir: &Path) -> Option<SystemTime> {
     let mut newest = None;
     let mut pending = vec![dir.to_path_buf()];
@@ -82,7 +84,10 @@ pub fn newest_change(dir: &Path) -> Option<SystemTime> {
                 continue;
             };
             if meta.is_dir() {
-                pending.push(entry.path());
+                let path = entry.path();
+                if name != "node_modules" && !path.join("package.json").exists() {
+                    pending.push(path);
+                }
             } else if let Ok(modified) = meta.modified() {
                 newest = newest.max(Some(modified));
             }
