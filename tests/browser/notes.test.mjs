@@ -1,7 +1,9 @@
 // The notes app in headless Chromium: examples/notes served by podhost
 // with its UI (examples/notes/web, built by `npm run build` there) from
 // the same origin. Two tabs of one user stay in sync, another user sees
-// none of it, a server restart and a tab offline for 10 s lose nothing.
+// none of it, a server restart and a tab offline for 10 s lose nothing;
+// a lost answer is not taken for a refusal, and a tab signed in again as
+// another user keeps nothing of the last one's notes.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -181,4 +183,59 @@ test("an edit on a stale version is rolled back with the current note shown", as
   assert.match(await tab.locator("#error").textContent(), /changed elsewhere/);
   assert.equal(await note(tab, "Draft (from the laptop)").count(), 0);
   await screenshot(tab, "notes-conflict-rolled-back");
+});
+
+test("a create whose answer is lost after its batch came stays, with no error", async () => {
+  const context = await browser.newContext();
+  // Every frame the tab's sockets receive, to know when a batch came.
+  const frames = [];
+  let onFrame = () => {};
+  context.on("page", (page) =>
+    page.on("websocket", (socket) =>
+      socket.on("framereceived", ({ payload }) => {
+        frames.push(String(payload));
+        onFrame();
+      }),
+    ),
+  );
+  const batchOf = (title) =>
+    new Promise((resolve) => {
+      onFrame = () => frames.some((frame) => frame.includes(title)) && resolve();
+      onFrame();
+    });
+  const tab = await openTab(context, { signUp: true, email: "finn@example.com" });
+  await tab.route("**/me/notes/notes", async (route) => {
+    if (route.request().method() !== "POST") return route.continue();
+    await route.fetch(); // the server makes the note,
+    await batchOf("Answer lost"); // its batch reaches the tab,
+    await route.abort(); // and its answer never does
+  });
+  await createNote(tab, "Answer lost", "but saved");
+  await tab.locator("#pending").waitFor({ state: "hidden", timeout: 10_000 });
+  assert.ok(await tab.locator("#error").isHidden(), `an error shown: ${await tab.locator("#error").textContent()}`);
+  assert.equal(await note(tab, "Answer lost").count(), 1);
+  await tab.unroute("**/me/notes/notes");
+  const saved = await tab.evaluate(async () => (await (await fetch("/me/notes/notes")).json()).notes.length);
+  assert.equal(saved, 1, "made once");
+});
+
+test("the next user signing in on a tab sees their notes, whatever the last one deleted", async () => {
+  // Note ids are per user: Dana's deleted note 1 is not Erin's note 1.
+  const context = await browser.newContext();
+  const tab = await openTab(context, { signUp: true, email: "dana@example.com" });
+  await createNote(tab, "Dana's note", "hers");
+  await tab.locator("#pending").waitFor({ state: "hidden", timeout: 5000 });
+  await note(tab, "Dana's note").locator(".delete").click();
+  await tab.locator("#pending").waitFor({ state: "hidden", timeout: 5000 });
+  await tab.locator("#logout").click();
+  await tab.locator("#sign-in").waitFor({ state: "visible", timeout: 5000 });
+  await tab.locator("#email").fill("erin@example.com");
+  await tab.locator("#password").fill(PASSWORD);
+  await tab.locator("#signup").click();
+  await tab.locator("#notes-view").waitFor({ state: "visible", timeout: 10_000 });
+  await connected(tab);
+  await createNote(tab, "Erin's note", "hers");
+  await tab.locator("#pending").waitFor({ state: "hidden", timeout: 5000 });
+  assert.equal(await note(tab, "Erin's note").count(), 1, "her note stays once saved");
+  assert.equal(await tab.locator("#who").textContent(), "erin@example.com");
 });

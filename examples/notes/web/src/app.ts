@@ -126,14 +126,15 @@ async function sendOutbox(): Promise<void> {
       try {
         if (!committed.has(op.requestId)) await send(op);
       } catch (error) {
-        if (committed.has(op.requestId)) {
-          // Its answer was lost, but a sync batch showed it committed.
-        } else if (isTransient(error)) {
-          // Try again when the connection opens, or in a while.
-          retryTimer = setTimeout(() => void sendOutbox(), 2000);
-          return;
+        // Unless its answer was lost but a sync batch showed it committed.
+        if (!committed.has(op.requestId)) {
+          if (isTransient(error)) {
+            // Try again when the connection opens, or in a while.
+            retryTimer = setTimeout(() => void sendOutbox(), 2000);
+            return;
+          }
+          rollBack(op, error as PodhostError);
         }
-        rollBack(op, error as PodhostError);
       }
       committed.delete(op.requestId);
       outbox = outbox.filter((queued) => queued.requestId !== op.requestId);
@@ -363,7 +364,14 @@ function showSignedIn(signedIn: User | null): void {
   } else {
     live?.close();
     live = undefined;
+    clearTimeout(retryTimer);
+    // Note ids are per user: what this tab knew of the last user's notes
+    // must not hide or confirm the next user's.
     notes.clear();
+    deleted.clear();
+    created.clear();
+    committed.clear();
+    editing = undefined;
     outbox = [];
     render();
   }
