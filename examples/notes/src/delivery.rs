@@ -105,10 +105,13 @@ pub fn connect(client_id: &str, socket: Socket) -> Result<()> {
     resend_by(next)
 }
 
-/// The client acknowledged batch `seq` and every one before it.
+/// The client acknowledged batch `seq` and every one before it that it
+/// was sent. A batch held for its next connection (`next_at` `NULL`: the
+/// `resync` of a [`give_up`] while it stays connected) was not sent, so
+/// an ack of a later batch does not drop it.
 pub fn ack(client_id: &str, seq: i64) -> Result<()> {
     sql::execute(
-        "DELETE FROM deliveries WHERE client_id = ? AND seq <= ?",
+        "DELETE FROM deliveries WHERE client_id = ? AND seq <= ? AND next_at IS NOT NULL",
         (client_id, seq),
     )?;
     seen(client_id)

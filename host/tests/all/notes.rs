@@ -522,6 +522,13 @@ async fn resending_gives_up_after_five_times_and_the_client_resyncs_when_back() 
     }
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_quiet(&mut tab).await;
+    // Still connected, it acknowledges a later batch: that covers what it
+    // was sent, not the resync held for its next connection.
+    create(&server, &ann, "Heard", "tab-b", "r2").await;
+    let later = next_sync(&mut tab).await;
+    assert!(later["seq"].as_i64() > first["seq"].as_i64(), "{later}");
+    ack(&mut tab, &later["seq"]).await;
+    assert_quiet(&mut tab).await;
 
     drop(tab);
     let mut tab = open(&server, &ann, "tab-a").await;
