@@ -143,6 +143,34 @@ test("the client in Chromium reconnects at once when the browser is back online"
   });
 });
 
+test("a socket closed for good (the session ended) stays closed when the browser is back online", async () => {
+  await withBlogInChromium(async (context, server) => {
+    const page = await pageOn(context, server);
+    await page.evaluate(async () => {
+      const { createClient } = await import("/_client/index.js");
+      window.client = createClient();
+      await window.client.auth.signup({ email: "dee@example.com", password: "correct horse battery staple" });
+      window.live = window.client.live("/me/blog/ws");
+      window.states = [];
+      window.live.onState((state, info) => window.states.push([state, info.code ?? null]));
+    });
+    await page.waitForFunction(() => window.live.state === "open", null, { timeout: 15_000 });
+    await page.evaluate(() => window.client.auth.logout());
+    await page.waitForFunction(() => window.live.state === "closed", null, { timeout: 15_000 });
+    // The client's own `online` listener came first: it has run once ours has.
+    await page.evaluate(() => window.addEventListener("online", () => (window.wentOnline = true)));
+    await context.setOffline(true);
+    await context.setOffline(false);
+    await page.waitForFunction(() => window.wentOnline === true, null, { timeout: 15_000 });
+    const states = await page.evaluate(() => window.states);
+    assert.deepEqual(states, [
+      ["connecting", null],
+      ["open", null],
+      ["closed", 1008],
+    ]);
+  });
+});
+
 test("two tabs whose token expired refresh one at a time, and the session lives", async () => {
   // Access tokens (and so the session cookie) last 2 s.
   await withBlogInChromium(async (context, server) => {

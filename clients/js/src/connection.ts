@@ -35,13 +35,13 @@ export abstract class Connection {
   #token = 0;
   #openedAt: number | undefined;
   #stopped = false;
+  /** Closed by a final refusal: only `reconnect()` opens it again, not going online. */
+  #refused = false;
   #stopOnline: () => void;
 
   constructor(reconnect: ReconnectOptions | undefined) {
     this.#backoff = new Backoff(reconnect);
-    this.#stopOnline = onOnline(() => {
-      if (this.#state !== "open") this.reconnect();
-    });
+    this.#stopOnline = onOnline(() => this.#backOnline());
     // The first attempt starts after the caller has added its listeners
     // (unless a `reconnect()` or `close()` came first).
     queueMicrotask(() => {
@@ -70,10 +70,9 @@ export abstract class Connection {
   reconnect(): void {
     if (this.#stopped) {
       this.#stopped = false;
-      this.#stopOnline = onOnline(() => {
-        if (this.#state !== "open") this.reconnect();
-      });
+      this.#stopOnline = onOnline(() => this.#backOnline());
     }
+    this.#refused = false;
     this.#clearTimer();
     this.#token += 1;
     this.abort();
@@ -123,6 +122,7 @@ export abstract class Connection {
     this.#backoff.settle(this.#openedAt);
     this.#openedAt = undefined;
     if (final) {
+      this.#refused = true;
       this.#setState("closed", { ...info, attempt: this.#backoff.attempt });
       return;
     }
@@ -137,6 +137,11 @@ export abstract class Connection {
   /** The server's `retry:` advice (SSE): the first wait of later backoffs. */
   protected retryAdvice(ms: number): void {
     if (ms > 0) this.#backoff.initialMs = Math.min(ms, this.#backoff.maxMs);
+  }
+
+  /** Online again: retry now what was waiting to retry (not a final refusal). */
+  #backOnline(): void {
+    if (this.#state !== "open" && !this.#refused) this.reconnect();
   }
 
   #start(): void {
