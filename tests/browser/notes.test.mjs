@@ -3,7 +3,8 @@
 // the same origin. Two tabs of one user stay in sync, another user sees
 // none of it, a server restart and a tab offline for 10 s lose nothing;
 // a lost answer is not taken for a refusal, and a tab signed in again as
-// another user keeps nothing of the last one's notes.
+// another user keeps nothing of the last one's notes; a list older than a
+// batch does not forget the batch's note.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -237,4 +238,51 @@ test("the next user signing in on a tab sees their notes, whatever the last one 
   await tab.locator("#pending").waitFor({ state: "hidden", timeout: 5000 });
   assert.equal(await note(tab, "Erin's note").count(), 1, "her note stays once saved");
   assert.equal(await tab.locator("#who").textContent(), "erin@example.com");
+});
+
+test("a note that comes while the list is on its way is not taken for deleted", async () => {
+  const context = await browser.newContext();
+  const frames = [];
+  let onFrame = () => {};
+  context.on("page", (page) =>
+    page.on("websocket", (socket) =>
+      socket.on("framereceived", ({ payload }) => {
+        frames.push(String(payload));
+        onFrame();
+      }),
+    ),
+  );
+  const batchOf = (title) =>
+    new Promise((resolve) => {
+      onFrame = () => frames.some((frame) => frame.includes(title)) && resolve();
+      onFrame();
+    });
+  const tab = await openTab(context, { signUp: true, email: "gus@example.com" });
+  // The list the reconnect fetches is read by the server first, and
+  // reaches the tab only after the batch of a note made just after.
+  let listRead;
+  const read = new Promise((resolve) => (listRead = resolve));
+  await tab.route("**/me/notes/notes", async (route) => {
+    if (route.request().method() !== "GET") return route.continue();
+    const response = await route.fetch();
+    listRead();
+    await batchOf("Made meanwhile");
+    await route.fulfill({ response });
+  });
+  await tab.locator("#reconnect").click();
+  await read;
+  const made = await tab.evaluate(async () => {
+    const response = await fetch("/me/notes/notes", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ title: "Made meanwhile", body: "after the list" }),
+    });
+    return response.status;
+  });
+  assert.equal(made, 201);
+  await note(tab, "Made meanwhile").waitFor({ timeout: 5000 });
+  await connected(tab);
+  await sleep(1000); // the stale list has been applied by now
+  await tab.unroute("**/me/notes/notes");
+  assert.equal(await note(tab, "Made meanwhile").count(), 1, "still shown after the older list");
 });

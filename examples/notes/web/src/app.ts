@@ -53,6 +53,10 @@ const created = new Map<string, number>();
 let outbox: Op[] = [];
 /** Request ids of our writes that a sync batch showed committed. */
 const committed = new Set<string>();
+/** Counts the notes upserted from any answer or batch ... */
+let upserts = 0;
+/** ... and when each one last was, so a `GET /notes` sent before does not forget it. */
+const upsertedAt = new Map<number, number>();
 let sending = false;
 let retryTimer: ReturnType<typeof setTimeout> | undefined;
 let live: Live | undefined;
@@ -211,7 +215,10 @@ function rollBack(op: Op, error: PodhostError): void {
 function upsert(note: Note): void {
   if (deleted.has(note.id)) return;
   const known = notes.get(note.id);
-  if (!known || note.version > known.version) notes.set(note.id, note);
+  if (!known || note.version > known.version) {
+    notes.set(note.id, note);
+    upsertedAt.set(note.id, ++upserts);
+  }
 }
 
 function forget(id: number): void {
@@ -220,12 +227,16 @@ function forget(id: number): void {
 }
 
 async function refetch(): Promise<void> {
+  const sent = upserts;
   const answer = await notesApi.json<{ notes: Note[] }>("/notes");
   const present = new Set(answer.notes.map((note) => note.id));
   for (const id of [...notes.keys()]) {
-    if (!present.has(id)) forget(id);
+    // A note that came after the list left may be newer than the list.
+    if (!present.has(id) && (upsertedAt.get(id) ?? 0) <= sent) forget(id);
   }
   for (const note of answer.notes) {
+    // Deleted since the list was read (ids are never reused).
+    if (deleted.has(note.id)) continue;
     const known = notes.get(note.id);
     if (!known || note.version >= known.version) notes.set(note.id, note);
   }
@@ -371,6 +382,7 @@ function showSignedIn(signedIn: User | null): void {
     deleted.clear();
     created.clear();
     committed.clear();
+    upsertedAt.clear();
     editing = undefined;
     outbox = [];
     render();
