@@ -3,6 +3,7 @@
 
 mod calls;
 
+use crate::replication::Replication;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -92,6 +93,8 @@ pub struct Runtime {
     calls: calls::Waits,
     /// Taken at shutdown, so the writer task can finish.
     catalog_writer: Mutex<Option<(CatalogWriter, JoinHandle<()>)>>,
+    /// Shipping commits to object storage, when `[replication]` has a url.
+    replication: Option<Arc<Replication>>,
     _lock: DataDirLock,
 }
 
@@ -145,6 +148,11 @@ impl Runtime {
         let writer = CatalogWriter::start(Arc::clone(&catalog));
         let sockets = Arc::new(Hub::new(config.events.clone(), config.sockets.clone()));
         let metrics = Metrics::default();
+        let replication = if config.replication.enabled() {
+            Some(Replication::open(&config.replication, &metrics)?)
+        } else {
+            None
+        };
         let guest_logs = GuestLogs::start(
             config.logs.clone(),
             Arc::clone(&metrics.guest_log_dropped_bytes),
@@ -173,6 +181,7 @@ impl Runtime {
             sockets,
             calls: calls::Waits::default(),
             catalog_writer: Mutex::new(Some(writer)),
+            replication,
             _lock: lock,
         });
         crate::deploy::start(&runtime)?;
@@ -495,6 +504,11 @@ impl Runtime {
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    /// The replication service, if `[replication]` names a store.
+    pub fn replication(&self) -> Option<&Arc<Replication>> {
+        self.replication.as_ref()
     }
 
     pub fn config(&self) -> &Config {

@@ -33,6 +33,7 @@ mod names;
 mod node;
 mod operating;
 mod ratelimit;
+mod replication;
 mod responses;
 mod sessions;
 mod socket_caps;
