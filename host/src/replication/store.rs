@@ -33,9 +33,10 @@ pub fn open(settings: &ReplicationSettings) -> anyhow::Result<Arc<dyn ObjectStor
     }
     let mut builder = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
-        .with_allow_http(settings.allow_http)
+        // The client options carry `allow_http` too: set it there.
         .with_client_options(
             ClientOptions::new()
+                .with_allow_http(settings.allow_http)
                 .with_timeout(settings.timeout)
                 .with_connect_timeout(settings.timeout),
         )

@@ -362,3 +362,97 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     found
 }
+
+/// An S3-compatible server on 127.0.0.1 (moto's, installed by `.ci/run`),
+/// stopped when dropped.
+struct S3Server {
+    child: tokio::process::Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    async fn start(bucket: &str) -> S3Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let child = tokio::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("moto_server runs (pip install 'moto[server]'; .ci/run does)");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let bucket_url = format!("{endpoint}/{bucket}");
+        let made = eventually(Duration::from_secs(30), || async {
+            client
+                .put(&bucket_url)
+                .send()
+                .await
+                .is_ok_and(|response| response.status().is_success())
+        })
+        .await;
+        assert!(made, "moto_server answers and makes the bucket");
+        S3Server { child, endpoint }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_compatible_store_takes_replicated_writes_and_gives_them_back_after_the_disk_is_lost()
+{
+    let s3 = S3Server::start("podhost-test").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = "s3://podhost-test/some/prefix";
+    let config = format!(
+        "[replication]\nurl = \"{url}\"\nendpoint = \"{}\"\nallow_http = true\nregion = \"us-east-1\"\ntimeout = \"5s\"\n",
+        s3.endpoint
+    );
+    let credentials = [
+        ("AWS_ACCESS_KEY_ID", "podhost-test"),
+        ("AWS_SECRET_ACCESS_KEY", "podhost-test"),
+    ];
+    let options = Options {
+        durability: "replicated",
+        admin_token: Some(TOKEN),
+        extra_config: Box::leak(config.into_boxed_str()),
+        env: credentials.to_vec(),
+        ..Options::default()
+    };
+    let server = Server::start_in(dir.path(), &options).await;
+    for object in 0..5 {
+        for n in 1..=(object + 1) {
+            let path = format!("/objects/counter/s3-{object}");
+            assert_eq!(server.post(&path, "").await, (200, n.to_string()));
+        }
+    }
+    let (status, body) = restore(&server, "s3-4", json!({"txid": 1, "as": "s3-copy"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(count(&server, "/objects/counter/s3-copy").await, 1);
+    server.kill().await;
+
+    std::fs::remove_dir_all(dir.path().join("data")).expect("the disk is lost");
+    let restored = std::process::Command::new(env!("CARGO_BIN_EXE_podhost"))
+        .args(["restore-all", "--from", url, "--config"])
+        .arg(dir.path().join("podhost.toml"))
+        .envs(credentials)
+        .output()
+        .expect("podhost restore-all runs");
+    assert!(
+        restored.status.success(),
+        "restore-all failed: {}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let server = Server::start_in(dir.path(), &options).await;
+    for object in 0..5 {
+        let path = format!("/objects/counter/s3-{object}");
+        assert_eq!(count(&server, &path).await, object as u64 + 1);
+    }
+    assert_eq!(count(&server, "/objects/counter/s3-copy").await, 1);
+    server.stop().await;
+    drop(s3.child);
+}
