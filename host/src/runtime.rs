@@ -186,6 +186,9 @@ impl Runtime {
         });
         crate::deploy::start(&runtime)?;
         Alarms::start(&runtime);
+        if let Some(replication) = &runtime.replication {
+            crate::replication::retention::start(replication);
+        }
         Ok(runtime)
     }
 
@@ -323,6 +326,18 @@ impl Runtime {
             .await??;
         self.forget_references(class, name).await?;
         Ok(deleted)
+    }
+
+    /// Removes a deleted object's history from the replication store now
+    /// rather than after the retention window (after what its stream has
+    /// queued). Nothing to do without replication.
+    pub fn purge_history(self: &Arc<Self>, class: &str, name: &str) {
+        if let Some(replication) = &self.replication {
+            let object = ObjectAddr::new(class, name);
+            replication
+                .stream(class, object.id(), object.name())
+                .queue_purge();
+        }
     }
 
     /// Tells whatever names object `name` from outside (API keys, handles)

@@ -38,6 +38,14 @@ pub struct ReplicationSettings {
     /// queued and starts a new generation (a snapshot) instead, so memory
     /// stays bounded while the store is away.
     pub max_queue_bytes: u64,
+    /// How long history is kept (`"7d"`): any point inside it can be
+    /// restored; older generations, and deleted objects' histories, are
+    /// removed. Without it the store keeps everything.
+    #[serde(with = "humantime_serde")]
+    pub retention: Option<Duration>,
+    /// How often the store is compacted to `retention`.
+    #[serde(with = "humantime_serde")]
+    pub compaction_interval: Duration,
 }
 
 impl Default for ReplicationSettings {
@@ -52,6 +60,8 @@ impl Default for ReplicationSettings {
             snapshot_after_bytes: 64 << 20,
             checkpoint_wal_bytes: 4 << 20,
             max_queue_bytes: 256 << 20,
+            retention: None,
+            compaction_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -72,6 +82,9 @@ impl ReplicationSettings {
         }
         if self.timeout.is_zero() {
             bail!("[replication] timeout must be more than 0");
+        }
+        if self.compaction_interval.is_zero() {
+            bail!("[replication] compaction_interval must be more than 0");
         }
         if self.snapshot_interval.is_zero() {
             bail!("[replication] snapshot_interval must be more than 0");

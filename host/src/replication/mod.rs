@@ -19,6 +19,7 @@
 //! before its batch's outputs leave.
 
 pub mod restore;
+pub mod retention;
 pub mod segment;
 pub mod ship;
 pub mod store;
@@ -85,8 +86,17 @@ pub struct Stream {
 
 struct Upload {
     seq: u64,
-    path: StorePath,
-    bytes: Bytes,
+    action: Action,
+}
+
+/// What one step of a stream does in the store.
+enum Action {
+    Put {
+        path: StorePath,
+        bytes: Bytes,
+    },
+    /// Remove everything under the object's prefix (`?purge=true`).
+    Purge,
 }
 
 impl Replication {
@@ -170,22 +180,32 @@ impl Replication {
         mut receiver: mpsc::UnboundedReceiver<Upload>,
     ) {
         while let Some(upload) = receiver.recv().await {
-            let length = upload.bytes.len() as u64;
+            let length = match &upload.action {
+                Action::Put { bytes, .. } => bytes.len() as u64,
+                Action::Purge => 0,
+            };
             let mut backoff = Duration::from_millis(50);
             while upload.seq > stream.dropped_through.load(Ordering::Acquire) {
-                let put = self
-                    .store
-                    .put(&upload.path, PutPayload::from_bytes(upload.bytes.clone()));
-                match tokio::time::timeout(self.settings.timeout, put).await {
-                    Ok(Ok(_)) => {
+                let done = match &upload.action {
+                    Action::Put { path, bytes } => {
+                        let put = self.store.put(path, PutPayload::from_bytes(bytes.clone()));
+                        match tokio::time::timeout(self.settings.timeout, put).await {
+                            Ok(put) => put.map(drop),
+                            Err(_) => Err(timed_out()),
+                        }
+                    }
+                    Action::Purge => {
+                        let prefix = StorePath::from(stream.prefix.as_str());
+                        retention::delete_under(self.store.as_ref(), &prefix).await
+                    }
+                };
+                match done {
+                    Ok(()) => {
                         self.uploads.inc();
                         break;
                     }
-                    Ok(Err(error)) => {
-                        tracing::warn!(%error, path = %upload.path, "replication upload failed; retrying");
-                    }
-                    Err(_) => {
-                        tracing::warn!(path = %upload.path, "replication upload timed out; retrying");
+                    Err(error) => {
+                        tracing::warn!(%error, object = %stream.prefix, "replication upload failed; retrying");
                     }
                 }
                 self.failures.inc();
@@ -199,6 +219,13 @@ impl Replication {
                 .store(if pending { now_ms() } else { 0 }, Ordering::Relaxed);
             stream.durable.send_replace(upload.seq);
         }
+    }
+}
+
+fn timed_out() -> object_store::Error {
+    object_store::Error::Generic {
+        store: "replication",
+        source: "the store did not answer within [replication] timeout".into(),
     }
 }
 
@@ -226,18 +253,44 @@ impl Stream {
             Ordering::Relaxed,
             Ordering::Relaxed,
         );
-        if self
-            .sender
-            .send(Upload {
-                seq,
+        self.send(Upload {
+            seq,
+            action: Action::Put {
                 path,
                 bytes: Bytes::from(bytes),
-            })
-            .is_err()
-        {
+            },
+        });
+        seq
+    }
+
+    /// Records that the object was deleted (`deleted`, its time in ms):
+    /// its history is kept for the retention window, then removed.
+    pub fn queue_tombstone(&self, replication: &Replication) -> u64 {
+        let path = StorePath::from(format!("{}/{}", self.prefix, retention::TOMBSTONE));
+        let seq = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
+        let bytes = Bytes::from(now_ms().to_string());
+        replication.queued_bytes.inc_by(bytes.len() as u64);
+        self.send(Upload {
+            seq,
+            action: Action::Put { path, bytes },
+        });
+        seq
+    }
+
+    /// Removes the object's whole history, after what is queued before.
+    pub fn queue_purge(&self) -> u64 {
+        let seq = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
+        self.send(Upload {
+            seq,
+            action: Action::Purge,
+        });
+        seq
+    }
+
+    fn send(&self, upload: Upload) {
+        if self.sender.send(upload).is_err() {
             tracing::error!("the replication uploader has stopped");
         }
-        seq
     }
 
     /// The object's name.

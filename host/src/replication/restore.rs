@@ -100,17 +100,48 @@ impl Generation {
     }
 }
 
-/// The object ids with history under `class/` (or every class).
+/// The objects (class, id) with history in the store, but those deleted
+/// since their last generation began (a tombstone newer than it).
 pub async fn list_objects(store: &dyn ObjectStore) -> Result<Vec<(String, String)>, RestoreError> {
-    let mut found = std::collections::BTreeSet::new();
+    let mut latest: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut tombstones = Vec::new();
     let mut listing = store.list(None);
     while let Some(meta) = listing.try_next().await.map_err(store_error)? {
-        let parts: Vec<_> = meta.location.parts().collect();
-        if parts.len() == 4 {
-            found.insert((parts[0].as_ref().to_string(), parts[1].as_ref().to_string()));
+        let parts: Vec<String> = meta
+            .location
+            .parts()
+            .map(|part| part.as_ref().to_string())
+            .collect();
+        match parts.as_slice() {
+            [class, id, generation, _] => {
+                if let Some(start) = segment::generation_start(generation) {
+                    let entry = latest.entry((class.clone(), id.clone())).or_default();
+                    *entry = (*entry).max(start);
+                }
+            }
+            [class, id, file] if file == super::retention::TOMBSTONE => {
+                tombstones.push(((class.clone(), id.clone()), meta.location));
+            }
+            _ => {}
         }
     }
-    Ok(found.into_iter().collect())
+    for (object, path) in tombstones {
+        let bytes = store
+            .get(&path)
+            .await
+            .map_err(store_error)?
+            .bytes()
+            .await
+            .map_err(store_error)?;
+        let deleted_at: i64 = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(i64::MAX);
+        if latest.get(&object).is_some_and(|start| *start < deleted_at) {
+            latest.remove(&object);
+        }
+    }
+    Ok(latest.into_keys().collect())
 }
 
 /// The object's name, from its latest generation.

@@ -21,7 +21,9 @@ pub fn open(settings: &ReplicationSettings) -> anyhow::Result<Arc<dyn ObjectStor
         std::fs::create_dir_all(path)
             .with_context(|| format!("cannot create the replication directory {path}"))?;
         let store = LocalFileSystem::new_with_prefix(path)
-            .with_context(|| format!("cannot use {path} as a replication store"))?;
+            .with_context(|| format!("cannot use {path} as a replication store"))?
+            // Folders emptied by compaction go too.
+            .with_automatic_cleanup(true);
         return Ok(Arc::new(store));
     }
     let Some(rest) = url.strip_prefix("s3://") else {

@@ -456,3 +456,98 @@ async fn an_s3_compatible_store_takes_replicated_writes_and_gives_them_back_afte
     server.stop().await;
     drop(s3.child);
 }
+
+/// The generations in the store of `counter/name` (none once its history
+/// is gone).
+fn generations(store: &Path, name: &str) -> Vec<String> {
+    let id = podhost::object::ObjectAddr::new("counter", name)
+        .id()
+        .to_string();
+    std::fs::read_dir(store.join("counter").join(id)).map_or_else(
+        |_| Vec::new(),
+        |entries| {
+            let mut found: Vec<String> = entries
+                .flatten()
+                .filter(|entry| entry.path().is_dir())
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect();
+            found.sort();
+            found
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_kept_for_the_retention_window_and_purged_on_request() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("store");
+    let mut options = options(&store, "full", "5s");
+    let config = format!(
+        "{}retention = \"3s\"\ncompaction_interval = \"300ms\"\n",
+        options.extra_config
+    );
+    options.extra_config = Box::leak(config.into_boxed_str());
+    let server = Server::start_in(dir.path(), &options).await;
+    for name in ["kept", "deleted", "purged"] {
+        assert_eq!(
+            server.post(&format!("/objects/counter/{name}"), "").await.0,
+            200
+        );
+    }
+    // A restore starts a second generation of `kept`.
+    let (status, body) = restore(&server, "kept", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        server.post("/objects/counter/kept", "").await,
+        (200, "2".into())
+    );
+    shipped(&server).await;
+    let first = generations(&store, "kept");
+    assert_eq!(first.len(), 2, "{first:?}");
+
+    let (status, body) = admin(
+        &server,
+        Method::DELETE,
+        "/admin/objects/counter/deleted",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = admin(
+        &server,
+        Method::DELETE,
+        "/admin/objects/counter/purged?purge=true",
+        None,
+    )
+    .await;
+    assert_eq!((status, body["purged"].as_bool()), (200, Some(true)));
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            generations(&store, "purged").is_empty()
+        })
+        .await,
+        "purged at once"
+    );
+    assert_eq!(
+        generations(&store, "deleted").len(),
+        1,
+        "kept for the window"
+    );
+
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            generations(&store, "deleted").is_empty() && generations(&store, "kept").len() == 1
+        })
+        .await,
+        "after the window: the deleted object's history and the older generation are gone"
+    );
+    assert_eq!(
+        generations(&store, "kept"),
+        first[1..].to_vec(),
+        "the latest stays"
+    );
+    let (status, body) = restore(&server, "kept", json!({"as": "kept-copy"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(count(&server, "/objects/counter/kept-copy").await, 2);
+    server.stop().await;
+}

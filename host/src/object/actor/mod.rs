@@ -350,6 +350,11 @@ impl Actor {
         });
         if let Some(replication) = self.runtime.replication() {
             replication.forget(self.object.id());
+            if existed {
+                replication
+                    .stream(self.object.class(), self.object.id(), self.object.name())
+                    .queue_tombstone(replication);
+            }
         }
         if existed {
             self.runtime.tenants().object_removed(self.object.class());
