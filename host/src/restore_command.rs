@@ -120,8 +120,29 @@ pub fn restore_all(args: RestoreAllArgs) -> anyhow::Result<()> {
             objects_dir.display()
         );
     }
+    if DataDir::new(&data_dir)
+        .root()
+        .join("catalog.sqlite")
+        .exists()
+    {
+        bail!(
+            "{} already has a catalog: restore-all rebuilds an empty data directory",
+            data_dir.display()
+        );
+    }
     let store = store::open(&settings)?;
     let runtime = runtime()?;
+    {
+        let _lock = DataDirLock::acquire(&data_dir)?;
+        if runtime.block_on(podhost::replication::catalog::restore(
+            store.as_ref(),
+            &data_dir,
+        ))? {
+            println!("restored the catalog and the deployed components");
+        } else {
+            println!("the store has no catalog: only objects are restored");
+        }
+    }
     let objects = runtime.block_on(list_objects(store.as_ref()))?;
     let mut restored = 0;
     for (class, id) in objects {

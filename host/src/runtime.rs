@@ -188,6 +188,7 @@ impl Runtime {
         Alarms::start(&runtime);
         if let Some(replication) = &runtime.replication {
             crate::replication::retention::start(replication);
+            crate::replication::catalog::start(replication, runtime.config.data_dir.clone());
         }
         Ok(runtime)
     }

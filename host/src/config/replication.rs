@@ -43,6 +43,10 @@ pub struct ReplicationSettings {
     /// removed. Without it the store keeps everything.
     #[serde(with = "humantime_serde")]
     pub retention: Option<Duration>,
+    /// How often the catalog (accounts, tenants, classes, ...) is shipped
+    /// as a whole when it changed; deployed components go once each.
+    #[serde(with = "humantime_serde")]
+    pub catalog_interval: Duration,
     /// How often the store is compacted to `retention`.
     #[serde(with = "humantime_serde")]
     pub compaction_interval: Duration,
@@ -61,6 +65,7 @@ impl Default for ReplicationSettings {
             checkpoint_wal_bytes: 4 << 20,
             max_queue_bytes: 256 << 20,
             retention: None,
+            catalog_interval: Duration::from_secs(10),
             compaction_interval: Duration::from_secs(3600),
         }
     }
@@ -82,6 +87,9 @@ impl ReplicationSettings {
         }
         if self.timeout.is_zero() {
             bail!("[replication] timeout must be more than 0");
+        }
+        if self.catalog_interval.is_zero() {
+            bail!("[replication] catalog_interval must be more than 0");
         }
         if self.compaction_interval.is_zero() {
             bail!("[replication] compaction_interval must be more than 0");

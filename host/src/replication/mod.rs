@@ -18,6 +18,7 @@
 //! replica.rs`); a `replicated` object waits for its stream to be durable
 //! before its batch's outputs leave.
 
+pub mod catalog;
 pub mod restore;
 pub mod retention;
 pub mod segment;

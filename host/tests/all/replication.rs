@@ -86,8 +86,40 @@ struct Tally {
 async fn every_acknowledged_replicated_write_survives_a_crash_and_the_loss_of_the_disk() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = dir.path().join("store");
-    let options = options(&store, "replicated", "5s");
+    let mut options = options(&store, "replicated", "5s");
+    let config = format!("{}catalog_interval = \"200ms\"\n", options.extra_config);
+    options.extra_config = Box::leak(config.into_boxed_str());
     let server = Server::start_in(dir.path(), &options).await;
+    // A class deployed over the API lives in the catalog, not the config.
+    let deployed = server
+        .client
+        .put(server.url("/admin/classes/deployed"))
+        .bearer_auth(TOKEN)
+        .body(std::fs::read(guest("counter")).expect("component"))
+        .send()
+        .await
+        .expect("deploy");
+    assert_eq!(deployed.status().as_u16(), 201);
+    assert_eq!(
+        server.post("/objects/deployed/d", "").await,
+        (200, "1".into())
+    );
+    let catalog = store.join("_catalog");
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            let files = walk_if_any(&catalog);
+            files
+                .iter()
+                .any(|f| f.extension().is_some_and(|e| e == "wasm"))
+                && files
+                    .iter()
+                    .any(|f| f.extension().is_some_and(|e| e == "snap"))
+        })
+        .await,
+        "the catalog and the components are shipped"
+    );
+    // Past two more intervals: the snapshot after the deploy is there.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let tally = Arc::new(Tally {
         sent: (0..OBJECTS).map(|_| AtomicU64::new(0)).collect(),
         acknowledged: (0..OBJECTS).map(|_| AtomicU64::new(0)).collect(),
@@ -154,6 +186,7 @@ async fn every_acknowledged_replicated_write_survives_a_crash_and_the_loss_of_th
         );
         assert!(stored <= sent, "object {object}: {stored} > {sent} sent");
     }
+    assert_eq!(count(&server, "/objects/deployed/d").await, 1);
     server.stop().await;
 }
 
@@ -348,6 +381,10 @@ async fn a_corrupt_segment_is_refused_by_name_and_nothing_older_is_restored() {
     assert!(message.contains("checksum"), "{message}");
     assert_eq!(count(&server, "/objects/counter/c").await, 3, "untouched");
     server.stop().await;
+}
+
+fn walk_if_any(dir: &Path) -> Vec<PathBuf> {
+    if dir.is_dir() { walk(dir) } else { Vec::new() }
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
