@@ -252,7 +252,11 @@ pub async fn restore(
     }
     file.sync_all()?;
     drop(file);
-    check(to, restored.txid)?;
+    // SQLite reads the whole file: off the async threads.
+    let (path, txid) = (to.to_path_buf(), restored.txid);
+    tokio::task::spawn_blocking(move || check(&path, txid))
+        .await
+        .map_err(|error| RestoreError::Check(error.to_string()))??;
     Ok(restored)
 }
 
