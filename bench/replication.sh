@@ -6,7 +6,8 @@
 # store); then the lag of background shipping right after the hot load,
 # and the store's bytes per write.
 #   usage: bench/replication.sh [seconds] [connections]
-# Builds podhost (release) and the guests; installs wrk and moto if missing.
+# Builds podhost (release; PROFILE=debug tries the script on a debug build)
+# and the guests; installs wrk and moto if missing.
 set -euo pipefail
 seconds=${1:-8} connections=${2:-16}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,7 +15,9 @@ cd "$root"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 command -v moto_server >/dev/null || python3 -m pip install -q 'moto[server]'
 rustup target add wasm32-wasip2 >/dev/null
-cargo build --release -q -p podhost
+profile=${PROFILE:-release}
+if [ "$profile" = release ]; then cargo build --release -q -p podhost; else cargo build -q -p podhost; fi
+podhost=target/$profile/podhost
 cargo build -q --target wasm32-wasip2 --profile guest --target-dir target/guests -p counter
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -50,7 +53,7 @@ region = "us-east-1"
 [classes.counter]
 path = "$root/target/guests/wasm32-wasip2/guest/counter.wasm"
 TOML
-  RUST_LOG=warn target/release/podhost serve --config "$dir/podhost.toml" > "$dir/out" 2> "$dir/log" &
+  RUST_LOG=warn "$podhost" serve --config "$dir/podhost.toml" > "$dir/out" 2> "$dir/log" &
   pid=$!
   url=""
   for _ in $(seq 1 100); do
