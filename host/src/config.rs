@@ -41,12 +41,14 @@ use crate::storage::Durability;
 
 mod limits;
 mod outbound;
+mod replication;
 mod values;
 
 pub use limits::{
     KV, KvLimits, LimitOverrides, Limits, MAX_EVENT_NAME_BYTES, MAX_OBJECT_NAME_BYTES,
 };
 pub use outbound::OutboundAllowList;
+pub use replication::ReplicationSettings;
 pub use values::{
     ConfigValues, MAX_CONFIG_KEY_BYTES, MAX_CONFIG_KEYS, MAX_CONFIG_VALUE_BYTES, SecretSource,
 };
@@ -110,6 +112,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Deploys over the admin API.
     pub deploy: DeploySettings,
+    /// Shipping every commit to object storage; off without `url`.
+    pub replication: ReplicationSettings,
     /// Deployed classes by name.
     pub classes: BTreeMap<String, ClassConfig>,
     /// `[tenants]`: the quotas a tenant gets unless made with its own.
@@ -687,6 +691,7 @@ impl Default for Config {
             execution: ExecutionSettings::default(),
             shutdown_timeout: Duration::from_secs(10),
             deploy: DeploySettings::default(),
+            replication: ReplicationSettings::default(),
             classes: BTreeMap::new(),
             tenants: crate::tenants::Quotas::default(),
             class_tables: BTreeMap::new(),
@@ -756,11 +761,11 @@ impl Config {
     /// there are none).
     pub fn catalog_durability(&self) -> Durability {
         let full = if self.classes.is_empty() {
-            self.durability == Durability::Full
+            self.durability != Durability::Normal
         } else {
             self.classes
                 .values()
-                .any(|class| self.class_settings(class).durability == Durability::Full)
+                .any(|class| self.class_settings(class).durability != Durability::Normal)
         };
         if full {
             Durability::Full
@@ -781,6 +786,16 @@ impl Config {
             );
         }
         self.limits.validate("[limits]")?;
+        self.replication.validate()?;
+        let replicated = std::iter::once(self.durability)
+            .chain(self.classes.values().filter_map(|class| class.durability))
+            .any(|durability| durability == Durability::Replicated);
+        if replicated && !self.replication.enabled() {
+            bail!(
+                "durability = \"replicated\" needs a store: set [replication] url \
+                 (file:///path or s3://bucket/prefix)"
+            );
+        }
         for (name, class) in &self.classes {
             validate_class_name(name)?;
             values::validate(name, &class.vars, &class.secrets)?;

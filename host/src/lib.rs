@@ -21,6 +21,7 @@ pub mod logs;
 pub mod metrics;
 pub mod object;
 pub mod os_limits;
+pub mod replication;
 pub mod runtime;
 pub mod sockets;
 pub mod storage;

@@ -18,6 +18,7 @@ use tracing_subscriber::EnvFilter;
 
 mod deploy_command;
 mod objects_command;
+mod restore_command;
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +51,9 @@ enum Command {
         #[command(subcommand)]
         command: objects_command::ObjectsCommand,
     },
+    /// Rebuild a whole data directory from a replication store: every
+    /// object's latest state.
+    RestoreAll(restore_command::RestoreAllArgs),
     /// Deploy a class to a running server (`PUT /admin/classes/{class}`).
     Deploy(deploy_command::DeployArgs),
     /// Build the repository's examples (and `--class` crates) for
@@ -104,6 +108,7 @@ fn main() -> anyhow::Result<()> {
     let config = match Cli::parse().command {
         Command::Objects { command } => return objects_command::run(command),
         Command::Deploy(args) => return deploy_command::run(args),
+        Command::RestoreAll(args) => return restore_command::restore_all(args),
         Command::Serve {
             config,
             listen,

@@ -65,6 +65,12 @@ pub struct Metrics {
     /// in `outbound`, too many in flight).
     pub outbound_requests: Counter,
     pub outbound_refused: Counter,
+    /// Replication: bytes of segments and snapshots waiting for the store,
+    /// how long the oldest has waited, uploads done and failed tries.
+    pub replication_queued_bytes: Level,
+    pub replication_lag_ms: Level,
+    pub replication_uploads: Counter,
+    pub replication_failures: Counter,
     /// The metrics labelled by class; see [`ClassMetrics`].
     by_class: ClassFamilies,
     /// Each class's handles, made once per class (see [`Metrics::class`]).
@@ -216,6 +222,10 @@ impl Default for Metrics {
             guest_log_dropped_bytes: Arc::default(),
             outbound_requests: Counter::default(),
             outbound_refused: Counter::default(),
+            replication_queued_bytes: Level::default(),
+            replication_lag_ms: Level::default(),
+            replication_uploads: Counter::default(),
+            replication_failures: Counter::default(),
             by_class: ClassFamilies::default(),
             classes: Mutex::default(),
             objects_active: Level::default(),
@@ -239,6 +249,26 @@ impl Metrics {
             self.objects_active.clone(),
         );
         r.register("events", "Events delivered to objects", self.events.clone());
+        r.register(
+            "replication_queued_bytes",
+            "Bytes of segments and snapshots waiting for the replication store",
+            self.replication_queued_bytes.clone(),
+        );
+        r.register(
+            "replication_lag_ms",
+            "How long the oldest upload not yet in the replication store has waited",
+            self.replication_lag_ms.clone(),
+        );
+        r.register(
+            "replication_uploads",
+            "Segments and snapshots put in the replication store",
+            self.replication_uploads.clone(),
+        );
+        r.register(
+            "replication_failures",
+            "Failed tries to put a segment or snapshot in the replication store",
+            self.replication_failures.clone(),
+        );
         r.register(
             "commits",
             "Transactions committed; events per commit is the group-commit batch size",

@@ -1,4 +1,4 @@
-//! `podhost objects list|delete|export|import`: the catalog and objects'
+//! `podhost objects list|delete|export|import|restore`: the catalog and objects'
 //! databases from the command line. All but `list` work offline, on a
 //! stopped server's data directory; a running server does the same over
 //! `/admin/objects/{class}/{name}[/export|/import]`.
@@ -59,6 +59,11 @@ pub enum ObjectsCommand {
         /// The SQLite file to put in place.
         file: PathBuf,
     },
+    /// Rebuild an object's database from the replication store, at its
+    /// latest state or at a point in its history (the server must be
+    /// stopped; a running one restores through
+    /// `POST /admin/objects/{class}/{name}/restore`).
+    Restore(crate::restore_command::RestoreArgs),
 }
 
 /// Which data directory: `--data-dir`, else the config's, else `data`.
@@ -104,6 +109,7 @@ pub fn run(command: ObjectsCommand) -> anyhow::Result<()> {
             name,
             file,
         } => import(&data.resolve()?, &class, &name, &file),
+        ObjectsCommand::Restore(args) => crate::restore_command::restore_one(args),
     }
 }
 
@@ -178,7 +184,7 @@ fn export(data_dir: &Path, class: &str, name: &str, out: &Path) -> anyhow::Resul
     Ok(())
 }
 
-fn import(data_dir: &Path, class: &str, name: &str, file: &Path) -> anyhow::Result<()> {
+pub(crate) fn import(data_dir: &Path, class: &str, name: &str, file: &Path) -> anyhow::Result<()> {
     let _lock = DataDirLock::acquire(data_dir).with_context(|| {
         format!(
             "stop the server first, or import through it: PUT /admin/objects/{class}/{name}/import"

@@ -3,6 +3,7 @@
 
 mod calls;
 
+use crate::replication::Replication;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -92,6 +93,8 @@ pub struct Runtime {
     calls: calls::Waits,
     /// Taken at shutdown, so the writer task can finish.
     catalog_writer: Mutex<Option<(CatalogWriter, JoinHandle<()>)>>,
+    /// Shipping commits to object storage, when `[replication]` has a url.
+    replication: Option<Arc<Replication>>,
     _lock: DataDirLock,
 }
 
@@ -145,6 +148,11 @@ impl Runtime {
         let writer = CatalogWriter::start(Arc::clone(&catalog));
         let sockets = Arc::new(Hub::new(config.events.clone(), config.sockets.clone()));
         let metrics = Metrics::default();
+        let replication = if config.replication.enabled() {
+            Some(Replication::open(&config.replication, &metrics)?)
+        } else {
+            None
+        };
         let guest_logs = GuestLogs::start(
             config.logs.clone(),
             Arc::clone(&metrics.guest_log_dropped_bytes),
@@ -173,10 +181,15 @@ impl Runtime {
             sockets,
             calls: calls::Waits::default(),
             catalog_writer: Mutex::new(Some(writer)),
+            replication,
             _lock: lock,
         });
         crate::deploy::start(&runtime)?;
         Alarms::start(&runtime);
+        if let Some(replication) = &runtime.replication {
+            crate::replication::retention::start(replication);
+            crate::replication::catalog::start(replication, runtime.config.data_dir.clone());
+        }
         Ok(runtime)
     }
 
@@ -314,6 +327,18 @@ impl Runtime {
             .await??;
         self.forget_references(class, name).await?;
         Ok(deleted)
+    }
+
+    /// Removes a deleted object's history from the replication store now
+    /// rather than after the retention window (after what its stream has
+    /// queued). Nothing to do without replication.
+    pub fn purge_history(self: &Arc<Self>, class: &str, name: &str) {
+        if let Some(replication) = &self.replication {
+            let object = ObjectAddr::new(class, name);
+            replication
+                .stream(class, object.id(), object.name())
+                .queue_purge();
+        }
     }
 
     /// Tells whatever names object `name` from outside (API keys, handles)
@@ -497,6 +522,11 @@ impl Runtime {
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    /// The replication service, if `[replication]` names a store.
+    pub fn replication(&self) -> Option<&Arc<Replication>> {
+        self.replication.as_ref()
     }
 
     pub fn config(&self) -> &Config {

@@ -49,17 +49,31 @@ pub async fn list_objects(
 
 /// `DELETE /admin/objects/{class}/{name}`: deletes an object for good,
 /// with its API keys and handles; `404` if it has no database.
+/// `?purge=true`: remove the object's replicated history at once too.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    purge: bool,
+}
+
 pub async fn delete_object(
     State(runtime): State<Arc<Runtime>>,
     Path((class, name)): Path<(String, String)>,
+    Query(query): Query<DeleteQuery>,
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
     runtime.tenants().may_manage(&principal, &class)?;
     let deleted = runtime.delete(&class, &name).await?;
+    if query.purge {
+        // Its history may outlive its data (a restore can bring it back):
+        // purge even when nothing was left to delete here.
+        runtime.purge_history(&class, &name);
+    }
     if !deleted {
         return Err(ApiError::ObjectNotFound { class, name });
     }
-    Ok(Json(json!({ "deleted": deleted })))
+    Ok(Json(json!({ "deleted": deleted, "purged": query.purge })))
 }
 
 /// The operator's credential: a handler taking it runs only for requests

@@ -68,6 +68,10 @@ pub enum ApiError {
     Query(#[from] QueryFailure),
     #[error("the database was not imported: {0}")]
     ImportRefused(String),
+    #[error("the object was not restored: {0}")]
+    RestoreRefused(String),
+    #[error("the replication store cannot be reached: {0}")]
+    ReplicationUnavailable(String),
     #[error("this needs the admin token: a tenant's token acts only on its own classes")]
     AdminOnly,
     #[error(transparent)]
@@ -130,6 +134,10 @@ impl ApiError {
             ApiError::Query(QueryFailure::Timeout(_)) => (StatusCode::BAD_REQUEST, "query_timeout"),
             ApiError::Query(QueryFailure::Failed(_)) => (StatusCode::BAD_REQUEST, "query_failed"),
             ApiError::ImportRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "import_refused"),
+            ApiError::RestoreRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "restore_refused"),
+            ApiError::ReplicationUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "replication_unavailable")
+            }
             ApiError::AdminOnly => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::Tenant(tenant) => tenant_status(tenant),
             ApiError::Deploy(deploy) => deploy_status(deploy),
@@ -175,6 +183,9 @@ impl ApiError {
                 EventError::Migration(_) => (StatusCode::INTERNAL_SERVER_ERROR, "migration_failed"),
                 EventError::Commit => (StatusCode::INTERNAL_SERVER_ERROR, "commit_failed"),
                 EventError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "object_overloaded"),
+                EventError::ReplicationUnavailable => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "replication_unavailable")
+                }
                 EventError::TooManyActive => {
                     (StatusCode::SERVICE_UNAVAILABLE, "too_many_active_objects")
                 }

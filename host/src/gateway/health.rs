@@ -13,6 +13,9 @@ pub async fn healthz() -> &'static str {
 }
 
 pub async fn metrics(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
+    if let Some(replication) = runtime.replication() {
+        replication.update_lag();
+    }
     let body = runtime
         .metrics()
         .render(runtime.active_objects(), runtime.sockets().open());

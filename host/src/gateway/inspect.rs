@@ -347,7 +347,10 @@ async fn receive(body: Body, to: &std::path::Path, limit: u64) -> Result<u64, Ap
 
 /// A new empty file in the data directory's `tmp/`, removed when the
 /// returned path is dropped.
-async fn scratch_file(runtime: &Runtime, prefix: &str) -> Result<tempfile::TempPath, ApiError> {
+pub(super) async fn scratch_file(
+    runtime: &Runtime,
+    prefix: &str,
+) -> Result<tempfile::TempPath, ApiError> {
     let dir: PathBuf = runtime.data_dir().scratch();
     let prefix = prefix.to_string();
     tokio::task::spawn_blocking(move || {

@@ -19,6 +19,7 @@ mod me;
 mod objects;
 mod orgs;
 mod principal;
+mod restore;
 mod routed;
 mod server;
 mod sockets;
@@ -90,6 +91,10 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/admin/objects/{class}/{name}/query", post(inspect::query))
         .route("/admin/objects/{class}/{name}/export", get(inspect::export))
         .route("/admin/objects/{class}/{name}/import", put(inspect::import))
+        .route(
+            "/admin/objects/{class}/{name}/restore",
+            post(restore::restore_object),
+        )
         .route("/admin/objects/{class}/{name}/logs", get(logs::logs))
         .route(
             "/admin/objects/{class}/{name}/keys",

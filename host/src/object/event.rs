@@ -108,6 +108,14 @@ pub enum EventError {
     EventLog,
     #[error("the object's changes could not be saved; they were rolled back")]
     Commit,
+    /// A `replicated` commit's segment was not durable in the store in
+    /// time. The commit is kept on this node's disk and shipped when the
+    /// store returns, but it is not acknowledged: after the loss of the
+    /// disk it may or may not be there.
+    #[error(
+        "the replication store did not confirm the write in time; it was not acknowledged and may or may not be kept"
+    )]
+    ReplicationUnavailable,
     #[error("too many objects are active on this server; retry later")]
     TooManyActive,
     #[error("the object has too many requests waiting; retry later")]

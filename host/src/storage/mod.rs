@@ -13,6 +13,7 @@ mod lock;
 mod memory;
 mod template;
 pub mod versions;
+pub mod wal;
 
 pub use authorizer::{RESERVED_PREFIX, mentions_reserved_name};
 pub use database::{

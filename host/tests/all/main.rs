@@ -38,6 +38,7 @@ mod notes;
 mod notes_ui;
 mod operating;
 mod ratelimit;
+mod replication;
 mod responses;
 mod sessions;
 mod socket_caps;

@@ -56,7 +56,8 @@ impl Actor {
                 .data_dir()
                 .object_database(self.object.class(), self.object.id());
             self.last_active = now_ms();
-            let db = open_database(&path, self.database_settings(&path)?)?;
+            let mut db = open_database(&path, self.database_settings(&path)?)?;
+            self.attach_replica(&mut db)?;
             self.runtime
                 .record(CatalogUpdate::Seen(self.sighting(None)));
             self.reconcile_alarm(&db);

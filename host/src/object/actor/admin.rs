@@ -182,6 +182,11 @@ impl Actor {
             )));
         }
         drop(self.state.close());
+        // The object's history no longer leads to its data: its next
+        // commit starts a new generation with a snapshot.
+        if let Some(replication) = self.runtime.replication() {
+            replication.forget(self.object.id());
+        }
         let data = self.runtime.data_dir();
         data.replace_database(self.object.class(), self.object.id(), from)
             .map_err(|error| {

@@ -6,6 +6,7 @@
 use super::{Actor, dispatch};
 use crate::alarms::{IndexedAlarm, read_alarm};
 use crate::logs::Level;
+use crate::object::EventError;
 use crate::storage::Database;
 use crate::storage::catalog::now_ms;
 
@@ -61,7 +62,12 @@ impl Actor {
             self.alarm_failed(retries, &format!("its writes could not be saved: {error}"));
             return;
         }
-        self.batch.release(self.runtime.sockets(), self.object.id());
+        if self.replicate_commit().await {
+            self.batch.release(self.runtime.sockets(), self.object.id());
+        } else {
+            // Not durable in the store: its messages are not sent.
+            self.batch.refuse(|| EventError::ReplicationUnavailable);
+        }
         let lag_ms = self.runtime.metrics().alarm_fired(scheduled, now_ms());
         self.metrics.alarm_lag.observe(lag_ms as f64 / 1000.0);
         // The handler cleared the alarm, unless it set another.

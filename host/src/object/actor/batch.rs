@@ -77,6 +77,22 @@ impl Batch {
         }
     }
 
+    /// The batch committed but cannot be acknowledged: every reply that
+    /// would have succeeded fails with `error()` instead, and nothing it
+    /// sent leaves.
+    pub fn refuse(&mut self, error: impl Fn() -> EventError) {
+        self.outbox.clear();
+        self.alarm_changed = false;
+        for mut held in self.held.drain(..) {
+            match &mut held {
+                Held::Fetch { result, .. } if result.is_ok() => *result = Err(error()),
+                Held::Socket { result, .. } if result.is_ok() => *result = Err(error()),
+                _ => {}
+            }
+            held.send();
+        }
+    }
+
     /// The batch committed: its messages go to the hub, then its replies.
     pub fn release(&mut self, sockets: &Hub, object_id: &str) {
         self.release_messages(sockets, object_id);

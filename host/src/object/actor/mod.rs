@@ -31,6 +31,7 @@ mod admin;
 mod alarm;
 mod batch;
 mod dispatch;
+mod replica;
 mod state;
 
 use std::sync::Arc;
@@ -311,7 +312,14 @@ impl Actor {
         if matches!(closed, State::Closed) {
             return;
         }
-        if let Err(error) = tokio::task::spawn_blocking(move || drop(closed)).await {
+        // Commits made outside a batch (a cleared alarm, migrations) are
+        // shipped before the log may be checkpointed at close.
+        let shipping = self.shipping();
+        let close = move || match shipping {
+            Some(shipping) => shipping.ship_and_close(closed),
+            None => drop(closed),
+        };
+        if let Err(error) = tokio::task::spawn_blocking(close).await {
             tracing::error!(%error, "closing the object panicked");
         }
     }
@@ -340,6 +348,14 @@ impl Actor {
         self.runtime.record(CatalogUpdate::Removed {
             id: self.object.id().to_string(),
         });
+        if let Some(replication) = self.runtime.replication() {
+            replication.forget(self.object.id());
+            if existed {
+                replication
+                    .stream(self.object.class(), self.object.id(), self.object.name())
+                    .queue_tombstone(replication);
+            }
+        }
         if existed {
             self.runtime.tenants().object_removed(self.object.class());
         }
@@ -469,6 +485,12 @@ impl Actor {
             }
             self.state.discard();
             self.batch.lose();
+            self.delete_after_batch = false;
+        } else if !self.replicate_commit().await {
+            // Committed here but not durable in the store: nothing of
+            // the batch is acknowledged (see `EventError::ReplicationUnavailable`).
+            self.alarm_after_commit(alarm);
+            self.batch.refuse(|| EventError::ReplicationUnavailable);
             self.delete_after_batch = false;
         } else if std::mem::take(&mut self.delete_after_batch) {
             self.alarm_after_commit(alarm);

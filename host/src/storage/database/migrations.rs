@@ -3,7 +3,7 @@
 
 use rusqlite::OptionalExtension;
 
-use super::transaction::{BEGIN, COMMIT};
+use super::transaction::BEGIN;
 use super::{Database, INTERNAL_SCHEMA};
 use crate::storage::authorizer::{RESERVED_PREFIX, mentions_reserved_name};
 
@@ -52,7 +52,7 @@ impl Database {
         self.run_cached(BEGIN).map_err(host_failure)?;
         let applied = self.apply_migrations(migrations);
         let committed = applied.and_then(|count| {
-            self.run_cached(COMMIT).map_err(host_failure)?;
+            self.commit_statement().map_err(host_failure)?;
             Ok(count)
         });
         match committed {

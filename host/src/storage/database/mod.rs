@@ -15,6 +15,7 @@ mod guard;
 mod inspect;
 mod migrations;
 mod open;
+mod replica;
 mod transaction;
 
 use std::path::PathBuf;
@@ -43,13 +44,17 @@ pub enum Durability {
     /// No `fsync` on commit: an acknowledged write survives a crash of the
     /// host process, not of the machine.
     Normal,
+    /// `fsync` on every commit, and the commit's segment durable in the
+    /// replication store before its events are answered: an acknowledged
+    /// write survives the loss of the machine and its disk.
+    Replicated,
 }
 
 impl Durability {
     /// The `PRAGMA synchronous` value (in WAL mode) that gives it.
     pub(crate) fn synchronous(self) -> &'static str {
         match self {
-            Durability::Full => "FULL",
+            Durability::Full | Durability::Replicated => "FULL",
             Durability::Normal => "NORMAL",
         }
     }
@@ -102,6 +107,10 @@ pub struct Database {
     interrupt: Arc<InterruptHandle>,
     /// The write-ahead log's path, to see its length at close.
     wal: PathBuf,
+    /// Replication is on: commits are counted, frames read (`replica`).
+    replicated: bool,
+    /// How far the log has been read for replication.
+    cursor: crate::storage::wal::WalCursor,
     /// Released after `conn` closes (fields drop in order).
     _claim: Claim,
 }

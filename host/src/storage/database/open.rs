@@ -65,6 +65,8 @@ impl Database {
             migrated: false,
             interrupt,
             wal: crate::storage::layout::wal_path(path),
+            replicated: false,
+            cursor: Default::default(),
             _claim: claim,
         })
     }

@@ -88,7 +88,7 @@ impl Database {
 
     /// Whether committing the open transaction waits for `fsync`.
     pub fn commit_syncs(&self) -> bool {
-        self.durability == Durability::Full && self.wrote()
+        self.durability != Durability::Normal && self.wrote()
     }
 
     /// Undoes the event's writes, keeping the rest of the batch.
@@ -112,7 +112,7 @@ impl Database {
         if !self.in_transaction() {
             return Err(aborted());
         }
-        self.run_cached(COMMIT)?;
+        self.commit_statement()?;
         self.schema_ready = true;
         Ok(())
     }

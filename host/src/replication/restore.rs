@@ -1,0 +1,386 @@
+//! Rebuilding an object's database from the store: the snapshot that
+//! starts the right generation, then its segments in order up to the
+//! point asked for, each checked against its checksum and its name; the
+//! result must pass `PRAGMA integrity_check` and hold the transaction id
+//! the history says it should. A missing or corrupt piece refuses the
+//! restore, naming it: never an older state presented as the one asked
+//! for.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::FileExt as _;
+use std::path::Path;
+
+use futures_util::TryStreamExt as _;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt as _};
+
+use super::segment::{self, Named, Piece};
+
+/// Which state to bring back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Point {
+    /// The last commit in the store.
+    Latest,
+    /// The state right after this transaction.
+    Txid(u64),
+    /// The state after the last commit made at or before this time (ms
+    /// since the Unix epoch).
+    At(i64),
+}
+
+impl Point {
+    /// From the `at` (RFC 3339, UTC: `2026-12-01T20:00:00Z`) or `txid` a
+    /// caller gave, at most one of them.
+    pub fn parse(at: Option<&str>, txid: Option<u64>) -> Result<Point, String> {
+        match (at, txid) {
+            (Some(_), Some(_)) => Err("give a time (at) or a transaction (txid), not both".into()),
+            (None, Some(txid)) => Ok(Point::Txid(txid)),
+            (Some(at), None) => {
+                let time = humantime::parse_rfc3339(at).map_err(|error| {
+                    format!("{at:?} is not an RFC 3339 time in UTC such as 2026-12-01T20:00:00Z: {error}")
+                })?;
+                let ms = time
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_err(|_| format!("{at:?} is before 1970"))?
+                    .as_millis();
+                Ok(Point::At(i64::try_from(ms).unwrap_or(i64::MAX)))
+            }
+            (None, None) => Ok(Point::Latest),
+        }
+    }
+}
+
+/// What was restored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub generation: String,
+    pub txid: u64,
+    /// When that transaction committed (ms since the Unix epoch).
+    pub committed_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("the store has no history of this object")]
+    NoHistory,
+    #[error("the store's history of this object does not reach {0}")]
+    OutOfRange(String),
+    #[error("{name} is missing from the store: {detail}")]
+    Missing { name: String, detail: String },
+    #[error("{name} is corrupt: {reason}")]
+    Corrupt { name: String, reason: String },
+    #[error("the store failed: {0}")]
+    Store(String),
+    #[error("the restored database fails its check: {0}")]
+    Check(String),
+    #[error("cannot write the restored database: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One generation's pieces, by name.
+#[derive(Debug, Default)]
+struct Generation {
+    snapshot: Option<(u64, StorePath)>,
+    /// By first transaction id.
+    segments: BTreeMap<u64, (u64, StorePath)>,
+}
+
+impl Generation {
+    /// The last transaction its names reach.
+    fn last_txid(&self) -> Option<u64> {
+        let (txid, _) = self.snapshot.as_ref()?;
+        Some(
+            self.segments
+                .values()
+                .map(|(last, _)| *last)
+                .max()
+                .unwrap_or(*txid)
+                .max(*txid),
+        )
+    }
+}
+
+/// The objects (class, id) with history in the store, but those deleted
+/// since their last generation began (a tombstone newer than it).
+pub async fn list_objects(store: &dyn ObjectStore) -> Result<Vec<(String, String)>, RestoreError> {
+    let mut latest: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut tombstones = Vec::new();
+    let mut listing = store.list(None);
+    while let Some(meta) = listing.try_next().await.map_err(store_error)? {
+        let parts: Vec<String> = meta
+            .location
+            .parts()
+            .map(|part| part.as_ref().to_string())
+            .collect();
+        match parts.as_slice() {
+            [class, id, generation, _] => {
+                if let Some(start) = segment::generation_start(generation) {
+                    let entry = latest.entry((class.clone(), id.clone())).or_default();
+                    *entry = (*entry).max(start);
+                }
+            }
+            [class, id, file] if file == super::retention::TOMBSTONE => {
+                tombstones.push(((class.clone(), id.clone()), meta.location));
+            }
+            _ => {}
+        }
+    }
+    for (object, path) in tombstones {
+        let bytes = store
+            .get(&path)
+            .await
+            .map_err(store_error)?
+            .bytes()
+            .await
+            .map_err(store_error)?;
+        let deleted_at: i64 = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(i64::MAX);
+        if latest.get(&object).is_some_and(|start| *start < deleted_at) {
+            latest.remove(&object);
+        }
+    }
+    Ok(latest.into_keys().collect())
+}
+
+/// The object's name, from its latest generation.
+pub async fn object_name(
+    store: &dyn ObjectStore,
+    class: &str,
+    id: &str,
+) -> Result<String, RestoreError> {
+    let generations = history(store, class, id).await?;
+    let Some((generation, _)) = generations.iter().next_back() else {
+        return Err(RestoreError::NoHistory);
+    };
+    let path = StorePath::from(format!("{class}/{id}/{generation}/{}", segment::NAME_FILE));
+    let bytes = match store.get(&path).await {
+        Ok(got) => got.bytes().await.map_err(store_error)?,
+        Err(object_store::Error::NotFound { .. }) => {
+            return Err(RestoreError::Missing {
+                name: path.to_string(),
+                detail: "the object's name is not stored with its history".into(),
+            });
+        }
+        Err(error) => return Err(store_error(error)),
+    };
+    String::from_utf8(bytes.to_vec()).map_err(|_| corrupt(&path, "it is not UTF-8"))
+}
+
+/// Writes the object's database at `point` to the file `to`.
+pub async fn restore(
+    store: &dyn ObjectStore,
+    class: &str,
+    id: &str,
+    point: Point,
+    to: &Path,
+) -> Result<Restored, RestoreError> {
+    let generations = history(store, class, id).await?;
+    let (name, generation) = choose(&generations, point)?;
+    let (snapshot_txid, snapshot_path) = generation
+        .snapshot
+        .as_ref()
+        .ok_or(RestoreError::NoHistory)?;
+    let snapshot = fetch(store, snapshot_path).await?;
+    if !snapshot.header.snapshot || snapshot.header.last_txid != *snapshot_txid {
+        return Err(corrupt(snapshot_path, "its header does not match its name"));
+    }
+    let file = std::fs::File::create(to)?;
+    file.write_all_at(&snapshot.file, 0)?;
+    let page_size = u64::from(snapshot.header.page_size);
+    let mut restored = Restored {
+        generation: name.clone(),
+        txid: *snapshot_txid,
+        committed_ms: snapshot.header.committed_ms,
+    };
+    for (first, (last, path)) in &generation.segments {
+        if let Point::Txid(target) = point
+            && *first > target
+        {
+            break;
+        }
+        if *first != restored.txid + 1 {
+            return Err(RestoreError::Missing {
+                name: format!(
+                    "{class}/{id}/{name}/{}",
+                    segment::file_name(&Named::Segment {
+                        first: restored.txid + 1,
+                        last: first - 1
+                    })
+                ),
+                detail: format!(
+                    "transactions {} to {} are not in any segment, so nothing after {} can be restored",
+                    restored.txid + 1,
+                    first - 1,
+                    restored.txid
+                ),
+            });
+        }
+        let piece = fetch(store, path).await?;
+        let header = piece.header;
+        if header.snapshot
+            || header.first_txid != *first
+            || header.last_txid != *last
+            || u64::from(header.page_size) != page_size
+        {
+            return Err(corrupt(path, "its header does not match its name"));
+        }
+        match point {
+            Point::At(at) if header.committed_ms > at => break,
+            Point::Txid(target) if *last > target => {
+                return Err(RestoreError::OutOfRange(format!(
+                    "transaction {target} alone: it was shipped together with others, up to {last}"
+                )));
+            }
+            _ => {}
+        }
+        for (number, content) in &piece.pages {
+            file.write_all_at(content, u64::from(number - 1) * page_size)?;
+        }
+        file.set_len(u64::from(header.database_pages) * page_size)?;
+        restored.txid = header.last_txid;
+        restored.committed_ms = header.committed_ms;
+    }
+    if let Point::Txid(target) = point
+        && restored.txid != target
+    {
+        return Err(RestoreError::OutOfRange(format!(
+            "transaction {target} (the history ends at {})",
+            restored.txid
+        )));
+    }
+    file.sync_all()?;
+    drop(file);
+    // SQLite reads the whole file: off the async threads.
+    let (path, txid) = (to.to_path_buf(), restored.txid);
+    tokio::task::spawn_blocking(move || check(&path, txid))
+        .await
+        .map_err(|error| RestoreError::Check(error.to_string()))??;
+    Ok(restored)
+}
+
+/// Every generation of the object, by name (so in the order they began).
+async fn history(
+    store: &dyn ObjectStore,
+    class: &str,
+    id: &str,
+) -> Result<BTreeMap<String, Generation>, RestoreError> {
+    let prefix = StorePath::from(format!("{class}/{id}"));
+    let mut generations: BTreeMap<String, Generation> = BTreeMap::new();
+    let mut listing = store.list(Some(&prefix));
+    while let Some(meta) = listing.try_next().await.map_err(store_error)? {
+        let parts: Vec<_> = meta.location.parts().collect();
+        let [_, _, generation, file] = parts.as_slice() else {
+            continue;
+        };
+        if segment::generation_start(generation.as_ref()).is_none() {
+            continue;
+        }
+        let entry = generations
+            .entry(generation.as_ref().to_string())
+            .or_default();
+        match segment::parse_file_name(file.as_ref()) {
+            Some(Named::Snapshot { txid }) => entry.snapshot = Some((txid, meta.location)),
+            Some(Named::Segment { first, last }) => {
+                entry.segments.insert(first, (last, meta.location));
+            }
+            None => {}
+        }
+    }
+    // A generation whose snapshot never arrived is of no use.
+    generations.retain(|_, generation| generation.snapshot.is_some());
+    if generations.is_empty() {
+        return Err(RestoreError::NoHistory);
+    }
+    Ok(generations)
+}
+
+/// The generation that holds `point`: the latest to have begun at or
+/// before it.
+fn choose(
+    generations: &BTreeMap<String, Generation>,
+    point: Point,
+) -> Result<(&String, &Generation), RestoreError> {
+    let found = match point {
+        Point::Latest => generations.iter().next_back(),
+        Point::At(at) => generations
+            .iter()
+            .rev()
+            .find(|(name, _)| segment::generation_start(name).is_some_and(|start| start <= at)),
+        Point::Txid(target) => generations.iter().rev().find(|(_, generation)| {
+            generation
+                .snapshot
+                .as_ref()
+                .is_some_and(|(txid, _)| *txid <= target)
+                && generation.last_txid().is_some_and(|last| last >= target)
+        }),
+    };
+    found.ok_or_else(|| {
+        RestoreError::OutOfRange(match point {
+            Point::Latest => "its latest state".into(),
+            Point::At(at) => format!(
+                "{} (its history begins later)",
+                humantime::format_rfc3339_millis(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(at.unsigned_abs())
+                )
+            ),
+            Point::Txid(txid) => format!("transaction {txid}"),
+        })
+    })
+}
+
+async fn fetch(store: &dyn ObjectStore, path: &StorePath) -> Result<Piece, RestoreError> {
+    let got = match store.get(path).await {
+        Ok(got) => got,
+        Err(object_store::Error::NotFound { .. }) => {
+            return Err(RestoreError::Missing {
+                name: path.to_string(),
+                detail: "it was listed but cannot be read".into(),
+            });
+        }
+        Err(error) => return Err(store_error(error)),
+    };
+    let bytes = got.bytes().await.map_err(store_error)?;
+    segment::decode(&bytes).map_err(|reason| corrupt(path, &reason.to_string()))
+}
+
+/// `PRAGMA integrity_check`, and the transaction id the database records.
+fn check(path: &Path, txid: u64) -> Result<(), RestoreError> {
+    let failed = |error: rusqlite::Error| RestoreError::Check(error.to_string());
+    let conn = rusqlite::Connection::open(path).map_err(failed)?;
+    let verdict: String = conn
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .map_err(failed)?;
+    if verdict != "ok" {
+        return Err(RestoreError::Check(verdict));
+    }
+    let recorded: i64 = conn
+        .query_row(
+            "SELECT coalesce((SELECT value FROM _podhost_meta WHERE key = 'txid'), 0)",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(failed)?;
+    if recorded.unsigned_abs() != txid {
+        return Err(RestoreError::Check(format!(
+            "it records transaction {recorded}, the history says {txid}"
+        )));
+    }
+    // A file that stands alone, like an export: the copy carries the
+    // source's WAL mark.
+    conn.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))
+        .map_err(failed)?;
+    conn.close().map_err(|(_, error)| failed(error))
+}
+
+fn corrupt(path: &StorePath, reason: &str) -> RestoreError {
+    RestoreError::Corrupt {
+        name: path.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn store_error(error: object_store::Error) -> RestoreError {
+    RestoreError::Store(error.to_string())
+}
