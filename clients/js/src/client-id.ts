@@ -1,7 +1,8 @@
 import { type KeyValueStorage, readItem, writeItem } from "./storage.js";
 
 const KEY = "podhost.client_id";
-const VALID = /^[A-Za-z0-9_-]{1,128}$/;
+// What servers accept as a client id (examples/notes: 1 to 64 of these).
+const VALID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /**
  * This client's id, made once and kept in `storage`, so a server that

@@ -117,15 +117,17 @@ test("a stream that falls silent is replaced, and resumes", async () => {
   const blog = client.object("/me/blog");
   const infos = [];
   const stream = client.events("/me/blog/_events", {
-    idleTimeoutMs: 500,
-    reconnect: { ...QUICK, connectTimeoutMs: 300 },
+    // Keep-alives come every 100 ms: 1.5 s of nothing is silence even on
+    // a loaded machine.
+    idleTimeoutMs: 1500,
+    reconnect: { ...QUICK, connectTimeoutMs: 1000 },
     onState: (state, info) => infos.push([state, info]),
   });
   const titles = [];
   stream.onChange("table:posts", (change) => titles.push(change.row.title));
   await waitFor("the stream to open", () => stream.state === "open");
   // The keep-alives hold it open while nothing happens.
-  await new Promise((resolve) => setTimeout(resolve, 1000));
+  await new Promise((resolve) => setTimeout(resolve, 3000));
   assert.deepEqual(
     infos.map(([state]) => state),
     ["connecting", "open"],

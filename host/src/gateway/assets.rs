@@ -22,6 +22,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt as _};
 use percent_encoding::percent_decode_str;
+use tokio::io::AsyncReadExt as _;
 use tokio_util::io::ReaderStream;
 
 use super::{API_ROOTS, ApiError, Gateway};
@@ -243,12 +244,19 @@ fn respond(file: OpenFile, head: bool, request_headers: &HeaderMap) -> Response 
         header::CONTENT_TYPE,
         HeaderValue::from_static(file.content_type),
     );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(file.len));
+    // The length sent is the length of what is sent: a small file's bytes
+    // as read; a streamed one is cut at the size it had when opened (a
+    // file rewritten meanwhile must not outrun its Content-Length).
+    let len = match &file.body {
+        Some(bytes) => bytes.len() as u64,
+        None => file.len,
+    };
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     let body = match (head, file.body) {
         (true, _) => Body::empty(),
         (false, Some(bytes)) => Body::from(bytes),
         (false, None) => {
-            let file = tokio::fs::File::from_std(file.file);
+            let file = tokio::fs::File::from_std(file.file).take(len);
             Body::from_stream(ReaderStream::with_capacity(file, STREAM_CHUNK_BYTES))
         }
     };

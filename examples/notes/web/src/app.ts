@@ -32,6 +32,12 @@ type SyncMessage =
 /** A write of this tab, waiting for the server's answer. */
 interface Op {
   requestId: string;
+  /**
+   * The client id the write is sent with, fixed when it is queued: the
+   * server makes a write once per (client id, request id), so a retry
+   * after the tab took a new id must still send the old one.
+   */
+  clientId?: string;
   kind: "create" | "update" | "delete";
   /** The note's id; for a note this tab is still creating, its local key. */
   target: number | string;
@@ -108,6 +114,7 @@ function newRequestId(): string {
 }
 
 function enqueue(op: Op): void {
+  op.clientId = tabClientId();
   outbox.push(op);
   saveOutbox();
   render();
@@ -137,6 +144,12 @@ async function sendOutbox(): Promise<void> {
             retryTimer = setTimeout(() => void sendOutbox(), 2000);
             return;
           }
+          if (error instanceof PodhostError && error.status === 401) {
+            // The session ended: keep the outbox (it is in sessionStorage)
+            // for when this user logs in again.
+            sessionEnded();
+            return;
+          }
           rollBack(op, error as PodhostError);
         }
       }
@@ -152,7 +165,7 @@ async function sendOutbox(): Promise<void> {
 }
 
 async function send(op: Op): Promise<void> {
-  const headers = { "podhost-client-id": live?.clientId ?? tabClientId(), "podhost-request-id": op.requestId };
+  const headers = { "podhost-client-id": op.clientId ?? tabClientId(), "podhost-request-id": op.requestId };
   if (op.kind === "create") {
     const answer = await notesApi.json<{ note: Note }>("/notes", {
       method: "POST",
@@ -251,8 +264,10 @@ function onSync(message: unknown): Promise<void> | void {
     if (change.op === "upsert") upsert(change.note);
     else forget(change.id);
     // Our own write, confirmed by the batch (its answer may have been lost).
-    if (change.client_id === live?.clientId && change.request_id) {
-      const op = outbox.find((queued) => queued.requestId === change.request_id);
+    if (change.client_id && change.request_id) {
+      const op = outbox.find(
+        (queued) => queued.requestId === change.request_id && (queued.clientId ?? tabClientId()) === change.client_id,
+      );
       if (op) {
         committed.add(op.requestId);
         if (op.kind === "create" && change.op === "upsert") created.set(op.target as string, change.note.id);
@@ -362,6 +377,18 @@ function render(): void {
   pending.textContent = `${outbox.length} change${outbox.length === 1 ? "" : "s"} waiting to be saved`;
 }
 
+/** The session ended under this tab (expired, or logged out elsewhere). */
+function sessionEnded(): void {
+  if (!user) return;
+  const waiting = outbox.length;
+  showSignedIn(null);
+  showError(
+    waiting > 0
+      ? `Your session ended. Log in again to save ${waiting} waiting change${waiting === 1 ? "" : "s"}.`
+      : "Your session ended. Log in again.",
+  );
+}
+
 function showSignedIn(signedIn: User | null): void {
   user = signedIn;
   $("sign-in").hidden = signedIn !== null;
@@ -408,7 +435,13 @@ $("sign-in").addEventListener("submit", (event) => {
 });
 $("signup").addEventListener("click", () => void signIn("signup"));
 $("logout").addEventListener("click", () => {
-  void client.auth.logout().finally(() => showSignedIn(null));
+  // Logging out on purpose drops what this tab had not saved.
+  sessionStorage.removeItem(outboxKey());
+  showSignedIn(null);
+  void client.auth.logout();
+});
+client.auth.onChange((signedIn) => {
+  if (signedIn === null) sessionEnded();
 });
 $("reconnect").addEventListener("click", () => live?.reconnect());
 

@@ -6,6 +6,8 @@
 
 const TOKEN_KEY = "podhost.adminToken";
 const LOG_POLL_MS = 1500;
+/** Log lines kept on the page; older ones are dropped as new ones come. */
+const MAX_LOG_LINES = 2000;
 const MAX_OBJECT_ROWS = 500;
 
 const $ = (id) => document.getElementById(id);
@@ -35,7 +37,7 @@ class ApiFailure extends Error {
 /** A call to the admin API; a podhost error becomes an ApiFailure. */
 async function api(path, options = {}) {
   const token = sessionStorage.getItem(TOKEN_KEY);
-  const headers = { Authorization: `Bearer ${token}`, ...(options.headers ?? {}) };
+  const headers = { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...(options.headers ?? {}) };
   const response = await fetch(path, { ...options, headers });
   const text = await response.text();
   let body = null;
@@ -304,10 +306,15 @@ async function followLogs(object) {
         if (record.level === "warn" || record.level === "error") line.classList.add(record.level);
         $("logs").append(line);
       }
+      // A chatty object must not grow the page without end.
+      const logs = $("logs");
+      while (logs.childElementCount > MAX_LOG_LINES) logs.firstElementChild.remove();
     } catch (error) {
       if (object !== current) return;
       $("logs").append(el("li", { class: "error" }, errorText(error)));
-      return;
+      // An answer (signed out, object deleted) ends following; no answer
+      // (the server restarting) is tried again at the next poll.
+      if (error instanceof ApiFailure) return;
     }
     do {
       await new Promise((resolve) => setTimeout(resolve, LOG_POLL_MS));
