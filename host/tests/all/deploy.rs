@@ -95,8 +95,11 @@ fn message(body: &Value) -> &str {
 
 #[tokio::test]
 async fn a_new_version_goes_live_under_load_keeping_sockets_and_streams_then_rolls_back() {
+    // Both builds before the load: a build blocks this runtime, and on a
+    // cold target dir it outlasts the load's request timeouts.
+    let (v1, v2) = (v1(), v2());
     let (server, _dir) = Server::start(options()).await;
-    let (status, body) = deploy(&server, "versioned", &v1(), "").await;
+    let (status, body) = deploy(&server, "versioned", &v1, "").await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["version"], 1);
     assert_eq!(body["deployed_by"], "admin");
@@ -146,7 +149,7 @@ async fn a_new_version_goes_live_under_load_keeping_sockets_and_streams_then_rol
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (status, body) = deploy(&server, "versioned", &v2(), "").await;
+    let (status, body) = deploy(&server, "versioned", &v2, "").await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["version"], 2);
     tokio::time::sleep(Duration::from_millis(300)).await;

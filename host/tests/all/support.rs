@@ -53,7 +53,9 @@ pub fn migrating_guest(feature: Option<&str>) -> PathBuf {
 }
 
 /// Test guest `package` built with `feature` (v1 without one), as a file
-/// of its own so several versions can be deployed in turn.
+/// of its own so several versions can be deployed in turn. It blocks
+/// (a cargo build, waiting behind other tests' builds): call it before a
+/// test starts concurrent clients, whose timeouts it would otherwise eat.
 pub fn guest_variant(package: &str, feature: Option<&str>) -> PathBuf {
     static BUILDS: Mutex<()> = Mutex::new(());
     let _one_at_a_time = BUILDS
@@ -206,6 +208,24 @@ pub struct Server {
     dir: PathBuf,
     pub base: String,
     pub client: reqwest::Client,
+}
+
+/// A failing test shows the end of its server's log: on CI that is all
+/// there is to read once the data directory is gone.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(200).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!(
+                "--- the last {} lines of {}:\n{}\n---",
+                tail.len(),
+                self.dir.join("server.log").display(),
+                tail.join("\n")
+            );
+        }
+    }
 }
 
 impl Server {
