@@ -374,6 +374,83 @@ mod tests {
     use crate::metrics::Metrics;
     use crate::storage::catalog::{Catalog, connect};
 
+    /// The store and data directory of a catalog checkpointed every few
+    /// commits.
+    fn setup(dir: &Path) -> (Arc<Replication>, PathBuf, Catalog) {
+        let data = dir.join("data");
+        let settings = ReplicationSettings {
+            url: Some(format!("file://{}", dir.join("store").display())),
+            checkpoint_wal_bytes: 8 << 10,
+            ..ReplicationSettings::default()
+        };
+        let replication = Replication::open(&settings, &Metrics::default()).expect("store");
+        let catalog = Catalog::open(&data, Durability::Full).expect("catalog");
+        catalog
+            .lock()
+            .execute_batch("CREATE TABLE t (x INTEGER, pad BLOB)")
+            .expect("create");
+        (replication, data, catalog)
+    }
+
+    /// `x` of table `t` in the catalog restored from `replication`'s store.
+    async fn restored_rows(replication: &Replication, dir: &Path) -> Vec<i64> {
+        let restored = dir.join("restored");
+        std::fs::create_dir_all(&restored).expect("dir");
+        let store = replication.store().as_ref();
+        assert!(restore(store, &restored).await.expect("restore"));
+        let conn = Connection::open(restored.join("catalog.sqlite")).expect("open");
+        conn.prepare("SELECT x FROM t ORDER BY x")
+            .expect("prepare")
+            .query_map([], |row| row.get(0))
+            .expect("query")
+            .map(|row| row.expect("row"))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_made_while_shipping_and_checkpointing_are_never_lost() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (replication, data, _catalog) = setup(dir.path());
+        let log = CatalogLog::open(&replication, &data).expect("log");
+        log.ship().expect("the first generation");
+        let writers: Vec<_> = (0..2_i64)
+            .map(|writer| {
+                let conn = connect(&data, Durability::Normal).expect("writer");
+                std::thread::spawn(move || {
+                    for n in 0..150 {
+                        conn.execute(
+                            "INSERT INTO t VALUES (?1, zeroblob(3000))",
+                            [writer * 1000 + n],
+                        )
+                        .expect("insert");
+                        // Pauses let checkpoints complete and the log
+                        // restart while the others write.
+                        std::thread::sleep(std::time::Duration::from_millis(3));
+                    }
+                })
+            })
+            .collect();
+        let shipper = {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                let mut last = 0;
+                while !writers.iter().all(std::thread::JoinHandle::is_finished) {
+                    last = log.ship().expect("ship");
+                }
+                for writer in writers {
+                    writer.join().expect("writer");
+                }
+                last.max(log.ship().expect("ship"))
+            })
+        };
+        let last = tokio::task::spawn_blocking(move || shipper.join().expect("shipper"))
+            .await
+            .expect("joined");
+        assert!(log.wait_durable(last).await, "shipped");
+        let expected: Vec<i64> = (0..150).chain(1000..1150).collect();
+        assert_eq!(restored_rows(&replication, dir.path()).await, expected);
+    }
+
     /// The catalog's write-ahead log header's salts.
     fn salts(data: &Path) -> Vec<u8> {
         let wal = std::fs::read(data.join("catalog.sqlite-wal")).expect("the log");
