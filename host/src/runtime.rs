@@ -4,6 +4,7 @@
 mod calls;
 
 use crate::replication::Replication;
+use crate::replication::catalog::CatalogLog;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +37,7 @@ use crate::object::{
 };
 use crate::sockets::{Hub, LoggedEvent};
 use crate::storage::catalog::{Catalog, CatalogUpdate, CatalogWriter};
-use crate::storage::{DataDir, DataDirLock};
+use crate::storage::{DataDir, DataDirLock, Durability};
 use crate::storage::{QueryLimits, QueryResult};
 use crate::tenants::Tenants;
 
@@ -46,6 +47,12 @@ use crate::tenants::Tenants;
 pub trait ObjectReferences: Send + Sync + 'static {
     fn forget(&self, class: String, name: String) -> BoxFuture<'static, anyhow::Result<()>>;
 }
+
+/// The catalog's last commits did not reach the store within
+/// `[replication] timeout` (or could not be shipped).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the catalog's change is not durable in the replication store")]
+pub struct CatalogNotDurable;
 
 pub struct Runtime {
     config: Config,
@@ -95,6 +102,11 @@ pub struct Runtime {
     catalog_writer: Mutex<Option<(CatalogWriter, JoinHandle<()>)>>,
     /// Shipping commits to object storage, when `[replication]` has a url.
     replication: Option<Arc<Replication>>,
+    /// Ships the catalog's commits, when replicating.
+    catalog_log: Option<Arc<CatalogLog>>,
+    /// Whether a route that wrote the catalog waits for the store (some
+    /// class is `replicated`).
+    catalog_replicated: bool,
     _lock: DataDirLock,
 }
 
@@ -153,6 +165,18 @@ impl Runtime {
         } else {
             None
         };
+        let catalog_log = match &replication {
+            Some(replication) => Some(CatalogLog::open(replication, &config.data_dir)?),
+            None => None,
+        };
+        let catalog_replicated = catalog_log.is_some()
+            && if effective.classes.is_empty() {
+                effective.durability == Durability::Replicated
+            } else {
+                effective.classes.values().any(|class| {
+                    effective.class_settings(class).durability == Durability::Replicated
+                })
+            };
         let guest_logs = GuestLogs::start(
             config.logs.clone(),
             Arc::clone(&metrics.guest_log_dropped_bytes),
@@ -182,13 +206,21 @@ impl Runtime {
             calls: calls::Waits::default(),
             catalog_writer: Mutex::new(Some(writer)),
             replication,
+            catalog_log,
+            catalog_replicated,
             _lock: lock,
         });
         crate::deploy::start(&runtime)?;
         Alarms::start(&runtime);
         if let Some(replication) = &runtime.replication {
             crate::replication::retention::start(replication);
-            crate::replication::catalog::start(replication, runtime.config.data_dir.clone());
+        }
+        match &runtime.catalog_log {
+            Some(log) => crate::replication::catalog::start(log),
+            None => crate::storage::catalog::start_checkpoints(
+                &runtime.catalog,
+                std::time::Duration::from_secs(10),
+            ),
         }
         Ok(runtime)
     }
@@ -224,6 +256,36 @@ impl Runtime {
     /// How an object's instance reaches other objects.
     pub(crate) fn peers(self: &Arc<Self>) -> Arc<dyn Peers> {
         Arc::new(calls::RuntimePeers(Arc::downgrade(self)))
+    }
+
+    /// Ships the catalog's commits so far; when the catalog is
+    /// `replicated`, waits until they are durable in the store. For the
+    /// routes that write it, before they answer.
+    pub async fn catalog_durable(&self) -> Result<(), CatalogNotDurable> {
+        let Some(log) = &self.catalog_log else {
+            return Ok(());
+        };
+        let shipping = Arc::clone(log);
+        let shipped = tokio::task::spawn_blocking(move || shipping.ship()).await;
+        let seq = match shipped {
+            Ok(Ok(seq)) => seq,
+            Ok(Err(error)) => {
+                tracing::warn!("cannot ship the catalog: {error:#}");
+                if self.catalog_replicated {
+                    return Err(CatalogNotDurable);
+                }
+                return Ok(());
+            }
+            Err(error) => {
+                tracing::warn!(%error, "shipping the catalog panicked");
+                return Err(CatalogNotDurable);
+            }
+        };
+        if !self.catalog_replicated || log.wait_durable(seq).await {
+            Ok(())
+        } else {
+            Err(CatalogNotDurable)
+        }
     }
 
     /// Waits until the catalog holds every update sent so far.

@@ -43,8 +43,9 @@ pub struct ReplicationSettings {
     /// removed. Without it the store keeps everything.
     #[serde(with = "humantime_serde")]
     pub retention: Option<Duration>,
-    /// How often the catalog (accounts, tenants, classes, ...) is shipped
-    /// as a whole when it changed; deployed components go once each.
+    /// How often the catalog's commits that no route waited for (the
+    /// object and alarm indexes) are shipped; routes that write it
+    /// (accounts, keys, deploys, tenants, ...) ship their commit at once.
     #[serde(with = "humantime_serde")]
     pub catalog_interval: Duration,
     /// How often the store is compacted to `retention`.

@@ -5,6 +5,7 @@ mod admin_page;
 mod assets;
 mod auth;
 mod body;
+mod catalog_durable;
 mod classes;
 mod connections;
 mod credentials;
@@ -57,6 +58,16 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/key/{*path}", any(keys::deliver))
         .route("/handles/{class}/{handle}", any(handles::deliver))
         .route("/handles/{class}/{handle}/{*path}", any(handles::deliver))
+        .merge(catalog_routes(gateway.clone()))
+        // Last: a path no route above matches may name a static file.
+        .fallback(assets::serve)
+        .with_state(gateway)
+}
+
+/// The routes besides objects' own: those that write the catalog,
+/// and answer once it is durable (`catalog_durable`).
+fn catalog_routes(gateway: Gateway) -> Router<Gateway> {
+    Router::new()
         .route("/auth/signup", post(auth::signup))
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
@@ -117,9 +128,10 @@ pub fn router(gateway: Gateway) -> Router {
         )
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
-        // Last: a path no route above matches may name a static file.
-        .fallback(assets::serve)
-        .with_state(gateway)
+        .route_layer(axum::middleware::from_fn_with_state(
+            gateway,
+            catalog_durable::wait,
+        ))
 }
 
 /// Serves until `shutdown` resolves, then lets requests in flight finish

@@ -246,6 +246,12 @@ impl Stream {
         bytes: Vec<u8>,
     ) -> u64 {
         let path = StorePath::from(format!("{}/{generation}/{name}", self.prefix));
+        self.queue_at(replication, path, bytes)
+    }
+
+    /// Queues `bytes` under `path` (anywhere in the store); returns its
+    /// sequence number.
+    pub fn queue_at(&self, replication: &Replication, path: StorePath, bytes: Vec<u8>) -> u64 {
         let seq = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
         replication.queued_bytes.inc_by(bytes.len() as u64);
         let _ = self.oldest_pending_ms.compare_exchange(

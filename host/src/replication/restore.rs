@@ -113,6 +113,8 @@ pub async fn list_objects(store: &dyn ObjectStore) -> Result<Vec<(String, String
             .map(|part| part.as_ref().to_string())
             .collect();
         match parts.as_slice() {
+            // The catalog's stream is no object.
+            [class, ..] if class == super::catalog::CATALOG => {}
             [class, id, generation, _] => {
                 if let Some(start) = segment::generation_start(generation) {
                     let entry = latest.entry((class.clone(), id.clone())).or_default();
@@ -175,6 +177,29 @@ pub async fn restore(
     id: &str,
     point: Point,
     to: &Path,
+) -> Result<Restored, RestoreError> {
+    restore_checked(store, class, id, point, to, true).await
+}
+
+/// As [`restore`], for a database that keeps no transaction id of its
+/// own (the catalog: `catalog::CatalogLog`).
+pub async fn restore_uncounted(
+    store: &dyn ObjectStore,
+    class: &str,
+    id: &str,
+    point: Point,
+    to: &Path,
+) -> Result<Restored, RestoreError> {
+    restore_checked(store, class, id, point, to, false).await
+}
+
+async fn restore_checked(
+    store: &dyn ObjectStore,
+    class: &str,
+    id: &str,
+    point: Point,
+    to: &Path,
+    counted: bool,
 ) -> Result<Restored, RestoreError> {
     let generations = history(store, class, id).await?;
     let (name, generation) = choose(&generations, point)?;
@@ -254,7 +279,7 @@ pub async fn restore(
     drop(file);
     // SQLite reads the whole file: off the async threads.
     let (path, txid) = (to.to_path_buf(), restored.txid);
-    tokio::task::spawn_blocking(move || check(&path, txid))
+    tokio::task::spawn_blocking(move || check(&path, counted.then_some(txid)))
         .await
         .map_err(|error| RestoreError::Check(error.to_string()))??;
     Ok(restored)
@@ -345,8 +370,9 @@ async fn fetch(store: &dyn ObjectStore, path: &StorePath) -> Result<Piece, Resto
     segment::decode(&bytes).map_err(|reason| corrupt(path, &reason.to_string()))
 }
 
-/// `PRAGMA integrity_check`, and the transaction id the database records.
-fn check(path: &Path, txid: u64) -> Result<(), RestoreError> {
+/// `PRAGMA integrity_check`, and the transaction id the database records
+/// (if it counts them).
+fn check(path: &Path, txid: Option<u64>) -> Result<(), RestoreError> {
     let failed = |error: rusqlite::Error| RestoreError::Check(error.to_string());
     let conn = rusqlite::Connection::open(path).map_err(failed)?;
     let verdict: String = conn
@@ -355,17 +381,19 @@ fn check(path: &Path, txid: u64) -> Result<(), RestoreError> {
     if verdict != "ok" {
         return Err(RestoreError::Check(verdict));
     }
-    let recorded: i64 = conn
-        .query_row(
-            "SELECT coalesce((SELECT value FROM _podhost_meta WHERE key = 'txid'), 0)",
-            [],
-            |row| row.get(0),
-        )
-        .map_err(failed)?;
-    if recorded.unsigned_abs() != txid {
-        return Err(RestoreError::Check(format!(
-            "it records transaction {recorded}, the history says {txid}"
-        )));
+    if let Some(txid) = txid {
+        let recorded: i64 = conn
+            .query_row(
+                "SELECT coalesce((SELECT value FROM _podhost_meta WHERE key = 'txid'), 0)",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(failed)?;
+        if recorded.unsigned_abs() != txid {
+            return Err(RestoreError::Check(format!(
+                "it records transaction {recorded}, the history says {txid}"
+            )));
+        }
     }
     // A file that stands alone, like an export: the copy carries the
     // source's WAL mark.

@@ -75,7 +75,11 @@ pub struct Catalog {
 }
 
 /// A read-write connection to the catalog's database in `data_dir`, with
-/// the settings every writer of it uses.
+/// the settings every writer of it uses. None checkpoints by itself: the
+/// runtime does, through [`Catalog::checkpoint`] or, when the catalog is
+/// replicated, its shipper (`replication::catalog`) only, once it has read
+/// the frames (a checkpoint by anyone else could let the log restart over
+/// frames not yet shipped).
 pub fn connect(data_dir: &Path, durability: Durability) -> anyhow::Result<Connection> {
     let path = data_dir.join("catalog.sqlite");
     let conn =
@@ -84,7 +88,27 @@ pub fn connect(data_dir: &Path, durability: Durability) -> anyhow::Result<Connec
         "PRAGMA synchronous = {}; PRAGMA busy_timeout = 5000;",
         durability.synchronous()
     ))?;
+    conn.query_row("PRAGMA wal_autocheckpoint = 0", [], |_| Ok(()))?;
     Ok(conn)
+}
+
+/// Checkpoints the catalog every `interval` while it lives: its
+/// connections do not (see [`connect`]). Not when it is replicated.
+pub fn start_checkpoints(catalog: &Arc<Catalog>, interval: std::time::Duration) {
+    let weak = Arc::downgrade(catalog);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let Some(catalog) = weak.upgrade() else {
+                return;
+            };
+            match tokio::task::spawn_blocking(move || catalog.checkpoint()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "cannot checkpoint the catalog"),
+                Err(error) => tracing::warn!(%error, "checkpointing the catalog panicked"),
+            }
+        }
+    });
 }
 
 impl Catalog {
@@ -124,6 +148,13 @@ impl Catalog {
     /// alarm index: `alarms::index`).
     pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock()
+    }
+
+    /// Empties the catalog's write-ahead log into its file, as far as
+    /// readers allow.
+    pub fn checkpoint(&self) -> rusqlite::Result<()> {
+        self.lock()
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
     }
 
     /// Applies a batch of updates in one transaction, in order.

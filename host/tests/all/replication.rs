@@ -2,8 +2,9 @@
 //! after a crash under `replicated` load gives back every acknowledged
 //! write, restores reach any point of an object's history, an unreachable
 //! store fails `replicated` writes without acknowledging them while
-//! `full` ones go on and catch up, and a damaged history is refused by
-//! name.
+//! `full` ones go on and catch up, a damaged history is refused by name,
+//! and the catalog's acknowledged changes (accounts, keys, deploys) come
+//! back with the objects.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -69,6 +70,37 @@ async fn shipped(server: &Server) {
     );
 }
 
+/// Deploys the counter component as `class` over the API (so the class
+/// lives in the catalog, not the config).
+async fn deploy_counter(server: &Server, class: &str) {
+    let deployed = server
+        .client
+        .put(server.url(&format!("/admin/classes/{class}")))
+        .bearer_auth(TOKEN)
+        .body(std::fs::read(guest("counter")).expect("component"))
+        .send()
+        .await
+        .expect("deploy");
+    assert_eq!(deployed.status().as_u16(), 201);
+}
+
+/// `podhost restore-all` from the `file://` store `store` into the data
+/// directory of the server that ran in `dir`.
+fn restore_all(dir: &Path, store: &Path) {
+    let restored = std::process::Command::new(env!("CARGO_BIN_EXE_podhost"))
+        .args(["restore-all", "--from"])
+        .arg(format!("file://{}", store.display()))
+        .arg("--config")
+        .arg(dir.join("podhost.toml"))
+        .output()
+        .expect("podhost restore-all runs");
+    assert!(
+        restored.status.success(),
+        "restore-all failed: {}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+}
+
 fn rfc3339(at: SystemTime) -> String {
     humantime::format_rfc3339_millis(at).to_string()
 }
@@ -91,15 +123,7 @@ async fn every_acknowledged_replicated_write_survives_a_crash_and_the_loss_of_th
     options.extra_config = Box::leak(config.into_boxed_str());
     let server = Server::start_in(dir.path(), &options).await;
     // A class deployed over the API lives in the catalog, not the config.
-    let deployed = server
-        .client
-        .put(server.url("/admin/classes/deployed"))
-        .bearer_auth(TOKEN)
-        .body(std::fs::read(guest("counter")).expect("component"))
-        .send()
-        .await
-        .expect("deploy");
-    assert_eq!(deployed.status().as_u16(), 201);
+    deploy_counter(&server, "deployed").await;
     assert_eq!(
         server.post("/objects/deployed/d", "").await,
         (200, "1".into())
@@ -118,8 +142,6 @@ async fn every_acknowledged_replicated_write_survives_a_crash_and_the_loss_of_th
         .await,
         "the catalog and the components are shipped"
     );
-    // Past two more intervals: the snapshot after the deploy is there.
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let tally = Arc::new(Tally {
         sent: (0..OBJECTS).map(|_| AtomicU64::new(0)).collect(),
         acknowledged: (0..OBJECTS).map(|_| AtomicU64::new(0)).collect(),
@@ -161,19 +183,7 @@ async fn every_acknowledged_replicated_write_survives_a_crash_and_the_loss_of_th
     while clients.join_next().await.is_some() {}
 
     std::fs::remove_dir_all(dir.path().join("data")).expect("the disk is lost");
-    let restored = std::process::Command::new(env!("CARGO_BIN_EXE_podhost"))
-        .arg("restore-all")
-        .arg("--from")
-        .arg(format!("file://{}", store.display()))
-        .arg("--config")
-        .arg(dir.path().join("podhost.toml"))
-        .output()
-        .expect("podhost restore-all runs");
-    assert!(
-        restored.status.success(),
-        "restore-all failed: {}",
-        String::from_utf8_lossy(&restored.stderr)
-    );
+    restore_all(dir.path(), &store);
 
     let server = Server::start_in(dir.path(), &options).await;
     for object in 0..OBJECTS {
@@ -187,6 +197,86 @@ async fn every_acknowledged_replicated_write_survives_a_crash_and_the_loss_of_th
         assert!(stored <= sent, "object {object}: {stored} > {sent} sent");
     }
     assert_eq!(count(&server, "/objects/deployed/d").await, 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_catalog_changes_survive_the_loss_of_the_disk_without_waiting_for_an_interval()
+{
+    use crate::accounts::{PASSWORD, call, error_code};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("store");
+    let mut options = options(&store, "replicated", "2s");
+    // No interval ships anything during the test: only the routes do.
+    let config = format!("{}catalog_interval = \"1h\"\n", options.extra_config);
+    options.extra_config = Box::leak(config.into_boxed_str());
+    options.extra_classes = vec![("notes", guest("probe")), ("inbox", guest("probe"))];
+    options.access = vec![("notes", "user"), ("inbox", "key")];
+    let server = Server::start_in(dir.path(), &options).await;
+    let credentials = json!({ "email": "alice@example.com", "password": PASSWORD });
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/auth/signup",
+        None,
+        Some(credentials.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, created) = call(
+        &server,
+        Method::POST,
+        "/admin/objects/inbox/alice/keys",
+        Some(TOKEN),
+        Some(json!({ "label": "laptop" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"]["key"].as_str().expect("the key").to_string();
+    deploy_counter(&server, "deployed").await;
+    server.kill().await;
+
+    std::fs::remove_dir_all(dir.path().join("data")).expect("the disk is lost");
+    restore_all(dir.path(), &store);
+
+    let server = Server::start_in(dir.path(), &options).await;
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/auth/login",
+        None,
+        Some(credentials),
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "the user signed up before the crash logs in: {body}"
+    );
+    let (status, whoami) = call(&server, Method::GET, "/key/whoami", Some(&key), None).await;
+    assert_eq!(status, 200, "the key made before the crash works: {whoami}");
+    assert_eq!(whoami["name"], "alice");
+    assert_eq!(
+        server.post("/objects/deployed/d", "").await,
+        (200, "1".into()),
+        "the class deployed before the crash serves"
+    );
+
+    // With the store away, a catalog change is not acknowledged.
+    let outage = Outage::begin(&store);
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/auth/signup",
+        None,
+        Some(json!({ "email": "bob@example.com", "password": PASSWORD })),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (503, "replication_unavailable"),
+        "{body}"
+    );
+    outage.end();
     server.stop().await;
 }
 
@@ -362,7 +452,8 @@ async fn a_corrupt_segment_is_refused_by_name_and_nothing_older_is_restored() {
         assert_eq!(server.post("/objects/counter/c", "").await.0, 200);
     }
     shipped(&server).await;
-    let mut segments: Vec<PathBuf> = walk(&store)
+    // The object's segments, not the catalog's.
+    let mut segments: Vec<PathBuf> = walk(&store.join("counter"))
         .into_iter()
         .filter(|path| path.extension().is_some_and(|e| e == "seg"))
         .collect();
