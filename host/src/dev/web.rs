@@ -23,7 +23,12 @@ pub fn build_web(dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     install(dir)?;
-    npm(dir, &["run", "build"])
+    run_script(dir, "build")
+}
+
+/// `npm run <script>` in `dir`, its output on stderr.
+pub fn run_script(dir: &Path, script: &str) -> anyhow::Result<()> {
+    npm(dir, &["run", "--silent", script])
 }
 
 /// Installs the npm package at `dir` from its lock file (`npm ci`), unless

@@ -59,16 +59,7 @@ async fn deploy(server: &Server, class: &str, wasm: &Path, query: &str) -> (u16,
 }
 
 async fn admin(server: &Server, method: reqwest::Method, path: &str) -> (u16, Value) {
-    let response = server
-        .client
-        .request(method, server.url(path))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("sent");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    (status, parse_json(&text))
+    server.call(method, path, TOKEN, None).await
 }
 
 async fn say(ws: &mut Ws, text: &str) -> String {

@@ -23,17 +23,7 @@ fn options() -> Options {
 }
 
 async fn admin(server: &Server, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = server
-        .client
-        .request(method, server.url(path))
-        .bearer_auth(TOKEN);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("sent");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    (status, parse_json(&text))
+    server.call(method, path, TOKEN, body).await
 }
 
 async fn inspect(server: &Server, path: &str) -> (u16, Value) {

@@ -38,17 +38,9 @@ pub fn npm_run(dir: &str, script: &str) {
     if done.contains(&key) {
         return;
     }
-    let output = std::process::Command::new("npm")
-        .args(["run", "--silent", script])
-        .current_dir(workspace().join(dir))
-        .output()
-        .expect("running npm (install Node.js 20 and npm)");
-    assert!(
-        output.status.success(),
-        "npm run {script} in {dir} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    if let Err(error) = podhost::dev::web::run_script(&workspace().join(dir), script) {
+        panic!("{error:#} (its output is above)");
+    }
     done.insert(key);
 }
 

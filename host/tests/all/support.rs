@@ -396,6 +396,29 @@ impl Server {
         read(self.client.post(self.url(path)).body(body).send().await).await
     }
 
+    /// `method path` with `token` as the bearer and `body` as JSON; the
+    /// answer parsed as JSON (`Null` when it is not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let (status, text) = read(request.send().await).await;
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// Opens a WebSocket to `path`.
     pub async fn ws(&self, path: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
         let url = format!("{}{path}", self.base.replacen("http://", "ws://", 1));
