@@ -48,6 +48,12 @@ pub trait ObjectReferences: Send + Sync + 'static {
     fn forget(&self, class: String, name: String) -> BoxFuture<'static, anyhow::Result<()>>;
 }
 
+/// Told when an object's actor has closed its database and stopped (in
+/// a cluster, so the node lets the object go).
+pub trait ObjectsClosing: Send + Sync + 'static {
+    fn closed(&self, class: &str, id: &str);
+}
+
 /// The catalog's last commits did not reach the store within
 /// `[replication] timeout` (or could not be shipped).
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -88,6 +94,8 @@ pub struct Runtime {
     /// Where objects make API keys and handles (`routing`): the gateway's
     /// accounts, installed by the gateway.
     routing: OnceLock<Arc<dyn RoutingTable>>,
+    /// Told when an object stops (the cluster's ownership), if set.
+    closing: OnceLock<Arc<dyn ObjectsClosing>>,
     /// The accounts' settings, if any class (configured or deployed at
     /// start) needs them or `[auth]` is set; the gateway opens them.
     accounts: Option<AuthSettings>,
@@ -199,6 +207,7 @@ impl Runtime {
             catalog,
             references: OnceLock::new(),
             routing: OnceLock::new(),
+            closing: OnceLock::new(),
             accounts,
             alarms: Alarms::default(),
             tenants,
@@ -570,6 +579,30 @@ impl Runtime {
     /// (once; later calls are ignored). Without it, they cannot.
     pub fn route_objects(&self, routing: Arc<dyn RoutingTable>) {
         let _ = self.routing.set(routing);
+    }
+
+    /// Sets who is told when an object stops (once; later calls are
+    /// ignored).
+    pub fn watch_closing(&self, closing: Arc<dyn ObjectsClosing>) {
+        let _ = self.closing.set(closing);
+    }
+
+    /// An object's actor has stopped, its database closed.
+    pub(crate) fn object_closed(&self, class: &str, id: &str) {
+        if let Some(closing) = self.closing.get() {
+            closing.closed(class, id);
+        }
+    }
+
+    /// Whether object `id` has a live actor.
+    pub fn is_live(&self, id: &str) -> bool {
+        self.objects.is_live(id)
+    }
+
+    /// Asks every live object to hibernate once it has nothing waiting
+    /// (a cluster node that lost its lease serves none).
+    pub fn hibernate_all(&self) {
+        self.objects.hibernate_all();
     }
 
     /// Where an object's instance makes keys and handles, if anywhere.

@@ -1,0 +1,243 @@
+//! Several nodes (`podhost serve --cluster etcd://...`) on one real etcd:
+//! membership under leases, one owner per object, requests forwarded to
+//! the owner (HTTP, WebSocket, SSE).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use podhost::object::ObjectAddr;
+use serde_json::json;
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::cluster_support::Etcd;
+use crate::support::{Options, Server, eventually};
+
+const PREFIX: &str = "test";
+
+/// A node named `node` of the cluster on `etcd`. Every client and every
+/// node forwarding to it is 127.0.0.1, so its per-address cap is raised.
+async fn node(etcd: &Etcd, node: &str) -> (Server, tempfile::TempDir) {
+    // Options take 'static text; a test leaks a few short strings.
+    let section: &'static str = Box::leak(
+        format!(
+            "[server]\nmax_connections_per_address = 4096\n\
+             [cluster]\netcd = {:?}\nnode = {node:?}\nlease_ttl = \"3s\"\n",
+            etcd.url(PREFIX)
+        )
+        .into_boxed_str(),
+    );
+    Server::start(Options {
+        extra_config: section,
+        ..Options::default()
+    })
+    .await
+}
+
+fn owner_key(class: &str, name: &str) -> String {
+    format!(
+        "/{PREFIX}/owners/{class}/{}",
+        ObjectAddr::new(class, name).id()
+    )
+}
+
+fn address(server: &Server) -> String {
+    server
+        .base
+        .strip_prefix("http://")
+        .expect("an http base")
+        .to_string()
+}
+
+#[tokio::test]
+async fn each_node_registers_its_address_under_a_lease_and_objects_get_one_owner() {
+    let etcd = Etcd::start().await;
+    let (a, _a) = node(&etcd, "a").await;
+    let (b, _b) = node(&etcd, "b").await;
+    assert_eq!(
+        etcd.get(&format!("/{PREFIX}/nodes/a")).await,
+        Some(address(&a))
+    );
+    assert_eq!(
+        etcd.get(&format!("/{PREFIX}/nodes/b")).await,
+        Some(address(&b))
+    );
+
+    // The node that first serves an object owns it; the other forwards.
+    assert_eq!(a.post("/objects/counter/x", "").await, (200, "1".into()));
+    assert_eq!(
+        etcd.get(&owner_key("counter", "x")).await.as_deref(),
+        Some("a")
+    );
+    assert_eq!(b.post("/objects/counter/x", "").await, (200, "2".into()));
+    assert_eq!(b.get("/objects/counter/y").await, (200, "0".into()));
+    assert_eq!(
+        etcd.get(&owner_key("counter", "y")).await.as_deref(),
+        Some("b")
+    );
+    assert_eq!(a.post("/objects/counter/y", "").await, (200, "1".into()));
+    assert_eq!(
+        etcd.get(&owner_key("counter", "x")).await.as_deref(),
+        Some("a")
+    );
+}
+
+#[tokio::test]
+async fn a_forwarded_request_for_an_object_the_node_does_not_own_is_refused_not_forwarded_again() {
+    let etcd = Etcd::start().await;
+    let (a, _a) = node(&etcd, "a").await;
+    let (b, _b) = node(&etcd, "b").await;
+    assert_eq!(a.post("/objects/counter/loop", "").await, (200, "1".into()));
+    let response = b
+        .client
+        .post(b.url("/objects/counter/loop"))
+        .header("x-podhost-forwarded", "someone")
+        .send()
+        .await
+        .expect("a response");
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "not_owner", "{body}");
+    // Nothing was counted by the refused request.
+    assert_eq!(b.get("/objects/counter/loop").await, (200, "1".into()));
+}
+
+#[tokio::test]
+async fn concurrent_posts_round_robin_over_three_nodes_count_each_value_exactly_once() {
+    const OBJECTS: usize = 8;
+    const POSTS: usize = 60;
+    let etcd = Etcd::start().await;
+    let mut nodes = Vec::new();
+    let mut dirs = Vec::new();
+    for name in ["a", "b", "c"] {
+        let (server, dir) = node(&etcd, name).await;
+        nodes.push(Arc::new(server));
+        dirs.push(dir);
+    }
+    let mut requests = JoinSet::new();
+    for object in 0..OBJECTS {
+        for post in 0..POSTS {
+            let server = Arc::clone(&nodes[(object + post) % nodes.len()]);
+            requests.spawn(async move {
+                let (status, body) = server
+                    .post(&format!("/objects/counter/o{object}"), "")
+                    .await;
+                assert_eq!(status, 200, "{body}");
+                (object, body.parse::<usize>().expect("a count"))
+            });
+        }
+    }
+    let mut seen = vec![Vec::new(); OBJECTS];
+    for (object, count) in requests.join_all().await {
+        seen[object].push(count);
+    }
+    for (object, mut counts) in seen.into_iter().enumerate() {
+        counts.sort_unstable();
+        assert_eq!(
+            counts,
+            (1..=POSTS).collect::<Vec<_>>(),
+            "object o{object}: every value exactly once"
+        );
+    }
+    let mut owners = Vec::new();
+    for object in 0..OBJECTS {
+        let owner = etcd.get(&owner_key("counter", &format!("o{object}"))).await;
+        assert!(owner.is_some(), "o{object} has an owner");
+        owners.push(owner);
+    }
+    // Every node answers the final count, whoever owns the object.
+    for server in &nodes {
+        assert_eq!(
+            server.get("/objects/counter/o0").await,
+            (200, POSTS.to_string())
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_and_an_event_stream_opened_through_other_nodes_reach_the_owner() {
+    let etcd = Etcd::start().await;
+    let (a, _a) = node(&etcd, "a").await;
+    let (b, _b) = node(&etcd, "b").await;
+    let (c, _c) = node(&etcd, "c").await;
+    assert_eq!(a.get("/objects/chat/room/presence").await.0, 200);
+    assert_eq!(
+        etcd.get(&owner_key("chat", "room")).await.as_deref(),
+        Some("a")
+    );
+
+    let mut events = b.events("/objects/chat/room/_events", None).await;
+    let mut ada = c
+        .ws("/objects/chat/room/ws?name=ada")
+        .await
+        .expect("ada joins via c");
+    let mut bob = b
+        .ws("/objects/chat/room/ws?name=bob")
+        .await
+        .expect("bob joins via b");
+    ada.send(Message::text(
+        json!({ "text": "hello", "client_id": "m1" }).to_string(),
+    ))
+    .await
+    .expect("sent");
+    let heard = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match bob.next().await {
+                Some(Ok(Message::Text(text))) if text.contains("hello") => return text.to_string(),
+                Some(Ok(_)) => continue,
+                other => panic!("bob's socket ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("bob hears ada within 10 s");
+    assert!(
+        heard.contains("\"message\"") || heard.contains("hello"),
+        "{heard}"
+    );
+    let event = events.next().await;
+    assert_eq!(event.event, "message");
+    assert!(event.data.contains("hello"), "{}", event.data);
+
+    // A close from the client reaches the owner: bob's presence ends.
+    ada.close(None).await.expect("closed");
+    let left = eventually(Duration::from_secs(10), || async {
+        let (_, presence) = a.get_json("/objects/chat/room/presence").await;
+        !presence.to_string().contains("ada")
+    })
+    .await;
+    assert!(left, "ada's close reached the owner");
+}
+
+#[tokio::test]
+async fn a_node_that_loses_etcd_stops_serving_its_objects_once_its_lease_may_have_expired() {
+    let mut etcd = Etcd::start().await;
+    let (a, _a) = node(&etcd, "a").await;
+    assert_eq!(
+        a.post("/objects/counter/fenced", "").await,
+        (200, "1".into())
+    );
+    etcd.kill().await;
+    // lease_ttl is 3 s: within it the node may still serve; past it, never.
+    let refused = eventually(Duration::from_secs(10), || async {
+        let response = a
+            .client
+            .post(a.url("/objects/counter/fenced"))
+            .send()
+            .await
+            .expect("a response");
+        if response.status() != 503 {
+            return false;
+        }
+        let body: serde_json::Value = response.json().await.expect("JSON");
+        body["error"]["code"] == "cluster_unavailable"
+    })
+    .await;
+    assert!(
+        refused,
+        "the node refused the object after losing its lease"
+    );
+    // Nor does it take new objects without a lease.
+    assert_eq!(a.get("/objects/counter/new").await.0, 503);
+}
