@@ -48,9 +48,13 @@ pub trait ObjectReferences: Send + Sync + 'static {
     fn forget(&self, class: String, name: String) -> BoxFuture<'static, anyhow::Result<()>>;
 }
 
-/// Told when an object's actor has closed its database and stopped (in
-/// a cluster, so the node lets the object go).
-pub trait ObjectsClosing: Send + Sync + 'static {
+/// Which objects this node may serve, in a cluster (`cluster/`).
+pub trait ObjectOwnership: Send + Sync + 'static {
+    /// The object's fencing epoch while this node owns it and trusts its
+    /// lease; `None` once it does not (nothing more of it may be shipped).
+    fn epoch(&self, class: &str, id: &str) -> Option<u64>;
+    /// Its actor has closed its database and stopped: the node lets the
+    /// object go.
     fn closed(&self, class: &str, id: &str);
 }
 
@@ -94,8 +98,8 @@ pub struct Runtime {
     /// Where objects make API keys and handles (`routing`): the gateway's
     /// accounts, installed by the gateway.
     routing: OnceLock<Arc<dyn RoutingTable>>,
-    /// Told when an object stops (the cluster's ownership), if set.
-    closing: OnceLock<Arc<dyn ObjectsClosing>>,
+    /// The cluster's ownership of objects, if in a cluster.
+    ownership: OnceLock<Arc<dyn ObjectOwnership>>,
     /// The accounts' settings, if any class (configured or deployed at
     /// start) needs them or `[auth]` is set; the gateway opens them.
     accounts: Option<AuthSettings>,
@@ -207,7 +211,7 @@ impl Runtime {
             catalog,
             references: OnceLock::new(),
             routing: OnceLock::new(),
-            closing: OnceLock::new(),
+            ownership: OnceLock::new(),
             accounts,
             alarms: Alarms::default(),
             tenants,
@@ -581,16 +585,21 @@ impl Runtime {
         let _ = self.routing.set(routing);
     }
 
-    /// Sets who is told when an object stops (once; later calls are
+    /// Sets the cluster's ownership of objects (once; later calls are
     /// ignored).
-    pub fn watch_closing(&self, closing: Arc<dyn ObjectsClosing>) {
-        let _ = self.closing.set(closing);
+    pub fn own_objects(&self, ownership: Arc<dyn ObjectOwnership>) {
+        let _ = self.ownership.set(ownership);
+    }
+
+    /// The cluster's ownership, if in a cluster.
+    pub(crate) fn ownership(&self) -> Option<&Arc<dyn ObjectOwnership>> {
+        self.ownership.get()
     }
 
     /// An object's actor has stopped, its database closed.
     pub(crate) fn object_closed(&self, class: &str, id: &str) {
-        if let Some(closing) = self.closing.get() {
-            closing.closed(class, id);
+        if let Some(ownership) = self.ownership.get() {
+            ownership.closed(class, id);
         }
     }
 

@@ -95,7 +95,8 @@ impl Cluster {
         )
         .await?;
         owners.start(Arc::clone(&membership));
-        runtime.watch_closing(Arc::new(Closing {
+        runtime.own_objects(Arc::new(Ownership {
+            membership: Arc::clone(&membership),
             owners: Arc::clone(&owners),
             runtime: Arc::downgrade(runtime),
         }));
@@ -138,25 +139,26 @@ impl Cluster {
         self.owners.forget(class, id);
     }
 
-    /// The fencing epoch of object `id` while this node serves it.
-    pub fn epoch(&self, class: &str, id: &str) -> Option<u64> {
-        self.owners.epoch(class, id)
-    }
-
     pub fn forwarder(&self) -> &Forwarder {
         &self.forwarder
     }
 }
 
-/// Tells the ownership when the runtime closes an object, so its key is
-/// released and another node may take it.
-struct Closing {
+/// What the runtime asks of the ownership: an object's epoch (for each
+/// segment it ships), and its release when it closes.
+struct Ownership {
+    membership: Arc<Membership>,
     owners: Arc<Owners>,
     /// Weak: the runtime holds this.
     runtime: std::sync::Weak<Runtime>,
 }
 
-impl crate::runtime::ObjectsClosing for Closing {
+impl crate::runtime::ObjectOwnership for Ownership {
+    fn epoch(&self, class: &str, id: &str) -> Option<u64> {
+        self.membership.check_serving().ok()?;
+        self.owners.epoch(class, id)
+    }
+
     fn closed(&self, class: &str, id: &str) {
         let runtime = self.runtime.clone();
         let object = id.to_string();

@@ -16,14 +16,19 @@ use crate::support::{Options, Server, eventually};
 
 const PREFIX: &str = "test";
 
-/// A node named `node` of the cluster on `etcd`. Every client and every
-/// node forwarding to it is 127.0.0.1, so its per-address cap is raised.
+/// A node named `node` of the cluster on `etcd`.
 async fn node(etcd: &Etcd, node: &str) -> (Server, tempfile::TempDir) {
+    node_with(etcd, node, "").await
+}
+
+/// A node with more config sections. Every client and every node
+/// forwarding to it is 127.0.0.1, so its per-address cap is raised.
+async fn node_with(etcd: &Etcd, node: &str, more: &str) -> (Server, tempfile::TempDir) {
     // Options take 'static text; a test leaks a few short strings.
     let section: &'static str = Box::leak(
         format!(
             "[server]\nmax_connections_per_address = 4096\n\
-             [cluster]\netcd = {:?}\nnode = {node:?}\nlease_ttl = \"3s\"\n",
+             [cluster]\netcd = {:?}\nnode = {node:?}\nlease_ttl = \"3s\"\n{more}",
             etcd.url(PREFIX)
         )
         .into_boxed_str(),
@@ -240,4 +245,72 @@ async fn a_node_that_loses_etcd_stops_serving_its_objects_once_its_lease_may_hav
     );
     // Nor does it take new objects without a lease.
     assert_eq!(a.get("/objects/counter/new").await.0, 503);
+}
+
+/// The fencing epoch in the header of every segment and snapshot stored
+/// below `dir`.
+fn stored_epochs(dir: &std::path::Path) -> Vec<u64> {
+    let mut epochs = Vec::new();
+    for entry in std::fs::read_dir(dir)
+        .expect("a stored directory")
+        .flatten()
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            epochs.extend(stored_epochs(&path));
+        } else if path
+            .extension()
+            .is_some_and(|ext| ext == "seg" || ext == "snap")
+        {
+            let bytes = std::fs::read(&path).expect("a stored piece");
+            epochs.push(u64::from_be_bytes(
+                bytes[16..24].try_into().expect("8 bytes"),
+            ));
+        }
+    }
+    epochs
+}
+
+#[tokio::test]
+async fn every_segment_an_owner_ships_carries_its_ownerships_revision_as_the_fencing_epoch() {
+    let etcd = Etcd::start().await;
+    let store = tempfile::tempdir().expect("a store directory");
+    let replication = format!(
+        "[replication]\nurl = \"file://{}\"\n",
+        store.path().display()
+    );
+    let (a, _a) = node_with(&etcd, "a", &replication).await;
+    let (b, _b) = node_with(&etcd, "b", &replication).await;
+    for expected in 1..=3 {
+        assert_eq!(
+            b.post("/objects/counter/fenced", "").await,
+            (200, expected.to_string())
+        );
+    }
+    let key = owner_key("counter", "fenced");
+    assert_eq!(etcd.get(&key).await.as_deref(), Some("b"));
+    let epoch = etcd.create_revision(&key).await.expect("an owner key");
+    assert!(epoch > 0);
+    // Shipping is asynchronous: wait for the snapshot and the segments.
+    let object_dir = store
+        .path()
+        .join("counter")
+        .join(ObjectAddr::new("counter", "fenced").id());
+    let shipped = eventually(Duration::from_secs(10), || {
+        let object_dir = object_dir.clone();
+        async move { object_dir.exists() && stored_epochs(&object_dir).len() >= 2 }
+    })
+    .await;
+    assert!(shipped, "the owner shipped its commits");
+    let epochs = stored_epochs(&object_dir);
+    assert!(
+        epochs.iter().all(|stored| *stored == epoch),
+        "every piece carries epoch {epoch}: {epochs:?}"
+    );
+    // Through the other node, the same object and the same epoch.
+    assert_eq!(
+        a.post("/objects/counter/fenced", "").await,
+        (200, "4".into())
+    );
+    assert_eq!(etcd.create_revision(&key).await, Some(epoch));
 }

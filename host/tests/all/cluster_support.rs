@@ -81,8 +81,21 @@ impl Etcd {
 
     /// The value of `key`, read through etcd's JSON gateway.
     pub async fn get(&self, key: &str) -> Option<String> {
-        let response: serde_json::Value = self
-            .http
+        let response = self.range(key).await;
+        let value = response["kvs"][0]["value"].as_str()?;
+        let bytes = BASE64.decode(value).expect("base64 from etcd");
+        Some(String::from_utf8(bytes).expect("UTF-8 value"))
+    }
+
+    /// The revision that created `key` (its fencing epoch, for an owner key).
+    pub async fn create_revision(&self, key: &str) -> Option<u64> {
+        let response = self.range(key).await;
+        // The JSON gateway writes 64-bit numbers as strings.
+        response["kvs"][0]["create_revision"].as_str()?.parse().ok()
+    }
+
+    async fn range(&self, key: &str) -> serde_json::Value {
+        self.http
             .post(format!("http://127.0.0.1:{}/v3/kv/range", self.client_port))
             .json(&serde_json::json!({ "key": BASE64.encode(key) }))
             .send()
@@ -90,10 +103,7 @@ impl Etcd {
             .expect("etcd answers")
             .json()
             .await
-            .expect("JSON from etcd");
-        let value = response["kvs"][0]["value"].as_str()?;
-        let bytes = BASE64.decode(value).expect("base64 from etcd");
-        Some(String::from_utf8(bytes).expect("UTF-8 value"))
+            .expect("JSON from etcd")
     }
 
     /// Kills etcd (SIGKILL) and waits for it.
