@@ -55,7 +55,7 @@ pub trait ObjectOwnership: Send + Sync + 'static {
     fn epoch(&self, class: &str, id: &str) -> Option<u64>;
     /// Its actor has closed its database and stopped: the node lets the
     /// object go.
-    fn closed(&self, class: &str, id: &str);
+    fn closed(&self, object: &ObjectAddr);
 }
 
 /// The catalog's last commits did not reach the store within
@@ -597,9 +597,9 @@ impl Runtime {
     }
 
     /// An object's actor has stopped, its database closed.
-    pub(crate) fn object_closed(&self, class: &str, id: &str) {
+    pub(crate) fn object_closed(&self, object: &ObjectAddr) {
         if let Some(ownership) = self.ownership.get() {
-            ownership.closed(class, id);
+            ownership.closed(object);
         }
     }
 

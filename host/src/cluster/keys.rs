@@ -22,6 +22,13 @@ impl Keys {
         format!("{}/owners/", self.prefix)
     }
 
+    /// `<prefix>/last-owner/<class>/<id>` = the node that took the object
+    /// last (no lease: it outlives its owner, so the next one knows it
+    /// must restore the object from the store first).
+    pub fn last_owner(&self, class: &str, id: &str) -> String {
+        format!("{}/last-owner/{class}/{id}", self.prefix)
+    }
+
     /// `<prefix>/owners/<class>/<id>` = the owning node's name. Class
     /// names have no `/` (config validation) and ids are hex.
     pub fn owner(&self, class: &str, id: &str) -> String {

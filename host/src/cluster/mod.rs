@@ -28,9 +28,10 @@ use etcd_client::{Client, ConnectOptions};
 
 pub use error::ClusterError;
 pub use forward::{FORWARDED_HEADER, Forwarder};
-pub use ownership::Route;
+pub use ownership::{Pin, Route};
 
 use crate::config::ClusterSettings;
+use crate::object::ObjectAddr;
 use crate::runtime::Runtime;
 use keys::Keys;
 use membership::Membership;
@@ -42,6 +43,7 @@ pub struct Cluster {
     membership: Arc<Membership>,
     owners: Arc<Owners>,
     forwarder: Forwarder,
+    restoring: tokio::sync::Mutex<()>,
 }
 
 impl Cluster {
@@ -106,6 +108,7 @@ impl Cluster {
             membership,
             owners,
             forwarder: Forwarder::new(),
+            restoring: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -133,10 +136,27 @@ impl Cluster {
         Ok(route)
     }
 
+    /// Keeps object `id` here (not released) while a request for it is
+    /// handled; take it before `route`.
+    pub fn pin(&self, class: &str, id: &str) -> Pin {
+        self.owners.pin(class, id)
+    }
+
     /// Drops what this node believes of object `id`'s owner (a forward
     /// to it failed), so the next route reads etcd again.
     pub fn forget_owner(&self, class: &str, id: &str) {
         self.owners.forget(class, id);
+    }
+
+    /// Object `id` has been restored from the store after it moved here.
+    pub fn restored(&self, class: &str, id: &str) {
+        self.owners.restored(class, id);
+    }
+
+    /// Restores run one at a time on a node (a takeover is rare; two
+    /// requests for the same object must not restore it twice).
+    pub fn restoring(&self) -> &tokio::sync::Mutex<()> {
+        &self.restoring
     }
 
     pub fn forwarder(&self) -> &Forwarder {
@@ -159,13 +179,26 @@ impl crate::runtime::ObjectOwnership for Ownership {
         self.owners.epoch(class, id)
     }
 
-    fn closed(&self, class: &str, id: &str) {
+    fn closed(&self, object: &ObjectAddr) {
+        let (class, id) = (object.class(), object.id());
+        let stream = self.runtime.upgrade().and_then(|runtime| {
+            let replication = runtime.replication()?;
+            let timeout = replication.settings().timeout;
+            Some((replication.stream(class, id, object.name()), timeout))
+        });
+        let shipped = async move {
+            match stream {
+                Some((stream, timeout)) => stream.wait_durable(stream.last_queued(), timeout).await,
+                None => true,
+            }
+        };
         let runtime = self.runtime.clone();
-        let object = id.to_string();
-        self.owners.release(class, id, move || {
+        let live = id.to_string();
+        let live = move || {
             runtime
                 .upgrade()
-                .is_some_and(|runtime| runtime.is_live(&object))
-        });
+                .is_some_and(|runtime| runtime.is_live(&live))
+        };
+        self.owners.release(class, id, live, shipped);
     }
 }

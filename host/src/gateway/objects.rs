@@ -88,12 +88,13 @@ pub(super) async fn forward(
     admission: Admission,
 ) -> Result<Response, ApiError> {
     check_name(name)?;
-    let request = match gateway.cluster() {
+    // In a cluster, this node keeps the object until the request is handled.
+    let (request, _pin) = match gateway.cluster() {
         Some(cluster) => match owner::route(gateway, cluster, class, name, request).await? {
-            owner::Owner::Here(request) => request,
+            owner::Owner::Here(request, pin) => (request, Some(pin)),
             owner::Owner::There(response) => return Ok(response),
         },
-        None => request,
+        None => (request, None),
     };
     let runtime = Arc::clone(gateway.runtime());
     let (class, name) = (class.to_string(), name.to_string());

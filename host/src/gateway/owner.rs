@@ -7,13 +7,14 @@ use axum::http::{Method, header};
 use axum::response::Response;
 
 use super::{ApiError, Gateway, credentials};
-use crate::cluster::{Cluster, ClusterError, FORWARDED_HEADER, Route};
+use crate::cluster::{Cluster, ClusterError, FORWARDED_HEADER, Pin, Route};
 use crate::object::ObjectAddr;
+use crate::replication::restore::Point;
 
 /// Where a request for an object goes.
 pub(super) enum Owner {
-    /// Serve it here.
-    Here(Request),
+    /// Serve it here, holding the pin until the request is handled.
+    Here(Request, Pin),
     /// The owner's response.
     There(Response),
 }
@@ -30,6 +31,7 @@ pub(super) async fn route(
     request: Request,
 ) -> Result<Owner, ApiError> {
     let object = ObjectAddr::new(class, name);
+    let pin = cluster.pin(class, object.id());
     let forwarded = request.headers().contains_key(FORWARDED_HEADER);
     let client_address = credentials::client_address(
         request.headers(),
@@ -40,7 +42,12 @@ pub(super) async fn route(
     let mut request = request;
     loop {
         let (node, address) = match cluster.route(class, object.id(), forwarded).await? {
-            Route::Local => return Ok(Owner::Here(request)),
+            Route::Local { restore } => {
+                if restore {
+                    restore_moved(gateway, cluster, class, name).await?;
+                }
+                return Ok(Owner::Here(request, pin));
+            }
             Route::Remote { node, address } => (node, address),
         };
         let copy = again.take().map(|copy| copy.build());
@@ -61,6 +68,48 @@ pub(super) async fn route(
             Err(error) => return Err(error.into()),
         }
     }
+}
+
+/// An object that moved here from another node (it hibernated there, or
+/// that node died and its lease expired): its latest state is restored
+/// from the replication store before it serves anything here, so the
+/// data directory's older copy (or none) never answers.
+async fn restore_moved(
+    gateway: &Gateway,
+    cluster: &Cluster,
+    class: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    let id = ObjectAddr::new(class, name).id().to_string();
+    let _one_at_a_time = cluster.restoring().lock().await;
+    if cluster.route(class, &id, false).await? != (Route::Local { restore: true }) {
+        return Ok(());
+    }
+    if gateway.runtime().replication().is_some() {
+        match super::restore::rebuild(gateway.runtime(), class, name, name, Point::Latest).await? {
+            Some(restored) => {
+                tracing::info!(
+                    class,
+                    name,
+                    txid = restored.txid,
+                    "object restored after moving here"
+                );
+            }
+            None => tracing::debug!(
+                class,
+                name,
+                "object moved here with no history in the store"
+            ),
+        }
+    } else {
+        tracing::warn!(
+            class,
+            name,
+            "object moved here from another node without [replication]: served from this node's copy"
+        );
+    }
+    cluster.restored(class, &id);
+    Ok(())
 }
 
 /// What is needed to send a body-less request again.

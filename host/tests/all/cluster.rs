@@ -21,9 +21,14 @@ async fn node(etcd: &Etcd, node: &str) -> (Server, tempfile::TempDir) {
     node_with(etcd, node, "").await
 }
 
-/// A node with more config sections. Every client and every node
-/// forwarding to it is 127.0.0.1, so its per-address cap is raised.
+/// A node with more config sections.
 async fn node_with(etcd: &Etcd, node: &str, more: &str) -> (Server, tempfile::TempDir) {
+    Server::start(node_options(etcd, node, more)).await
+}
+
+/// The options of a node. Every client and every node forwarding to it is
+/// 127.0.0.1, so its per-address cap is raised.
+fn node_options(etcd: &Etcd, node: &str, more: &str) -> Options {
     // Options take 'static text; a test leaks a few short strings.
     let section: &'static str = Box::leak(
         format!(
@@ -33,11 +38,20 @@ async fn node_with(etcd: &Etcd, node: &str, more: &str) -> (Server, tempfile::Te
         )
         .into_boxed_str(),
     );
-    Server::start(Options {
+    Options {
         extra_config: section,
         ..Options::default()
-    })
-    .await
+    }
+}
+
+/// A `file://` replication store in a new directory, and its section.
+fn file_store() -> (tempfile::TempDir, String) {
+    let store = tempfile::tempdir().expect("a store directory");
+    let section = format!(
+        "[replication]\nurl = \"file://{}\"\n",
+        store.path().display()
+    );
+    (store, section)
 }
 
 fn owner_key(class: &str, name: &str) -> String {
@@ -274,11 +288,7 @@ fn stored_epochs(dir: &std::path::Path) -> Vec<u64> {
 #[tokio::test]
 async fn every_segment_an_owner_ships_carries_its_ownerships_revision_as_the_fencing_epoch() {
     let etcd = Etcd::start().await;
-    let store = tempfile::tempdir().expect("a store directory");
-    let replication = format!(
-        "[replication]\nurl = \"file://{}\"\n",
-        store.path().display()
-    );
+    let (store, replication) = file_store();
     let (a, _a) = node_with(&etcd, "a", &replication).await;
     let (b, _b) = node_with(&etcd, "b", &replication).await;
     for expected in 1..=3 {
@@ -313,4 +323,85 @@ async fn every_segment_an_owner_ships_carries_its_ownerships_revision_as_the_fen
         (200, "4".into())
     );
     assert_eq!(etcd.create_revision(&key).await, Some(epoch));
+}
+
+#[tokio::test]
+async fn when_a_node_dies_another_takes_its_object_restoring_every_acknowledged_write() {
+    let etcd = Etcd::start().await;
+    let (_store, replication) = file_store();
+    let replicated = |node| Options {
+        durability: "replicated",
+        ..node_options(&etcd, node, &replication)
+    };
+    let (a, _a) = Server::start(replicated("a")).await;
+    let (b, _b) = Server::start(replicated("b")).await;
+    for expected in 1..=5 {
+        assert_eq!(
+            a.post("/objects/counter/moved", "").await,
+            (200, expected.to_string())
+        );
+    }
+    a.kill().await;
+    // Until a's lease expires (3 s) b cannot reach the owner (503); then
+    // b takes the object and restores it from the store before serving.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut last = b.get("/objects/counter/moved").await;
+    while last.0 != 200 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        last = b.get("/objects/counter/moved").await;
+    }
+    assert_eq!(
+        last,
+        (200, "5".to_string()),
+        "b serves the object within 15 s, with every acknowledged write"
+    );
+    assert_eq!(
+        b.post("/objects/counter/moved", "").await,
+        (200, "6".into())
+    );
+    let key = owner_key("counter", "moved");
+    assert_eq!(etcd.get(&key).await.as_deref(), Some("b"));
+}
+
+#[tokio::test]
+async fn an_object_that_hibernates_is_let_go_and_the_next_node_restores_it_from_the_store() {
+    let etcd = Etcd::start().await;
+    let (_store, replication) = file_store();
+    let hibernating = |node| Options {
+        idle_timeout: "1s",
+        ..node_options(&etcd, node, &replication)
+    };
+    let (a, _a) = Server::start(hibernating("a")).await;
+    let (b, _b) = Server::start(hibernating("b")).await;
+    for expected in 1..=3 {
+        assert_eq!(
+            a.post("/objects/counter/nomad", "").await,
+            (200, expected.to_string())
+        );
+    }
+    let key = owner_key("counter", "nomad");
+    let released = eventually(Duration::from_secs(10), || async {
+        etcd.get(&key).await.is_none()
+    })
+    .await;
+    assert!(released, "a let the object go after it hibernated");
+    // b restores a's three hits, adds one.
+    assert_eq!(
+        b.post("/objects/counter/nomad", "").await,
+        (200, "4".into())
+    );
+    let last_owner = key.replace("/owners/", "/last-owner/");
+    assert_eq!(etcd.get(&last_owner).await.as_deref(), Some("b"));
+    let released = eventually(Duration::from_secs(10), || async {
+        etcd.get(&key).await.is_none()
+    })
+    .await;
+    assert!(released, "b let the object go after it hibernated");
+    // Back to a, which restores b's history rather than serve its own
+    // older copy (3).
+    assert_eq!(
+        a.post("/objects/counter/nomad", "").await,
+        (200, "5".into())
+    );
+    assert_eq!(etcd.get(&last_owner).await.as_deref(), Some("a"));
 }

@@ -188,7 +188,7 @@ impl Actor {
                             // The object's instance and database went with
                             // the thread; the next event starts a new actor.
                             span.in_scope(|| tracing::error!("{lost}"));
-                            runtime.object_closed(object.class(), object.id());
+                            runtime.object_closed(&object);
                             drop(alive);
                             return;
                         }
@@ -197,9 +197,7 @@ impl Actor {
             }
         }
         actor.close().await;
-        actor
-            .runtime
-            .object_closed(actor.object.class(), actor.object.id());
+        actor.runtime.object_closed(&actor.object);
         drop(alive);
     }
 
