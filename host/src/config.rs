@@ -39,11 +39,13 @@ use serde::Deserialize;
 
 use crate::storage::Durability;
 
+mod cluster;
 mod limits;
 mod outbound;
 mod replication;
 mod values;
 
+pub use cluster::{ClusterSettings, EtcdUrl, valid_node_name};
 pub use limits::{
     KV, KvLimits, LimitOverrides, Limits, MAX_EVENT_NAME_BYTES, MAX_OBJECT_NAME_BYTES,
 };
@@ -114,6 +116,9 @@ pub struct Config {
     pub deploy: DeploySettings,
     /// Shipping every commit to object storage; off without `url`.
     pub replication: ReplicationSettings,
+    /// `[cluster]`: several nodes sharing objects through etcd; one node
+    /// alone without it.
+    pub cluster: Option<ClusterSettings>,
     /// Deployed classes by name.
     pub classes: BTreeMap<String, ClassConfig>,
     /// `[tenants]`: the quotas a tenant gets unless made with its own.
@@ -692,6 +697,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(10),
             deploy: DeploySettings::default(),
             replication: ReplicationSettings::default(),
+            cluster: None,
             classes: BTreeMap::new(),
             tenants: crate::tenants::Quotas::default(),
             class_tables: BTreeMap::new(),
@@ -787,6 +793,9 @@ impl Config {
         }
         self.limits.validate("[limits]")?;
         self.replication.validate()?;
+        if let Some(cluster) = &self.cluster {
+            cluster.check()?;
+        }
         let replicated = std::iter::once(self.durability)
             .chain(self.classes.values().filter_map(|class| class.durability))
             .any(|durability| durability == Durability::Replicated);

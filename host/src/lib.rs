@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod alarms;
 pub mod bindings;
 pub mod capabilities;
+pub mod cluster;
 pub mod config;
 pub mod deploy;
 pub mod dev;

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use podhost::config::Access;
+use podhost::cluster::Cluster;
+use podhost::config::{Access, ClusterSettings};
 use podhost::dev::reload;
 use podhost::gateway::{self, Gateway};
 use podhost::{Config, Runtime, dev};
@@ -45,6 +46,11 @@ enum Command {
         /// Keep data here instead of the config's `data_dir`.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Join a cluster of nodes through etcd:
+        /// `etcd://host:port[,host:port...][/prefix]` (the same as
+        /// `[cluster] etcd` in the config file, whose other settings stay).
+        #[arg(long)]
+        cluster: Option<String>,
     },
     /// List or delete objects.
     Objects {
@@ -113,6 +119,7 @@ fn main() -> anyhow::Result<()> {
             config,
             listen,
             data_dir,
+            cluster,
         } => {
             let default = PathBuf::from("podhost.toml");
             let mut config = match config {
@@ -127,6 +134,15 @@ fn main() -> anyhow::Result<()> {
             };
             if let Some(listen) = listen {
                 config.listen = listen;
+            }
+            if let Some(etcd) = cluster {
+                match &mut config.cluster {
+                    Some(settings) => {
+                        settings.etcd = etcd;
+                        settings.check()?;
+                    }
+                    None => config.cluster = Some(ClusterSettings::from_url(&etcd)?),
+                }
             }
             if let Some(data_dir) = data_dir {
                 config.data_dir = data_dir;
@@ -310,11 +326,19 @@ async fn serve(config: Config, watched: Vec<reload::Watched>) -> anyhow::Result<
     if !watched.is_empty() {
         tokio::spawn(reload::watch(Arc::clone(&runtime), watched));
     }
-    let gateway = Gateway::open(runtime)?;
+    let gateway = Gateway::open(Arc::clone(&runtime))?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
+    let gateway = match runtime.config().cluster.clone() {
+        Some(settings) => {
+            let data_dir = runtime.config().data_dir.clone();
+            let cluster = Cluster::join(&settings, &data_dir, address, &runtime).await?;
+            gateway.with_cluster(cluster)
+        }
+        None => gateway,
+    };
     let shutdown = shutdown_signal().context("cannot listen for signals")?;
     // Tools and tests read this line to find the port.
     let mut stdout = tokio::io::stdout();

@@ -48,6 +48,16 @@ pub trait ObjectReferences: Send + Sync + 'static {
     fn forget(&self, class: String, name: String) -> BoxFuture<'static, anyhow::Result<()>>;
 }
 
+/// Which objects this node may serve, in a cluster (`cluster/`).
+pub trait ObjectOwnership: Send + Sync + 'static {
+    /// The object's fencing epoch while this node owns it and trusts its
+    /// lease; `None` once it does not (nothing more of it may be shipped).
+    fn epoch(&self, class: &str, id: &str) -> Option<u64>;
+    /// Its actor has closed its database and stopped: the node lets the
+    /// object go.
+    fn closed(&self, object: &ObjectAddr);
+}
+
 /// The catalog's last commits did not reach the store within
 /// `[replication] timeout` (or could not be shipped).
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -88,6 +98,8 @@ pub struct Runtime {
     /// Where objects make API keys and handles (`routing`): the gateway's
     /// accounts, installed by the gateway.
     routing: OnceLock<Arc<dyn RoutingTable>>,
+    /// The cluster's ownership of objects, if in a cluster.
+    ownership: OnceLock<Arc<dyn ObjectOwnership>>,
     /// The accounts' settings, if any class (configured or deployed at
     /// start) needs them or `[auth]` is set; the gateway opens them.
     accounts: Option<AuthSettings>,
@@ -199,6 +211,7 @@ impl Runtime {
             catalog,
             references: OnceLock::new(),
             routing: OnceLock::new(),
+            ownership: OnceLock::new(),
             accounts,
             alarms: Alarms::default(),
             tenants,
@@ -570,6 +583,35 @@ impl Runtime {
     /// (once; later calls are ignored). Without it, they cannot.
     pub fn route_objects(&self, routing: Arc<dyn RoutingTable>) {
         let _ = self.routing.set(routing);
+    }
+
+    /// Sets the cluster's ownership of objects (once; later calls are
+    /// ignored).
+    pub fn own_objects(&self, ownership: Arc<dyn ObjectOwnership>) {
+        let _ = self.ownership.set(ownership);
+    }
+
+    /// The cluster's ownership, if in a cluster.
+    pub(crate) fn ownership(&self) -> Option<&Arc<dyn ObjectOwnership>> {
+        self.ownership.get()
+    }
+
+    /// An object's actor has stopped, its database closed.
+    pub(crate) fn object_closed(&self, object: &ObjectAddr) {
+        if let Some(ownership) = self.ownership.get() {
+            ownership.closed(object);
+        }
+    }
+
+    /// Whether object `id` has a live actor.
+    pub fn is_live(&self, id: &str) -> bool {
+        self.objects.is_live(id)
+    }
+
+    /// Asks every live object to hibernate once it has nothing waiting
+    /// (a cluster node that lost its lease serves none).
+    pub fn hibernate_all(&self) {
+        self.objects.hibernate_all();
     }
 
     /// Where an object's instance makes keys and handles, if anywhere.

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::accounts::AuthError;
+use crate::cluster::ClusterError;
 use crate::config::Access;
 use crate::deploy::DeployError;
 use crate::engine::ClassError;
@@ -78,6 +79,8 @@ pub enum ApiError {
     Tenant(#[from] TenantError),
     #[error(transparent)]
     Deploy(#[from] DeployError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 impl From<AdminError> for ApiError {
@@ -141,6 +144,7 @@ impl ApiError {
             ApiError::AdminOnly => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::Tenant(tenant) => tenant_status(tenant),
             ApiError::Deploy(deploy) => deploy_status(deploy),
+            ApiError::Cluster(cluster) => (StatusCode::SERVICE_UNAVAILABLE, cluster.code()),
             ApiError::Auth(auth) => match auth {
                 AuthError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
                 AuthError::WeakPassword(_) => (StatusCode::BAD_REQUEST, "weak_password"),

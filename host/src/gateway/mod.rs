@@ -19,6 +19,7 @@ mod logs;
 mod me;
 mod objects;
 mod orgs;
+mod owner;
 mod principal;
 mod restore;
 mod routed;
@@ -36,6 +37,7 @@ use axum::routing::{any, delete, get, post, put};
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
+pub(crate) use objects::HOP_BY_HOP;
 pub use state::Gateway;
 
 /// The first path segments of the API: static files are never served

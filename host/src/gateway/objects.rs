@@ -11,14 +11,15 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::Response;
 
 use super::routed::Routed;
-use super::{ApiError, Gateway, admin, credentials, events, sockets};
+use super::{ApiError, Gateway, admin, credentials, events, owner, sockets};
 use crate::accounts::{Admission, Caller};
 use crate::bindings;
 use crate::bindings::podhost::object::types as wit;
 use crate::config::{Access, MAX_OBJECT_NAME_BYTES};
 
-/// Headers about the client connection, not the message; never forwarded.
-const HOP_BY_HOP: &[&str] = &[
+/// Headers about the client connection, not the message; never forwarded
+/// (here, nor by a cluster node to another).
+pub(crate) const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -87,6 +88,14 @@ pub(super) async fn forward(
     admission: Admission,
 ) -> Result<Response, ApiError> {
     check_name(name)?;
+    // In a cluster, this node keeps the object until the request is handled.
+    let (request, _pin) = match gateway.cluster() {
+        Some(cluster) => match owner::route(gateway, cluster, class, name, request).await? {
+            owner::Owner::Here(request, pin) => (request, Some(pin)),
+            owner::Owner::There(response) => return Ok(response),
+        },
+        None => (request, None),
+    };
     let runtime = Arc::clone(gateway.runtime());
     let (class, name) = (class.to_string(), name.to_string());
     let limits = runtime.class(&class)?.settings().limits.clone();

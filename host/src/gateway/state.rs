@@ -11,6 +11,7 @@ use super::assets::Assets;
 use crate::accounts::{Accounts, AuthError};
 use crate::bindings::podhost::object::routing::{NewKey, RoutingError};
 use crate::capabilities::{RoutingFuture, RoutingTable};
+use crate::cluster::Cluster;
 use crate::runtime::{ObjectReferences, Runtime};
 
 /// The router's state.
@@ -22,6 +23,8 @@ pub struct Gateway {
     accounts_on: bool,
     /// The static files of `[assets]`, if any.
     assets: Option<Arc<Assets>>,
+    /// This node's part in a cluster, if `[cluster]` is set.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Gateway {
@@ -49,7 +52,20 @@ impl Gateway {
             accounts,
             accounts_on,
             assets,
+            cluster: None,
         })
+    }
+
+    /// Routes objects' requests through `cluster`: served here only when
+    /// this node owns the object.
+    pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The cluster, if this node is in one.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// The static files, if `[assets]` names a directory.

@@ -162,6 +162,16 @@ impl Objects {
         true
     }
 
+    /// Asks every live actor to hibernate once it has nothing waiting.
+    pub fn hibernate_all(&self) {
+        let mut registry = self.lock();
+        for mailbox in registry.mailboxes.values_mut() {
+            if mailbox.sender.try_send(Event::Hibernate).is_ok() {
+                mailbox.evicting = true;
+            }
+        }
+    }
+
     /// Whether object `id` has an actor.
     pub fn is_live(&self, id: &str) -> bool {
         self.lock().mailboxes.contains_key(id)

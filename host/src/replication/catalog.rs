@@ -216,6 +216,7 @@ impl CatalogLog {
             last_txid: 0,
             snapshot_at: Instant::now(),
             bytes_since_snapshot: 0,
+            epoch: 0,
         });
         Ok(())
     }

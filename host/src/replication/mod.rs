@@ -60,6 +60,8 @@ pub struct Position {
     pub last_txid: u64,
     pub snapshot_at: Instant,
     pub bytes_since_snapshot: u64,
+    /// The fencing epoch of every piece of this generation (0 on one node).
+    pub epoch: u64,
 }
 
 /// One object's uploads, in order.

@@ -202,7 +202,10 @@ async fn restore_checked(
     counted: bool,
 ) -> Result<Restored, RestoreError> {
     let generations = history(store, class, id).await?;
-    let (name, generation) = choose(&generations, point)?;
+    let (name, generation) = match point {
+        Point::Latest if generations.len() > 1 => latest_owners(store, &generations).await?,
+        _ => choose(&generations, point)?,
+    };
     let (snapshot_txid, snapshot_path) = generation
         .snapshot
         .as_ref()
@@ -244,6 +247,11 @@ async fn restore_checked(
         }
         let piece = fetch(store, path).await?;
         let header = piece.header;
+        if header.epoch < snapshot.header.epoch {
+            // A superseded owner's write: nothing from it on is this
+            // generation's owner's.
+            break;
+        }
         if header.snapshot
             || header.first_txid != *first
             || header.last_txid != *last
@@ -319,6 +327,53 @@ async fn history(
         return Err(RestoreError::NoHistory);
     }
     Ok(generations)
+}
+
+/// The generation of the object's latest state: that of the highest
+/// fencing epoch (a later owner's in a cluster), the latest begun among
+/// those. Each generation has one epoch (a new one starts one), read from
+/// the head of its snapshot.
+async fn latest_owners<'a>(
+    store: &dyn ObjectStore,
+    generations: &'a BTreeMap<String, Generation>,
+) -> Result<(&'a String, &'a Generation), RestoreError> {
+    let mut epochs = Vec::with_capacity(generations.len());
+    for (name, generation) in generations {
+        let Some((_, path)) = &generation.snapshot else {
+            continue;
+        };
+        let head = store
+            .get_range(path, 0..segment::HEADER as u64)
+            .await
+            .map_err(store_error)?;
+        let epoch = segment::header_epoch(&head)
+            .ok_or_else(|| corrupt(path, "it does not start like a snapshot"))?;
+        epochs.push((name, epoch));
+    }
+    let name = latest_by_epoch(epochs).ok_or(RestoreError::NoHistory)?;
+    let generation = generations.get(name).ok_or(RestoreError::NoHistory)?;
+    Ok((name, generation))
+}
+
+/// Among a cluster's generations (epoch > 0), the one of the highest
+/// epoch, the latest named among those: a node that went on shipping
+/// after another took the object over (its lease lapsed) wrote an older
+/// epoch, so its history never wins over its successor's, whatever the
+/// clocks said when each generation began. A single node's generations
+/// (epoch 0, unfenced) are ordered by when they began, as without a
+/// cluster: one begun after the cluster's winner wins.
+fn latest_by_epoch<'a>(epochs: impl IntoIterator<Item = (&'a String, u64)>) -> Option<&'a String> {
+    let (single, clustered): (Vec<_>, Vec<_>) =
+        epochs.into_iter().partition(|(_, epoch)| *epoch == 0);
+    let clustered = clustered
+        .into_iter()
+        .max_by(|(a, a_epoch), (b, b_epoch)| a_epoch.cmp(b_epoch).then_with(|| a.cmp(b)))
+        .map(|(name, _)| name);
+    let single = single.into_iter().map(|(name, _)| name).max();
+    match (clustered, single) {
+        (Some(clustered), Some(single)) => Some(clustered.max(single)),
+        (clustered, single) => clustered.or(single),
+    }
 }
 
 /// The generation that holds `point`: the latest to have begun at or
@@ -411,4 +466,57 @@ fn corrupt(path: &StorePath, reason: &str) -> RestoreError {
 
 fn store_error(error: object_store::Error) -> RestoreError {
     RestoreError::Store(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|name| name.to_string()).collect()
+    }
+
+    #[test]
+    fn on_one_node_the_latest_generation_wins() {
+        let names = names(&["01", "02", "03"]);
+        let epochs = names.iter().map(|name| (name, 0));
+        assert_eq!(latest_by_epoch(epochs).map(String::as_str), Some("03"));
+    }
+
+    #[test]
+    fn a_superseded_owners_later_generation_loses_to_its_successors() {
+        // The owner of epoch 7 lost its lease; the node of epoch 9 took
+        // the object over; the old owner then began generation "03"
+        // (its clock ahead, or its uploads late): "02" is the truth.
+        let names = names(&["01", "02", "03"]);
+        let epochs = [(&names[0], 7), (&names[1], 9), (&names[2], 7)];
+        assert_eq!(latest_by_epoch(epochs).map(String::as_str), Some("02"));
+    }
+
+    #[test]
+    fn a_single_nodes_generations_take_their_turn_by_time() {
+        // Clustered, then one node alone: its later generation wins.
+        let names = names(&["01", "02", "03"]);
+        let epochs = [(&names[0], 0), (&names[1], 12), (&names[2], 0)];
+        assert_eq!(latest_by_epoch(epochs).map(String::as_str), Some("03"));
+        // One node, then clustered: the cluster's wins.
+        let epochs = [(&names[0], 0), (&names[1], 0), (&names[2], 5)];
+        assert_eq!(latest_by_epoch(epochs).map(String::as_str), Some("03"));
+    }
+
+    #[test]
+    fn a_header_names_its_epoch() {
+        let header = segment::Header {
+            snapshot: true,
+            page_size: 4096,
+            epoch: 42,
+            first_txid: 1,
+            last_txid: 1,
+            committed_ms: 0,
+            database_pages: 1,
+        };
+        let bytes = segment::encode_snapshot(&header, &[0u8; 4096]);
+        assert_eq!(segment::header_epoch(&bytes[..segment::HEADER]), Some(42));
+        assert_eq!(segment::header_epoch(b"not a segment at all, no"), None);
+    }
 }

@@ -37,7 +37,7 @@ pub const NAME_FILE: &str = "name";
 const SEGMENT_MAGIC: &[u8; 8] = b"PODHSEG1";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"PODHSNP1";
 const FORMAT_VERSION: u32 = 1;
-const HEADER: usize = 56;
+pub const HEADER: usize = 56;
 const DIGEST: usize = 32;
 
 /// What a segment or snapshot says of itself.
@@ -131,6 +131,15 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&bytes[at..at + 8]);
     u64::from_be_bytes(b)
+}
+
+/// The fencing epoch in the first bytes of a stored segment or snapshot
+/// (at least 24 of them), if they start like one.
+pub fn header_epoch(head: &[u8]) -> Option<u64> {
+    let magic = head.get(0..8)?;
+    (magic == SEGMENT_MAGIC || magic == SNAPSHOT_MAGIC)
+        .then(|| head.get(16..24).map(|_| u64_at(head, 16)))
+        .flatten()
 }
 
 /// Checks and decodes a stored segment or snapshot.

@@ -24,16 +24,32 @@ pub enum Overflow {
 /// Queues what `db` committed since the last call. Returns the sequence
 /// number of the stream's last upload: once it is durable, so is every
 /// commit of `db` so far. On failure the next call starts a new
-/// generation.
+/// generation. `epoch` is the object's fencing epoch (0 on one node); a
+/// new one starts a new generation, so each generation has one.
 pub fn ship(
     replication: &Arc<Replication>,
     stream: &Stream,
     db: &mut Database,
     path: &Path,
     overflow: Overflow,
+    epoch: u64,
 ) -> anyhow::Result<u64> {
     let mut position = stream.position();
-    let shipped = ship_locked(replication, stream, &mut position, db, path, overflow);
+    if position
+        .as_ref()
+        .is_some_and(|current| current.epoch != epoch)
+    {
+        *position = None;
+    }
+    let shipped = ship_locked(
+        replication,
+        stream,
+        &mut position,
+        db,
+        path,
+        overflow,
+        epoch,
+    );
     if shipped.is_err() {
         *position = None;
     }
@@ -47,6 +63,7 @@ fn ship_locked(
     db: &mut Database,
     path: &Path,
     overflow: Overflow,
+    epoch: u64,
 ) -> anyhow::Result<u64> {
     let settings = replication.settings();
     if overflow == Overflow::DropAndSnapshot && replication.overflowing() && position.is_some() {
@@ -79,7 +96,7 @@ fn ship_locked(
         let header = Header {
             snapshot: true,
             page_size,
-            epoch: 0,
+            epoch,
             first_txid: txid,
             last_txid: txid,
             committed_ms: now_ms(),
@@ -100,6 +117,7 @@ fn ship_locked(
             last_txid: txid,
             snapshot_at: Instant::now(),
             bytes_since_snapshot: 0,
+            epoch,
         });
         return Ok(seq);
     };
@@ -107,7 +125,7 @@ fn ship_locked(
         let header = Header {
             snapshot: false,
             page_size: committed.page_size,
-            epoch: 0,
+            epoch,
             first_txid: first,
             last_txid: last,
             committed_ms: now_ms(),
@@ -189,16 +207,18 @@ mod tests {
         .expect("open");
         attach(&stream, &mut db).expect("attach");
         write(&mut db, "CREATE TABLE t (x INTEGER, pad BLOB)");
-        let mut last = ship(&replication, &stream, &mut db, &path, Overflow::Keep).expect("ship");
+        let mut last =
+            ship(&replication, &stream, &mut db, &path, Overflow::Keep, 0).expect("ship");
         for x in 1..=20 {
             write(
                 &mut db,
                 &format!("INSERT INTO t VALUES ({x}, zeroblob(3000))"),
             );
-            last = ship(&replication, &stream, &mut db, &path, Overflow::Keep).expect("ship");
+            last = ship(&replication, &stream, &mut db, &path, Overflow::Keep, 0).expect("ship");
         }
         write(&mut db, "DELETE FROM t WHERE x > 15");
-        last = last.max(ship(&replication, &stream, &mut db, &path, Overflow::Keep).expect("ship"));
+        last =
+            last.max(ship(&replication, &stream, &mut db, &path, Overflow::Keep, 0).expect("ship"));
         assert!(
             stream
                 .wait_durable(last, std::time::Duration::from_secs(10))

@@ -12,6 +12,8 @@ mod browser;
 mod calls;
 mod chat;
 mod client_address;
+mod cluster;
+mod cluster_support;
 mod config_vars;
 mod connections;
 mod counter;

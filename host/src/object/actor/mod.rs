@@ -153,6 +153,7 @@ impl Actor {
                         Some(turn)
                     };
                     let runtime = Arc::clone(&actor.runtime);
+                    let object = Arc::clone(&actor.object);
                     let span = actor.span.clone();
                     let ran = runtime
                         .executor()
@@ -187,6 +188,7 @@ impl Actor {
                             // The object's instance and database went with
                             // the thread; the next event starts a new actor.
                             span.in_scope(|| tracing::error!("{lost}"));
+                            runtime.object_closed(&object);
                             drop(alive);
                             return;
                         }
@@ -195,6 +197,7 @@ impl Actor {
             }
         }
         actor.close().await;
+        actor.runtime.object_closed(&actor.object);
         drop(alive);
     }
 

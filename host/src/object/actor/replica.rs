@@ -8,9 +8,11 @@ use std::sync::Arc;
 use super::Actor;
 use super::state::State;
 use crate::logs::Level;
+use crate::object::ObjectAddr;
 use crate::object::event::EventError;
 use crate::replication::ship::{self, Overflow};
 use crate::replication::{Replication, Stream};
+use crate::runtime::ObjectOwnership;
 use crate::storage::{Database, Durability};
 
 /// What shipping needs, apart from the database.
@@ -19,18 +21,32 @@ pub(super) struct Shipping {
     stream: Arc<Stream>,
     path: std::path::PathBuf,
     overflow: Overflow,
+    /// In a cluster: the object's fencing epoch comes from here, and
+    /// without one nothing is shipped.
+    ownership: Option<(Arc<dyn ObjectOwnership>, Arc<ObjectAddr>)>,
 }
 
 impl Shipping {
     /// Queues what `db` committed since the last time; the sequence
     /// number to wait for.
     pub fn ship(&self, db: &mut Database) -> anyhow::Result<u64> {
+        let epoch = match &self.ownership {
+            None => 0,
+            Some((ownership, object)) => ownership
+                .epoch(object.class(), object.id())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "this node no longer owns the object (its cluster lease or ownership ended): its commits are not shipped"
+                    )
+                })?,
+        };
         ship::ship(
             &self.replication,
             &self.stream,
             db,
             &self.path,
             self.overflow,
+            epoch,
         )
     }
 
@@ -62,6 +78,10 @@ impl Actor {
                 .runtime
                 .data_dir()
                 .object_database(self.object.class(), self.object.id()),
+            ownership: self
+                .runtime
+                .ownership()
+                .map(|ownership| (Arc::clone(ownership), Arc::clone(&self.object))),
             overflow: if self.replicated() {
                 Overflow::Keep
             } else {

@@ -1,0 +1,197 @@
+//! A request for an object another node owns, proxied to that node: the
+//! body streams both ways (SSE included, as a response body that never
+//! ends), and a WebSocket upgrade becomes a byte tunnel between the client
+//! and the owner once the owner answers 101, so frames, pings and close
+//! codes pass through untouched.
+//!
+//! The forwarded request carries `x-podhost-forwarded: <node>`; a node
+//! that receives it for an object it does not own answers 503 `not_owner`
+//! instead of forwarding again. The header is believed from anyone: the
+//! most a client gains by sending it is that 503, since the owner admits
+//! the request itself, with the client's own credentials.
+
+use std::net::IpAddr;
+
+use axum::body::Body;
+use axum::http::{HeaderName, HeaderValue, Request, Response, Uri, header};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::ClusterError;
+use crate::gateway::HOP_BY_HOP;
+
+/// Marks a request one node forwarded to another.
+pub const FORWARDED_HEADER: &str = "x-podhost-forwarded";
+
+/// Hop-by-hop headers beside the gateway's own list (`connection` and
+/// `upgrade` of a WebSocket handshake are passed on).
+const PROXY_HOP_BY_HOP: &[&str] = &["proxy-authorization", "proxy-authenticate"];
+
+/// The HTTP/1.1 client that carries forwarded requests (connections kept
+/// and reused per owner).
+pub struct Forwarder {
+    client: Client<HttpConnector, Body>,
+}
+
+impl Default for Forwarder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Forwarder {
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(std::time::Duration::from_secs(2)));
+        Forwarder {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
+    /// Sends `request` to the node at `address` (from node `from`, for a
+    /// client at `client_address`) and returns its response as it comes.
+    pub async fn forward(
+        &self,
+        address: &str,
+        owner: &str,
+        from: &str,
+        client_address: Option<IpAddr>,
+        mut request: Request<Body>,
+    ) -> Result<Response<Body>, ClusterError> {
+        let unreachable = |reason: String| ClusterError::OwnerUnreachable {
+            node: owner.to_string(),
+            reason,
+        };
+        let path = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |path| path.as_str());
+        let uri: Uri = format!("http://{address}{path}")
+            .parse()
+            .map_err(|error| unreachable(format!("bad address {address:?}: {error}")))?;
+        let websocket = is_websocket(request.headers());
+        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
+        let (mut parts, body) = request.into_parts();
+        parts.uri = uri;
+        parts.version = axum::http::Version::HTTP_11;
+        strip_hop_by_hop(&mut parts.headers, websocket);
+        parts.headers.remove(header::HOST);
+        if let Ok(value) = HeaderValue::from_str(from) {
+            parts.headers.insert(FORWARDED_HEADER, value);
+        }
+        if let Some(ip) = client_address {
+            append_forwarded_for(&mut parts.headers, ip);
+        }
+        let mut response = self
+            .client
+            .request(Request::from_parts(parts, body))
+            .await
+            .map_err(|error| unreachable(error.to_string()))?;
+        if websocket && response.status() == axum::http::StatusCode::SWITCHING_PROTOCOLS {
+            let owner_upgrade = hyper::upgrade::on(&mut response);
+            if let Some(client_upgrade) = client_upgrade {
+                tokio::spawn(tunnel(client_upgrade, owner_upgrade));
+            }
+            let (parts, _) = response.into_parts();
+            return Ok(Response::from_parts(parts, Body::empty()));
+        }
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers, false);
+        Ok(Response::from_parts(parts, Body::new(body)))
+    }
+}
+
+/// Copies bytes both ways between the client's and the owner's upgraded
+/// connections until either side closes.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, owner: hyper::upgrade::OnUpgrade) {
+    let (client, owner) = match tokio::try_join!(client, owner) {
+        Ok(both) => both,
+        Err(error) => {
+            tracing::debug!(%error, "a forwarded WebSocket upgrade failed");
+            return;
+        }
+    };
+    let (mut client, mut owner) = (TokioIo::new(client), TokioIo::new(owner));
+    if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut owner).await {
+        tracing::debug!(%error, "a forwarded WebSocket ended");
+    }
+}
+
+fn is_websocket(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"))
+}
+
+fn strip_hop_by_hop(headers: &mut axum::http::HeaderMap, keep_upgrade: bool) {
+    // Headers named by `Connection` are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| !keep_upgrade || name != header::UPGRADE)
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP.iter().chain(PROXY_HOP_BY_HOP) {
+        if keep_upgrade && (*name == "connection" || *name == "upgrade") {
+            continue;
+        }
+        headers.remove(*name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Adds the client's address to `X-Forwarded-For`; the owner believes it
+/// only if this node is among its `trusted_proxies`.
+fn append_forwarded_for(headers: &mut axum::http::HeaderMap, ip: IpAddr) {
+    let name = HeaderName::from_static("x-forwarded-for");
+    let value = match headers.get(&name).and_then(|value| value.to_str().ok()) {
+        Some(existing) => format!("{existing}, {ip}"),
+        None => ip.to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_stay_behind() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut headers, false);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key(header::CONTENT_TYPE));
+    }
+
+    #[test]
+    fn a_websocket_handshake_keeps_its_upgrade() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        strip_hop_by_hop(&mut headers, true);
+        assert_eq!(headers[header::UPGRADE], "websocket");
+        assert_eq!(headers[header::CONNECTION], "upgrade");
+    }
+}

@@ -1,0 +1,51 @@
+//! The etcd keys of a cluster, all below its prefix.
+
+#[derive(Clone)]
+pub(super) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Keys {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// `<prefix>/nodes/<node>` = the node's advertised address.
+    pub fn node(&self, node: &str) -> String {
+        format!("{}/nodes/{node}", self.prefix)
+    }
+
+    /// Everything below `<prefix>/owners/` (watched).
+    pub fn owners(&self) -> String {
+        format!("{}/owners/", self.prefix)
+    }
+
+    /// `<prefix>/last-owner/<class>/<id>` = the node that took the object
+    /// last (no lease: it outlives its owner, so the next one knows it
+    /// must restore the object from the store first).
+    pub fn last_owner(&self, class: &str, id: &str) -> String {
+        format!("{}/last-owner/{class}/{id}", self.prefix)
+    }
+
+    /// `<prefix>/owners/<class>/<id>` = the owning node's name. Class
+    /// names have no `/` (config validation) and ids are hex.
+    pub fn owner(&self, class: &str, id: &str) -> String {
+        format!("{}/owners/{class}/{id}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_keys_round_trip() {
+        let keys = Keys::new("/podhost");
+        let key = keys.owner("counter", "ab12");
+        assert_eq!(key, "/podhost/owners/counter/ab12");
+        assert!(key.starts_with(&keys.owners()));
+        assert_eq!(keys.node("a"), "/podhost/nodes/a");
+    }
+}

@@ -1,0 +1,200 @@
+//! The node's lease: its membership key `<prefix>/nodes/<node>` and every
+//! object it owns live under it. Kept alive every third of its TTL; when
+//! keepalives fail for longer than the TTL allows, the node stops serving
+//! (before etcd can let another node take its objects) and tries for a
+//! new lease.
+
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, PutOptions};
+use parking_lot::Mutex;
+use std::sync::Arc;
+
+use super::ClusterError;
+use super::keys::Keys;
+
+/// The lease the node holds, and until when it may trust it.
+#[derive(Clone, Copy)]
+struct Held {
+    id: i64,
+    /// Keepalives count from when they were sent (etcd counts from when it
+    /// received them, later), minus a margin: past this instant, etcd may
+    /// already have expired the lease.
+    valid_until: Instant,
+}
+
+pub(super) struct Membership {
+    node: String,
+    held: Mutex<Option<Held>>,
+}
+
+impl Membership {
+    /// Takes a lease and registers the node, then keeps both in a task.
+    /// `lost` runs (once per loss) when the lease can no longer be trusted.
+    pub async fn start(
+        client: Client,
+        keys: Keys,
+        node: String,
+        advertise: String,
+        ttl: Duration,
+        lost: Box<dyn Fn() + Send + Sync>,
+    ) -> anyhow::Result<Arc<Membership>> {
+        let membership = Arc::new(Membership {
+            node: node.clone(),
+            held: Mutex::new(None),
+        });
+        let mut keeper = Keeper {
+            client,
+            key: keys.node(&node),
+            advertise,
+            ttl,
+            membership: Arc::clone(&membership),
+        };
+        // A restarted node finds its previous lease's key until it expires.
+        let deadline = Instant::now() + ttl + Duration::from_secs(2);
+        let lease = loop {
+            match keeper.register().await {
+                Ok(lease) => break lease,
+                Err(ClusterError::Moving(reason)) if Instant::now() < deadline => {
+                    tracing::info!("waiting to register: {reason}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(error) => anyhow::bail!("cannot register node {node} in etcd: {error}"),
+            }
+        };
+        tokio::spawn(async move {
+            let mut lease = lease;
+            loop {
+                let reason = keeper.keep(lease).await;
+                keeper.membership.held.lock().take();
+                tracing::error!(
+                    node = %keeper.membership.node,
+                    "lost the cluster lease ({reason}): serving no objects until a new one is held"
+                );
+                lost();
+                lease = loop {
+                    match keeper.register().await {
+                        Ok(lease) => break lease,
+                        Err(error) => {
+                            tracing::warn!("cannot take a new cluster lease yet: {error}");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                };
+                tracing::info!(node = %keeper.membership.node, "holds a cluster lease again");
+            }
+        });
+        Ok(membership)
+    }
+
+    /// Whether the node may serve objects now.
+    pub fn check_serving(&self) -> Result<(), ClusterError> {
+        self.lease().map(|_| ())
+    }
+
+    /// The lease objects are owned under, while it can be trusted.
+    pub fn lease(&self) -> Result<i64, ClusterError> {
+        match *self.held.lock() {
+            Some(held) if Instant::now() < held.valid_until => Ok(held.id),
+            _ => Err(ClusterError::NoLease {
+                node: self.node.clone(),
+            }),
+        }
+    }
+}
+
+struct Keeper {
+    client: Client,
+    key: String,
+    advertise: String,
+    ttl: Duration,
+    membership: Arc<Membership>,
+}
+
+impl Keeper {
+    /// What the node may trust of a keepalive sent at `sent`.
+    fn valid_until(&self, sent: Instant) -> Instant {
+        sent + self.ttl - self.ttl / 5
+    }
+
+    /// A new lease with the node's key under it. Refused while another
+    /// live lease holds the key (a node of the same name already runs).
+    async fn register(&mut self) -> Result<i64, ClusterError> {
+        let sent = Instant::now();
+        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+        let lease = self.client.lease_grant(ttl, None).await?.id();
+        let put = etcd_client::Txn::new()
+            .when([etcd_client::Compare::create_revision(
+                self.key.as_str(),
+                etcd_client::CompareOp::Equal,
+                0,
+            )])
+            .and_then([etcd_client::TxnOp::put(
+                self.key.as_str(),
+                self.advertise.as_str(),
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        if !self.client.txn(put).await?.succeeded() {
+            let _ = self.client.lease_revoke(lease).await;
+            return Err(ClusterError::Moving(format!(
+                "{} is held by another live process (a node with this name still runs, or its lease has not expired)",
+                self.key
+            )));
+        }
+        *self.membership.held.lock() = Some(Held {
+            id: lease,
+            valid_until: self.valid_until(sent),
+        });
+        Ok(lease)
+    }
+
+    /// Keeps `lease` alive until it cannot; returns why.
+    async fn keep(&mut self, lease: i64) -> String {
+        let every = self.ttl / 3;
+        let (mut keeper, mut stream) = match self.client.lease_keep_alive(lease).await {
+            Ok(pair) => pair,
+            Err(error) => return format!("keepalive stream: {error}"),
+        };
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let sent = Instant::now();
+            let answer = tokio::time::timeout(every, async {
+                keeper.keep_alive().await?;
+                stream.message().await
+            })
+            .await;
+            match answer {
+                Ok(Ok(Some(response))) if response.ttl() > 0 => {
+                    if let Some(held) = self.membership.held.lock().as_mut() {
+                        held.valid_until = self.valid_until(sent);
+                    }
+                }
+                Ok(Ok(Some(_))) => return "etcd says the lease expired".to_string(),
+                Ok(Ok(None)) => return "etcd closed the keepalive stream".to_string(),
+                Ok(Err(error)) => {
+                    tracing::warn!("cluster keepalive failed: {error}");
+                    if self.membership.lease().is_err() {
+                        return format!("keepalives failing: {error}");
+                    }
+                    // The stream is broken: open a new one for the same lease.
+                    match self.client.lease_keep_alive(lease).await {
+                        Ok(pair) => (keeper, stream) = pair,
+                        Err(error) if self.membership.lease().is_err() => {
+                            return format!("keepalives failing: {error}");
+                        }
+                        Err(_) => {}
+                    }
+                }
+                Err(_elapsed) => {
+                    tracing::warn!("cluster keepalive unanswered after {every:?}");
+                    if self.membership.lease().is_err() {
+                        return "keepalives unanswered for longer than the lease allows"
+                            .to_string();
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! In a cluster: whether this node serves an object, and if another node
+//! does, the request proxied there (`cluster::Forwarder`).
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{Method, header};
+use axum::response::Response;
+
+use super::{ApiError, Gateway, credentials};
+use crate::cluster::{Cluster, ClusterError, FORWARDED_HEADER, Pin, Route};
+use crate::object::ObjectAddr;
+use crate::replication::restore::Point;
+
+/// Where a request for an object goes.
+pub(super) enum Owner {
+    /// Serve it here, holding the pin until the request is handled.
+    Here(Request, Pin),
+    /// The owner's response.
+    There(Response),
+}
+
+/// Serves object `name` of `class` here when this node owns it (taking it
+/// when nobody does), else forwards `request` to its owner; a forward
+/// that cannot reach the owner reads the owner again and, for a request
+/// without a body (which can be sent again), retries once.
+pub(super) async fn route(
+    gateway: &Gateway,
+    cluster: &Cluster,
+    class: &str,
+    name: &str,
+    request: Request,
+) -> Result<Owner, ApiError> {
+    let object = ObjectAddr::new(class, name);
+    let pin = cluster.pin(class, object.id());
+    let forwarded = request.headers().contains_key(FORWARDED_HEADER);
+    let client_address = credentials::client_address(
+        request.headers(),
+        request.extensions(),
+        &gateway.runtime().config().trusted_proxies,
+    );
+    let mut again = resendable(&request);
+    let mut request = request;
+    loop {
+        let (node, address) = match cluster.route(class, object.id(), forwarded).await? {
+            Route::Local { restore } => {
+                if restore {
+                    restore_moved(gateway, cluster, class, name).await?;
+                }
+                return Ok(Owner::Here(request, pin));
+            }
+            Route::Remote { node, address } => (node, address),
+        };
+        let copy = again.take().map(|copy| copy.build());
+        let sent = cluster
+            .forwarder()
+            .forward(&address, &node, cluster.node(), client_address, request)
+            .await;
+        match sent {
+            Ok(response) => return Ok(Owner::There(response)),
+            Err(error @ ClusterError::OwnerUnreachable { .. }) => {
+                cluster.forget_owner(class, object.id());
+                tracing::warn!(%error, "forwarding to an object's owner failed");
+                match copy {
+                    Some(copy) => request = copy,
+                    None => return Err(error.into()),
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// An object that moved here from another node (it hibernated there, or
+/// that node died and its lease expired): its latest state is restored
+/// from the replication store before it serves anything here, so the
+/// data directory's older copy (or none) never answers.
+async fn restore_moved(
+    gateway: &Gateway,
+    cluster: &Cluster,
+    class: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    let id = ObjectAddr::new(class, name).id().to_string();
+    let _one_at_a_time = cluster.restoring().lock().await;
+    if cluster.route(class, &id, false).await? != (Route::Local { restore: true }) {
+        return Ok(());
+    }
+    if gateway.runtime().replication().is_some() {
+        match super::restore::rebuild(gateway.runtime(), class, name, name, Point::Latest).await? {
+            Some(restored) => {
+                tracing::info!(
+                    class,
+                    name,
+                    txid = restored.txid,
+                    "object restored after moving here"
+                );
+            }
+            None => tracing::debug!(
+                class,
+                name,
+                "object moved here with no history in the store"
+            ),
+        }
+    } else {
+        tracing::warn!(
+            class,
+            name,
+            "object moved here from another node without [replication]: served from this node's copy"
+        );
+    }
+    cluster.restored(class, &id);
+    Ok(())
+}
+
+/// What is needed to send a body-less request again.
+struct Resend {
+    method: Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+}
+
+impl Resend {
+    fn build(&self) -> Request {
+        let mut request = Request::new(Body::empty());
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
+
+/// A copy of a request that has no body and no upgrade, else `None`.
+fn resendable(request: &Request) -> Option<Resend> {
+    let headers = request.headers();
+    let empty = !headers.contains_key(header::TRANSFER_ENCODING)
+        && headers
+            .get(header::CONTENT_LENGTH)
+            .is_none_or(|length| length.as_bytes() == b"0");
+    (empty && !headers.contains_key(header::UPGRADE)).then(|| Resend {
+        method: request.method().clone(),
+        uri: request.uri().clone(),
+        headers: headers.clone(),
+    })
+}

@@ -1,0 +1,115 @@
+//! A real etcd for cluster tests: Debian's `etcd-server` (`/usr/bin/etcd`)
+//! on 127.0.0.1 with free ports and a temporary data directory.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use tokio::process::{Child, Command};
+
+use crate::support::eventually;
+
+pub const ETCD: &str = "/usr/bin/etcd";
+
+pub struct Etcd {
+    child: Option<Child>,
+    pub client_port: u16,
+    _dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl Etcd {
+    /// Starts etcd and waits (at most 30 s) until it answers `/health`.
+    pub async fn start() -> Etcd {
+        assert!(
+            Path::new(ETCD).exists(),
+            "cluster tests need etcd: apt-get install etcd-server (.ci/run does)"
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (client_port, peer_port) = (free_port(), free_port());
+        let client = format!("http://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("log file");
+        let child = Command::new(ETCD)
+            .arg("--name=test")
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=test={peer}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting etcd");
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("http client");
+        let etcd = Etcd {
+            child: Some(child),
+            client_port,
+            _dir: dir,
+            http,
+        };
+        let health = format!("{client}/health");
+        let up = eventually(Duration::from_secs(30), || {
+            let request = etcd.http.get(&health).send();
+            async move { request.await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await;
+        assert!(up, "etcd did not become healthy within 30 s");
+        etcd
+    }
+
+    /// `etcd://127.0.0.1:<port>/<prefix>`.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("etcd://127.0.0.1:{}/{prefix}", self.client_port)
+    }
+
+    /// The value of `key`, read through etcd's JSON gateway.
+    pub async fn get(&self, key: &str) -> Option<String> {
+        let response = self.range(key).await;
+        let value = response["kvs"][0]["value"].as_str()?;
+        let bytes = BASE64.decode(value).expect("base64 from etcd");
+        Some(String::from_utf8(bytes).expect("UTF-8 value"))
+    }
+
+    /// The revision that created `key` (its fencing epoch, for an owner key).
+    pub async fn create_revision(&self, key: &str) -> Option<u64> {
+        let response = self.range(key).await;
+        // The JSON gateway writes 64-bit numbers as strings.
+        response["kvs"][0]["create_revision"].as_str()?.parse().ok()
+    }
+
+    async fn range(&self, key: &str) -> serde_json::Value {
+        self.http
+            .post(format!("http://127.0.0.1:{}/v3/kv/range", self.client_port))
+            .json(&serde_json::json!({ "key": BASE64.encode(key) }))
+            .send()
+            .await
+            .expect("etcd answers")
+            .json()
+            .await
+            .expect("JSON from etcd")
+    }
+
+    /// Kills etcd (SIGKILL) and waits for it.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+}
