@@ -206,6 +206,10 @@ impl EventStream {
 pub struct Server {
     child: Child,
     dir: PathBuf,
+    /// The log, open for reading: a failing test's data directory (a
+    /// `TempDir` declared beside the server) is deleted before the server
+    /// is dropped, and an open file can still be read.
+    log_file: std::fs::File,
     pub base: String,
     pub client: reqwest::Client,
 }
@@ -215,7 +219,11 @@ pub struct Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let log = self.log();
+            use std::io::{Read as _, Seek as _};
+            let mut bytes = Vec::new();
+            let _ = (&self.log_file).seek(std::io::SeekFrom::Start(0));
+            let _ = (&self.log_file).read_to_end(&mut bytes);
+            let log = String::from_utf8_lossy(&bytes);
             let tail: Vec<&str> = log.lines().rev().take(200).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             eprintln!(
@@ -296,6 +304,7 @@ impl Server {
         let config_path = dir.join("podhost.toml");
         std::fs::write(&config_path, config).expect("writing the config");
         let log = std::fs::File::create(dir.join("server.log")).expect("log file");
+        let log_file = std::fs::File::open(dir.join("server.log")).expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_podhost"));
         command
             .arg("serve")
@@ -346,6 +355,7 @@ impl Server {
         Server {
             child,
             dir: dir.to_path_buf(),
+            log_file,
             base,
             client,
         }
