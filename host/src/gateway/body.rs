@@ -45,6 +45,19 @@ pub(super) async fn read_capped(
     Ok(Bytes::from(read))
 }
 
+/// `request`, unless its `Content-Length` says its body is over `limit`:
+/// then `413` (`BodyTooLarge`), its body read and dropped first.
+pub(super) async fn refuse_declared_over(
+    request: axum::extract::Request,
+    limit: usize,
+) -> Result<axum::extract::Request, ApiError> {
+    if content_length(request.headers()).is_none_or(|length| length <= limit as u64) {
+        return Ok(request);
+    }
+    drain(request.into_body().into_data_stream()).await;
+    Err(ApiError::BodyTooLarge { limit })
+}
+
 /// The `Content-Length` the client announced, if it is a number.
 pub(super) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers

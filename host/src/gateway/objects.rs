@@ -88,18 +88,24 @@ pub(super) async fn forward(
     admission: Admission,
 ) -> Result<Response, ApiError> {
     check_name(name)?;
+    let runtime = Arc::clone(gateway.runtime());
+    // Before the cluster is asked: an unknown class takes no owner key.
+    let limits = runtime.class(class)?.settings().limits.clone();
+    let limit = limits.max_body_bytes;
     // In a cluster, this node keeps the object until the request is handled.
     let (request, _pin) = match gateway.cluster() {
-        Some(cluster) => match owner::route(gateway, cluster, class, name, request).await? {
-            owner::Owner::Here(request, pin) => (request, Some(pin)),
-            owner::Owner::There(response) => return Ok(response),
-        },
+        Some(cluster) => {
+            // A body announced too big costs no forward (the owner caps
+            // bodies sent without a length itself).
+            let request = super::body::refuse_declared_over(request, limit).await?;
+            match owner::route(gateway, cluster, class, name, request).await? {
+                owner::Owner::Here(request, pin) => (request, Some(pin)),
+                owner::Owner::There(response) => return Ok(response),
+            }
+        }
         None => (request, None),
     };
-    let runtime = Arc::clone(gateway.runtime());
     let (class, name) = (class.to_string(), name.to_string());
-    let limits = runtime.class(&class)?.settings().limits.clone();
-    let limit = limits.max_body_bytes;
     if path == events::EVENTS_PATH && request.method() == Method::GET {
         let (parts, _) = request.into_parts();
         let revocation = gateway.routes().watch(&admission);

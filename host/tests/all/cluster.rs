@@ -123,6 +123,32 @@ async fn a_forwarded_request_for_an_object_the_node_does_not_own_is_refused_not_
 }
 
 #[tokio::test]
+async fn a_node_refuses_unknown_classes_and_announced_oversized_bodies_before_asking_etcd() {
+    let etcd = Etcd::start().await;
+    let small = |name| Options {
+        max_body_bytes: 1024,
+        ..node_options(&etcd, name, "")
+    };
+    let (a, _a) = Server::start(small("a")).await;
+    let (b, _b) = Server::start(small("b")).await;
+    assert_eq!(a.post("/objects/counter/big", "").await, (200, "1".into()));
+
+    // Through the non-owner: refused there, never forwarded.
+    let (status, body) = b.post("/objects/counter/big", "x".repeat(4096)).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(b.get("/objects/counter/big").await, (200, "1".into()));
+    // Refused before the cluster is asked: nobody takes the object.
+    let (status, _) = b.post("/objects/counter/unowned", "x".repeat(4096)).await;
+    assert_eq!(status, 413);
+    assert_eq!(etcd.get(&owner_key("counter", "unowned")).await, None);
+
+    // A class nobody deployed gets no owner key.
+    let (status, _) = b.post("/objects/no-such-class/x", "").await;
+    assert_eq!(status, 404);
+    assert_eq!(etcd.get(&owner_key("no-such-class", "x")).await, None);
+}
+
+#[tokio::test]
 async fn concurrent_posts_round_robin_over_three_nodes_count_each_value_exactly_once() {
     const OBJECTS: usize = 8;
     const POSTS: usize = 60;
