@@ -14,7 +14,8 @@ use futures_util::TryStreamExt as _;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt as _};
 
-use super::segment::{self, Named, Piece};
+use super::retention;
+use super::segment::{self, Named, Piece, Stored};
 
 /// Which state to bring back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,37 +108,24 @@ pub async fn list_objects(store: &dyn ObjectStore) -> Result<Vec<(String, String
     let mut tombstones = Vec::new();
     let mut listing = store.list(None);
     while let Some(meta) = listing.try_next().await.map_err(store_error)? {
-        let parts: Vec<String> = meta
-            .location
-            .parts()
-            .map(|part| part.as_ref().to_string())
-            .collect();
-        match parts.as_slice() {
+        match Stored::of(&meta.location) {
             // The catalog's stream is no object.
-            [class, ..] if class == super::catalog::CATALOG => {}
-            [class, id, generation, _] => {
-                if let Some(start) = segment::generation_start(generation) {
-                    let entry = latest.entry((class.clone(), id.clone())).or_default();
-                    *entry = (*entry).max(start);
-                }
+            Stored::Generation { class, .. } if class == super::catalog::CATALOG => {}
+            Stored::Generation {
+                class, id, start, ..
+            } => {
+                let entry = latest.entry((class, id)).or_default();
+                *entry = (*entry).max(start);
             }
-            [class, id, file] if file == super::retention::TOMBSTONE => {
-                tombstones.push(((class.clone(), id.clone()), meta.location));
-            }
-            _ => {}
+            Stored::Tombstone { class, id } => tombstones.push(((class, id), meta.location)),
+            Stored::Other => {}
         }
     }
     for (object, path) in tombstones {
-        let bytes = store
-            .get(&path)
+        // Unreadable: the tombstone is taken to be newer than anything.
+        let deleted_at = retention::deleted_at(store, &path)
             .await
             .map_err(store_error)?
-            .bytes()
-            .await
-            .map_err(store_error)?;
-        let deleted_at: i64 = std::str::from_utf8(&bytes)
-            .ok()
-            .and_then(|text| text.trim().parse().ok())
             .unwrap_or(i64::MAX);
         if latest.get(&object).is_some_and(|start| *start < deleted_at) {
             latest.remove(&object);

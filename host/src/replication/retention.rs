@@ -15,7 +15,7 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt as _};
 
 use super::Replication;
-use super::segment;
+use super::segment::{self, Stored};
 use crate::storage::catalog::now_ms;
 
 /// Beside an object's generations: when it was deleted.
@@ -54,6 +54,18 @@ struct Object {
     tombstone: Option<(StorePath, i64)>,
 }
 
+/// When the object whose tombstone is at `path` was deleted (ms since the
+/// Unix epoch), if the tombstone says.
+pub async fn deleted_at(
+    store: &dyn ObjectStore,
+    path: &StorePath,
+) -> Result<Option<i64>, object_store::Error> {
+    let bytes = store.get(path).await?.bytes().await?;
+    Ok(std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| text.trim().parse().ok()))
+}
+
 /// Removes what the window `retention` no longer needs, as of `now` (ms).
 pub async fn compact(
     store: &dyn ObjectStore,
@@ -64,33 +76,27 @@ pub async fn compact(
     let mut objects: BTreeMap<(String, String), Object> = BTreeMap::new();
     let mut listing = store.list(None);
     while let Some(meta) = listing.try_next().await? {
-        let parts: Vec<String> = meta
-            .location
-            .parts()
-            .map(|part| part.as_ref().to_string())
-            .collect();
-        match parts.as_slice() {
-            [class, id, generation, _] if segment::generation_start(generation).is_some() => {
+        match Stored::of(&meta.location) {
+            Stored::Generation {
+                class,
+                id,
+                generation,
+                ..
+            } => {
                 objects
-                    .entry((class.clone(), id.clone()))
+                    .entry((class, id))
                     .or_default()
                     .generations
-                    .entry(generation.clone())
+                    .entry(generation)
                     .or_default()
                     .push(meta.location);
             }
-            [class, id, file] if file == TOMBSTONE => {
-                let at = store.get(&meta.location).await?.bytes().await?;
-                let at = std::str::from_utf8(&at)
-                    .ok()
-                    .and_then(|text| text.trim().parse().ok())
-                    .unwrap_or(0);
-                objects
-                    .entry((class.clone(), id.clone()))
-                    .or_default()
-                    .tombstone = Some((meta.location, at));
+            Stored::Tombstone { class, id } => {
+                // Unreadable: taken to be as old as can be.
+                let at = deleted_at(store, &meta.location).await?.unwrap_or(0);
+                objects.entry((class, id)).or_default().tombstone = Some((meta.location, at));
             }
-            _ => {}
+            Stored::Other => {}
         }
     }
     let mut compacted = Compacted::default();

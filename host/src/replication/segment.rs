@@ -247,9 +247,75 @@ pub fn generation_start(name: &str) -> Option<i64> {
     i64::from_str_radix(&name[..16], 16).ok()
 }
 
+/// What a file of a store's listing is to an object's history.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// A file of generation `generation` (which began at `start`, ms) of
+    /// object `id` of `class`: a snapshot, a segment or the name file.
+    Generation {
+        class: String,
+        id: String,
+        generation: String,
+        start: i64,
+    },
+    /// Object `id` of `class` was deleted (`tombstone` holds when).
+    Tombstone { class: String, id: String },
+    /// Anything else (a legacy or foreign file).
+    Other,
+}
+
+impl Stored {
+    /// `location`'s part in a history, from its path.
+    pub fn of(location: &object_store::path::Path) -> Stored {
+        let parts: Vec<String> = location
+            .parts()
+            .map(|part| part.as_ref().to_string())
+            .collect();
+        match parts.as_slice() {
+            [class, id, generation, _] => match generation_start(generation) {
+                Some(start) => Stored::Generation {
+                    class: class.clone(),
+                    id: id.clone(),
+                    generation: generation.clone(),
+                    start,
+                },
+                None => Stored::Other,
+            },
+            [class, id, file] if file == super::retention::TOMBSTONE => Stored::Tombstone {
+                class: class.clone(),
+                id: id.clone(),
+            },
+            _ => Stored::Other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_paths_are_told_apart() {
+        let of = |path: &str| Stored::of(&object_store::path::Path::from(path));
+        assert_eq!(
+            of("c/i/0000019a00000000deadbeef/0000000000000001.snap"),
+            Stored::Generation {
+                class: "c".into(),
+                id: "i".into(),
+                generation: "0000019a00000000deadbeef".into(),
+                start: 0x19a_0000_0000,
+            }
+        );
+        assert_eq!(
+            of("c/i/deleted"),
+            Stored::Tombstone {
+                class: "c".into(),
+                id: "i".into()
+            }
+        );
+        assert_eq!(of("c/i/not-a-generation/x.seg"), Stored::Other);
+        assert_eq!(of("_catalog/12.snap"), Stored::Other);
+    }
 
     fn header(snapshot: bool) -> Header {
         Header {
