@@ -45,7 +45,7 @@ mod outbound;
 mod replication;
 mod values;
 
-pub use cluster::{ClusterSettings, EtcdUrl, valid_node_name};
+pub use cluster::{ClusterSettings, EtcdUrl, Placement, valid_node_name};
 pub use limits::{
     KV, KvLimits, LimitOverrides, Limits, MAX_EVENT_NAME_BYTES, MAX_OBJECT_NAME_BYTES,
 };

@@ -17,6 +17,11 @@ impl Keys {
         format!("{}/nodes/{node}", self.prefix)
     }
 
+    /// Everything below `<prefix>/nodes/` (watched).
+    pub fn nodes(&self) -> String {
+        format!("{}/nodes/", self.prefix)
+    }
+
     /// Everything below `<prefix>/owners/` (watched).
     pub fn owners(&self) -> String {
         format!("{}/owners/", self.prefix)

@@ -7,6 +7,9 @@
 //!   <class>/<id>`, created under the owner's lease only if absent; its
 //!   create revision is the object's fencing epoch), a cache of other
 //!   nodes' objects kept fresh by a watch.
+//! - `members.rs`, `placement.rs`: the live nodes, and the one rendezvous
+//!   hashing prefers for an object nobody serves (`placement =
+//!   "rendezvous"`).
 //! - `forward.rs`: a request for another node's object, proxied there
 //!   (HTTP with streaming bodies, SSE, WebSockets as a byte tunnel).
 //!
@@ -15,9 +18,11 @@
 mod error;
 mod forward;
 mod keys;
+mod members;
 mod membership;
 mod node_id;
 mod ownership;
+mod placement;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -30,10 +35,11 @@ pub use error::ClusterError;
 pub use forward::{FORWARDED_HEADER, Forwarder};
 pub use ownership::{Pin, Route};
 
-use crate::config::ClusterSettings;
+use crate::config::{ClusterSettings, Placement};
 use crate::object::ObjectAddr;
 use crate::runtime::Runtime;
 use keys::Keys;
+use members::Members;
 use membership::Membership;
 use ownership::Owners;
 
@@ -42,6 +48,8 @@ pub struct Cluster {
     node: String,
     membership: Arc<Membership>,
     owners: Arc<Owners>,
+    /// Followed with `placement = "rendezvous"` only.
+    members: Option<Arc<Members>>,
     forwarder: Forwarder,
     restoring: tokio::sync::Mutex<()>,
 }
@@ -79,6 +87,8 @@ impl Cluster {
             })?;
         let keys = Keys::new(&url.prefix);
         let owners = Owners::new(client.clone(), keys.clone(), node.clone());
+        let members = (settings.placement == Placement::Rendezvous)
+            .then(|| Members::start(client.clone(), keys.clone()));
         let lost = {
             let owners = Arc::clone(&owners);
             let runtime = Arc::clone(runtime);
@@ -107,6 +117,7 @@ impl Cluster {
             node,
             membership,
             owners,
+            members,
             forwarder: Forwarder::new(),
             restoring: tokio::sync::Mutex::new(()),
         }))
@@ -118,8 +129,9 @@ impl Cluster {
     }
 
     /// Who serves object `id` of `class`: this node (taking it if nobody
-    /// does), or another. `forwarded`: the request came from a node that
-    /// believed this one the owner, so it must not travel again.
+    /// does, unless placement prefers another node), or another.
+    /// `forwarded`: the request came from a node that believed this one
+    /// the owner (or the preferred one), so it must not travel again.
     pub async fn route(
         &self,
         class: &str,
@@ -127,7 +139,14 @@ impl Cluster {
         forwarded: bool,
     ) -> Result<Route, ClusterError> {
         self.membership.check_serving()?;
-        let route = self.owners.route(class, id).await?;
+        let prefer = || {
+            let members = self.members.as_ref().filter(|_| !forwarded)?;
+            let live = members.live();
+            placement::preferred(&live, class, id)
+                .filter(|(node, _)| *node != self.node)
+                .cloned()
+        };
+        let route = self.owners.route(class, id, prefer).await?;
         if forwarded && matches!(route, Route::Remote { .. }) {
             return Err(ClusterError::NotOwner {
                 node: self.node.clone(),

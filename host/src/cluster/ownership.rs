@@ -143,8 +143,14 @@ impl Owners {
     }
 
     /// Who serves object `id` of `class`; takes it for this node when
-    /// nobody does.
-    pub async fn route(&self, class: &str, id: &str) -> Result<Route, ClusterError> {
+    /// nobody does, unless `prefer` names another node (name, address)
+    /// for it to go to (that node takes it).
+    pub async fn route(
+        &self,
+        class: &str,
+        id: &str,
+        prefer: impl FnOnce() -> Option<(String, String)>,
+    ) -> Result<Route, ClusterError> {
         let key = self.keys.owner(class, id);
         if let Some(route) = self.cached(&key) {
             return Ok(route);
@@ -155,6 +161,13 @@ impl Owners {
         }
         let lease = self.lease()?;
         let mut client = self.client.clone();
+        if let Some((node, address)) = prefer()
+            && client.get(key.as_str(), None).await?.kvs().is_empty()
+        {
+            // Not cached: if the preferred node never takes it, no change
+            // in etcd would tell the watch to correct the entry.
+            return Ok(Route::Remote { node, address });
+        }
         let last_owner = self.keys.last_owner(class, id);
         let take = Txn::new()
             .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])

@@ -26,6 +26,24 @@ pub struct ClusterSettings {
     /// outlives its last keepalive.
     #[serde(default = "default_lease_ttl", with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// Which node takes an object nobody serves.
+    #[serde(default)]
+    pub placement: Placement,
+}
+
+/// Which node takes an object nobody serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// The node its first request reaches (no extra hop; a load balancer
+    /// that spreads requests spreads objects).
+    #[default]
+    First,
+    /// The live node that rendezvous hashing of its address prefers: the
+    /// first request goes there, so objects spread evenly whatever node
+    /// the traffic reaches, and a node joining or leaving moves only its
+    /// share of new placements.
+    Rendezvous,
 }
 
 fn default_lease_ttl() -> Duration {
@@ -49,6 +67,7 @@ impl ClusterSettings {
             node: None,
             advertise: None,
             lease_ttl: default_lease_ttl(),
+            placement: Placement::default(),
         };
         settings.check()?;
         Ok(settings)

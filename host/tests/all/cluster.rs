@@ -123,6 +123,41 @@ async fn a_forwarded_request_for_an_object_the_node_does_not_own_is_refused_not_
 }
 
 #[tokio::test]
+async fn rendezvous_placement_spreads_objects_over_the_nodes_whichever_node_their_traffic_reaches()
+{
+    let etcd = Etcd::start().await;
+    let rendezvous = "placement = \"rendezvous\"\n";
+    let (a, _a) = node_with(&etcd, "a", rendezvous).await;
+    let (_b, _b_dir) = node_with(&etcd, "b", rendezvous).await;
+    let (_c, _c_dir) = node_with(&etcd, "c", rendezvous).await;
+    // c registered before it listened; a's watch of the nodes hears of
+    // it at once (and the first objects may place before: a test over 30
+    // objects fails only if a never heard of some node).
+    let names: Vec<String> = (0..30).map(|i| format!("spread-{i}")).collect();
+    let mut owners = std::collections::BTreeMap::<String, usize>::new();
+    for name in &names {
+        // All traffic reaches a; the object goes where hashing prefers.
+        assert_eq!(
+            a.post(&format!("/objects/counter/{name}"), "").await,
+            (200, "1".into())
+        );
+        let owner = etcd
+            .get(&owner_key("counter", name))
+            .await
+            .expect("an owner");
+        *owners.entry(owner).or_default() += 1;
+    }
+    assert_eq!(owners.len(), 3, "owners per node: {owners:?}");
+    // Each served by its owner through a again.
+    for name in &names {
+        assert_eq!(
+            a.post(&format!("/objects/counter/{name}"), "").await,
+            (200, "2".into())
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_node_refuses_unknown_classes_and_announced_oversized_bodies_before_asking_etcd() {
     let etcd = Etcd::start().await;
     let small = |name| Options {
