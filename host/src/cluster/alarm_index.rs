@@ -201,6 +201,9 @@ async fn take_due(
                 Ok(()) => tracing::info!(class, name, "ran an alarm of an object nobody owned"),
                 // Another node took it first: it runs the alarm.
                 Err(EventError::Cluster(ClusterError::OwnedElsewhere { .. })) => {}
+                Err(EventError::NoSuchClass(_)) => {
+                    tracing::debug!(class, name, "an alarm of a class not deployed here");
+                }
                 Err(error) => {
                     tracing::warn!(class, name, %error, "cannot run an alarm of an object nobody owned");
                 }

@@ -1,12 +1,15 @@
 //! Alarms and activation in a cluster: an alarm of a dead node's object
 //! runs on the node that takes the object (the alarm index every node
 //! reads is in etcd), an alarm of a live node's object runs only there,
-//! and an object runs only on its owner whatever activates it.
+//! and an object runs only on its owner whatever activates it (another
+//! object's call, a message on a socket held by another node).
 
 use std::time::Duration;
 
+use futures_util::{SinkExt, StreamExt};
 use podhost::object::ObjectAddr;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::cluster::{PREFIX, file_store, node_options, owner_key};
 use crate::cluster_support::Etcd;
@@ -145,4 +148,52 @@ async fn a_call_to_an_object_another_node_owns_is_refused_rather_than_run_a_seco
         a.post("/objects/relay/target/count", "").await,
         (200, "2".into())
     );
+}
+
+#[tokio::test]
+async fn a_socket_whose_object_moved_to_another_node_is_closed_for_its_client_to_reconnect() {
+    let etcd = Etcd::start().await;
+    let (_store, replication) = file_store();
+    let hibernating = |node| Options {
+        idle_timeout: "1s",
+        ..node_options(&etcd, node, &replication)
+    };
+    let (a, _a) = Server::start(hibernating("a")).await;
+    let (b, _b) = Server::start(hibernating("b")).await;
+    let mut socket = a
+        .ws("/objects/probe/wanderer")
+        .await
+        .expect("a socket through a");
+    let key = owner_key("probe", "wanderer");
+    assert_eq!(etcd.get(&key).await.as_deref(), Some("a"));
+    // It hibernates on a (whose host keeps the socket) and is let go;
+    // then b takes it.
+    let released = eventually(Duration::from_secs(10), || async {
+        etcd.get(&key).await.is_none()
+    })
+    .await;
+    assert!(released, "a let the object go after it hibernated");
+    assert_eq!(b.get("/objects/probe/wanderer/alarm").await.0, 200);
+    assert_eq!(etcd.get(&key).await.as_deref(), Some("b"));
+    let activations = a.metric("podhost_activations_total").await;
+    socket
+        .send(Message::text("publish:hello"))
+        .await
+        .expect("sent");
+    // a does not wake its own copy for the message: it closes the
+    // socket with 1012, and a reconnect (through any node) reaches b.
+    let code = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+                Some(Ok(_)) => continue,
+                other => panic!("the socket ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the socket is closed within 10 s");
+    assert_eq!(code, 1012);
+    assert_eq!(a.metric("podhost_activations_total").await, activations);
+    assert_eq!(etcd.get(&key).await.as_deref(), Some("b"));
 }
