@@ -23,11 +23,31 @@ fn alarm_key(class: &str, name: &str) -> String {
     )
 }
 
-/// Nodes whose commits are durable in a shared `file://` store.
-fn replicated(etcd: &Etcd, node: &str, replication: &str) -> Options {
+/// Nodes a and b on `etcd` sharing a `file://` store, each with the
+/// options `options` makes of its own; the store and the nodes' data
+/// directories live as long as the result.
+struct Pair {
+    a: Server,
+    b: Server,
+    _dirs: [tempfile::TempDir; 3],
+}
+
+async fn pair(etcd: &Etcd, options: impl Fn(Options) -> Options) -> Pair {
+    let (store, replication) = file_store();
+    let (a, a_dir) = Server::start(options(node_options(etcd, "a", &replication))).await;
+    let (b, b_dir) = Server::start(options(node_options(etcd, "b", &replication))).await;
+    Pair {
+        a,
+        b,
+        _dirs: [store, a_dir, b_dir],
+    }
+}
+
+/// Commits durable in the store before they are acknowledged.
+fn replicated(options: Options) -> Options {
     Options {
         durability: "replicated",
-        ..node_options(etcd, node, replication)
+        ..options
     }
 }
 
@@ -40,9 +60,7 @@ async fn alarm_state(server: &Server, name: &str) -> Value {
 #[tokio::test]
 async fn an_alarm_set_on_an_object_whose_node_dies_fires_once_on_the_node_that_takes_it() {
     let etcd = Etcd::start().await;
-    let (_store, replication) = file_store();
-    let (a, _a) = Server::start(replicated(&etcd, "a", &replication)).await;
-    let (b, _b) = Server::start(replicated(&etcd, "b", &replication)).await;
+    let Pair { a, b, _dirs } = pair(&etcd, replicated).await;
     let (status, body) = a
         .post("/objects/probe/orphan/alarm/set?in_ms=4000", "")
         .await;
@@ -80,9 +98,7 @@ async fn an_alarm_set_on_an_object_whose_node_dies_fires_once_on_the_node_that_t
 #[tokio::test]
 async fn an_alarm_due_on_an_object_another_live_node_owns_runs_only_on_that_node() {
     let etcd = Etcd::start().await;
-    let (_store, replication) = file_store();
-    let (a, _a) = Server::start(replicated(&etcd, "a", &replication)).await;
-    let (b, _b) = Server::start(replicated(&etcd, "b", &replication)).await;
+    let Pair { a, b, _dirs } = pair(&etcd, replicated).await;
     // The handler runs 4 s: its entry stays due in etcd (it is cleared
     // only after the commit) long past the second other nodes wait, so
     // b looks at it several times while a runs it.
@@ -153,13 +169,11 @@ async fn a_call_to_an_object_another_node_owns_is_refused_rather_than_run_a_seco
 #[tokio::test]
 async fn a_socket_whose_object_moved_to_another_node_is_closed_for_its_client_to_reconnect() {
     let etcd = Etcd::start().await;
-    let (_store, replication) = file_store();
-    let hibernating = |node| Options {
+    let hibernating = |options| Options {
         idle_timeout: "1s",
-        ..node_options(&etcd, node, &replication)
+        ..options
     };
-    let (a, _a) = Server::start(hibernating("a")).await;
-    let (b, _b) = Server::start(hibernating("b")).await;
+    let Pair { a, b, _dirs } = pair(&etcd, hibernating).await;
     let mut socket = a
         .ws("/objects/probe/wanderer")
         .await
