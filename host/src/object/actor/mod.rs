@@ -201,6 +201,9 @@ impl Actor {
             }
         }
         actor.close().await;
+        // Its last alarm entry is in etcd before the object is let go (a
+        // write after that is no longer this node's to make).
+        actor.alarm_mirrored().await;
         actor.runtime.object_closed(&actor.object);
         drop(alive);
     }
