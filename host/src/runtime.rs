@@ -56,6 +56,19 @@ pub trait ObjectOwnership: Send + Sync + 'static {
     /// Its actor has closed its database and stopped: the node lets the
     /// object go.
     fn closed(&self, object: &ObjectAddr);
+    /// Before an event is delivered to `object`: makes sure this node owns
+    /// it (taking it when nobody does) and, with `restore`, that an object
+    /// another node served last has been restored from the store. The
+    /// answer is held until the event is queued (the object is not let go
+    /// meanwhile). An object another node owns is refused.
+    fn claim(
+        &self,
+        object: &ObjectAddr,
+        restore: bool,
+    ) -> BoxFuture<'static, Result<Box<dyn std::any::Any + Send>, EventError>>;
+    /// The object's alarm index entry changed (`None`: removed): mirrors it
+    /// where every node sees it. Resolves once written (or failed).
+    fn alarm_indexed(&self, object: &ObjectAddr, at_ms: Option<i64>) -> BoxFuture<'static, ()>;
 }
 
 /// The catalog's last commits did not reach the store within
@@ -442,12 +455,34 @@ impl Runtime {
         name: &str,
         make: impl FnOnce(oneshot::Sender<T>) -> Event,
     ) -> Result<T, EventError> {
+        self.deliver_claimed(class, name, true, make).await
+    }
+
+    /// [`deliver`](Self::deliver); `restore`: in a cluster, an object that
+    /// moved here is restored from the store first (not for the import
+    /// that restores it). In a cluster an object only ever runs on the
+    /// node that owns it: the check is here, where every event (a
+    /// client's, another object's call, an alarm, a socket's) activates
+    /// objects, not only in the gateway.
+    async fn deliver_claimed<T>(
+        self: &Arc<Self>,
+        class: &str,
+        name: &str,
+        restore: bool,
+        make: impl FnOnce(oneshot::Sender<T>) -> Event,
+    ) -> Result<T, EventError> {
         let class = self.class(class)?;
         let object = Arc::new(ObjectAddr::new(class.name(), name));
+        let claimed = match self.ownership.get() {
+            Some(ownership) => Some(ownership.claim(&object, restore).await?),
+            None => None,
+        };
         let (reply, answer) = oneshot::channel();
         self.objects.deliver(object.id(), make(reply), |start| {
             Actor::spawn(Arc::clone(self), Arc::clone(&object), class, start);
         })?;
+        // Queued: the object is live, so it is not let go before it closes.
+        drop(claimed);
         // The actor always replies unless it was dropped mid-event, which
         // only happens when the process is going away.
         answer.await.map_err(|_| EventError::ShuttingDown)
@@ -755,7 +790,8 @@ impl Runtime {
         from: PathBuf,
         migrations: i64,
     ) -> Result<(), AdminError> {
-        self.deliver(class, name, |reply| {
+        // The import may be the restore of an object that moved here.
+        self.deliver_claimed(class, name, false, |reply| {
             Event::Admin(AdminRequest::Import {
                 from,
                 migrations,

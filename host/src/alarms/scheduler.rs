@@ -16,6 +16,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::{DueAlarm, IndexedAlarm};
+use crate::cluster::ClusterError;
 use crate::object::EventError;
 use crate::runtime::Runtime;
 use crate::storage::catalog::now_ms;
@@ -180,6 +181,18 @@ async fn deliver(runtime: &Arc<Runtime>, alarm: &DueAlarm) {
                 .catalog()
                 .index_alarm(&alarm.id, &alarm.class, &alarm.name, later)
         {
+            tracing::error!(%error, "cannot update the alarm index");
+        }
+    } else if let Err(EventError::Cluster(ClusterError::OwnedElsewhere { owner, .. })) = result {
+        // It moved to another node, which indexed it when it opened there
+        // and fires it; if that node dies, the index in etcd has it.
+        tracing::debug!(
+            class = alarm.class,
+            object = alarm.name,
+            owner,
+            "an alarm's object runs on another node"
+        );
+        if let Err(error) = runtime.catalog().unindex_alarm(&alarm.id) {
             tracing::error!(%error, "cannot update the alarm index");
         }
     } else if let Err(error) = result {

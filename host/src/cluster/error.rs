@@ -13,6 +13,12 @@ pub enum ClusterError {
     Etcd(String),
     #[error("this object's owner is about to change: {0}; retry in a few seconds")]
     Moving(String),
+    /// An object-to-object call, alarm or socket event for an object
+    /// another node runs: not run here (see `Runtime::deliver`).
+    #[error(
+        "this object runs on node {owner}, not on node {node}; calls between objects are not forwarded across nodes: retry through the gateway"
+    )]
+    OwnedElsewhere { node: String, owner: String },
     #[error("the object's owner {node} cannot be reached: {reason}")]
     OwnerUnreachable { node: String, reason: String },
 }
@@ -21,7 +27,7 @@ impl ClusterError {
     /// The error's `code` in the gateway's error shape.
     pub fn code(&self) -> &'static str {
         match self {
-            ClusterError::NotOwner { .. } => "not_owner",
+            ClusterError::NotOwner { .. } | ClusterError::OwnedElsewhere { .. } => "not_owner",
             ClusterError::NoLease { .. } | ClusterError::Etcd(_) | ClusterError::Moving(_) => {
                 "cluster_unavailable"
             }

@@ -34,6 +34,17 @@ impl Keys {
         format!("{}/last-owner/{class}/{id}", self.prefix)
     }
 
+    /// Everything below `<prefix>/alarms/` (read by every node).
+    pub fn alarms(&self) -> String {
+        format!("{}/alarms/", self.prefix)
+    }
+
+    /// `<prefix>/alarms/<class>/<id>` = the object's alarm index entry
+    /// (no lease: it outlives the node that wrote it; see `alarm_index.rs`).
+    pub fn alarm(&self, class: &str, id: &str) -> String {
+        format!("{}/alarms/{class}/{id}", self.prefix)
+    }
+
     /// `<prefix>/owners/<class>/<id>` = the owning node's name. Class
     /// names have no `/` (config validation) and ids are hex.
     pub fn owner(&self, class: &str, id: &str) -> String {
@@ -52,5 +63,8 @@ mod tests {
         assert_eq!(key, "/podhost/owners/counter/ab12");
         assert!(key.starts_with(&keys.owners()));
         assert_eq!(keys.node("a"), "/podhost/nodes/a");
+        let alarm = keys.alarm("counter", "ab12");
+        assert_eq!(alarm, "/podhost/alarms/counter/ab12");
+        assert!(alarm.starts_with(&keys.alarms()));
     }
 }

@@ -13,13 +13,22 @@
 //! - `forward.rs`: a request for another node's object, proxied there
 //!   (HTTP with streaming bodies, SSE, WebSockets as a byte tunnel).
 //!
-//! The gateway only asks `Cluster::route` who serves an object.
+//! - `moved.rs`: an object that moved here, restored from the store
+//!   before it runs.
+//! - `alarm_index.rs`: each object's alarm time mirrored in etcd, and the
+//!   due alarms of objects nobody owns run here.
+//!
+//! The gateway asks `Cluster::route` who serves an object; the runtime
+//! asks `ObjectOwnership::claim` before any event activates one, so an
+//! object runs only on its owner however the event came.
 
+mod alarm_index;
 mod error;
 mod forward;
 mod keys;
 mod members;
 mod membership;
+mod moved;
 mod node_id;
 mod ownership;
 mod placement;
@@ -30,14 +39,16 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use etcd_client::{Client, ConnectOptions};
+use futures_util::future::BoxFuture;
 
 pub use error::ClusterError;
 pub use forward::{FORWARDED_HEADER, Forwarder};
 pub use ownership::{Pin, Route};
 
 use crate::config::{ClusterSettings, Placement};
-use crate::object::ObjectAddr;
+use crate::object::{EventError, ObjectAddr};
 use crate::runtime::Runtime;
+use alarm_index::AlarmIndex;
 use keys::Keys;
 use members::Members;
 use membership::Membership;
@@ -51,7 +62,6 @@ pub struct Cluster {
     /// Followed with `placement = "rendezvous"` only.
     members: Option<Arc<Members>>,
     forwarder: Forwarder,
-    restoring: tokio::sync::Mutex<()>,
 }
 
 impl Cluster {
@@ -89,6 +99,12 @@ impl Cluster {
         let owners = Owners::new(client.clone(), keys.clone(), node.clone());
         let members = (settings.placement == Placement::Rendezvous)
             .then(|| Members::start(client.clone(), keys.clone()));
+        let alarm_index = AlarmIndex::start(client.clone(), keys.clone());
+        // Without a store, an object that moves is served from the new
+        // node's own copy: its alarms stay with the node that has them.
+        if runtime.replication().is_some() {
+            alarm_index::start_takeover(client.clone(), keys.clone(), Arc::downgrade(runtime));
+        }
         let lost = {
             let owners = Arc::clone(&owners);
             let runtime = Arc::clone(runtime);
@@ -99,7 +115,7 @@ impl Cluster {
         };
         let membership = Membership::start(
             client,
-            keys,
+            keys.clone(),
             node.clone(),
             advertise.clone(),
             settings.lease_ttl,
@@ -110,6 +126,8 @@ impl Cluster {
         runtime.own_objects(Arc::new(Ownership {
             membership: Arc::clone(&membership),
             owners: Arc::clone(&owners),
+            alarm_index,
+            node: node.clone(),
             runtime: Arc::downgrade(runtime),
         }));
         tracing::info!(%node, %advertise, prefix = %url.prefix, "joined the cluster");
@@ -119,7 +137,6 @@ impl Cluster {
             owners,
             members,
             forwarder: Forwarder::new(),
-            restoring: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -167,15 +184,15 @@ impl Cluster {
         self.owners.forget(class, id);
     }
 
-    /// Object `id` has been restored from the store after it moved here.
-    pub fn restored(&self, class: &str, id: &str) {
-        self.owners.restored(class, id);
-    }
-
-    /// Restores run one at a time on a node (a takeover is rare; two
-    /// requests for the same object must not restore it twice).
-    pub fn restoring(&self) -> &tokio::sync::Mutex<()> {
-        &self.restoring
+    /// Restores object `name` from the store if it moved here and has not
+    /// been restored yet (see `moved.rs`).
+    pub async fn restore_moved(
+        &self,
+        runtime: &Arc<Runtime>,
+        class: &str,
+        name: &str,
+    ) -> Result<(), ClusterError> {
+        moved::restore_moved(&self.owners, runtime, class, name).await
     }
 
     pub fn forwarder(&self) -> &Forwarder {
@@ -184,10 +201,13 @@ impl Cluster {
 }
 
 /// What the runtime asks of the ownership: an object's epoch (for each
-/// segment it ships), and its release when it closes.
+/// segment it ships), its claim before an event activates it, its alarm
+/// index entry, and its release when it closes.
 struct Ownership {
     membership: Arc<Membership>,
     owners: Arc<Owners>,
+    alarm_index: AlarmIndex,
+    node: String,
     /// Weak: the runtime holds this.
     runtime: std::sync::Weak<Runtime>,
 }
@@ -196,6 +216,48 @@ impl crate::runtime::ObjectOwnership for Ownership {
     fn epoch(&self, class: &str, id: &str) -> Option<u64> {
         self.membership.check_serving().ok()?;
         self.owners.epoch(class, id)
+    }
+
+    fn claim(
+        &self,
+        object: &ObjectAddr,
+        restore: bool,
+    ) -> BoxFuture<'static, Result<Box<dyn std::any::Any + Send>, EventError>> {
+        let (membership, owners) = (Arc::clone(&self.membership), Arc::clone(&self.owners));
+        let (runtime, node) = (self.runtime.clone(), self.node.clone());
+        let (class, name) = (object.class().to_string(), object.name().to_string());
+        let id = object.id().to_string();
+        Box::pin(async move {
+            let pin = owners.pin(&class, &id);
+            membership.check_serving().map_err(EventError::Cluster)?;
+            // An event already here (an alarm, a call, a socket's) is
+            // not placed elsewhere: it runs here or on the owner.
+            match owners
+                .route(&class, &id, || None)
+                .await
+                .map_err(EventError::Cluster)?
+            {
+                Route::Remote { node: owner, .. } => {
+                    Err(EventError::Cluster(ClusterError::OwnedElsewhere {
+                        node,
+                        owner,
+                    }))
+                }
+                Route::Local { restore: true } if restore => {
+                    let runtime = runtime.upgrade().ok_or(EventError::ShuttingDown)?;
+                    moved::restore_moved(&owners, &runtime, &class, &name)
+                        .await
+                        .map_err(EventError::Cluster)?;
+                    Ok(Box::new(pin) as Box<dyn std::any::Any + Send>)
+                }
+                Route::Local { .. } => Ok(Box::new(pin) as Box<dyn std::any::Any + Send>),
+            }
+        })
+    }
+
+    fn alarm_indexed(&self, object: &ObjectAddr, at_ms: Option<i64>) -> BoxFuture<'static, ()> {
+        let epoch = self.owners.epoch(object.class(), object.id());
+        self.alarm_index.write(object, epoch, at_ms)
     }
 
     fn closed(&self, object: &ObjectAddr) {

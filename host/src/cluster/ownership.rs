@@ -53,6 +53,9 @@ pub(super) struct Owners {
     /// Requests being handled here, by key: an object with one is not
     /// released (its request may be about to activate it).
     pins: Mutex<HashMap<String, usize>>,
+    /// Restores of objects that moved here run one at a time (a takeover
+    /// is rare; two events for the same object must not restore it twice).
+    restoring: tokio::sync::Mutex<()>,
 }
 
 /// Held while a request for an object is handled on this node.
@@ -84,6 +87,7 @@ impl Owners {
             others: Mutex::new(HashMap::new()),
             changing: tokio::sync::Mutex::new(()),
             pins: Mutex::new(HashMap::new()),
+            restoring: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -265,6 +269,10 @@ impl Owners {
             owners: Arc::clone(self),
             key,
         }
+    }
+
+    pub fn restoring(&self) -> &tokio::sync::Mutex<()> {
+        &self.restoring
     }
 
     /// Forgets another node's object (a forward to it failed).

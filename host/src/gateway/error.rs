@@ -195,6 +195,7 @@ impl ApiError {
                 }
                 EventError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
                 EventError::QuotaExceeded(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
+                EventError::Cluster(cluster) => (StatusCode::SERVICE_UNAVAILABLE, cluster.code()),
             },
         }
     }

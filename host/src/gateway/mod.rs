@@ -21,7 +21,7 @@ mod objects;
 mod orgs;
 mod owner;
 mod principal;
-mod restore;
+pub(crate) mod restore;
 mod routed;
 mod server;
 mod sockets;

@@ -9,7 +9,6 @@ use axum::response::Response;
 use super::{ApiError, Gateway, credentials};
 use crate::cluster::{Cluster, ClusterError, FORWARDED_HEADER, Pin, Route};
 use crate::object::ObjectAddr;
-use crate::replication::restore::Point;
 
 /// Where a request for an object goes.
 pub(super) enum Owner {
@@ -44,7 +43,9 @@ pub(super) async fn route(
         let (node, address) = match cluster.route(class, object.id(), forwarded).await? {
             Route::Local { restore } => {
                 if restore {
-                    restore_moved(gateway, cluster, class, name).await?;
+                    cluster
+                        .restore_moved(gateway.runtime(), class, name)
+                        .await?;
                 }
                 return Ok(Owner::Here(request, pin));
             }
@@ -68,48 +69,6 @@ pub(super) async fn route(
             Err(error) => return Err(error.into()),
         }
     }
-}
-
-/// An object that moved here from another node (it hibernated there, or
-/// that node died and its lease expired): its latest state is restored
-/// from the replication store before it serves anything here, so the
-/// data directory's older copy (or none) never answers.
-async fn restore_moved(
-    gateway: &Gateway,
-    cluster: &Cluster,
-    class: &str,
-    name: &str,
-) -> Result<(), ApiError> {
-    let id = ObjectAddr::new(class, name).id().to_string();
-    let _one_at_a_time = cluster.restoring().lock().await;
-    if cluster.route(class, &id, false).await? != (Route::Local { restore: true }) {
-        return Ok(());
-    }
-    if gateway.runtime().replication().is_some() {
-        match super::restore::rebuild(gateway.runtime(), class, name, name, Point::Latest).await? {
-            Some(restored) => {
-                tracing::info!(
-                    class,
-                    name,
-                    txid = restored.txid,
-                    "object restored after moving here"
-                );
-            }
-            None => tracing::debug!(
-                class,
-                name,
-                "object moved here with no history in the store"
-            ),
-        }
-    } else {
-        tracing::warn!(
-            class,
-            name,
-            "object moved here from another node without [replication]: served from this node's copy"
-        );
-    }
-    cluster.restored(class, &id);
-    Ok(())
 }
 
 /// What is needed to send a body-less request again.

@@ -65,7 +65,7 @@ pub async fn restore_object(
 /// `point` into object `target` (the same or another of the class): the
 /// database is restored to a scratch file, checked, and swapped in like
 /// an import. `None`: the store has no history of the object.
-pub(super) async fn rebuild(
+pub(crate) async fn rebuild(
     runtime: &Arc<Runtime>,
     class: &str,
     name: &str,

@@ -125,4 +125,8 @@ pub enum EventError {
     /// A new object would take its class's tenant past a quota.
     #[error(transparent)]
     QuotaExceeded(crate::tenants::QuotaExceeded),
+    /// In a cluster: the object is not this node's to run (another owns
+    /// it, or ownership cannot be known now).
+    #[error(transparent)]
+    Cluster(crate::cluster::ClusterError),
 }

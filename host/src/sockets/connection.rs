@@ -17,6 +17,7 @@ use super::hub::Control;
 use super::outbox::close_frame;
 use super::{Hub, Outgoing};
 use crate::bindings::podhost::object::types::Message as SocketMessage;
+use crate::cluster::ClusterError;
 use crate::object::EventError;
 use crate::runtime::Runtime;
 
@@ -316,6 +317,13 @@ impl Reader<'_> {
                 Some((1013, reason.to_string()))
             }
             Err(EventError::ShuttingDown) => Some((1001, String::new())),
+            Err(EventError::Cluster(ClusterError::OwnedElsewhere { .. })) => {
+                // Its object moved to another node while the socket was
+                // open here: a reconnect reaches it there.
+                let reason = "the object moved to another node: reconnect";
+                control.force(1012, reason);
+                Some((1012, reason.to_string()))
+            }
             Err(error) => {
                 // The object failed on this message; the socket stays.
                 tracing::debug!(object = self.name, class = self.class, socket = self.socket, %error, "socket-message failed");

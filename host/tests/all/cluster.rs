@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::cluster_support::Etcd;
 use crate::support::{Options, Server, eventually};
 
-const PREFIX: &str = "test";
+pub(crate) const PREFIX: &str = "test";
 
 /// A node named `node` of the cluster on `etcd`.
 async fn node(etcd: &Etcd, node: &str) -> (Server, tempfile::TempDir) {
@@ -28,7 +28,7 @@ async fn node_with(etcd: &Etcd, node: &str, more: &str) -> (Server, tempfile::Te
 
 /// The options of a node. Every client and every node forwarding to it is
 /// 127.0.0.1, so its per-address cap is raised.
-fn node_options(etcd: &Etcd, node: &str, more: &str) -> Options {
+pub(crate) fn node_options(etcd: &Etcd, node: &str, more: &str) -> Options {
     // Options take 'static text; a test leaks a few short strings.
     let section: &'static str = Box::leak(
         format!(
@@ -45,7 +45,7 @@ fn node_options(etcd: &Etcd, node: &str, more: &str) -> Options {
 }
 
 /// A `file://` replication store in a new directory, and its section.
-fn file_store() -> (tempfile::TempDir, String) {
+pub(crate) fn file_store() -> (tempfile::TempDir, String) {
     let store = tempfile::tempdir().expect("a store directory");
     let section = format!(
         "[replication]\nurl = \"file://{}\"\n",
@@ -54,7 +54,7 @@ fn file_store() -> (tempfile::TempDir, String) {
     (store, section)
 }
 
-fn owner_key(class: &str, name: &str) -> String {
+pub(crate) fn owner_key(class: &str, name: &str) -> String {
     format!(
         "/{PREFIX}/owners/{class}/{}",
         ObjectAddr::new(class, name).id()

@@ -53,6 +53,7 @@ impl Actor {
             return;
         }
         let after = self.alarm_before_commit();
+        self.alarm_mirrored().await;
         if let Err(error) = self.commit() {
             if let Some(db) = self.database() {
                 db.rollback();
@@ -90,6 +91,8 @@ impl Actor {
             // Being retried, or early: either way it wakes the object.
             Ok(Some(entry)) if entry.retries > 0 || entry.at_ms <= at => {
                 self.indexed_alarm = Some(entry.at_ms);
+                // The other nodes' copy may have missed a write.
+                self.mirror_alarm(Some(entry.at_ms));
             }
             Ok(_) => self.index(at, 0),
             Err(error) => {
@@ -171,6 +174,7 @@ impl Actor {
                 if let Err(error) = self.runtime.catalog().unindex_alarm(self.object.id()) {
                     tracing::error!(%error, "cannot update the alarm index");
                 }
+                self.mirror_alarm(None);
             }
         }
     }
@@ -186,10 +190,30 @@ impl Actor {
             Ok(()) => {
                 self.indexed_alarm = Some(at_ms);
                 self.runtime.alarms().wake();
+                self.mirror_alarm(Some(at_ms));
             }
             Err(error) => {
                 tracing::error!(%error, "cannot update the alarm index");
             }
+        }
+    }
+}
+
+impl Actor {
+    /// In a cluster: the index entry, written to etcd too, in order, so
+    /// any node can run the alarm if this one dies.
+    pub(super) fn mirror_alarm(&mut self, at_ms: Option<i64>) {
+        if let Some(ownership) = self.runtime.ownership() {
+            self.alarm_mirrored = Some(ownership.alarm_indexed(&self.object, at_ms));
+        }
+    }
+
+    /// Waits until the last entry written to etcd is there: before a
+    /// commit that sets an earlier alarm (writes are in order, so every
+    /// earlier one is there too).
+    pub(super) async fn alarm_mirrored(&mut self) {
+        if let Some(written) = self.alarm_mirrored.take() {
+            written.await;
         }
     }
 }

@@ -77,6 +77,9 @@ pub(crate) struct Actor {
     /// When the catalog's alarm index says to wake this object, as far as
     /// this actor knows.
     indexed_alarm: Option<i64>,
+    /// In a cluster, the last write of the alarm index entry to etcd
+    /// (`cluster/alarm_index.rs`), awaited before a commit it must precede.
+    alarm_mirrored: Option<futures_util::future::BoxFuture<'static, ()>>,
     /// The chain of calls of the event about to run, if another object
     /// sent it (`objects.call`).
     call_chain: Option<CallChain>,
@@ -101,6 +104,7 @@ impl Actor {
             batch: Batch::default(),
             last_active: now_ms(),
             indexed_alarm: None,
+            alarm_mirrored: None,
             call_chain: None,
             delete_after_batch: false,
             span: span.clone(),
@@ -197,6 +201,9 @@ impl Actor {
             }
         }
         actor.close().await;
+        // Its last alarm entry is in etcd before the object is let go (a
+        // write after that is no longer this node's to make).
+        actor.alarm_mirrored().await;
         actor.runtime.object_closed(&actor.object);
         drop(alive);
     }
@@ -351,6 +358,7 @@ impl Actor {
         self.runtime.record(CatalogUpdate::Removed {
             id: self.object.id().to_string(),
         });
+        self.mirror_alarm(None);
         if let Some(replication) = self.runtime.replication() {
             replication.forget(self.object.id());
             if existed {
@@ -479,6 +487,7 @@ impl Actor {
     /// what is queued behind finds a new, empty object.
     async fn end_batch(&mut self) {
         let alarm = self.alarm_before_commit();
+        self.alarm_mirrored().await;
         if let Err(error) = self.commit() {
             tracing::error!(%error, "commit failed");
             self.host_log(Level::Error, format!("commit failed: {error}"));
