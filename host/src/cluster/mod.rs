@@ -19,9 +19,10 @@ mod membership;
 mod node_id;
 mod ownership;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use anyhow::Context;
 use etcd_client::{Client, ConnectOptions};
@@ -43,7 +44,8 @@ pub struct Cluster {
     membership: Arc<Membership>,
     owners: Arc<Owners>,
     forwarder: Forwarder,
-    restoring: tokio::sync::Mutex<()>,
+    /// One lock per object being restored here, by `<class>/<id>`.
+    restoring: parking_lot::Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
 }
 
 impl Cluster {
@@ -108,7 +110,7 @@ impl Cluster {
             membership,
             owners,
             forwarder: Forwarder::new(),
-            restoring: tokio::sync::Mutex::new(()),
+            restoring: parking_lot::Mutex::new(HashMap::new()),
         }))
     }
 
@@ -153,10 +155,25 @@ impl Cluster {
         self.owners.restored(class, id);
     }
 
-    /// Restores run one at a time on a node (a takeover is rare; two
-    /// requests for the same object must not restore it twice).
-    pub fn restoring(&self) -> &tokio::sync::Mutex<()> {
-        &self.restoring
+    /// Held while object `id` is restored here: two requests for it must
+    /// not restore it twice. Other objects restore meanwhile (a dead
+    /// node's objects all move at once; one at a time, the last of them
+    /// waited for every other's store round trips).
+    pub async fn restoring(&self, class: &str, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let key = format!("{class}/{id}");
+        let lock = {
+            let mut locks = self.restoring.lock();
+            locks.retain(|_, lock| lock.strong_count() > 0);
+            match locks.get(&key).and_then(Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    locks.insert(key, Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
     }
 
     pub fn forwarder(&self) -> &Forwarder {

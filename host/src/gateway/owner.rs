@@ -81,7 +81,7 @@ async fn restore_moved(
     name: &str,
 ) -> Result<(), ApiError> {
     let id = ObjectAddr::new(class, name).id().to_string();
-    let _one_at_a_time = cluster.restoring().lock().await;
+    let _once = cluster.restoring(class, &id).await;
     if cluster.route(class, &id, false).await? != (Route::Local { restore: true }) {
         return Ok(());
     }
