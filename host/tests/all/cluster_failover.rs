@@ -369,7 +369,8 @@ async fn a_node_cut_off_from_etcd_stops_serving_before_another_takes_its_objects
         .filter(|sent| sent.at > cut_at && matches!(sent.answer, Answer::Counted(_)))
         .count();
     println!(
-        "partition: a counted {counted_after_cut} writes after the cut, refused from {:?} after          it; its key went {:?} after the cut",
+        "partition: a counted {counted_after_cut} writes after the cut, refused from {:?} after \
+         it; its key went {:?} after the cut",
         refused_at - cut_at,
         gone_at - cut_at
     );
