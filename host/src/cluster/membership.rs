@@ -4,6 +4,7 @@
 //! (before etcd can let another node take its objects) and tries for a
 //! new lease.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, PutOptions};
@@ -155,11 +156,16 @@ impl Keeper {
             Ok(pair) => pair,
             Err(error) => return format!("keepalive stream: {error}"),
         };
+        // When each unanswered keepalive was sent, oldest first: etcd
+        // answers a stream's keepalives in order, so an answer that comes
+        // late (after the next keepalive went) is credited to its own send
+        // time, not to the newer one etcd may never have received.
+        let mut unanswered = VecDeque::new();
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let sent = Instant::now();
+            unanswered.push_back(Instant::now());
             let answer = tokio::time::timeout(every, async {
                 keeper.keep_alive().await?;
                 stream.message().await
@@ -167,7 +173,8 @@ impl Keeper {
             .await;
             match answer {
                 Ok(Ok(Some(response))) if response.ttl() > 0 => {
-                    if let Some(held) = self.membership.held.lock().as_mut() {
+                    let sent = unanswered.pop_front();
+                    if let (Some(held), Some(sent)) = (self.membership.held.lock().as_mut(), sent) {
                         held.valid_until = self.valid_until(sent);
                     }
                 }
@@ -180,7 +187,10 @@ impl Keeper {
                     }
                     // The stream is broken: open a new one for the same lease.
                     match self.client.lease_keep_alive(lease).await {
-                        Ok(pair) => (keeper, stream) = pair,
+                        Ok(pair) => {
+                            (keeper, stream) = pair;
+                            unanswered.clear();
+                        }
                         Err(error) if self.membership.lease().is_err() => {
                             return format!("keepalives failing: {error}");
                         }

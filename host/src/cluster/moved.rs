@@ -20,7 +20,7 @@ pub(super) async fn restore_moved(
     name: &str,
 ) -> Result<(), ClusterError> {
     let id = ObjectAddr::new(class, name).id().to_string();
-    let _one_at_a_time = owners.restoring().lock().await;
+    let _once = owners.restoring(class, &id).await;
     if owners.route(class, &id, || None).await? != (Route::Local { restore: true }) {
         return Ok(());
     }

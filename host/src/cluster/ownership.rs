@@ -9,7 +9,7 @@
 //! `<prefix>/owners/`: a deleted key is forgotten at once.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use etcd_client::{
@@ -53,9 +53,8 @@ pub(super) struct Owners {
     /// Requests being handled here, by key: an object with one is not
     /// released (its request may be about to activate it).
     pins: Mutex<HashMap<String, usize>>,
-    /// Restores of objects that moved here run one at a time (a takeover
-    /// is rare; two events for the same object must not restore it twice).
-    restoring: tokio::sync::Mutex<()>,
+    /// One lock per object being restored here, by owner key.
+    restoring: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
 }
 
 /// Held while a request for an object is handled on this node.
@@ -87,7 +86,7 @@ impl Owners {
             others: Mutex::new(HashMap::new()),
             changing: tokio::sync::Mutex::new(()),
             pins: Mutex::new(HashMap::new()),
-            restoring: tokio::sync::Mutex::new(()),
+            restoring: Mutex::new(HashMap::new()),
         })
     }
 
@@ -271,8 +270,25 @@ impl Owners {
         }
     }
 
-    pub fn restoring(&self) -> &tokio::sync::Mutex<()> {
-        &self.restoring
+    /// Held while object `id` is restored here: two events for it must
+    /// not restore it twice. Other objects restore meanwhile (a dead
+    /// node's objects all move at once; one at a time, the last of them
+    /// waited for every other's store round trips).
+    pub async fn restoring(&self, class: &str, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let key = self.keys.owner(class, id);
+        let lock = {
+            let mut locks = self.restoring.lock();
+            locks.retain(|_, lock| lock.strong_count() > 0);
+            match locks.get(&key).and_then(Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    locks.insert(key, Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
     }
 
     /// Forgets another node's object (a forward to it failed).

@@ -11,63 +11,10 @@ use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::cluster_support::Etcd;
+use crate::cluster_support::{
+    Etcd, PREFIX, address, file_store, node, node_options, node_with, owner_key, stored_epochs,
+};
 use crate::support::{Options, Server, eventually};
-
-pub(crate) const PREFIX: &str = "test";
-
-/// A node named `node` of the cluster on `etcd`.
-async fn node(etcd: &Etcd, node: &str) -> (Server, tempfile::TempDir) {
-    node_with(etcd, node, "").await
-}
-
-/// A node with more config sections.
-async fn node_with(etcd: &Etcd, node: &str, more: &str) -> (Server, tempfile::TempDir) {
-    Server::start(node_options(etcd, node, more)).await
-}
-
-/// The options of a node. Every client and every node forwarding to it is
-/// 127.0.0.1, so its per-address cap is raised.
-pub(crate) fn node_options(etcd: &Etcd, node: &str, more: &str) -> Options {
-    // Options take 'static text; a test leaks a few short strings.
-    let section: &'static str = Box::leak(
-        format!(
-            "[server]\nmax_connections_per_address = 4096\n\
-             [cluster]\netcd = {:?}\nnode = {node:?}\nlease_ttl = \"3s\"\n{more}",
-            etcd.url(PREFIX)
-        )
-        .into_boxed_str(),
-    );
-    Options {
-        extra_config: section,
-        ..Options::default()
-    }
-}
-
-/// A `file://` replication store in a new directory, and its section.
-pub(crate) fn file_store() -> (tempfile::TempDir, String) {
-    let store = tempfile::tempdir().expect("a store directory");
-    let section = format!(
-        "[replication]\nurl = \"file://{}\"\n",
-        store.path().display()
-    );
-    (store, section)
-}
-
-pub(crate) fn owner_key(class: &str, name: &str) -> String {
-    format!(
-        "/{PREFIX}/owners/{class}/{}",
-        ObjectAddr::new(class, name).id()
-    )
-}
-
-fn address(server: &Server) -> String {
-    server
-        .base
-        .strip_prefix("http://")
-        .expect("an http base")
-        .to_string()
-}
 
 #[tokio::test]
 async fn each_node_registers_its_address_under_a_lease_and_objects_get_one_owner() {
@@ -322,30 +269,6 @@ async fn a_node_that_loses_etcd_stops_serving_its_objects_once_its_lease_may_hav
     assert_eq!(a.get("/objects/counter/new").await.0, 503);
 }
 
-/// The fencing epoch in the header of every segment and snapshot stored
-/// below `dir`.
-fn stored_epochs(dir: &std::path::Path) -> Vec<u64> {
-    let mut epochs = Vec::new();
-    for entry in std::fs::read_dir(dir)
-        .expect("a stored directory")
-        .flatten()
-    {
-        let path = entry.path();
-        if path.is_dir() {
-            epochs.extend(stored_epochs(&path));
-        } else if path
-            .extension()
-            .is_some_and(|ext| ext == "seg" || ext == "snap")
-        {
-            let bytes = std::fs::read(&path).expect("a stored piece");
-            epochs.push(u64::from_be_bytes(
-                bytes[16..24].try_into().expect("8 bytes"),
-            ));
-        }
-    }
-    epochs
-}
-
 #[tokio::test]
 async fn every_segment_an_owner_ships_carries_its_ownerships_revision_as_the_fencing_epoch() {
     let etcd = Etcd::start().await;
@@ -384,44 +307,6 @@ async fn every_segment_an_owner_ships_carries_its_ownerships_revision_as_the_fen
         (200, "4".into())
     );
     assert_eq!(etcd.create_revision(&key).await, Some(epoch));
-}
-
-#[tokio::test]
-async fn when_a_node_dies_another_takes_its_object_restoring_every_acknowledged_write() {
-    let etcd = Etcd::start().await;
-    let (_store, replication) = file_store();
-    let replicated = |node| Options {
-        durability: "replicated",
-        ..node_options(&etcd, node, &replication)
-    };
-    let (a, _a) = Server::start(replicated("a")).await;
-    let (b, _b) = Server::start(replicated("b")).await;
-    for expected in 1..=5 {
-        assert_eq!(
-            a.post("/objects/counter/moved", "").await,
-            (200, expected.to_string())
-        );
-    }
-    a.kill().await;
-    // Until a's lease expires (3 s) b cannot reach the owner (503); then
-    // b takes the object and restores it from the store before serving.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let mut last = b.get("/objects/counter/moved").await;
-    while last.0 != 200 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        last = b.get("/objects/counter/moved").await;
-    }
-    assert_eq!(
-        last,
-        (200, "5".to_string()),
-        "b serves the object within 15 s, with every acknowledged write"
-    );
-    assert_eq!(
-        b.post("/objects/counter/moved", "").await,
-        (200, "6".into())
-    );
-    let key = owner_key("counter", "moved");
-    assert_eq!(etcd.get(&key).await.as_deref(), Some("b"));
 }
 
 #[tokio::test]

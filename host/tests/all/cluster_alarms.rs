@@ -11,8 +11,7 @@ use podhost::object::ObjectAddr;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::cluster::{PREFIX, file_store, node_options, owner_key};
-use crate::cluster_support::Etcd;
+use crate::cluster_support::{Etcd, PREFIX, file_store, node_options, owner_key};
 use crate::support::{Options, Server, eventually, parse_json};
 
 /// `<prefix>/alarms/<class>/<id>`: the object's alarm entry in etcd.

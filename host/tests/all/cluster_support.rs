@@ -9,7 +9,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use tokio::process::{Child, Command};
 
-use crate::support::eventually;
+use podhost::object::ObjectAddr;
+
+use crate::support::{Options, Server, eventually};
 
 pub const ETCD: &str = "/usr/bin/etcd";
 
@@ -112,4 +114,95 @@ impl Etcd {
             let _ = child.kill().await;
         }
     }
+}
+
+pub(crate) const PREFIX: &str = "test";
+
+/// A node named `node` of the cluster on `etcd`.
+pub(crate) async fn node(etcd: &Etcd, node: &str) -> (Server, tempfile::TempDir) {
+    node_with(etcd, node, "").await
+}
+
+/// A node with more config sections.
+pub(crate) async fn node_with(etcd: &Etcd, node: &str, more: &str) -> (Server, tempfile::TempDir) {
+    Server::start(node_options(etcd, node, more)).await
+}
+
+/// The options of a node. Every client and every node forwarding to it is
+/// 127.0.0.1, so its per-address cap is raised.
+pub(crate) fn node_options(etcd: &Etcd, node: &str, more: &str) -> Options {
+    node_options_via(&etcd.url(PREFIX), node, "3s", more)
+}
+
+/// The options of a node reaching etcd at `etcd_url` (a proxy, say) with
+/// a lease of `lease_ttl`.
+pub(crate) fn node_options_via(etcd_url: &str, node: &str, lease_ttl: &str, more: &str) -> Options {
+    // Options take 'static text; a test leaks a few short strings.
+    let section: &'static str = Box::leak(
+        format!(
+            "[server]\nmax_connections_per_address = 4096\n\
+             [cluster]\netcd = {etcd_url:?}\nnode = {node:?}\nlease_ttl = {lease_ttl:?}\n{more}"
+        )
+        .into_boxed_str(),
+    );
+    Options {
+        extra_config: section,
+        ..Options::default()
+    }
+}
+
+/// A `file://` replication store in a new directory, and its section.
+pub(crate) fn file_store() -> (tempfile::TempDir, String) {
+    let store = tempfile::tempdir().expect("a store directory");
+    let section = format!(
+        "[replication]\nurl = \"file://{}\"\n",
+        store.path().display()
+    );
+    (store, section)
+}
+
+pub(crate) fn owner_key(class: &str, name: &str) -> String {
+    format!(
+        "/{PREFIX}/owners/{class}/{}",
+        ObjectAddr::new(class, name).id()
+    )
+}
+
+pub(crate) fn address(server: &Server) -> String {
+    server
+        .base
+        .strip_prefix("http://")
+        .expect("an http base")
+        .to_string()
+}
+
+/// The fencing epoch in the header of every segment and snapshot stored
+/// below `dir`.
+pub(crate) fn stored_epochs(dir: &Path) -> Vec<u64> {
+    stored_epochs_by_path(dir)
+        .into_iter()
+        .map(|(_, epoch)| epoch)
+        .collect()
+}
+
+/// Every segment and snapshot stored below `dir`, with its fencing epoch.
+pub(crate) fn stored_epochs_by_path(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut epochs = Vec::new();
+    for entry in std::fs::read_dir(dir)
+        .expect("a stored directory")
+        .flatten()
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            epochs.extend(stored_epochs_by_path(&path));
+        } else if path
+            .extension()
+            .is_some_and(|ext| ext == "seg" || ext == "snap")
+        {
+            let bytes = std::fs::read(&path).expect("a stored piece");
+            let epoch = u64::from_be_bytes(bytes[16..24].try_into().expect("8 bytes"));
+            epochs.push((path, epoch));
+        }
+    }
+    epochs
 }

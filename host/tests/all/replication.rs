@@ -483,13 +483,13 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 /// An S3-compatible server on 127.0.0.1 (moto's, installed by `.ci/run`),
 /// stopped when dropped.
-struct S3Server {
+pub(crate) struct S3Server {
     child: tokio::process::Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl S3Server {
-    async fn start(bucket: &str) -> S3Server {
+    pub(crate) async fn start(bucket: &str) -> S3Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
