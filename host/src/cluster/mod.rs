@@ -9,9 +9,11 @@
 //!   nodes' objects kept fresh by a watch.
 //! - `forward.rs`: a request for another node's object, proxied there
 //!   (HTTP with streaming bodies, SSE, WebSockets as a byte tunnel).
+//! - `drain.rs`: a stopping node hands its objects over, then leaves.
 //!
 //! The gateway only asks `Cluster::route` who serves an object.
 
+mod drain;
 mod error;
 mod forward;
 mod keys;
@@ -44,6 +46,9 @@ pub struct Cluster {
     owners: Arc<Owners>,
     forwarder: Forwarder,
     restoring: tokio::sync::Mutex<()>,
+    drain_timeout: std::time::Duration,
+    /// Set when the node starts draining: until when it may.
+    drain_deadline: std::sync::OnceLock<tokio::time::Instant>,
 }
 
 impl Cluster {
@@ -109,6 +114,8 @@ impl Cluster {
             owners,
             forwarder: Forwarder::new(),
             restoring: tokio::sync::Mutex::new(()),
+            drain_timeout: settings.drain_timeout,
+            drain_deadline: std::sync::OnceLock::new(),
         }))
     }
 
@@ -127,11 +134,22 @@ impl Cluster {
         forwarded: bool,
     ) -> Result<Route, ClusterError> {
         self.membership.check_serving()?;
-        let route = self.owners.route(class, id).await?;
+        if self.draining() && !self.owners.owns(class, id) {
+            // Sent on even when forwarded: the node that sent it believed
+            // this one the owner, and it takes nothing while leaving.
+            return self.route_draining(class, id).await;
+        }
+        let mut route = self.owners.route(class, id).await?;
         if forwarded && matches!(route, Route::Remote { .. }) {
-            return Err(ClusterError::NotOwner {
-                node: self.node.clone(),
-            });
+            // What this node knows may be older than what the sender
+            // knew (an owner that has just let the object go): read again.
+            self.owners.forget(class, id);
+            route = self.owners.route(class, id).await?;
+            if matches!(route, Route::Remote { .. }) {
+                return Err(ClusterError::NotOwner {
+                    node: self.node.clone(),
+                });
+            }
         }
         Ok(route)
     }

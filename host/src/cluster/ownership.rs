@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use etcd_client::{
@@ -53,6 +54,8 @@ pub(super) struct Owners {
     /// Requests being handled here, by key: an object with one is not
     /// released (its request may be about to activate it).
     pins: Mutex<HashMap<String, usize>>,
+    /// Releases waiting for their object's last commits to be shipped.
+    releasing: AtomicUsize,
 }
 
 /// Held while a request for an object is handled on this node.
@@ -84,6 +87,7 @@ impl Owners {
             others: Mutex::new(HashMap::new()),
             changing: tokio::sync::Mutex::new(()),
             pins: Mutex::new(HashMap::new()),
+            releasing: AtomicUsize::new(0),
         })
     }
 
@@ -190,6 +194,42 @@ impl Owners {
         let Some(owner) = owner else {
             return Err(ClusterError::Moving("its owner just let it go".into()));
         };
+        self.route_to(key, owner, lease).await
+    }
+
+    /// Who serves object `id` of `class`, without taking it: `None` when
+    /// nobody does (a stopping node sends it to another node instead).
+    pub async fn route_without_taking(
+        &self,
+        class: &str,
+        id: &str,
+    ) -> Result<Option<Route>, ClusterError> {
+        let key = self.keys.owner(class, id);
+        if let Some(route) = self.cached(&key) {
+            return Ok(Some(route));
+        }
+        // After a release under way here: its key is deleted by then.
+        let _changing = self.changing.lock().await;
+        if let Some(route) = self.cached(&key) {
+            return Ok(Some(route));
+        }
+        let lease = self.lease()?;
+        let mut client = self.client.clone();
+        let owner = client.get(key.as_str(), None).await?.kvs().first().cloned();
+        match owner {
+            Some(owner) => self.route_to(key, owner, lease).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The route to `owner`, the key `key` holds now.
+    async fn route_to(
+        &self,
+        key: String,
+        owner: etcd_client::KeyValue,
+        lease: i64,
+    ) -> Result<Route, ClusterError> {
+        let mut client = self.client.clone();
         let owner_node = owner.value_str().unwrap_or_default().to_string();
         if owner_node == self.node {
             if owner.lease() == lease {
@@ -254,6 +294,20 @@ impl Owners {
         }
     }
 
+    /// Whether this node owns object `id` now.
+    pub fn owns(&self, class: &str, id: &str) -> bool {
+        self.own.lock().contains_key(&self.keys.owner(class, id))
+    }
+
+    /// How many objects this node owns, and how many releases are still
+    /// under way (waiting for their last commits to be shipped).
+    pub fn holding(&self) -> (usize, usize) {
+        (
+            self.own.lock().len(),
+            self.releasing.load(Ordering::Acquire),
+        )
+    }
+
     /// Forgets another node's object (a forward to it failed).
     pub fn forget(&self, class: &str, id: &str) {
         self.others.lock().remove(&self.keys.owner(class, id));
@@ -294,7 +348,9 @@ impl Owners {
     ) {
         let owners = Arc::clone(self);
         let key = self.keys.owner(class, id);
+        owners.releasing.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {
+            let _counted = Releasing(Arc::clone(&owners));
             if !shipped.await {
                 // Kept: served here again rather than elsewhere without
                 // its last commits (the lease ends it if the node dies).
@@ -333,5 +389,14 @@ impl Owners {
                 tracing::warn!(key, "cannot release an object: {error}");
             }
         });
+    }
+}
+
+/// Counts a release under way until it ends, however it ends.
+struct Releasing(Arc<Owners>);
+
+impl Drop for Releasing {
+    fn drop(&mut self) {
+        self.0.releasing.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -26,10 +26,19 @@ pub struct ClusterSettings {
     /// outlives its last keepalive.
     #[serde(default = "default_lease_ttl", with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// How long a node stopping (SIGTERM, Ctrl-C) waits for its objects
+    /// to hand over (last batch committed and shipped, ownership released)
+    /// before it leaves anyway.
+    #[serde(default = "default_drain_timeout", with = "humantime_serde")]
+    pub drain_timeout: Duration,
 }
 
 fn default_lease_ttl() -> Duration {
     Duration::from_secs(5)
+}
+
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// `etcd://...` taken apart.
@@ -49,6 +58,7 @@ impl ClusterSettings {
             node: None,
             advertise: None,
             lease_ttl: default_lease_ttl(),
+            drain_timeout: default_drain_timeout(),
         };
         settings.check()?;
         Ok(settings)
@@ -58,6 +68,9 @@ impl ClusterSettings {
         self.etcd_url()?;
         if self.lease_ttl < Duration::from_secs(2) {
             bail!("[cluster] lease_ttl must be at least 2s (keepalives go every third of it)");
+        }
+        if self.drain_timeout > Duration::from_secs(3600) {
+            bail!("[cluster] drain_timeout must be at most 1h");
         }
         if let Some(node) = &self.node
             && !valid_node_name(node)

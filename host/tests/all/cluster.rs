@@ -11,63 +11,10 @@ use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::cluster_support::Etcd;
+use crate::cluster_support::{
+    Etcd, PREFIX, address, file_store, node, node_options, node_with, owner_key,
+};
 use crate::support::{Options, Server, eventually};
-
-const PREFIX: &str = "test";
-
-/// A node named `node` of the cluster on `etcd`.
-async fn node(etcd: &Etcd, node: &str) -> (Server, tempfile::TempDir) {
-    node_with(etcd, node, "").await
-}
-
-/// A node with more config sections.
-async fn node_with(etcd: &Etcd, node: &str, more: &str) -> (Server, tempfile::TempDir) {
-    Server::start(node_options(etcd, node, more)).await
-}
-
-/// The options of a node. Every client and every node forwarding to it is
-/// 127.0.0.1, so its per-address cap is raised.
-fn node_options(etcd: &Etcd, node: &str, more: &str) -> Options {
-    // Options take 'static text; a test leaks a few short strings.
-    let section: &'static str = Box::leak(
-        format!(
-            "[server]\nmax_connections_per_address = 4096\n\
-             [cluster]\netcd = {:?}\nnode = {node:?}\nlease_ttl = \"3s\"\n{more}",
-            etcd.url(PREFIX)
-        )
-        .into_boxed_str(),
-    );
-    Options {
-        extra_config: section,
-        ..Options::default()
-    }
-}
-
-/// A `file://` replication store in a new directory, and its section.
-fn file_store() -> (tempfile::TempDir, String) {
-    let store = tempfile::tempdir().expect("a store directory");
-    let section = format!(
-        "[replication]\nurl = \"file://{}\"\n",
-        store.path().display()
-    );
-    (store, section)
-}
-
-fn owner_key(class: &str, name: &str) -> String {
-    format!(
-        "/{PREFIX}/owners/{class}/{}",
-        ObjectAddr::new(class, name).id()
-    )
-}
-
-fn address(server: &Server) -> String {
-    server
-        .base
-        .strip_prefix("http://")
-        .expect("an http base")
-        .to_string()
-}
 
 #[tokio::test]
 async fn each_node_registers_its_address_under_a_lease_and_objects_get_one_owner() {

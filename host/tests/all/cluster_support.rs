@@ -9,7 +9,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use tokio::process::{Child, Command};
 
-use crate::support::eventually;
+use podhost::object::ObjectAddr;
+
+use crate::support::{Options, Server, eventually};
 
 pub const ETCD: &str = "/usr/bin/etcd";
 
@@ -112,4 +114,69 @@ impl Etcd {
             let _ = child.kill().await;
         }
     }
+}
+
+pub(crate) const PREFIX: &str = "test";
+
+/// A node named `node` of the cluster on `etcd`.
+pub(crate) async fn node(etcd: &Etcd, node: &str) -> (Server, tempfile::TempDir) {
+    node_with(etcd, node, "").await
+}
+
+/// A node with more config sections.
+pub(crate) async fn node_with(etcd: &Etcd, node: &str, more: &str) -> (Server, tempfile::TempDir) {
+    Server::start(node_options(etcd, node, more)).await
+}
+
+/// The options of a node. Every client and every node forwarding to it is
+/// 127.0.0.1, so its per-address cap is raised.
+pub(crate) fn node_options(etcd: &Etcd, node: &str, more: &str) -> Options {
+    node_options_with_ttl(etcd, node, "3s", more)
+}
+
+/// The options of a node whose lease lives `lease_ttl`.
+pub(crate) fn node_options_with_ttl(
+    etcd: &Etcd,
+    node: &str,
+    lease_ttl: &str,
+    more: &str,
+) -> Options {
+    // Options take 'static text; a test leaks a few short strings.
+    let section: &'static str = Box::leak(
+        format!(
+            "[server]\nmax_connections_per_address = 4096\n\
+             [cluster]\netcd = {:?}\nnode = {node:?}\nlease_ttl = {lease_ttl:?}\n{more}",
+            etcd.url(PREFIX)
+        )
+        .into_boxed_str(),
+    );
+    Options {
+        extra_config: section,
+        ..Options::default()
+    }
+}
+
+/// A `file://` replication store in a new directory, and its section.
+pub(crate) fn file_store() -> (tempfile::TempDir, String) {
+    let store = tempfile::tempdir().expect("a store directory");
+    let section = format!(
+        "[replication]\nurl = \"file://{}\"\n",
+        store.path().display()
+    );
+    (store, section)
+}
+
+pub(crate) fn owner_key(class: &str, name: &str) -> String {
+    format!(
+        "/{PREFIX}/owners/{class}/{}",
+        ObjectAddr::new(class, name).id()
+    )
+}
+
+pub(crate) fn address(server: &Server) -> String {
+    server
+        .base
+        .strip_prefix("http://")
+        .expect("an http base")
+        .to_string()
 }

@@ -13,6 +13,7 @@ mod calls;
 mod chat;
 mod client_address;
 mod cluster;
+mod cluster_handoff;
 mod cluster_support;
 mod config_vars;
 mod connections;

@@ -118,6 +118,8 @@ pub struct Options {
     pub class_keys: Vec<(&'static str, &'static str)>,
     /// No classes in the config file (only those deployed before).
     pub without_classes: bool,
+    /// `listen`: a fixed address to restart a server on the same port.
+    pub listen: &'static str,
 }
 
 impl Default for Options {
@@ -142,6 +144,7 @@ impl Default for Options {
             env: Vec::new(),
             class_keys: Vec::new(),
             without_classes: false,
+            listen: "127.0.0.1:0",
         }
     }
 }
@@ -247,9 +250,10 @@ impl Server {
     /// Starts a server on `dir` (reusing its data if any).
     pub async fn start_in(dir: &Path, options: &Options) -> Server {
         let mut config = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nidle_timeout = \"{}\"\ndurability = \"{}\"\nmax_active = {}\n\
+            "listen = {:?}\ndata_dir = \"data\"\nidle_timeout = \"{}\"\ndurability = \"{}\"\nmax_active = {}\n\
              [alarms]\nretry_backoff = \"{}\"\n\
              [limits]\nmax_body_bytes = {}\nmax_cpu_per_event = \"{}\"\nmax_memory_bytes = {}\nmax_storage_bytes = {}\n",
+            options.listen,
             options.idle_timeout,
             options.durability,
             options.max_active,
