@@ -1,7 +1,8 @@
 //! Graceful handoff: a node sent SIGTERM hands its objects over (last
 //! batch committed and shipped, owner key released) before it exits, so a
 //! rolling restart of every node under load fails no request and loses no
-//! write, and its WebSockets close with 1012 and reconnect elsewhere.
+//! write, its WebSockets close with 1012 and reconnect elsewhere, and its
+//! event streams end.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,7 +50,16 @@ async fn sigterm_releases_a_nodes_objects_at_once_and_another_node_serves_their_
             Some("a")
         );
     }
+    // Event streams held through a: one of a's own objects, one b owns.
+    assert_eq!(a.get("/objects/chat/here/presence").await.0, 200);
+    assert_eq!(b.get("/objects/chat/there/presence").await.0, 200);
+    let mut own_events = a.events("/objects/chat/here/_events", None).await;
+    let mut forwarded_events = a.events("/objects/chat/there/_events", None).await;
+    // Stops within 30 s (`stop` asserts it) although the streams never
+    // end on their own.
     a.stop().await;
+    assert!(own_events.ends().await, "a's own stream ended");
+    assert!(forwarded_events.ends().await, "the forwarded stream ended");
     // The lease lives a minute: keys gone now were released by the drain.
     assert_eq!(etcd.get(&format!("/{PREFIX}/nodes/a")).await, None);
     for name in names {

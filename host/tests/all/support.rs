@@ -167,6 +167,19 @@ pub struct EventStream {
 }
 
 impl EventStream {
+    /// Whether the server ends the stream within 10 s (events before the
+    /// end are skipped).
+    pub async fn ends(&mut self) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Ok(Ok(Some(_))) => continue,
+                Ok(Ok(None) | Err(_)) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// The next event (keep-alive comments skipped), within 10 s.
     pub async fn next(&mut self) -> SseEvent {
         loop {
