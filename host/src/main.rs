@@ -331,15 +331,26 @@ async fn serve(config: Config, watched: Vec<reload::Watched>) -> anyhow::Result<
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
-    let gateway = match runtime.config().cluster.clone() {
+    let cluster = match runtime.config().cluster.clone() {
         Some(settings) => {
             let data_dir = runtime.config().data_dir.clone();
-            let cluster = Cluster::join(&settings, &data_dir, address, &runtime).await?;
-            gateway.with_cluster(cluster)
+            Some(Cluster::join(&settings, &data_dir, address, &runtime).await?)
         }
+        None => None,
+    };
+    let gateway = match &cluster {
+        Some(cluster) => gateway.with_cluster(Arc::clone(cluster)),
         None => gateway,
     };
-    let shutdown = shutdown_signal().context("cannot listen for signals")?;
+    let signal = shutdown_signal().context("cannot listen for signals")?;
+    // A cluster node hands its objects over before it stops accepting.
+    let draining = cluster.clone();
+    let shutdown = async move {
+        signal.await;
+        if let Some(cluster) = draining {
+            cluster.drain(&runtime).await;
+        }
+    };
     // Tools and tests read this line to find the port.
     let mut stdout = tokio::io::stdout();
     stdout
@@ -347,6 +358,9 @@ async fn serve(config: Config, watched: Vec<reload::Watched>) -> anyhow::Result<
         .await?;
     stdout.flush().await?;
     gateway::serve(listener, gateway, shutdown).await?;
+    if let Some(cluster) = cluster {
+        cluster.leave().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

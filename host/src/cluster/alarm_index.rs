@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::ClusterError;
 use super::keys::Keys;
+use super::ownership::Owners;
 use crate::object::{EventError, ObjectAddr};
 use crate::runtime::Runtime;
 use crate::storage::catalog::now_ms;
@@ -138,7 +139,12 @@ async fn write_all(client: Client, mut queue: mpsc::UnboundedReceiver<Write>) {
 }
 
 /// Starts the look for due alarms of objects nobody owns.
-pub(super) fn start_takeover(client: Client, keys: Keys, runtime: Weak<Runtime>) {
+pub(super) fn start_takeover(
+    client: Client,
+    keys: Keys,
+    owners: Arc<Owners>,
+    runtime: Weak<Runtime>,
+) {
     tokio::spawn(async move {
         let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
         loop {
@@ -146,6 +152,10 @@ pub(super) fn start_takeover(client: Client, keys: Keys, runtime: Weak<Runtime>)
             let Some(runtime) = runtime.upgrade() else {
                 return;
             };
+            if !owners.taking() {
+                // Draining: the other nodes take these alarms.
+                return;
+            }
             if let Err(error) = take_due(&client, &keys, &runtime, &in_flight).await {
                 tracing::warn!(%error, "cannot look for alarms of other nodes' objects");
             }

@@ -32,6 +32,8 @@ const PROXY_HOP_BY_HOP: &[&str] = &["proxy-authorization", "proxy-authenticate"]
 /// and reused per owner).
 pub struct Forwarder {
     client: Client<HttpConnector, Body>,
+    /// Set when the node stops: forwarded event streams end.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Default for Forwarder {
@@ -47,7 +49,16 @@ impl Forwarder {
         connector.set_connect_timeout(Some(std::time::Duration::from_secs(2)));
         Forwarder {
             client: Client::builder(TokioExecutor::new()).build(connector),
+            stopping: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Ends the event streams forwarded through this node, and any
+    /// forwarded later: the node is stopping, and a stream never ends on
+    /// its own. Their clients resume by `Last-Event-ID` through another
+    /// node.
+    pub fn end_streams(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// Sends `request` to the node at `address` (from node `from`, for a
@@ -99,7 +110,43 @@ impl Forwarder {
         }
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers, false);
+        let event_stream = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("text/event-stream"));
+        if event_stream {
+            let mut stopping = self.stopping.subscribe();
+            let stopped = Box::pin(async move {
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+            });
+            return Ok(Response::from_parts(
+                parts,
+                Body::new(EndsOnStop { body, stopped }),
+            ));
+        }
         Ok(Response::from_parts(parts, Body::new(body)))
+    }
+}
+
+/// A forwarded event stream's body, which ends when the node stops.
+struct EndsOnStop {
+    body: hyper::body::Incoming,
+    stopped: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl http_body::Body for EndsOnStop {
+    type Data = axum::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if self.stopped.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(None);
+        }
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
     }
 }
 

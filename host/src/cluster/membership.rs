@@ -2,12 +2,13 @@
 //! object it owns live under it. Kept alive every third of its TTL; when
 //! keepalives fail for longer than the TTL allows, the node stops serving
 //! (before etcd can let another node take its objects) and tries for a
-//! new lease.
+//! new lease. A stopping node revokes its lease when it leaves.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, PutOptions};
+use etcd_client::{Client, GetOptions, PutOptions};
 use parking_lot::Mutex;
 use std::sync::Arc;
 
@@ -27,6 +28,10 @@ struct Held {
 pub(super) struct Membership {
     node: String,
     held: Mutex<Option<Held>>,
+    client: Client,
+    keys: Keys,
+    /// Set when the node leaves (it is stopping): no new lease is taken.
+    left: AtomicBool,
 }
 
 impl Membership {
@@ -43,6 +48,9 @@ impl Membership {
         let membership = Arc::new(Membership {
             node: node.clone(),
             held: Mutex::new(None),
+            client: client.clone(),
+            keys: keys.clone(),
+            left: AtomicBool::new(false),
         });
         let mut keeper = Keeper {
             client,
@@ -68,6 +76,9 @@ impl Membership {
             loop {
                 let reason = keeper.keep(lease).await;
                 keeper.membership.held.lock().take();
+                if keeper.membership.left.load(Ordering::Acquire) {
+                    return;
+                }
                 tracing::error!(
                     node = %keeper.membership.node,
                     "lost the cluster lease ({reason}): serving no objects until a new one is held"
@@ -86,6 +97,40 @@ impl Membership {
             }
         });
         Ok(membership)
+    }
+
+    /// Leaves the cluster: revokes the lease, so the node's key (and the
+    /// key of any object it still owns) goes at once rather than when the
+    /// lease would expire, and takes no new one.
+    pub async fn leave(&self) {
+        self.left.store(true, Ordering::Release);
+        let held = self.held.lock().take();
+        let Some(held) = held else { return };
+        let mut client = self.client.clone();
+        match client.lease_revoke(held.id).await {
+            Ok(_) => tracing::info!(node = %self.node, "left the cluster"),
+            Err(error) => {
+                tracing::warn!(node = %self.node, "cannot revoke the cluster lease (it expires on its own): {error}");
+            }
+        }
+    }
+
+    /// The other nodes registered now: (name, advertised address).
+    pub async fn others(&self) -> Result<Vec<(String, String)>, ClusterError> {
+        let prefix = self.keys.nodes();
+        let mut client = self.client.clone();
+        let response = client
+            .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        Ok(response
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let node = kv.key_str().ok()?.strip_prefix(prefix.as_str())?;
+                let address = kv.value_str().ok()?;
+                (node != self.node).then(|| (node.to_string(), address.to_string()))
+            })
+            .collect())
     }
 
     /// Whether the node may serve objects now.

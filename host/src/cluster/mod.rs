@@ -12,6 +12,7 @@
 //!   "rendezvous"`).
 //! - `forward.rs`: a request for another node's object, proxied there
 //!   (HTTP with streaming bodies, SSE, WebSockets as a byte tunnel).
+//! - `drain.rs`: a stopping node hands its objects over, then leaves.
 //!
 //! - `moved.rs`: an object that moved here, restored from the store
 //!   before it runs.
@@ -23,6 +24,7 @@
 //! object runs only on its owner however the event came.
 
 mod alarm_index;
+mod drain;
 mod error;
 mod forward;
 mod keys;
@@ -62,6 +64,9 @@ pub struct Cluster {
     /// Followed with `placement = "rendezvous"` only.
     members: Option<Arc<Members>>,
     forwarder: Forwarder,
+    drain_timeout: std::time::Duration,
+    /// Set when the node starts draining: until when it may.
+    drain_deadline: std::sync::OnceLock<tokio::time::Instant>,
 }
 
 impl Cluster {
@@ -103,7 +108,12 @@ impl Cluster {
         // Without a store, an object that moves is served from the new
         // node's own copy: its alarms stay with the node that has them.
         if runtime.replication().is_some() {
-            alarm_index::start_takeover(client.clone(), keys.clone(), Arc::downgrade(runtime));
+            alarm_index::start_takeover(
+                client.clone(),
+                keys.clone(),
+                Arc::clone(&owners),
+                Arc::downgrade(runtime),
+            );
         }
         let lost = {
             let owners = Arc::clone(&owners);
@@ -137,6 +147,8 @@ impl Cluster {
             owners,
             members,
             forwarder: Forwarder::new(),
+            drain_timeout: settings.drain_timeout,
+            drain_deadline: std::sync::OnceLock::new(),
         }))
     }
 
@@ -156,6 +168,11 @@ impl Cluster {
         forwarded: bool,
     ) -> Result<Route, ClusterError> {
         self.membership.check_serving()?;
+        if self.draining() && !self.owners.owns(class, id) {
+            // Sent on even when forwarded: the node that sent it believed
+            // this one the owner, and it takes nothing while leaving.
+            return self.route_draining(class, id).await;
+        }
         let prefer = || {
             let members = self.members.as_ref().filter(|_| !forwarded)?;
             let live = members.live();
@@ -163,11 +180,17 @@ impl Cluster {
                 .filter(|(node, _)| *node != self.node)
                 .cloned()
         };
-        let route = self.owners.route(class, id, prefer).await?;
+        let mut route = self.owners.route(class, id, prefer).await?;
         if forwarded && matches!(route, Route::Remote { .. }) {
-            return Err(ClusterError::NotOwner {
-                node: self.node.clone(),
-            });
+            // What this node knows may be older than what the sender
+            // knew (an owner that has just let the object go): read again.
+            self.owners.forget(class, id);
+            route = self.owners.route(class, id, || None).await?;
+            if matches!(route, Route::Remote { .. }) {
+                return Err(ClusterError::NotOwner {
+                    node: self.node.clone(),
+                });
+            }
         }
         Ok(route)
     }

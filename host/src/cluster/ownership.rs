@@ -9,6 +9,7 @@
 //! `<prefix>/owners/`: a deleted key is forgotten at once.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -55,6 +56,10 @@ pub(super) struct Owners {
     pins: Mutex<HashMap<String, usize>>,
     /// One lock per object being restored here, by owner key.
     restoring: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+    /// Releases waiting for their object's last commits to be shipped.
+    releasing: AtomicUsize,
+    /// The node is stopping: it takes no object any more.
+    leaving: AtomicBool,
 }
 
 /// Held while a request for an object is handled on this node.
@@ -87,6 +92,8 @@ impl Owners {
             changing: tokio::sync::Mutex::new(()),
             pins: Mutex::new(HashMap::new()),
             restoring: Mutex::new(HashMap::new()),
+            releasing: AtomicUsize::new(0),
+            leaving: AtomicBool::new(false),
         })
     }
 
@@ -162,6 +169,13 @@ impl Owners {
         if let Some(route) = self.cached(&key) {
             return Ok(route);
         }
+        if !self.taking() {
+            // Whatever would have taken it (an alarm, a call) is refused:
+            // the next owner runs it.
+            return Err(ClusterError::Moving(
+                "this node is stopping and takes no object".into(),
+            ));
+        }
         let lease = self.lease()?;
         let mut client = self.client.clone();
         if let Some((node, address)) = prefer()
@@ -206,6 +220,42 @@ impl Owners {
         let Some(owner) = owner else {
             return Err(ClusterError::Moving("its owner just let it go".into()));
         };
+        self.route_to(key, owner, lease).await
+    }
+
+    /// Who serves object `id` of `class`, without taking it: `None` when
+    /// nobody does (a stopping node sends it to another node instead).
+    pub async fn route_without_taking(
+        &self,
+        class: &str,
+        id: &str,
+    ) -> Result<Option<Route>, ClusterError> {
+        let key = self.keys.owner(class, id);
+        if let Some(route) = self.cached(&key) {
+            return Ok(Some(route));
+        }
+        // After a release under way here: its key is deleted by then.
+        let _changing = self.changing.lock().await;
+        if let Some(route) = self.cached(&key) {
+            return Ok(Some(route));
+        }
+        let lease = self.lease()?;
+        let mut client = self.client.clone();
+        let owner = client.get(key.as_str(), None).await?.kvs().first().cloned();
+        match owner {
+            Some(owner) => self.route_to(key, owner, lease).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The route to `owner`, the key `key` holds now.
+    async fn route_to(
+        &self,
+        key: String,
+        owner: etcd_client::KeyValue,
+        lease: i64,
+    ) -> Result<Route, ClusterError> {
+        let mut client = self.client.clone();
         let owner_node = owner.value_str().unwrap_or_default().to_string();
         if owner_node == self.node {
             if owner.lease() == lease {
@@ -291,6 +341,30 @@ impl Owners {
         lock.lock_owned().await
     }
 
+    /// From now on this node takes no object (it is draining).
+    pub fn stop_taking(&self) {
+        self.leaving.store(true, Ordering::Release);
+    }
+
+    /// Whether this node may still take objects.
+    pub fn taking(&self) -> bool {
+        !self.leaving.load(Ordering::Acquire)
+    }
+
+    /// Whether this node owns object `id` now.
+    pub fn owns(&self, class: &str, id: &str) -> bool {
+        self.own.lock().contains_key(&self.keys.owner(class, id))
+    }
+
+    /// How many objects this node owns, and how many releases are still
+    /// under way (waiting for their last commits to be shipped).
+    pub fn holding(&self) -> (usize, usize) {
+        (
+            self.own.lock().len(),
+            self.releasing.load(Ordering::Acquire),
+        )
+    }
+
     /// Forgets another node's object (a forward to it failed).
     pub fn forget(&self, class: &str, id: &str) {
         self.others.lock().remove(&self.keys.owner(class, id));
@@ -331,7 +405,9 @@ impl Owners {
     ) {
         let owners = Arc::clone(self);
         let key = self.keys.owner(class, id);
+        owners.releasing.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {
+            let _counted = Releasing(Arc::clone(&owners));
             if !shipped.await {
                 // Kept: served here again rather than elsewhere without
                 // its last commits (the lease ends it if the node dies).
@@ -370,5 +446,14 @@ impl Owners {
                 tracing::warn!(key, "cannot release an object: {error}");
             }
         });
+    }
+}
+
+/// Counts a release under way until it ends, however it ends.
+struct Releasing(Arc<Owners>);
+
+impl Drop for Releasing {
+    fn drop(&mut self) {
+        self.0.releasing.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -26,6 +26,11 @@ pub struct ClusterSettings {
     /// outlives its last keepalive.
     #[serde(default = "default_lease_ttl", with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// How long a node stopping (SIGTERM, Ctrl-C) waits for its objects
+    /// to hand over (last batch committed and shipped, ownership released)
+    /// before it leaves anyway.
+    #[serde(default = "default_drain_timeout", with = "humantime_serde")]
+    pub drain_timeout: Duration,
     /// Which node takes an object nobody serves.
     #[serde(default)]
     pub placement: Placement,
@@ -39,7 +44,7 @@ pub enum Placement {
     /// that spreads requests spreads objects).
     #[default]
     First,
-    /// The live node that rendezvous hashing of its address prefers: the
+    /// The live node rendezvous hashing prefers for the object: the
     /// first request goes there, so objects spread evenly whatever node
     /// the traffic reaches, and a node joining or leaving moves only its
     /// share of new placements.
@@ -48,6 +53,10 @@ pub enum Placement {
 
 fn default_lease_ttl() -> Duration {
     Duration::from_secs(5)
+}
+
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// `etcd://...` taken apart.
@@ -68,6 +77,7 @@ impl ClusterSettings {
             advertise: None,
             lease_ttl: default_lease_ttl(),
             placement: Placement::default(),
+            drain_timeout: default_drain_timeout(),
         };
         settings.check()?;
         Ok(settings)
@@ -77,6 +87,9 @@ impl ClusterSettings {
         self.etcd_url()?;
         if self.lease_ttl < Duration::from_secs(2) {
             bail!("[cluster] lease_ttl must be at least 2s (keepalives go every third of it)");
+        }
+        if self.drain_timeout > Duration::from_secs(3600) {
+            bail!("[cluster] drain_timeout must be at most 1h");
         }
         if let Some(node) = &self.node
             && !valid_node_name(node)

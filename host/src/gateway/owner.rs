@@ -30,6 +30,9 @@ pub(super) async fn route(
     request: Request,
 ) -> Result<Owner, ApiError> {
     let object = ObjectAddr::new(class, name);
+    // A stopping node's object is handed over first: pinned now, it could
+    // not be released.
+    cluster.wait_handed_over(class, object.id()).await;
     let pin = cluster.pin(class, object.id());
     let forwarded = request.headers().contains_key(FORWARDED_HEADER);
     let client_address = credentials::client_address(

@@ -40,17 +40,7 @@ pub async fn run(
     let (stop, stopping) = watch::channel(false);
     let (finished, running) = watch::channel(());
     let mut shutdown = pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    reserve.on_accept_error(&listener, error).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
+    let serve = |stream: TcpStream, peer: SocketAddr| {
         let Some(slot) = addresses.admit(peer.ip()) else {
             tracing::debug!(%peer, "refusing a connection: its address has too many open");
             refuse(
@@ -58,7 +48,7 @@ pub async fn run(
                 "too_many_connections",
                 "this address has too many connections open",
             );
-            continue;
+            return;
         };
         // Responses and socket frames are written whole: Nagle's algorithm
         // would only hold small ones back waiting for an ACK.
@@ -76,9 +66,35 @@ pub async fn run(
             stopping.clone(),
             running.clone(),
         ));
+    };
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    reserve.on_accept_error(&listener, error).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        serve(stream, peer);
     }
-    // New clients are refused by the kernel from now on.
-    drop(listener);
+    // Connections the kernel has already completed would be reset when
+    // the listener closes, their requests sent and never read: each is
+    // served its request first.
+    if let Ok(listener) = listener.into_std() {
+        while let Ok((stream, peer)) = listener.accept() {
+            let stream = stream
+                .set_nonblocking(true)
+                .and_then(|()| TcpStream::from_std(stream));
+            match stream {
+                Ok(stream) => serve(stream, peer),
+                Err(error) => tracing::debug!(%error, "cannot serve a last connection"),
+            }
+        }
+    }
+    // The listener is closed: new clients are refused by the kernel.
     let _ = stop.send(true);
     drop(running);
     finished.closed().await;

@@ -401,6 +401,22 @@ impl Hub {
         streams.clear();
     }
 
+    /// Closes every socket with 1012 (service restart) after the messages
+    /// already queued for it, and waits up to `within` for their
+    /// connections to end: a cluster node hands its objects over, and
+    /// their clients reconnect through any node.
+    pub async fn restart_all(&self, within: Duration) {
+        let max_bytes = self.settings.max_queued_bytes;
+        let objects: Vec<_> = self.objects.lock().drain().map(|(_, s)| s).collect();
+        for sockets in objects {
+            for (socket, entry) in std::mem::take(&mut sockets.lock().sockets) {
+                let close = close_frame(1012, "service restart: reconnect");
+                enqueue(socket, &entry, close, max_bytes);
+            }
+        }
+        self.wait_connections(within).await;
+    }
+
     /// Closes every socket (1001, going away) and waits up to `within`
     /// for their connections to send the close and end, for shutdown.
     pub async fn close_all(&self, within: Duration) {
@@ -410,6 +426,11 @@ impl Hub {
                 entry.control.force(1001, "the server is shutting down");
             }
         }
+        self.wait_connections(within).await;
+    }
+
+    /// Waits up to `within` for every socket's connection to end.
+    async fn wait_connections(&self, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
         while self.connections.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline
         {

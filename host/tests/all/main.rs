@@ -15,6 +15,7 @@ mod client_address;
 mod cluster;
 mod cluster_alarms;
 mod cluster_failover;
+mod cluster_handoff;
 mod cluster_support;
 mod config_vars;
 mod connections;

@@ -118,6 +118,8 @@ pub struct Options {
     pub class_keys: Vec<(&'static str, &'static str)>,
     /// No classes in the config file (only those deployed before).
     pub without_classes: bool,
+    /// `listen`: a fixed address to restart a server on the same port.
+    pub listen: &'static str,
 }
 
 impl Default for Options {
@@ -142,6 +144,7 @@ impl Default for Options {
             env: Vec::new(),
             class_keys: Vec::new(),
             without_classes: false,
+            listen: "127.0.0.1:0",
         }
     }
 }
@@ -164,6 +167,19 @@ pub struct EventStream {
 }
 
 impl EventStream {
+    /// Whether the server ends the stream within 10 s (events before the
+    /// end are skipped).
+    pub async fn ends(&mut self) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Ok(Ok(Some(_))) => continue,
+                Ok(Ok(None) | Err(_)) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// The next event (keep-alive comments skipped), within 10 s.
     pub async fn next(&mut self) -> SseEvent {
         loop {
@@ -247,9 +263,10 @@ impl Server {
     /// Starts a server on `dir` (reusing its data if any).
     pub async fn start_in(dir: &Path, options: &Options) -> Server {
         let mut config = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nidle_timeout = \"{}\"\ndurability = \"{}\"\nmax_active = {}\n\
+            "listen = {:?}\ndata_dir = \"data\"\nidle_timeout = \"{}\"\ndurability = \"{}\"\nmax_active = {}\n\
              [alarms]\nretry_backoff = \"{}\"\n\
              [limits]\nmax_body_bytes = {}\nmax_cpu_per_event = \"{}\"\nmax_memory_bytes = {}\nmax_storage_bytes = {}\n",
+            options.listen,
             options.idle_timeout,
             options.durability,
             options.max_active,
