@@ -67,28 +67,39 @@ pub async fn deploy(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    crate::config::validate_class_name(&class)
-        .map_err(|error| DeployError::BadName(error.to_string()))?;
-    let config = match headers.get(CONFIG_HEADER) {
-        None => None,
-        Some(value) => {
-            let parsed = value
-                .to_str()
-                .ok()
-                .and_then(|text| serde_json::from_str::<Value>(text).ok())
-                .ok_or_else(|| {
-                    DeployError::BadConfig(format!(
-                        "the {CONFIG_HEADER} header must hold the class's table as JSON"
-                    ))
-                })?;
-            Some(parsed)
+    // Refused before the upload is read (its body then read and dropped,
+    // so the client reads the answer and its connection stays usable);
+    // the claim is asked again as it goes live.
+    let checked = (|| -> Result<Option<Value>, ApiError> {
+        crate::config::validate_class_name(&class)
+            .map_err(|error| DeployError::BadName(error.to_string()))?;
+        let config = match headers.get(CONFIG_HEADER) {
+            None => None,
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<Value>(text).ok())
+                    .ok_or_else(|| {
+                        DeployError::BadConfig(format!(
+                            "the {CONFIG_HEADER} header must hold the class's table as JSON"
+                        ))
+                    })?,
+            ),
+        };
+        let deployed = runtime.class(&class).is_ok();
+        runtime
+            .tenants()
+            .check_claim(&deployer.principal, &class, deployed)?;
+        Ok(config)
+    })();
+    let config = match checked {
+        Ok(config) => config,
+        Err(error) => {
+            super::body::drain(body.into_data_stream()).await;
+            return Err(error);
         }
     };
-    // Refused before the upload is read; asked again as it goes live.
-    let deployed = runtime.class(&class).is_ok();
-    runtime
-        .tenants()
-        .check_claim(&deployer.principal, &class, deployed)?;
     let limit = runtime.config().deploy.max_component_bytes;
     let wasm = read_component(body, &headers, limit).await?;
     let deployed = deploy::deploy(
