@@ -108,6 +108,8 @@ pub struct Activity {
     head_started: AtomicU64,
     /// Since when the client takes nothing of what is written to it.
     write_blocked: AtomicU64,
+    /// The server stops once this connection's first request has started.
+    stop_after_first: AtomicBool,
     /// Wakes the watchdog when a deadline may have come closer.
     pub changed: Notify,
 }
@@ -121,6 +123,7 @@ impl Activity {
             served: AtomicBool::new(false),
             head_started: AtomicU64::new(0),
             write_blocked: AtomicU64::new(0),
+            stop_after_first: AtomicBool::new(false),
             changed: Notify::new(),
         })
     }
@@ -161,7 +164,24 @@ impl Activity {
     pub fn request(self: &Arc<Self>) -> Busy {
         self.busy.fetch_add(1, Ordering::AcqRel);
         self.head_started.store(0, Ordering::Release);
+        if self.stop_after_first.load(Ordering::Acquire) {
+            self.changed.notify_one();
+        }
         Busy(Arc::clone(self))
+    }
+
+    /// Whether the connection has yet to start its first request. Its
+    /// client may well have sent it already: a stopping server that shut
+    /// the connection now would close it under that request unanswered
+    /// (HTTP/1.1 gives the client no way to tell it was never read), so
+    /// it waits for the request first ([`Activity::stop_after_first`]).
+    pub fn awaits_first_request(&self) -> bool {
+        !self.served.load(Ordering::Acquire) && self.busy.load(Ordering::Acquire) == 0
+    }
+
+    /// Asks to be woken when the first request starts.
+    pub fn stop_after_first(&self) {
+        self.stop_after_first.store(true, Ordering::Release);
     }
 
     fn read(&self, bytes: usize) {

@@ -101,8 +101,8 @@ pub async fn run(
 }
 
 /// Serves one connection until it ends, times out, or the server stops
-/// (then after its request in flight). `_running` tells `run` it is still
-/// going.
+/// (then after its request in flight, or after its first request when it
+/// has not started one). `_running` tells `run` it is still going.
 async fn connection(
     io: Watched<TcpStream>,
     peer: SocketAddr,
@@ -135,8 +135,15 @@ async fn connection(
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades()
     );
+    // Asked to stop: `graceful` once hyper was told, which it does at
+    // once unless the connection has not started its first request yet.
+    let mut stop_asked = false;
     let mut graceful = false;
     loop {
+        if stop_asked && !graceful && !activity.awaits_first_request() {
+            graceful = true;
+            served.as_mut().graceful_shutdown();
+        }
         let deadline = activity.deadline(&settings);
         tokio::select! {
             ended = served.as_mut() => {
@@ -152,9 +159,9 @@ async fn connection(
                 }
             }
             () = activity.changed.notified() => {}
-            _ = stopping.changed(), if !graceful => {
-                graceful = true;
-                served.as_mut().graceful_shutdown();
+            _ = stopping.changed(), if !stop_asked => {
+                stop_asked = true;
+                activity.stop_after_first();
             }
         }
     }

@@ -124,7 +124,7 @@ async fn load(
                 }
                 Err(error) => {
                     seen.failures
-                        .push(format!("c{object} via {base}: {error:?}"));
+                        .push(format!("{} c{object} via {base}: {error:?}", clock()));
                     answered = true;
                     break;
                 }
@@ -133,9 +133,10 @@ async fn load(
                     let body = response.text().await.unwrap_or_default();
                     match body.parse::<u64>() {
                         Ok(value) if status == 200 => seen.values[object].push(value),
-                        _ => seen
-                            .failures
-                            .push(format!("c{object} via {base}: {status} {body}")),
+                        _ => seen.failures.push(format!(
+                            "{} c{object} via {base}: {status} {body}",
+                            clock()
+                        )),
                     }
                     answered = true;
                     break;
@@ -148,6 +149,22 @@ async fn load(
         }
     }
     seen
+}
+
+/// The time of day in UTC as the servers' logs write it, to find a
+/// failure's moment in them.
+fn clock() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = now.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60,
+        now.subsec_millis()
+    )
 }
 
 /// Reads `socket` until its close frame; its code.
@@ -209,7 +226,9 @@ async fn a_rolling_restart_of_every_node_under_load_fails_no_request_and_loses_n
     tokio::time::sleep(Duration::from_secs(1)).await;
     for (index, name) in names.iter().enumerate() {
         let server = nodes[index].take().expect("the node runs");
+        eprintln!("{} stopping {name} ({})", clock(), server.base);
         server.stop().await;
+        eprintln!("{} {name} stopped", clock());
         let options = replicated(&etcd, name, &store, listens[index]);
         nodes[index] = Some(Server::start_in(dirs[index].path(), &options).await);
         tokio::time::sleep(Duration::from_secs(1)).await;

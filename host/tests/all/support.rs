@@ -320,7 +320,13 @@ impl Server {
         }
         let config_path = dir.join("podhost.toml");
         std::fs::write(&config_path, config).expect("writing the config");
-        let log = std::fs::File::create(dir.join("server.log")).expect("log file");
+        // Appended to: a restarted server's log keeps its predecessor's.
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .expect("log file");
+        let _ = std::io::Write::write_all(&mut log, b"--- podhost starts\n");
         let log_file = std::fs::File::open(dir.join("server.log")).expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_podhost"));
         command
