@@ -12,6 +12,7 @@ mod layout;
 mod lock;
 mod memory;
 mod template;
+pub mod shared;
 pub mod versions;
 pub mod wal;
 
