@@ -302,3 +302,136 @@ pub fn read_row(
         })
         .optional()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Durability;
+
+    /// A cluster that takes every write after `conflicts` conflicts, and
+    /// keeps what it was given.
+    #[derive(Default)]
+    struct Recorder {
+        conflicts: Mutex<u32>,
+        given: Mutex<Vec<Vec<RowWrite>>>,
+    }
+
+    impl RowStore for Recorder {
+        fn commit(&self, rows: &[RowWrite]) -> Result<Committed, SharedWriteError> {
+            self.given.lock().push(rows.to_vec());
+            let mut conflicts = self.conflicts.lock();
+            if *conflicts > 0 {
+                *conflicts -= 1;
+                return Ok(Committed::Conflict);
+            }
+            Ok(Committed::Done)
+        }
+    }
+
+    fn copy() -> (tempfile::TempDir, Mutex<Connection>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = crate::storage::catalog::connect(dir.path(), Durability::Normal).expect("open");
+        conn.execute_batch(crate::accounts::SCHEMA).expect("schema");
+        conn.execute_batch(SHARED_ROWS_SCHEMA).expect("schema");
+        conn.execute_batch(
+            "INSERT INTO users VALUES ('u1', 'ada@example.com', 'h', 1);
+             INSERT INTO _podhost_shared_rows VALUES ('users', '[\"u1\"]', 7, '[\"ada@example.com\"]');",
+        )
+        .expect("a row");
+        (dir, Mutex::new(conn))
+    }
+
+    #[test]
+    fn a_shared_write_hands_over_the_rows_it_changed_and_leaves_the_copy_alone() {
+        let (_dir, conn) = copy();
+        let recorder = Arc::new(Recorder::default());
+        let writes = Writes::Shared(Arc::clone(&recorder) as Arc<dyn RowStore>);
+        let changed = writes
+            .run(&conn, |conn| {
+                let tx = conn.savepoint()?;
+                tx.execute(
+                    "UPDATE users SET email = 'ada@example.org' WHERE id = 'u1'",
+                    [],
+                )?;
+                tx.execute(
+                    "INSERT INTO users VALUES ('u2', 'bob@example.com', 'h', 2)",
+                    [],
+                )?;
+                tx.commit()?;
+                Ok::<_, anyhow::Error>(2)
+            })
+            .expect("written");
+        assert_eq!(changed, 2);
+        let given = recorder.given.lock();
+        assert_eq!(given.len(), 1);
+        let mut rows = given[0].clone();
+        rows.sort_by_key(|row| key_text(&row.key));
+        assert_eq!(rows[0].key, vec![Value::from("u1")]);
+        assert_eq!(rows[0].known_revision, 7);
+        assert_eq!(rows[0].unique_before, vec![Value::from("ada@example.com")]);
+        assert_eq!(rows[0].unique_after(), vec![Value::from("ada@example.org")]);
+        assert_eq!(rows[1].key, vec![Value::from("u2")]);
+        assert_eq!(rows[1].known_revision, 0);
+        assert_eq!(
+            rows[1].after.as_ref().and_then(|row| row.get("created_at")),
+            Some(&Value::from(2))
+        );
+        // Only the applier writes the copy.
+        let emails: Vec<String> = conn
+            .lock()
+            .prepare("SELECT email FROM users ORDER BY id")
+            .expect("query")
+            .query_map([], |row| row.get(0))
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("emails");
+        assert_eq!(emails, vec!["ada@example.com".to_string()]);
+    }
+
+    #[test]
+    fn a_conflicting_write_runs_again_and_a_write_that_changes_nothing_is_not_sent() {
+        let (_dir, conn) = copy();
+        let recorder = Arc::new(Recorder {
+            conflicts: Mutex::new(2),
+            ..Recorder::default()
+        });
+        let writes = Writes::Shared(Arc::clone(&recorder) as Arc<dyn RowStore>);
+        let mut runs = 0;
+        writes
+            .run(&conn, |conn| {
+                runs += 1;
+                conn.execute("DELETE FROM users WHERE id = 'u1'", [])?;
+                Ok::<_, anyhow::Error>(())
+            })
+            .expect("written");
+        assert_eq!(runs, 3);
+        let given = recorder.given.lock();
+        assert!(given.iter().all(|rows| rows.len() == 1 && rows[0].after.is_none()));
+        drop(given);
+        let found = writes
+            .run(&conn, |conn| {
+                Ok::<_, anyhow::Error>(conn.execute("DELETE FROM users WHERE id = 'nobody'", [])?)
+            })
+            .expect("nothing written");
+        assert_eq!(found, 0);
+        assert_eq!(recorder.given.lock().len(), 3, "nothing more was sent");
+    }
+
+    #[test]
+    fn a_failed_write_is_rolled_back_and_sends_nothing() {
+        let (_dir, conn) = copy();
+        let recorder = Arc::new(Recorder::default());
+        let writes = Writes::Shared(Arc::clone(&recorder) as Arc<dyn RowStore>);
+        let failed: anyhow::Result<()> = writes.run(&conn, |conn| {
+            conn.execute("DELETE FROM users", [])?;
+            anyhow::bail!("refused")
+        });
+        assert!(failed.is_err());
+        assert!(recorder.given.lock().is_empty());
+        let users: i64 = conn
+            .lock()
+            .query_row("SELECT count(*) FROM users", [], |row| row.get(0))
+            .expect("count");
+        assert_eq!(users, 1);
+    }
+}
