@@ -406,7 +406,11 @@ mod tests {
             .expect("written");
         assert_eq!(runs, 3);
         let given = recorder.given.lock();
-        assert!(given.iter().all(|rows| rows.len() == 1 && rows[0].after.is_none()));
+        assert!(
+            given
+                .iter()
+                .all(|rows| rows.len() == 1 && rows[0].after.is_none())
+        );
         drop(given);
         let found = writes
             .run(&conn, |conn| {

@@ -14,6 +14,7 @@ mod chat;
 mod client_address;
 mod cluster;
 mod cluster_alarms;
+mod cluster_catalog;
 mod cluster_failover;
 mod cluster_handoff;
 mod cluster_support;

@@ -1,0 +1,78 @@
+//! The shared catalog's own guarantees: a single node's accounts become
+//! its cluster's when it first joins one, and a unique value (an email)
+//! is taken by one node only, however many try at once.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::accounts::{PASSWORD, call, signup, token};
+use crate::cluster_support::{Etcd, PREFIX, node_options};
+use crate::support::{Options, Server};
+
+#[tokio::test]
+async fn a_single_nodes_accounts_become_the_clusters_when_it_first_joins_one() {
+    let (alone, dir) = Server::start(Options {
+        extra_config: "[auth]\n",
+        ..Options::default()
+    })
+    .await;
+    let first = signup(&alone, "ada@example.com").await;
+    alone.stop().await;
+
+    let etcd = Etcd::start().await;
+    let a = Server::start_in(dir.path(), &node_options(&etcd, "a", "[auth]\n")).await;
+    let (b, _b) = Server::start(node_options(&etcd, "b", "[auth]\n")).await;
+    // b never saw the signup: it has the cluster's copy, signing key too.
+    let (status, me) = call(&b, Method::GET, "/auth/me", Some(token(&first)), None).await;
+    assert_eq!(status, 200, "{me}");
+    let (status, login) = call(
+        &b,
+        Method::POST,
+        "/auth/login",
+        None,
+        Some(json!({ "email": "ada@example.com", "password": PASSWORD })),
+    )
+    .await;
+    assert_eq!(status, 200, "{login}");
+    assert!(
+        etcd.get(&format!("/{PREFIX}/catalog/id")).await.is_some(),
+        "the cluster has a catalog"
+    );
+    drop(a);
+}
+
+#[tokio::test]
+async fn an_email_signed_up_through_two_nodes_at_once_is_taken_once() {
+    let etcd = Etcd::start().await;
+    let (a, _a) = Server::start(node_options(&etcd, "a", "[auth]\n")).await;
+    let (b, _b) = Server::start(node_options(&etcd, "b", "[auth]\n")).await;
+    for round in 0..5 {
+        let email = format!("race{round}@example.com");
+        let body = json!({ "email": email, "password": PASSWORD });
+        let (through_a, through_b) = tokio::join!(
+            call(&a, Method::POST, "/auth/signup", None, Some(body.clone())),
+            call(&b, Method::POST, "/auth/signup", None, Some(body.clone())),
+        );
+        let mut statuses = [through_a.0, through_b.0];
+        statuses.sort_unstable();
+        assert_eq!(
+            statuses,
+            [201, 409],
+            "{email}: one signup wins ({}, {})",
+            through_a.1,
+            through_b.1
+        );
+        // Whichever node won, both know the account now.
+        for server in [&a, &b] {
+            let (status, body) = call(
+                server,
+                Method::POST,
+                "/auth/login",
+                None,
+                Some(json!({ "email": email, "password": PASSWORD })),
+            )
+            .await;
+            assert_eq!(status, 200, "{email}: {body}");
+        }
+    }
+}
