@@ -40,6 +40,10 @@ use crate::storage::shared_writes::{
     read_row, unique_values,
 };
 
+/// Rows per etcd transaction: each takes up to three operations (the row,
+/// a unique key freed and one taken), and etcd allows 128 by default.
+const ROWS_PER_TXN: usize = 40;
+
 /// How long a write waits for etcd and for this node's copy.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -182,19 +186,27 @@ impl SharedCatalog {
         let conn = self.open_copy()?;
         let local: Vec<RowWrite> = tokio::task::block_in_place(|| every_row(&conn))?;
         let id = crate::accounts::random_id("catalog_")?;
-        let mut ops = vec![TxnOp::put(id_key, id.as_str(), None)];
-        for row in &local {
-            ops.extend(self.row_ops(row, &mut Vec::new()));
-        }
-        let txn = Txn::new()
+        let create = Txn::new()
             .when(vec![Compare::create_revision(id_key, CompareOp::Equal, 0)])
-            .and_then(ops);
-        let response = self.client.clone().txn(txn).await?;
-        if response.succeeded() {
-            conn.execute("DELETE FROM _podhost_shared_state", [])?;
-            conn.execute("INSERT INTO _podhost_shared_state (id) VALUES (?1)", [&id])?;
+            .and_then(vec![TxnOp::put(id_key, id.as_str(), None)]);
+        if !self.client.clone().txn(create).await?.succeeded() {
+            return Ok(false);
         }
-        Ok(response.succeeded())
+        // The catalog is this node's now: its rows follow, in as many
+        // transactions as etcd's limit on operations asks. Nodes starting
+        // meanwhile get the rest through their watch.
+        for rows in local.chunks(ROWS_PER_TXN) {
+            let ops: Vec<TxnOp> = rows
+                .iter()
+                .flat_map(|row| self.row_ops(row, &mut Vec::new()))
+                .collect();
+            self.client.clone().txn(Txn::new().and_then(ops)).await?;
+        }
+        // Only now is the copy the cluster's: a node that died before
+        // this refuses to start rather than drop rows it did not push.
+        conn.execute("DELETE FROM _podhost_shared_state", [])?;
+        conn.execute("INSERT INTO _podhost_shared_state (id) VALUES (?1)", [&id])?;
+        Ok(true)
     }
 
     /// Follows etcd's changes from `revision` into the copy, forever.
@@ -315,7 +327,20 @@ impl SharedCatalog {
         Ok(())
     }
 
+    /// Commits `rows`, at most [`ROWS_PER_TXN`] per etcd transaction: a
+    /// write of more rows (a user's sessions revoked, expired sessions
+    /// deleted) is not atomic, and a conflict part way runs the whole
+    /// write again on a copy that has the part made.
     async fn commit_rows(&self, rows: &[RowWrite]) -> Result<Committed, SharedWriteError> {
+        for rows in rows.chunks(ROWS_PER_TXN) {
+            if self.commit_chunk(rows).await? == Committed::Conflict {
+                return Ok(Committed::Conflict);
+            }
+        }
+        Ok(Committed::Done)
+    }
+
+    async fn commit_chunk(&self, rows: &[RowWrite]) -> Result<Committed, SharedWriteError> {
         let mut compares = Vec::new();
         let mut ops = Vec::new();
         for row in rows {

@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::accounts::{PASSWORD, call, signup, token};
+use crate::accounts::{ADMIN, PASSWORD, call, signup, token};
 use crate::cluster_support::{Etcd, PREFIX, node_options};
 use crate::support::{Options, Server};
 
@@ -74,5 +74,61 @@ async fn an_email_signed_up_through_two_nodes_at_once_is_taken_once() {
             .await;
             assert_eq!(status, 200, "{email}: {body}");
         }
+    }
+}
+
+#[tokio::test]
+async fn disabling_a_user_with_more_sessions_than_one_etcd_transaction_holds_ends_them_all() {
+    const AUTH: &str = "[auth]\nmax_logins_per_address = 1000\n";
+    let etcd = Etcd::start().await;
+    let (a, _a) = Server::start(Options {
+        admin_token: Some(ADMIN),
+        ..node_options(&etcd, "a", AUTH)
+    })
+    .await;
+    let (b, _b) = Server::start(Options {
+        admin_token: Some(ADMIN),
+        ..node_options(&etcd, "b", AUTH)
+    })
+    .await;
+    let first = signup(&a, "many@example.com").await;
+    let mut tokens = vec![token(&first).to_string()];
+    for _ in 0..60 {
+        let (status, login) = call(
+            &a,
+            Method::POST,
+            "/auth/login",
+            None,
+            Some(json!({ "email": "many@example.com", "password": PASSWORD })),
+        )
+        .await;
+        assert_eq!(status, 200, "{login}");
+        tokens.push(token(&login).to_string());
+    }
+    let id = first["user"]["id"].as_str().expect("a user id");
+    let (status, body) = call(
+        &b,
+        Method::POST,
+        &format!("/admin/users/{id}/disable"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // b answered once its copy had every session revoked; a follows.
+    for server in [&b, &a] {
+        let mut refused = 0;
+        for _ in 0..100 {
+            refused = 0;
+            for token in &tokens {
+                let (status, _) = call(server, Method::GET, "/auth/me", Some(token), None).await;
+                refused += usize::from(status == 401);
+            }
+            if refused == tokens.len() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(refused, tokens.len(), "every session ended on {}", server.base);
     }
 }
