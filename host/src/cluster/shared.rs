@@ -34,7 +34,7 @@ use tokio::sync::watch;
 use super::keys::Keys;
 use crate::config::ClusterSettings;
 use crate::storage::Durability;
-use crate::storage::shared::{RowChange, SHARED_TABLES, SharedTable, shared_table};
+use crate::storage::shared::{RowChange, SHARED_TABLES, SharedTable, key_params, shared_table};
 use crate::storage::shared_writes::{
     Committed, RowStore, RowWrite, SHARED_ROWS_SCHEMA, SharedWriteError, Writes, key_text,
     read_row, unique_values,
@@ -560,22 +560,12 @@ fn put_row(
     value: Option<&str>,
     revision: i64,
 ) -> anyhow::Result<Option<Map<String, Value>>> {
-    let key_values = key
-        .iter()
-        .map(crate::storage::from_json)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(anyhow::Error::msg)?;
-    let condition: Vec<String> = table
-        .key
-        .iter()
-        .enumerate()
-        .map(|(index, column)| format!("{column} = ?{}", index + 1))
-        .collect();
+    let key_values = key_params(key).map_err(anyhow::Error::msg)?;
     conn.execute(
         &format!(
             "DELETE FROM main.{} WHERE {}",
             table.name,
-            condition.join(" AND ")
+            table.key_condition()
         ),
         params_from_iter(&key_values),
     )?;

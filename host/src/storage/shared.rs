@@ -85,6 +85,25 @@ pub const SHARED_TABLES: &[SharedTable] = &[
     },
 ];
 
+impl SharedTable {
+    /// `WHERE` text matching one row by its key, the key's values bound
+    /// as `?1`, `?2`… (see [`key_params`]).
+    pub fn key_condition(&self) -> String {
+        let terms: Vec<String> = self
+            .key
+            .iter()
+            .enumerate()
+            .map(|(index, column)| format!("{column} = ?{}", index + 1))
+            .collect();
+        terms.join(" AND ")
+    }
+}
+
+/// A row key's values as SQLite values.
+pub fn key_params(key: &[Value]) -> Result<Vec<rusqlite::types::Value>, String> {
+    key.iter().map(super::from_json).collect()
+}
+
 /// The shared table named `name`.
 pub fn shared_table(name: &str) -> Option<&'static SharedTable> {
     SHARED_TABLES.iter().find(|table| table.name == name)

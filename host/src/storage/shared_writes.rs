@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use serde_json::{Map, Value};
 
-use super::shared::{SHARED_TABLES, SharedTable, shared_table};
+use super::shared::{SHARED_TABLES, SharedTable, key_params, shared_table};
 
 /// How many times a write conflicting with other nodes' is run again.
 const ATTEMPTS: u32 = 20;
@@ -275,21 +275,12 @@ pub fn read_row(
     table: &SharedTable,
     key: &[Value],
 ) -> rusqlite::Result<Option<Map<String, Value>>> {
-    let condition: Vec<String> = table
-        .key
-        .iter()
-        .enumerate()
-        .map(|(index, column)| format!("{column} = ?{}", index + 1))
-        .collect();
-    let values = key
-        .iter()
-        .map(super::from_json)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| rusqlite::Error::UserFunctionError(error.into()))?;
+    let values =
+        key_params(key).map_err(|error| rusqlite::Error::UserFunctionError(error.into()))?;
     let mut statement = conn.prepare_cached(&format!(
         "SELECT * FROM main.{} WHERE {}",
         table.name,
-        condition.join(" AND ")
+        table.key_condition()
     ))?;
     let names: Vec<String> = statement.column_names().map(str::to_string).collect();
     statement

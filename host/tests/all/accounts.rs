@@ -93,6 +93,20 @@ pub(crate) async fn signup(server: &Server, email: &str) -> Value {
     body
 }
 
+/// Logs `email` in; returns the new session's access token.
+pub(crate) async fn login(server: &Server, email: &str) -> String {
+    let (status, body) = call(
+        server,
+        Method::POST,
+        "/auth/login",
+        None,
+        Some(json!({ "email": email, "password": PASSWORD })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    token(&body).to_string()
+}
+
 pub(crate) fn token(session: &Value) -> &str {
     session["token"].as_str().expect("a token")
 }

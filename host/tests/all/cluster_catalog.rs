@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::accounts::{ADMIN, PASSWORD, call, signup, token};
+use crate::accounts::{ADMIN, PASSWORD, call, login, signup, token};
 use crate::cluster_support::{Etcd, PREFIX, node_options};
 use crate::support::{Options, Server};
 
@@ -25,15 +25,7 @@ async fn a_single_nodes_accounts_become_the_clusters_when_it_first_joins_one() {
     // b never saw the signup: it has the cluster's copy, signing key too.
     let (status, me) = call(&b, Method::GET, "/auth/me", Some(token(&first)), None).await;
     assert_eq!(status, 200, "{me}");
-    let (status, login) = call(
-        &b,
-        Method::POST,
-        "/auth/login",
-        None,
-        Some(json!({ "email": "ada@example.com", "password": PASSWORD })),
-    )
-    .await;
-    assert_eq!(status, 200, "{login}");
+    login(&b, "ada@example.com").await;
     assert!(
         etcd.get(&format!("/{PREFIX}/catalog/id")).await.is_some(),
         "the cluster has a catalog"
@@ -64,15 +56,7 @@ async fn an_email_signed_up_through_two_nodes_at_once_is_taken_once() {
         );
         // Whichever node won, both know the account now.
         for server in [&a, &b] {
-            let (status, body) = call(
-                server,
-                Method::POST,
-                "/auth/login",
-                None,
-                Some(json!({ "email": email, "password": PASSWORD })),
-            )
-            .await;
-            assert_eq!(status, 200, "{email}: {body}");
+            login(server, &email).await;
         }
     }
 }
@@ -94,16 +78,7 @@ async fn disabling_a_user_with_more_sessions_than_one_etcd_transaction_holds_end
     let first = signup(&a, "many@example.com").await;
     let mut tokens = vec![token(&first).to_string()];
     for _ in 0..60 {
-        let (status, login) = call(
-            &a,
-            Method::POST,
-            "/auth/login",
-            None,
-            Some(json!({ "email": "many@example.com", "password": PASSWORD })),
-        )
-        .await;
-        assert_eq!(status, 200, "{login}");
-        tokens.push(token(&login).to_string());
+        tokens.push(login(&a, "many@example.com").await);
     }
     let id = first["user"]["id"].as_str().expect("a user id");
     let (status, body) = call(
@@ -129,6 +104,11 @@ async fn disabling_a_user_with_more_sessions_than_one_etcd_transaction_holds_end
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        assert_eq!(refused, tokens.len(), "every session ended on {}", server.base);
+        assert_eq!(
+            refused,
+            tokens.len(),
+            "every session ended on {}",
+            server.base
+        );
     }
 }

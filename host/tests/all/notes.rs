@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::accounts::{PASSWORD, call, call_with_headers, error_code, signup, token};
+use crate::accounts::{call, call_with_headers, error_code, login, signup, token};
 use crate::support::{Options, Server, Ws, parse_json};
 
 fn options() -> Options {
@@ -22,19 +22,6 @@ fn options() -> Options {
 
 async fn user(server: &Server, email: &str) -> String {
     token(&signup(server, email).await).to_string()
-}
-
-async fn login(server: &Server, email: &str) -> String {
-    let (status, body) = call(
-        server,
-        Method::POST,
-        "/auth/login",
-        None,
-        Some(json!({ "email": email, "password": PASSWORD })),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    token(&body).to_string()
 }
 
 /// Creates a note as `who`, from tab `client_id` with request `request_id`.
