@@ -19,8 +19,14 @@ pub enum ClusterError {
         "this object runs on node {owner}, not on node {node}; calls between objects are not forwarded across nodes: retry through the gateway"
     )]
     OwnedElsewhere { node: String, owner: String },
+    /// `sent`: the request may have reached the owner (the connection
+    /// failed after it was made), so it must not be sent again.
     #[error("the object's owner {node} cannot be reached: {reason}")]
-    OwnerUnreachable { node: String, reason: String },
+    OwnerUnreachable {
+        node: String,
+        reason: String,
+        sent: bool,
+    },
 }
 
 impl ClusterError {

@@ -71,9 +71,10 @@ impl Forwarder {
         client_address: Option<IpAddr>,
         mut request: Request<Body>,
     ) -> Result<Response<Body>, ClusterError> {
-        let unreachable = |reason: String| ClusterError::OwnerUnreachable {
+        let unreachable = |reason: String, sent: bool| ClusterError::OwnerUnreachable {
             node: owner.to_string(),
             reason,
+            sent,
         };
         let path = request
             .uri()
@@ -81,7 +82,7 @@ impl Forwarder {
             .map_or("/", |path| path.as_str());
         let uri: Uri = format!("http://{address}{path}")
             .parse()
-            .map_err(|error| unreachable(format!("bad address {address:?}: {error}")))?;
+            .map_err(|error| unreachable(format!("bad address {address:?}: {error}"), false))?;
         let websocket = is_websocket(request.headers());
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
@@ -99,7 +100,7 @@ impl Forwarder {
             .client
             .request(Request::from_parts(parts, body))
             .await
-            .map_err(|error| unreachable(error.to_string()))?;
+            .map_err(|error| unreachable(error.to_string(), !error.is_connect()))?;
         if websocket && response.status() == axum::http::StatusCode::SWITCHING_PROTOCOLS {
             let owner_upgrade = hyper::upgrade::on(&mut response);
             if let Some(client_upgrade) = client_upgrade {

@@ -21,7 +21,8 @@ pub(super) enum Owner {
 /// Serves object `name` of `class` here when this node owns it (taking it
 /// when nobody does), else forwards `request` to its owner; a forward
 /// that cannot reach the owner reads the owner again and, for a request
-/// without a body (which can be sent again), retries once.
+/// without a body (which can be sent again) that never reached it (the
+/// connection failed), retries once.
 pub(super) async fn route(
     gateway: &Gateway,
     cluster: &Cluster,
@@ -61,12 +62,13 @@ pub(super) async fn route(
             .await;
         match sent {
             Ok(response) => return Ok(Owner::There(response)),
-            Err(error @ ClusterError::OwnerUnreachable { .. }) => {
+            Err(error @ ClusterError::OwnerUnreachable { sent, .. }) => {
                 cluster.forget_owner(class, object.id());
                 tracing::warn!(%error, "forwarding to an object's owner failed");
+                // A request the owner may have run is not run twice.
                 match copy {
-                    Some(copy) => request = copy,
-                    None => return Err(error.into()),
+                    Some(copy) if !sent => request = copy,
+                    _ => return Err(error.into()),
                 }
             }
             Err(error) => return Err(error.into()),
