@@ -29,7 +29,7 @@ use etcd_client::{
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde_json::{Map, Value};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::keys::Keys;
 use crate::config::ClusterSettings;
@@ -54,12 +54,10 @@ const STATE_SCHEMA: &str = "
     );
 ";
 
-type Listener = Arc<dyn Fn(Vec<RowChange>) + Send + Sync>;
-
 /// Changes applied before the runtime listens, kept for it.
 enum Listening {
     Waiting(Vec<RowChange>),
-    Ready(Listener),
+    Ready(mpsc::UnboundedSender<Vec<RowChange>>),
 }
 
 pub struct SharedCatalog {
@@ -109,32 +107,36 @@ impl SharedCatalog {
 
     /// Calls `listener` with every batch of rows applied to the copy from
     /// now on (and those applied since start).
-    pub fn listen(&self, listener: impl Fn(Vec<RowChange>) + Send + Sync + 'static) {
-        let listener: Listener = Arc::new(listener);
+    pub fn listen(&self, listener: impl Fn(Vec<RowChange>) + Send + 'static) {
+        let (sender, mut batches) = mpsc::unbounded_channel::<Vec<RowChange>>();
         let waiting = {
             let mut listening = self.listening.lock();
-            match std::mem::replace(&mut *listening, Listening::Ready(Arc::clone(&listener))) {
+            match std::mem::replace(&mut *listening, Listening::Ready(sender.clone())) {
                 Listening::Waiting(waiting) => waiting,
                 Listening::Ready(_) => Vec::new(),
             }
         };
         if !waiting.is_empty() {
-            listener(waiting);
+            let _ = sender.send(waiting);
         }
+        // On a task of its own: a listener waiting for a lock that a
+        // writer holds while it waits for the watch must not stop the
+        // watch.
+        tokio::spawn(async move {
+            while let Some(changes) = batches.recv().await {
+                listener(changes);
+            }
+        });
     }
 
     fn tell(&self, changes: Vec<RowChange>) {
-        let listener = {
-            let mut listening = self.listening.lock();
-            match &mut *listening {
-                Listening::Waiting(waiting) => {
-                    waiting.extend(changes);
-                    return;
-                }
-                Listening::Ready(listener) => Arc::clone(listener),
+        let mut listening = self.listening.lock();
+        match &mut *listening {
+            Listening::Waiting(waiting) => waiting.extend(changes),
+            Listening::Ready(sender) => {
+                let _ = sender.send(changes);
             }
-        };
-        listener(changes);
+        }
     }
 
     fn open_copy(&self) -> anyhow::Result<Connection> {
