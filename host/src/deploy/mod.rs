@@ -6,6 +6,11 @@
 //!   migrations on a scratch database, append-only migrations).
 //! - [`files`]: components stored by their hash, and the cleanup of those
 //!   no version lists.
+//! - [`shared_component`]: in a cluster, components put in the
+//!   replication store before their version is recorded, and fetched
+//!   from there by the nodes that lack them.
+//! - [`follow`]: in a cluster, each node serves the version the shared
+//!   catalog makes active, whichever node recorded it.
 //!
 //! Where versions live: the catalog's `class_versions` table (see
 //! `storage::versions`) and `data/classes/<sha256>.wasm` (+ `.cwasm`, the
@@ -14,6 +19,8 @@
 //! between two batches (see `object::actor`).
 
 mod files;
+mod follow;
+mod shared_component;
 mod validate;
 
 use std::sync::Arc;
@@ -30,6 +37,7 @@ use crate::storage::{DataDir, MigrationFailed};
 use crate::tenants::{Principal, TenantError};
 
 pub use files::collect_garbage;
+pub(crate) use follow::{Following, follow};
 
 /// The header of `PUT /admin/classes/{class}` holding the class's table
 /// as JSON.
@@ -420,6 +428,9 @@ pub async fn deploy(
         return Err(DeployError::NotAppendOnly { number });
     }
     class.learn_migrations(migrations.clone());
+    // Before the version is recorded: the other nodes load it as soon as
+    // they see the record.
+    shared_component::share(runtime, &hash, &wasm).await?;
     let (tenants, principal, of_class) = (
         Arc::clone(runtime.tenants()),
         request.principal.clone(),

@@ -16,6 +16,7 @@ mod cluster;
 mod cluster_alarms;
 mod cluster_failover;
 mod cluster_handoff;
+mod cluster_shared;
 mod cluster_support;
 mod config_vars;
 mod connections;
