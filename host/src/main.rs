@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use podhost::cluster::Cluster;
+use podhost::cluster::{Cluster, SharedCatalog};
 use podhost::config::{Access, ClusterSettings};
 use podhost::dev::reload;
 use podhost::gateway::{self, Gateway};
@@ -322,7 +322,15 @@ fn dev_config(
 
 async fn serve(config: Config, watched: Vec<reload::Watched>) -> anyhow::Result<()> {
     let listen = config.listen;
-    let runtime = Runtime::new(config)?;
+    // A cluster's shared tables are loaded before anything reads them.
+    let shared = match &config.cluster {
+        Some(settings) => Some(SharedCatalog::start(settings, &config.data_dir).await?),
+        None => None,
+    };
+    let runtime = match &shared {
+        Some(shared) => Runtime::with_writes(config, shared.writes())?,
+        None => Runtime::new(config)?,
+    };
     if !watched.is_empty() {
         tokio::spawn(reload::watch(Arc::clone(&runtime), watched));
     }

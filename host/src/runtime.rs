@@ -40,6 +40,7 @@ use crate::object::{
 };
 use crate::sockets::{Hub, LoggedEvent};
 use crate::storage::catalog::{Catalog, CatalogUpdate, CatalogWriter};
+use crate::storage::shared_writes::Writes;
 use crate::storage::{DataDir, DataDirLock, Durability};
 use crate::storage::{QueryLimits, QueryResult};
 use crate::tenants::Tenants;
@@ -147,12 +148,18 @@ impl Runtime {
     /// Locks the data directory, builds the engine and loads every
     /// configured class. Must run inside the tokio runtime.
     pub fn new(config: Config) -> anyhow::Result<Arc<Self>> {
+        Self::with_writes(config, Writes::Direct)
+    }
+
+    /// [`Runtime::new`], the catalog's shared tables written with
+    /// `writes` (a cluster's: `cluster::SharedCatalog`).
+    pub fn with_writes(config: Config, writes: Writes) -> anyhow::Result<Arc<Self>> {
         crate::storage::configure_sqlite();
         let lock = DataDirLock::acquire(&config.data_dir)?;
-        let catalog = Arc::new(Catalog::open(
-            &config.data_dir,
-            config.catalog_durability(),
-        )?);
+        let catalog = Arc::new(
+            Catalog::open(&config.data_dir, config.catalog_durability())?
+                .with_writes(writes.clone()),
+        );
         let data = DataDir::new(&config.data_dir);
         // Exports and imports cut short by a crash; no one else uses them
         // while the lock is held.
@@ -189,6 +196,7 @@ impl Runtime {
             config.catalog_durability(),
             config.tenants,
             declared,
+            writes,
         )?);
         let writer = CatalogWriter::start(Arc::clone(&catalog));
         let sockets = Arc::new(Hub::new(config.events.clone(), config.sockets.clone()));

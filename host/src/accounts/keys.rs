@@ -239,7 +239,13 @@ mod tests {
     use crate::storage::Durability;
 
     fn accounts(dir: &std::path::Path) -> Accounts {
-        Accounts::open(dir, Durability::Normal, AuthSettings::default()).expect("accounts open")
+        Accounts::open(
+            dir,
+            Durability::Normal,
+            AuthSettings::default(),
+            crate::storage::shared_writes::Writes::Direct,
+        )
+        .expect("accounts open")
     }
 
     #[tokio::test]

@@ -31,18 +31,21 @@ pub use caller::{Caller, Role, User};
 pub use error::AuthError;
 pub use grants::{Admission, Revocation};
 pub use rate_limit::FailureThrottle;
+pub(crate) use secrets::random_id;
+pub(crate) use store::SCHEMA;
 pub use store::{KeyInfo, Member, OrgMembership, UserInfo};
 
 use self::cache::Cache;
 use self::grants::{Grants, session_grant};
 use self::password::Hasher;
 use self::rate_limit::RateLimiter;
-use self::secrets::{digest, random_id, random_secret};
+use self::secrets::{digest, random_secret};
 use self::store::{KeyTarget, Store};
 use self::token::{Claims, Signer, TokenError};
 use crate::config::AuthSettings;
 use crate::storage::Durability;
 use crate::storage::catalog::now_ms;
+use crate::storage::shared_writes::Writes;
 
 /// Entries each lookup cache keeps at most.
 const CACHE_CAPACITY: u64 = 100_000;
@@ -103,8 +106,9 @@ impl Accounts {
         data_dir: &Path,
         durability: Durability,
         settings: AuthSettings,
+        writes: Writes,
     ) -> anyhow::Result<Self> {
-        let store = Store::open(data_dir, durability)?;
+        let store = Store::open(data_dir, durability, writes)?;
         let key = match &settings.secret {
             Some(secret) => secret.expose().as_bytes().to_vec(),
             None => store.signing_key()?,
@@ -419,7 +423,7 @@ impl Accounts {
 /// Drops the API keys and handles of a deleted object, with the server
 /// stopped (`podhost objects delete`).
 pub fn forget_routes(data_dir: &Path, class: &str, name: &str) -> anyhow::Result<()> {
-    Store::open(data_dir, Durability::Full)?.forget_object(class, name)?;
+    Store::open(data_dir, Durability::Full, Writes::Direct)?.forget_object(class, name)?;
     Ok(())
 }
 

@@ -5,14 +5,15 @@
 use std::path::Path;
 
 use parking_lot::{Mutex, MutexGuard};
-use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use serde::Serialize;
 
 use super::caller::{Role, User};
 use super::secrets::random_bytes;
 use crate::storage::Durability;
+use crate::storage::shared_writes::Writes;
 
-const SCHEMA: &str = "
+pub(crate) const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS users (
         id TEXT PRIMARY KEY,
         email TEXT NOT NULL UNIQUE,
@@ -141,17 +142,19 @@ pub struct UserInfo {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    writes: Writes,
 }
 
 impl Store {
     /// Opens the catalog's database (the catalog has created it) with its
     /// own connection.
-    pub fn open(data_dir: &Path, durability: Durability) -> anyhow::Result<Self> {
+    pub fn open(data_dir: &Path, durability: Durability, writes: Writes) -> anyhow::Result<Self> {
         let conn = crate::storage::catalog::connect(data_dir, durability)?;
         conn.execute_batch("PRAGMA foreign_keys = ON;")?;
         conn.execute_batch(SCHEMA)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            writes,
         })
     }
 
@@ -159,34 +162,45 @@ impl Store {
         self.conn.lock()
     }
 
+    /// Runs `write` as one transaction (see `storage::shared_writes`).
+    fn write<T>(
+        &self,
+        write: impl FnMut(&mut Connection) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.writes.run(&self.conn, write)
+    }
+
     /// The key tokens are signed with: made and kept on first use.
     pub fn signing_key(&self) -> anyhow::Result<Vec<u8>> {
-        let conn = self.lock();
-        let key = random_bytes::<32>()?;
-        conn.execute(
-            "INSERT INTO settings (key, value) VALUES ('signing_key', ?1) ON CONFLICT DO NOTHING",
-            [&key[..]],
-        )?;
-        Ok(conn.query_row(
-            "SELECT value FROM settings WHERE key = 'signing_key'",
-            [],
-            |row| row.get(0),
-        )?)
+        self.write(|conn| {
+                    let key = random_bytes::<32>()?;
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES ('signing_key', ?1) ON CONFLICT DO NOTHING",
+                [&key[..]],
+            )?;
+            Ok(conn.query_row(
+                "SELECT value FROM settings WHERE key = 'signing_key'",
+                [],
+                |row| row.get(0),
+            )?)
+        })
     }
 
     /// Creates a user; `Ok(false)` if the email is taken.
     pub fn create_user(&self, user: &User, password_hash: &str, now: i64) -> anyhow::Result<bool> {
-        let inserted = self.lock().execute(
-            "INSERT INTO users (id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![user.id, user.email, password_hash, now],
-        );
-        match inserted {
-            Ok(_) => Ok(true),
-            Err(error) if error.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
-                Ok(false)
+        self.write(|conn| {
+            let inserted = conn.execute(
+                "INSERT INTO users (id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![user.id, user.email, password_hash, now],
+            );
+            match inserted {
+                Ok(_) => Ok(true),
+                Err(error) if error.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                    Ok(false)
+                }
+                Err(error) => Err(error.into()),
             }
-            Err(error) => Err(error.into()),
-        }
+        })
     }
 
     /// The user with this email and their password hash.
@@ -217,12 +231,14 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> anyhow::Result<()> {
-        self.lock().execute(
-            "INSERT INTO sessions (id, user_id, refresh_hash, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, user_id, refresh_hash, now, expires_at],
-        )?;
-        Ok(())
+        self.write(|conn| {
+            conn.execute(
+                "INSERT INTO sessions (id, user_id, refresh_hash, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, user_id, refresh_hash, now, expires_at],
+            )?;
+            Ok(())
+        })
     }
 
     const SESSION: &str = "SELECT s.id, u.id, u.email, s.expires_at, s.revoked_at IS NOT NULL
@@ -261,22 +277,23 @@ impl Store {
         new_hash: &str,
         now: i64,
     ) -> anyhow::Result<bool> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let rotated = tx.execute(
-            "UPDATE sessions SET refresh_hash = ?3
-             WHERE id = ?1 AND refresh_hash = ?2 AND revoked_at IS NULL",
-            params![id, old_hash, new_hash],
-        )? > 0;
-        if rotated {
-            tx.execute(
-                "INSERT OR IGNORE INTO retired_refresh_tokens (hash, session_id, retired_at)
-                 VALUES (?1, ?2, ?3)",
-                params![old_hash, id, now],
-            )?;
-        }
-        tx.commit()?;
-        Ok(rotated)
+        self.write(|conn| {
+            let tx = conn.savepoint()?;
+            let rotated = tx.execute(
+                "UPDATE sessions SET refresh_hash = ?3
+                 WHERE id = ?1 AND refresh_hash = ?2 AND revoked_at IS NULL",
+                params![id, old_hash, new_hash],
+            )? > 0;
+            if rotated {
+                tx.execute(
+                    "INSERT OR IGNORE INTO retired_refresh_tokens (hash, session_id, retired_at)
+                     VALUES (?1, ?2, ?3)",
+                    params![old_hash, id, now],
+                )?;
+            }
+            tx.commit()?;
+            Ok(rotated)
+        })
     }
 
     /// The session a rotated (no longer valid) refresh token belonged to.
@@ -293,24 +310,27 @@ impl Store {
 
     /// Ends a session; `false` if it had already ended.
     pub fn revoke_session(&self, id: &str, now: i64) -> anyhow::Result<bool> {
-        Ok(self.lock().execute(
-            "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-            params![id, now],
-        )? > 0)
+        self.write(|conn| {
+            Ok(conn.execute(
+                "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, now],
+            )? > 0)
+        })
     }
 
     /// Deletes sessions that expired before `now`, with their retired
     /// refresh tokens; returns how many.
     pub fn delete_expired_sessions(&self, now: i64) -> anyhow::Result<usize> {
-        let conn = self.lock();
-        let deleted = conn.execute("DELETE FROM sessions WHERE expires_at < ?1", [now])?;
-        conn.execute("DELETE FROM deleted_sessions WHERE expires_at < ?1", [now])?;
-        conn.execute(
-            "DELETE FROM retired_refresh_tokens
-             WHERE session_id NOT IN (SELECT id FROM sessions)",
-            [],
-        )?;
-        Ok(deleted)
+        self.write(|conn| {
+            let deleted = conn.execute("DELETE FROM sessions WHERE expires_at < ?1", [now])?;
+            conn.execute("DELETE FROM deleted_sessions WHERE expires_at < ?1", [now])?;
+            conn.execute(
+                "DELETE FROM retired_refresh_tokens
+                 WHERE session_id NOT IN (SELECT id FROM sessions)",
+                [],
+            )?;
+            Ok(deleted)
+        })
     }
 
     /// Sessions revoked at or after `since`.
@@ -325,18 +345,19 @@ impl Store {
     }
 
     pub fn create_org(&self, id: &str, name: &str, owner: &str, now: i64) -> anyhow::Result<()> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO orgs (id, name, created_at) VALUES (?1, ?2, ?3)",
-            params![id, name, now],
-        )?;
-        tx.execute(
-            "INSERT INTO org_members (org_id, user_id, role, added_at) VALUES (?1, ?2, 'owner', ?3)",
-            params![id, owner, now],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.write(|conn| {
+                    let tx = conn.savepoint()?;
+            tx.execute(
+                "INSERT INTO orgs (id, name, created_at) VALUES (?1, ?2, ?3)",
+                params![id, name, now],
+            )?;
+            tx.execute(
+                "INSERT INTO org_members (org_id, user_id, role, added_at) VALUES (?1, ?2, 'owner', ?3)",
+                params![id, owner, now],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// The organizations `user_id` belongs to, with their role.
@@ -394,54 +415,55 @@ impl Store {
         role: Option<Role>,
         now: i64,
     ) -> anyhow::Result<MemberChange> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let role_of = |user: &str| {
-            tx.query_row(
-                "SELECT role FROM org_members WHERE org_id = ?1 AND user_id = ?2",
-                [org, user],
-                |row| role_column(row, 0),
-            )
-            .optional()
-        };
-        let Some(own) = role_of(actor)? else {
-            return Ok(MemberChange::NotAMember);
-        };
-        let current = role_of(target)?;
-        let needed = match role {
-            None if actor == target => Role::Member,
-            None => match current {
-                Some(current) => current.max(Role::Admin),
-                None => return Ok(MemberChange::NoSuchMember),
-            },
-            Some(Role::Owner) => Role::Owner,
-            Some(_) if current == Some(Role::Owner) => Role::Owner,
-            Some(_) => Role::Admin,
-        };
-        if own < needed {
-            return Ok(MemberChange::RoleTooLow(needed));
-        }
-        match role {
-            None => tx.execute(
-                "DELETE FROM org_members WHERE org_id = ?1 AND user_id = ?2",
-                [org, target],
-            )?,
-            Some(role) => tx.execute(
-                "INSERT INTO org_members (org_id, user_id, role, added_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role",
-                params![org, target, role.as_str(), now],
-            )?,
-        };
-        let owners: i64 = tx.query_row(
-            "SELECT count(*) FROM org_members WHERE org_id = ?1 AND role = 'owner'",
-            [org],
-            |row| row.get(0),
-        )?;
-        if owners == 0 {
-            return Ok(MemberChange::LastOwner);
-        }
-        tx.commit()?;
-        Ok(MemberChange::Done)
+        self.write(|conn| {
+                    let tx = conn.savepoint()?;
+            let role_of = |user: &str| {
+                tx.query_row(
+                    "SELECT role FROM org_members WHERE org_id = ?1 AND user_id = ?2",
+                    [org, user],
+                    |row| role_column(row, 0),
+                )
+                .optional()
+            };
+            let Some(own) = role_of(actor)? else {
+                return Ok(MemberChange::NotAMember);
+            };
+            let current = role_of(target)?;
+            let needed = match role {
+                None if actor == target => Role::Member,
+                None => match current {
+                    Some(current) => current.max(Role::Admin),
+                    None => return Ok(MemberChange::NoSuchMember),
+                },
+                Some(Role::Owner) => Role::Owner,
+                Some(_) if current == Some(Role::Owner) => Role::Owner,
+                Some(_) => Role::Admin,
+            };
+            if own < needed {
+                return Ok(MemberChange::RoleTooLow(needed));
+            }
+            match role {
+                None => tx.execute(
+                    "DELETE FROM org_members WHERE org_id = ?1 AND user_id = ?2",
+                    [org, target],
+                )?,
+                Some(role) => tx.execute(
+                    "INSERT INTO org_members (org_id, user_id, role, added_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role",
+                    params![org, target, role.as_str(), now],
+                )?,
+            };
+            let owners: i64 = tx.query_row(
+                "SELECT count(*) FROM org_members WHERE org_id = ?1 AND role = 'owner'",
+                [org],
+                |row| row.get(0),
+            )?;
+            if owners == 0 {
+                return Ok(MemberChange::LastOwner);
+            }
+            tx.commit()?;
+            Ok(MemberChange::Done)
+        })
     }
 
     const USER_INFO: &str = "SELECT u.id, u.email, u.created_at, d.disabled_at
@@ -502,40 +524,42 @@ impl Store {
 
     /// Disables or enables a user; `false` if there is no such user.
     pub fn set_disabled(&self, user_id: &str, disabled: bool, now: i64) -> anyhow::Result<bool> {
-        let conn = self.lock();
-        let exists = conn
-            .query_row("SELECT 1 FROM users WHERE id = ?1", [user_id], |_| Ok(()))
-            .optional()?
-            .is_some();
-        if !exists {
-            return Ok(false);
-        }
-        if disabled {
-            conn.execute(
-                "INSERT INTO disabled_users (user_id, disabled_at) VALUES (?1, ?2)
-                 ON CONFLICT DO NOTHING",
-                params![user_id, now],
-            )?;
-        } else {
-            conn.execute("DELETE FROM disabled_users WHERE user_id = ?1", [user_id])?;
-        }
-        Ok(true)
+        self.write(|conn| {
+            let exists = conn
+                .query_row("SELECT 1 FROM users WHERE id = ?1", [user_id], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if !exists {
+                return Ok(false);
+            }
+            if disabled {
+                conn.execute(
+                    "INSERT INTO disabled_users (user_id, disabled_at) VALUES (?1, ?2)
+                     ON CONFLICT DO NOTHING",
+                    params![user_id, now],
+                )?;
+            } else {
+                conn.execute("DELETE FROM disabled_users WHERE user_id = ?1", [user_id])?;
+            }
+            Ok(true)
+        })
     }
 
     /// Ends every live session of a user; returns their ids.
     pub fn revoke_sessions_of(&self, user_id: &str, now: i64) -> anyhow::Result<Vec<String>> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let ids = tx
-            .prepare("SELECT id FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL")?
-            .query_map([user_id], |row| row.get(0))?
-            .collect::<rusqlite::Result<Vec<String>>>()?;
-        tx.execute(
-            "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
-            params![user_id, now],
-        )?;
-        tx.commit()?;
-        Ok(ids)
+        self.write(|conn| {
+            let tx = conn.savepoint()?;
+            let ids = tx
+                .prepare("SELECT id FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL")?
+                .query_map([user_id], |row| row.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            tx.execute(
+                "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+                params![user_id, now],
+            )?;
+            tx.commit()?;
+            Ok(ids)
+        })
     }
 
     /// Deletes a user with their sessions and memberships; the ids of the
@@ -543,30 +567,31 @@ impl Store {
     /// live ones are remembered in `deleted_sessions` until they would
     /// have expired, so their tokens stay refused across restarts.
     pub fn delete_user(&self, user_id: &str, now: i64) -> anyhow::Result<Option<Vec<String>>> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let live = tx
-            .prepare("SELECT id FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2")?
-            .query_map(params![user_id, now], |row| row.get(0))?
-            .collect::<rusqlite::Result<Vec<String>>>()?;
-        // Their tokens stay refused after a restart (see `revoked_since`).
-        tx.execute(
-            "INSERT OR IGNORE INTO deleted_sessions (id, revoked_at, expires_at)
-             SELECT id, ?2, expires_at FROM sessions
-             WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2",
-            params![user_id, now],
-        )?;
-        tx.execute(
-            "DELETE FROM retired_refresh_tokens
-             WHERE session_id IN (SELECT id FROM sessions WHERE user_id = ?1)",
-            [user_id],
-        )?;
-        tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?;
-        tx.execute("DELETE FROM org_members WHERE user_id = ?1", [user_id])?;
-        tx.execute("DELETE FROM disabled_users WHERE user_id = ?1", [user_id])?;
-        let deleted = tx.execute("DELETE FROM users WHERE id = ?1", [user_id])? > 0;
-        tx.commit()?;
-        Ok(deleted.then_some(live))
+        self.write(|conn| {
+                    let tx = conn.savepoint()?;
+            let live = tx
+                .prepare("SELECT id FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2")?
+                .query_map(params![user_id, now], |row| row.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            // Their tokens stay refused after a restart (see `revoked_since`).
+            tx.execute(
+                "INSERT OR IGNORE INTO deleted_sessions (id, revoked_at, expires_at)
+                 SELECT id, ?2, expires_at FROM sessions
+                 WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2",
+                params![user_id, now],
+            )?;
+            tx.execute(
+                "DELETE FROM retired_refresh_tokens
+                 WHERE session_id IN (SELECT id FROM sessions WHERE user_id = ?1)",
+                [user_id],
+            )?;
+            tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?;
+            tx.execute("DELETE FROM org_members WHERE user_id = ?1", [user_id])?;
+            tx.execute("DELETE FROM disabled_users WHERE user_id = ?1", [user_id])?;
+            let deleted = tx.execute("DELETE FROM users WHERE id = ?1", [user_id])? > 0;
+            tx.commit()?;
+            Ok(deleted.then_some(live))
+        })
     }
 
     pub fn user_id_by_email(&self, email: &str) -> anyhow::Result<Option<String>> {
@@ -585,12 +610,14 @@ impl Store {
         label: &str,
         now: i64,
     ) -> anyhow::Result<()> {
-        self.lock().execute(
-            "INSERT INTO api_keys (id, hash, class, name, label, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![target.id, hash, target.class, target.name, label, now],
-        )?;
-        Ok(())
+        self.write(|conn| {
+            conn.execute(
+                "INSERT INTO api_keys (id, hash, class, name, label, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![target.id, hash, target.class, target.name, label, now],
+            )?;
+            Ok(())
+        })
     }
 
     pub fn key_by_hash(&self, hash: &str) -> anyhow::Result<Option<KeyTarget>> {
@@ -625,14 +652,15 @@ impl Store {
 
     /// Deletes a key; returns its hash if it existed.
     pub fn delete_key(&self, id: &str) -> anyhow::Result<Option<String>> {
-        Ok(self
-            .lock()
-            .query_row(
-                "DELETE FROM api_keys WHERE id = ?1 RETURNING hash",
-                [id],
-                |row| row.get(0),
-            )
-            .optional()?)
+        self.write(|conn| {
+            Ok(conn
+                .query_row(
+                    "DELETE FROM api_keys WHERE id = ?1 RETURNING hash",
+                    [id],
+                    |row| row.get(0),
+                )
+                .optional()?)
+        })
     }
 
     /// Deletes key `id` if it names object `name` of `class`; its hash.
@@ -642,14 +670,15 @@ impl Store {
         name: &str,
         id: &str,
     ) -> anyhow::Result<Option<String>> {
-        Ok(self
-            .lock()
-            .query_row(
-                "DELETE FROM api_keys WHERE id = ?1 AND class = ?2 AND name = ?3 RETURNING hash",
-                [id, class, name],
-                |row| row.get(0),
-            )
-            .optional()?)
+        self.write(|conn| {
+            Ok(conn
+                .query_row(
+                    "DELETE FROM api_keys WHERE id = ?1 AND class = ?2 AND name = ?3 RETURNING hash",
+                    [id, class, name],
+                    |row| row.get(0),
+                )
+                .optional()?)
+        })
     }
 
     /// Points `handle` of `class` at object `name` if it points nowhere;
@@ -662,17 +691,18 @@ impl Store {
         name: &str,
         now: i64,
     ) -> anyhow::Result<String> {
-        let conn = self.lock();
-        conn.execute(
-            "INSERT INTO handles (class, handle, name, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (class, handle) DO NOTHING",
-            params![class, handle, name, now],
-        )?;
-        Ok(conn.query_row(
-            "SELECT name FROM handles WHERE class = ?1 AND handle = ?2",
-            [class, handle],
-            |row| row.get(0),
-        )?)
+        self.write(|conn| {
+            conn.execute(
+                "INSERT INTO handles (class, handle, name, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (class, handle) DO NOTHING",
+                params![class, handle, name, now],
+            )?;
+            Ok(conn.query_row(
+                "SELECT name FROM handles WHERE class = ?1 AND handle = ?2",
+                [class, handle],
+                |row| row.get(0),
+            )?)
+        })
     }
 
     /// Points `handle` of `class` at object `name`, replacing any target.
@@ -683,12 +713,14 @@ impl Store {
         name: &str,
         now: i64,
     ) -> anyhow::Result<()> {
-        self.lock().execute(
-            "INSERT INTO handles (class, handle, name, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (class, handle) DO UPDATE SET name = excluded.name",
-            params![class, handle, name, now],
-        )?;
-        Ok(())
+        self.write(|conn| {
+            conn.execute(
+                "INSERT INTO handles (class, handle, name, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (class, handle) DO UPDATE SET name = excluded.name",
+                params![class, handle, name, now],
+            )?;
+            Ok(())
+        })
     }
 
     pub fn handle(&self, class: &str, handle: &str) -> anyhow::Result<Option<String>> {
@@ -708,27 +740,30 @@ impl Store {
     }
 
     pub fn delete_handle(&self, class: &str, handle: &str) -> anyhow::Result<bool> {
-        Ok(self.lock().execute(
-            "DELETE FROM handles WHERE class = ?1 AND handle = ?2",
-            [class, handle],
-        )? > 0)
+        self.write(|conn| {
+            Ok(conn.execute(
+                "DELETE FROM handles WHERE class = ?1 AND handle = ?2",
+                [class, handle],
+            )? > 0)
+        })
     }
 
     /// Removes every key and handle of an object (it was deleted); returns
     /// the keys' ids and hashes.
     pub fn forget_object(&self, class: &str, name: &str) -> anyhow::Result<Vec<(String, String)>> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let keys = tx
-            .prepare("DELETE FROM api_keys WHERE class = ?1 AND name = ?2 RETURNING id, hash")?
-            .query_map([class, name], |row| Ok((row.get(0)?, row.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
-        tx.execute(
-            "DELETE FROM handles WHERE class = ?1 AND name = ?2",
-            [class, name],
-        )?;
-        tx.commit()?;
-        Ok(keys)
+        self.write(|conn| {
+            let tx = conn.savepoint()?;
+            let keys = tx
+                .prepare("DELETE FROM api_keys WHERE class = ?1 AND name = ?2 RETURNING id, hash")?
+                .query_map([class, name], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
+            tx.execute(
+                "DELETE FROM handles WHERE class = ?1 AND name = ?2",
+                [class, name],
+            )?;
+            tx.commit()?;
+            Ok(keys)
+        })
     }
 }
 

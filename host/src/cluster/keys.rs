@@ -52,6 +52,30 @@ impl Keys {
     }
 }
 
+impl Keys {
+    /// `<prefix>/catalog/id` = the shared catalog's random id: which
+    /// catalog a node's copy came from.
+    pub fn shared_catalog_id(&self) -> String {
+        format!("{}/catalog/id", self.prefix)
+    }
+
+    /// Everything below `<prefix>/catalog/rows/` (watched).
+    pub fn shared_rows(&self) -> String {
+        format!("{}/catalog/rows/", self.prefix)
+    }
+
+    /// `<prefix>/catalog/rows/<table>/<key as a JSON array>` = the row.
+    pub fn shared_row(&self, table: &str, key: &str) -> String {
+        format!("{}/catalog/rows/{table}/{key}", self.prefix)
+    }
+
+    /// `<prefix>/catalog/unique/<table>/<column>/<value as JSON>` = the
+    /// key of the row that has it.
+    pub fn shared_unique(&self, table: &str, column: &str, value: &str) -> String {
+        format!("{}/catalog/unique/{table}/{column}/{value}", self.prefix)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

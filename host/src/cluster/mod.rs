@@ -34,6 +34,7 @@ mod moved;
 mod node_id;
 mod ownership;
 mod placement;
+mod shared;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -46,6 +47,7 @@ use futures_util::future::BoxFuture;
 pub use error::ClusterError;
 pub use forward::{FORWARDED_HEADER, Forwarder};
 pub use ownership::{Pin, Route};
+pub use shared::SharedCatalog;
 
 use crate::config::{ClusterSettings, Placement};
 use crate::object::{EventError, ObjectAddr};
@@ -69,6 +71,22 @@ pub struct Cluster {
     drain_deadline: std::sync::OnceLock<tokio::time::Instant>,
 }
 
+/// A client of the cluster's etcd.
+pub async fn connect(settings: &ClusterSettings) -> anyhow::Result<Client> {
+    let url = settings.etcd_url()?;
+    let options = ConnectOptions::new()
+        .with_connect_timeout(settings.lease_ttl)
+        .with_timeout(settings.lease_ttl);
+    Client::connect(&url.endpoints, Some(options))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach etcd at {}: start it, or serve without --cluster",
+                url.endpoints.join(",")
+            )
+        })
+}
+
 impl Cluster {
     /// Joins the cluster: connects to etcd, takes a lease and registers
     /// this node under it (`advertise`, or `listening` when not set), and
@@ -89,17 +107,7 @@ impl Cluster {
             .advertise
             .clone()
             .unwrap_or_else(|| listening.to_string());
-        let options = ConnectOptions::new()
-            .with_connect_timeout(settings.lease_ttl)
-            .with_timeout(settings.lease_ttl);
-        let client = Client::connect(&url.endpoints, Some(options))
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot reach etcd at {}: start it, or serve without --cluster",
-                    url.endpoints.join(",")
-                )
-            })?;
+        let client = connect(settings).await?;
         let keys = Keys::new(&url.prefix);
         let owners = Owners::new(client.clone(), keys.clone(), node.clone());
         let members = (settings.placement == Placement::Rendezvous)

@@ -166,24 +166,16 @@ pub fn deployed_classes(
 /// classes' migrations are checked as objects wake, as before.
 pub fn start(runtime: &Arc<Runtime>) -> anyhow::Result<()> {
     let catalog = Arc::clone(runtime.catalog());
-    for version in catalog.active_versions()? {
-        let class = load_version(runtime, &version).map_err(|error| {
-            anyhow::anyhow!(
-                "cannot load class {} version {}: {error}",
-                version.class,
-                version.version
-            )
-        })?;
-        runtime.install(Arc::new(class));
-    }
     let config = runtime.config();
+    // The config's components are stored first: in a cluster another
+    // node may have recorded the same one already, as the active version.
+    let mut configured = Vec::new();
     for (name, class_config) in &config.classes {
         let table = config
             .class_tables
             .get(name)
             .cloned()
             .unwrap_or_else(|| Value::Object(Map::new()));
-        let text = table.to_string();
         let wasm = std::fs::read(&class_config.path).map_err(|error| {
             anyhow::anyhow!(
                 "cannot read the component of class {name:?} at {}: {error}",
@@ -191,32 +183,82 @@ pub fn start(runtime: &Arc<Runtime>) -> anyhow::Result<()> {
             )
         })?;
         let hash = hash(&wasm);
-        let versions = catalog.versions(Some(name))?;
-        let unchanged = versions
-            .iter()
-            .rev()
-            .find(|version| version.deployed_by == CONFIG_DEPLOYER)
-            .is_some_and(|version| version.hash == hash && version.config == text);
-        if unchanged && runtime.class(name).is_ok() {
-            continue;
-        }
-        let version = versions.last().map_or(1, |last| last.version + 1);
         files::store_component(runtime.data_dir(), &hash, &wasm)?;
-        let class = build(runtime, name, &hash, &wasm, version, class_config.clone())
-            .map_err(|error| anyhow::anyhow!("class {name:?}: {error}"))?;
-        catalog.add_version(&NewVersion {
-            class: name,
-            version,
-            hash: &hash,
-            size_bytes: wasm.len() as u64,
-            deployed_by: CONFIG_DEPLOYER,
-            config: &text,
-            migrations: None,
-        })?;
-        tracing::info!(class = name, version, hash = &hash[..12], "deployed");
-        runtime.install(Arc::new(class));
+        configured.push((name, class_config, table.to_string(), wasm, hash));
+    }
+    for version in catalog.active_versions()? {
+        install_version(runtime, &version)?;
+    }
+    for (name, class_config, text, wasm, hash) in configured {
+        // In a cluster, nodes starting together race to record a config
+        // class: the loser sees the winner's version and keeps it.
+        for attempt in 1.. {
+            let versions = catalog.versions(Some(name))?;
+            let unchanged = versions
+                .iter()
+                .rev()
+                .find(|version| version.deployed_by == CONFIG_DEPLOYER)
+                .is_some_and(|version| version.hash == hash && version.config == text);
+            if unchanged {
+                if runtime.class(name).is_err()
+                    && let Some(active) = versions.iter().find(|version| version.active)
+                {
+                    install_version(runtime, active)?;
+                }
+                if runtime.class(name).is_ok() {
+                    break;
+                }
+            }
+            let version = versions.last().map_or(1, |last| last.version + 1);
+            let class = build(runtime, name, &hash, &wasm, version, class_config.clone())
+                .map_err(|error| anyhow::anyhow!("class {name:?}: {error}"))?;
+            let added = catalog.add_version(&NewVersion {
+                class: name,
+                version,
+                hash: &hash,
+                size_bytes: wasm.len() as u64,
+                deployed_by: CONFIG_DEPLOYER,
+                config: &text,
+                migrations: None,
+            });
+            match added {
+                Ok(_) => {
+                    tracing::info!(class = name, version, hash = &hash[..12], "deployed");
+                    runtime.install(Arc::new(class));
+                    break;
+                }
+                Err(error) if catalog.writes().is_shared() && attempt < 5 => {
+                    tracing::debug!(class = name, %error, "another node recorded the class first");
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
     collect_garbage(runtime)?;
+    Ok(())
+}
+
+/// Loads and serves a recorded version at start. In a cluster, one whose
+/// component this node does not have yet is left to the shared catalog's
+/// listener, which fetches it.
+fn install_version(runtime: &Arc<Runtime>, version: &VersionRecord) -> anyhow::Result<()> {
+    let stored = runtime.data_dir().class_component(&version.hash).exists();
+    if !stored && runtime.catalog().writes().is_shared() {
+        tracing::warn!(
+            class = version.class,
+            version = version.version,
+            "the class's component is not on this node yet"
+        );
+        return Ok(());
+    }
+    let class = load_version(runtime, version).map_err(|error| {
+        anyhow::anyhow!(
+            "cannot load class {} version {}: {error}",
+            version.class,
+            version.version
+        )
+    })?;
+    runtime.install(Arc::new(class));
     Ok(())
 }
 

@@ -39,6 +39,7 @@ impl Gateway {
             &config.data_dir,
             config.catalog_durability(),
             settings.unwrap_or_default(),
+            runtime.catalog().writes().clone(),
         )?);
         let assets = config
             .assets

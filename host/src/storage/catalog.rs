@@ -17,6 +17,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use super::Durability;
+use super::shared_writes::Writes;
 
 const SCHEMA: &str = "
     -- Before deploys, one row per configured class; `class_versions`
@@ -72,6 +73,8 @@ pub struct ObjectSeen {
 
 pub struct Catalog {
     conn: Mutex<Connection>,
+    /// How the shared tables in it (class versions) are written.
+    writes: Writes,
 }
 
 /// A read-write connection to the catalog's database in `data_dir`, with
@@ -125,7 +128,23 @@ impl Catalog {
         conn.execute_batch(super::versions::SCHEMA)?;
         Ok(Catalog {
             conn: Mutex::new(conn),
+            writes: Writes::Direct,
         })
+    }
+
+    /// The catalog writing its shared tables with `writes` (a cluster's).
+    pub fn with_writes(mut self, writes: Writes) -> Self {
+        self.writes = writes;
+        self
+    }
+
+    /// How the shared tables are written here.
+    pub fn writes(&self) -> &Writes {
+        &self.writes
+    }
+
+    pub(crate) fn connection(&self) -> &Mutex<Connection> {
+        &self.conn
     }
 
     /// Opens an existing catalog for reading, alongside a running server.
@@ -141,6 +160,7 @@ impl Catalog {
         conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
         Ok(Catalog {
             conn: Mutex::new(conn),
+            writes: Writes::Direct,
         })
     }
 

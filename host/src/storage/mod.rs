@@ -11,8 +11,9 @@ mod functions;
 mod layout;
 mod lock;
 mod memory;
-mod template;
 pub mod shared;
+pub mod shared_writes;
+mod template;
 pub mod versions;
 pub mod wal;
 

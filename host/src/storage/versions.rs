@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::catalog::{Catalog, now_ms};
 
-pub(super) const SCHEMA: &str = "
+pub(crate) const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS class_versions (
         class TEXT NOT NULL,
         version INTEGER NOT NULL,
@@ -98,34 +98,35 @@ impl Catalog {
 
     /// Adds a version of a class and makes it the active one; returns it.
     pub fn add_version(&self, new: &NewVersion<'_>) -> rusqlite::Result<VersionRecord> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let version = new.version as i64;
-        let migrations = new
-            .migrations
-            .map(|list| serde_json::to_string(list).unwrap_or_else(|_| "[]".into()));
-        tx.execute(
-            "UPDATE class_versions SET active = 0 WHERE class = ?1",
-            [new.class],
-        )?;
-        tx.execute(
-            "INSERT INTO class_versions
-             (class, version, hash, size_bytes, deployed_at, deployed_by, config, migrations, active)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)",
-            params![
-                new.class,
-                version,
-                new.hash,
-                new.size_bytes as i64,
-                now_ms(),
-                new.deployed_by,
-                new.config,
-                migrations
-            ],
-        )?;
-        let added = version_of(&tx, new.class, version)?;
-        tx.commit()?;
-        added.ok_or(rusqlite::Error::QueryReturnedNoRows)
+        self.writes().run(self.connection(), |conn| {
+                    let tx = conn.savepoint()?;
+            let version = new.version as i64;
+            let migrations = new
+                .migrations
+                .map(|list| serde_json::to_string(list).unwrap_or_else(|_| "[]".into()));
+            tx.execute(
+                "UPDATE class_versions SET active = 0 WHERE class = ?1",
+                [new.class],
+            )?;
+            tx.execute(
+                "INSERT INTO class_versions
+                 (class, version, hash, size_bytes, deployed_at, deployed_by, config, migrations, active)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)",
+                params![
+                    new.class,
+                    version,
+                    new.hash,
+                    new.size_bytes as i64,
+                    now_ms(),
+                    new.deployed_by,
+                    new.config,
+                    migrations
+                ],
+            )?;
+            let added = version_of(&tx, new.class, version)?;
+            tx.commit()?;
+            added.ok_or(rusqlite::Error::QueryReturnedNoRows)
+        })
     }
 
     /// The number the next version of `class` gets.
@@ -145,24 +146,26 @@ impl Catalog {
         class: &str,
         version: u64,
     ) -> rusqlite::Result<Option<VersionRecord>> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        if version_of(&tx, class, version as i64)?.is_none() {
-            return Ok(None);
-        }
-        tx.execute(
-            "UPDATE class_versions SET active = (version = ?2) WHERE class = ?1",
-            params![class, version as i64],
-        )?;
-        let active = version_of(&tx, class, version as i64)?;
-        tx.commit()?;
-        Ok(active)
+        self.writes().run(self.connection(), |conn| {
+            let tx = conn.savepoint()?;
+            if version_of(&tx, class, version as i64)?.is_none() {
+                return Ok(None);
+            }
+            tx.execute(
+                "UPDATE class_versions SET active = (version = ?2) WHERE class = ?1",
+                params![class, version as i64],
+            )?;
+            let active = version_of(&tx, class, version as i64)?;
+            tx.commit()?;
+            Ok(active)
+        })
     }
 
     /// Forgets every version of `class`; returns how many there were.
     pub fn remove_versions(&self, class: &str) -> rusqlite::Result<usize> {
-        self.lock()
-            .execute("DELETE FROM class_versions WHERE class = ?1", [class])
+        self.writes().run(self.connection(), |conn| {
+            conn.execute("DELETE FROM class_versions WHERE class = ?1", [class])
+        })
     }
 
     /// The component hashes some version still refers to.

@@ -32,10 +32,12 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 pub use quotas::{Quota, QuotaExceeded, Quotas, Usage};
+pub(crate) use store::SCHEMA;
 
 use self::store::{Store, TenantRow};
 use crate::storage::Durability;
 use crate::storage::catalog::now_ms;
+use crate::storage::shared_writes::Writes;
 
 /// The longest tenant name, in bytes.
 pub const MAX_NAME_BYTES: usize = 64;
@@ -178,8 +180,9 @@ impl Tenants {
         durability: Durability,
         defaults: Quotas,
         declared: Vec<(String, String)>,
+        writes: Writes,
     ) -> anyhow::Result<Self> {
-        let store = Store::open(data_dir, durability)?;
+        let store = Store::open(data_dir, durability, writes)?;
         let loaded = store.load()?;
         let state = State {
             tenants: entries(loaded.shared.tenants),

@@ -9,8 +9,9 @@ use rusqlite::{Connection, ErrorCode, params};
 
 use super::quotas::Quotas;
 use crate::storage::Durability;
+use crate::storage::shared_writes::Writes;
 
-const SCHEMA: &str = "
+pub(crate) const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS tenants (
         name TEXT PRIMARY KEY,
         -- SHA-256 of the token, in hex: the token itself is never kept.
@@ -54,17 +55,19 @@ pub struct Shared {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    writes: Writes,
 }
 
 impl Store {
     /// Opens the catalog's database (the catalog has created it) with its
     /// own connection.
-    pub fn open(data_dir: &Path, durability: Durability) -> anyhow::Result<Self> {
+    pub fn open(data_dir: &Path, durability: Durability, writes: Writes) -> anyhow::Result<Self> {
         let conn = crate::storage::catalog::connect(data_dir, durability)?;
         conn.execute_batch("PRAGMA foreign_keys = ON;")?;
         conn.execute_batch(SCHEMA)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            writes,
         })
     }
 
@@ -111,52 +114,54 @@ impl Store {
 
     /// Adds a tenant; `Ok(false)` if the name is taken.
     pub fn insert(&self, tenant: &TenantRow) -> rusqlite::Result<bool> {
-        let quotas = &tenant.quotas;
-        let inserted = self.conn.lock().execute(
-            "INSERT INTO tenants (name, token_hash, max_classes, max_objects, max_storage_bytes, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                tenant.name,
-                tenant.token_hash,
-                clamp(quotas.max_classes),
-                clamp(quotas.max_objects),
-                clamp(quotas.max_storage_bytes),
-                tenant.created_at
-            ],
-        );
-        match inserted {
-            Ok(_) => Ok(true),
-            Err(error) if error.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
-                Ok(false)
+        self.writes.run(&self.conn, |conn| {
+            let quotas = &tenant.quotas;
+            let inserted = conn.execute(
+                "INSERT INTO tenants (name, token_hash, max_classes, max_objects, max_storage_bytes, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    tenant.name,
+                    tenant.token_hash,
+                    clamp(quotas.max_classes),
+                    clamp(quotas.max_objects),
+                    clamp(quotas.max_storage_bytes),
+                    tenant.created_at
+                ],
+            );
+            match inserted {
+                Ok(_) => Ok(true),
+                Err(error) if error.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                    Ok(false)
+                }
+                Err(error) => Err(error),
             }
-            Err(error) => Err(error),
-        }
+        })
     }
 
     /// Removes a tenant that owns no class; returns whether it existed.
     pub fn delete(&self, name: &str) -> rusqlite::Result<bool> {
-        Ok(self
-            .conn
-            .lock()
-            .execute("DELETE FROM tenants WHERE name = ?1", [name])?
-            > 0)
+        self.writes.run(&self.conn, |conn| {
+            Ok(conn.execute("DELETE FROM tenants WHERE name = ?1", [name])? > 0)
+        })
     }
 
     pub fn set_owner(&self, class: &str, tenant: &str, now: i64) -> rusqlite::Result<()> {
-        self.conn.lock().execute(
-            "INSERT INTO class_owners (class, tenant, claimed_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (class) DO UPDATE SET tenant = excluded.tenant, claimed_at = excluded.claimed_at
-             WHERE class_owners.tenant <> excluded.tenant",
-            params![class, tenant, now],
-        )?;
-        Ok(())
+        self.writes.run(&self.conn, |conn| {
+            conn.execute(
+                "INSERT INTO class_owners (class, tenant, claimed_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (class) DO UPDATE SET tenant = excluded.tenant, claimed_at = excluded.claimed_at
+                 WHERE class_owners.tenant <> excluded.tenant",
+                params![class, tenant, now],
+            )?;
+            Ok(())
+        })
     }
 
     pub fn remove_owner(&self, class: &str) -> rusqlite::Result<()> {
-        self.conn
-            .lock()
-            .execute("DELETE FROM class_owners WHERE class = ?1", [class])?;
-        Ok(())
+        self.writes.run(&self.conn, |conn| {
+            conn.execute("DELETE FROM class_owners WHERE class = ?1", [class])?;
+            Ok(())
+        })
     }
 
     /// The sum of the last measured sizes of the objects of `tenant`'s

@@ -9,8 +9,14 @@ fn open(dir: &Path, declared: &[(&str, &str)]) -> (Catalog, Tenants) {
         .iter()
         .map(|(class, tenant)| (class.to_string(), tenant.to_string()))
         .collect();
-    let tenants =
-        Tenants::open(dir, Durability::Normal, Quotas::default(), declared).expect("tenants");
+    let tenants = Tenants::open(
+        dir,
+        Durability::Normal,
+        Quotas::default(),
+        declared,
+        Writes::Direct,
+    )
+    .expect("tenants");
     (catalog, tenants)
 }
 
@@ -60,8 +66,14 @@ fn tokens_are_shown_once_and_name_their_tenant() {
     ));
     // The digest is what is kept: a reopened host knows the same tokens.
     drop(tenants);
-    let reopened =
-        Tenants::open(dir.path(), Durability::Normal, Quotas::default(), vec![]).expect("reopen");
+    let reopened = Tenants::open(
+        dir.path(),
+        Durability::Normal,
+        Quotas::default(),
+        vec![],
+        Writes::Direct,
+    )
+    .expect("reopen");
     assert_eq!(reopened.authenticate(&a.token).as_deref(), Some("acme"));
 }
 

@@ -133,10 +133,9 @@ async fn load(
                     let body = response.text().await.unwrap_or_default();
                     match body.parse::<u64>() {
                         Ok(value) if status == 200 => seen.values[object].push(value),
-                        _ => seen.failures.push(format!(
-                            "{} c{object} via {base}: {status} {body}",
-                            clock()
-                        )),
+                        _ => seen
+                            .failures
+                            .push(format!("{} c{object} via {base}: {status} {body}", clock())),
                     }
                     answered = true;
                     break;

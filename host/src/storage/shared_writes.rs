@@ -1,0 +1,304 @@
+//! How a store writes the shared tables ([`super::shared`]): on one node,
+//! in a transaction of its own connection; in a cluster, by running the
+//! same write on the node's copy to learn which rows it changes, rolling
+//! it back, and handing those rows to the cluster ([`RowStore`]), which
+//! makes them the truth only if none changed since the copy saw them, and
+//! returns once the copy shows them. A conflict runs the write again on
+//! the newer copy, so a store's checks (a taken email, a used refresh
+//! token) decide on what every node agreed on.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
+use serde_json::{Map, Value};
+
+use super::shared::{SHARED_TABLES, SharedTable, shared_table};
+
+/// How many times a write conflicting with other nodes' is run again.
+const ATTEMPTS: u32 = 20;
+
+/// The node's record of the revision (and unique values) of each row of
+/// its copy, kept by the cluster's applier.
+pub const SHARED_ROWS_SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS _podhost_shared_rows (
+        tbl TEXT NOT NULL,
+        key TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        uniques TEXT NOT NULL,
+        PRIMARY KEY (tbl, key)
+    ) WITHOUT ROWID;
+";
+
+/// One row a write changes, as the cluster gets it.
+#[derive(Debug, Clone)]
+pub struct RowWrite {
+    pub table: &'static SharedTable,
+    /// The primary key's values (see [`SharedTable::key`]).
+    pub key: Vec<Value>,
+    /// The row's revision in the copy the write ran on; 0 when absent.
+    pub known_revision: i64,
+    /// Its unique columns' values then (see [`SharedTable::unique`]).
+    pub unique_before: Vec<Value>,
+    /// The row after the write; `None` when it deletes it.
+    pub after: Option<Map<String, Value>>,
+}
+
+impl RowWrite {
+    /// The unique columns' values after the write.
+    pub fn unique_after(&self) -> Vec<Value> {
+        unique_values(self.table, self.after.as_ref())
+    }
+}
+
+/// The unique columns' values of `row` (none when there is no row).
+pub fn unique_values(table: &SharedTable, row: Option<&Map<String, Value>>) -> Vec<Value> {
+    match row {
+        Some(row) => table
+            .unique
+            .iter()
+            .map(|column| row.get(*column).cloned().unwrap_or(Value::Null))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// What the cluster did with a write.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Committed {
+    /// It is the truth, and this node's copy shows it.
+    Done,
+    /// A row changed since the copy saw it; the copy has caught up.
+    Conflict,
+}
+
+/// Why a shared write could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedWriteError {
+    #[error("the cluster's shared catalog is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the cluster's shared catalog is too busy: {ATTEMPTS} attempts conflicted")]
+    Contended,
+}
+
+impl From<SharedWriteError> for rusqlite::Error {
+    fn from(error: SharedWriteError) -> Self {
+        rusqlite::Error::UserFunctionError(Box::new(error))
+    }
+}
+
+/// Where a cluster's shared writes go. Called on blocking threads.
+pub trait RowStore: Send + Sync {
+    fn commit(&self, rows: &[RowWrite]) -> Result<Committed, SharedWriteError>;
+}
+
+/// How a store's writes are made.
+#[derive(Clone, Default)]
+pub enum Writes {
+    /// On this node's catalog.
+    #[default]
+    Direct,
+    /// Through the cluster.
+    Shared(Arc<dyn RowStore>),
+}
+
+impl Writes {
+    /// Runs `write` on `conn` as one transaction (`write` makes nested
+    /// ones with savepoints), and returns what it returned. In a cluster
+    /// only its changes to shared tables count; `write` may run several
+    /// times.
+    pub fn run<T, E>(
+        &self,
+        conn: &Mutex<Connection>,
+        mut write: impl FnMut(&mut Connection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<rusqlite::Error> + From<SharedWriteError>,
+    {
+        let store = match self {
+            Writes::Direct => {
+                let mut conn = conn.lock();
+                conn.execute_batch("BEGIN IMMEDIATE")?;
+                return match write(&mut conn) {
+                    Ok(value) => {
+                        conn.execute_batch("COMMIT")?;
+                        Ok(value)
+                    }
+                    Err(error) => {
+                        let _ = conn.execute_batch("ROLLBACK");
+                        Err(error)
+                    }
+                };
+            }
+            Writes::Shared(store) => store,
+        };
+        for _ in 0..ATTEMPTS {
+            let (value, rows) = {
+                let mut conn = conn.lock();
+                prepare_capture(&conn)?;
+                conn.execute_batch("BEGIN IMMEDIATE; DELETE FROM temp._podhost_touched;")?;
+                let outcome = write(&mut conn);
+                let captured = match &outcome {
+                    Ok(_) => captured(&conn),
+                    Err(_) => Ok(Vec::new()),
+                };
+                conn.execute_batch("ROLLBACK")?;
+                (outcome?, captured?)
+            };
+            if rows.is_empty() {
+                return Ok(value);
+            }
+            match store.commit(&rows)? {
+                Committed::Done => return Ok(value),
+                Committed::Conflict => continue,
+            }
+        }
+        Err(SharedWriteError::Contended.into())
+    }
+
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Writes::Shared(_))
+    }
+}
+
+/// Makes `conn` note the key of every shared row it changes, in
+/// `temp._podhost_touched` (temporary triggers, made once per
+/// connection, on the shared tables it has).
+fn prepare_capture(conn: &Connection) -> rusqlite::Result<()> {
+    let ready: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM temp.sqlite_master WHERE name = '_podhost_touched'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if ready.is_some() {
+        return Ok(());
+    }
+    // A REPLACE deleting a row runs the delete trigger too.
+    let mut sql = String::from(
+        "PRAGMA recursive_triggers = ON;
+         CREATE TEMP TABLE _podhost_touched (tbl TEXT NOT NULL, key TEXT NOT NULL);",
+    );
+    for table in SHARED_TABLES {
+        let exists: Option<i64> = conn
+            .query_row(
+                "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = ?1",
+                [table.name],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if exists.is_none() {
+            continue;
+        }
+        let key = |row: &str| {
+            let columns: Vec<String> = table
+                .key
+                .iter()
+                .map(|column| format!("{row}.{column}"))
+                .collect();
+            format!(
+                "INSERT INTO temp._podhost_touched VALUES ('{}', json_array({}));",
+                table.name,
+                columns.join(", ")
+            )
+        };
+        let name = table.name;
+        sql.push_str(&format!(
+            "CREATE TEMP TRIGGER _podhost_touched_{name}_insert AFTER INSERT ON main.{name}
+             BEGIN {new} END;
+             CREATE TEMP TRIGGER _podhost_touched_{name}_update AFTER UPDATE ON main.{name}
+             BEGIN {old} {new} END;
+             CREATE TEMP TRIGGER _podhost_touched_{name}_delete AFTER DELETE ON main.{name}
+             BEGIN {old} END;",
+            new = key("NEW"),
+            old = key("OLD"),
+        ));
+    }
+    conn.execute_batch(&sql)
+}
+
+/// The rows the transaction open on `conn` changed, as they are now, with
+/// what the copy knew of them before.
+fn captured(conn: &Connection) -> rusqlite::Result<Vec<RowWrite>> {
+    let touched: Vec<(String, String)> = conn
+        .prepare("SELECT DISTINCT tbl, key FROM temp._podhost_touched")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut rows = Vec::with_capacity(touched.len());
+    for (name, key_text) in touched {
+        let Some(table) = shared_table(&name) else {
+            continue;
+        };
+        let key: Vec<Value> = serde_json::from_str(&key_text)
+            .map_err(|error| rusqlite::Error::UserFunctionError(Box::new(error)))?;
+        let (known_revision, unique_before) = known(conn, table, &key)?;
+        let after = read_row(conn, table, &key)?;
+        rows.push(RowWrite {
+            table,
+            key,
+            known_revision,
+            unique_before,
+            after,
+        });
+    }
+    Ok(rows)
+}
+
+/// The canonical text of a row's key.
+pub fn key_text(key: &[Value]) -> String {
+    Value::Array(key.to_vec()).to_string()
+}
+
+/// The revision and unique values of a row as the copy last applied it.
+fn known(
+    conn: &Connection,
+    table: &SharedTable,
+    key: &[Value],
+) -> rusqlite::Result<(i64, Vec<Value>)> {
+    let found: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT revision, uniques FROM main._podhost_shared_rows WHERE tbl = ?1 AND key = ?2",
+            [table.name, &key_text(key)],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    Ok(match found {
+        Some((revision, uniques)) => (revision, serde_json::from_str(&uniques).unwrap_or_default()),
+        None => (0, Vec::new()),
+    })
+}
+
+/// Row `key` of `table` as column → value, if it exists.
+pub fn read_row(
+    conn: &Connection,
+    table: &SharedTable,
+    key: &[Value],
+) -> rusqlite::Result<Option<Map<String, Value>>> {
+    let condition: Vec<String> = table
+        .key
+        .iter()
+        .enumerate()
+        .map(|(index, column)| format!("{column} = ?{}", index + 1))
+        .collect();
+    let values = key
+        .iter()
+        .map(super::from_json)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| rusqlite::Error::UserFunctionError(error.into()))?;
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT * FROM main.{} WHERE {}",
+        table.name,
+        condition.join(" AND ")
+    ))?;
+    let names: Vec<String> = statement.column_names().map(str::to_string).collect();
+    statement
+        .query_row(params_from_iter(values), |row| {
+            let mut map = Map::new();
+            for (index, name) in names.iter().enumerate() {
+                map.insert(name.clone(), super::to_json(row.get_ref(index)?));
+            }
+            Ok(map)
+        })
+        .optional()
+}
