@@ -113,15 +113,22 @@ mod tests {
     use crate::accounts::store::Store;
     use crate::config::AuthSettings;
     use crate::storage::Durability;
+    use crate::storage::shared_writes::Writes;
 
     fn accounts(dir: &std::path::Path) -> Accounts {
-        Accounts::open(dir, Durability::Normal, AuthSettings::default()).expect("accounts open")
+        Accounts::open(
+            dir,
+            Durability::Normal,
+            AuthSettings::default(),
+            Writes::Direct,
+        )
+        .expect("accounts open")
     }
 
     /// Another node's write, as the applier leaves it: in the catalog,
     /// through a connection of its own, with nothing in this memory.
     fn other_node(dir: &std::path::Path) -> Store {
-        Store::open(dir, Durability::Normal).expect("a second connection")
+        Store::open(dir, Durability::Normal, Writes::Direct).expect("a second connection")
     }
 
     fn row(table: &'static str, key: &[&str], columns: Value) -> RowChange {

@@ -29,10 +29,18 @@ mod tests {
     use super::*;
     use crate::storage::Durability;
     use crate::storage::catalog::Catalog;
+    use crate::storage::shared_writes::Writes;
     use crate::tenants::Principal;
 
     fn open(dir: &std::path::Path) -> Tenants {
-        Tenants::open(dir, Durability::Normal, Quotas::default(), Vec::new()).expect("tenants")
+        Tenants::open(
+            dir,
+            Durability::Normal,
+            Quotas::default(),
+            Vec::new(),
+            Writes::Direct,
+        )
+        .expect("tenants")
     }
 
     #[test]
