@@ -128,6 +128,14 @@ async fn a_deploy_rollback_and_removal_through_one_node_reach_the_others() {
         version(b, "shared", "b").await == (200, "v1".to_string())
     })
     .await;
+    // a put each component in the store before recording its version, so
+    // no node had to try again.
+    for (server, node) in [(b, "b"), (c, "c")] {
+        assert!(
+            !server.log().contains("cannot serve the version"),
+            "{node} fetched every component at the first try"
+        );
+    }
     // b lists the versions a recorded.
     let (status, listed) = call(b, Method::GET, "/admin/classes/shared", Some(ADMIN), None).await;
     assert_eq!(status, 200, "{listed}");
