@@ -335,6 +335,16 @@ async fn serve(config: Config, watched: Vec<reload::Watched>) -> anyhow::Result<
         tokio::spawn(reload::watch(Arc::clone(&runtime), watched));
     }
     let gateway = Gateway::open(Arc::clone(&runtime))?;
+    // What the node keeps in memory follows the rows any node writes
+    // (once the gateway's accounts listen too).
+    if let Some(shared) = &shared {
+        let following = Arc::downgrade(&runtime);
+        shared.listen(move |changes| {
+            if let Some(runtime) = following.upgrade() {
+                runtime.shared_rows_applied(changes);
+            }
+        });
+    }
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

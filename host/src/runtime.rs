@@ -2,6 +2,9 @@
 //! catalog, shared by the gateway and every actor.
 
 mod calls;
+mod shared_rows;
+
+pub use shared_rows::SharedRowsFollower;
 
 use crate::replication::Replication;
 use crate::replication::catalog::CatalogLog;
@@ -114,6 +117,11 @@ pub struct Runtime {
     routing: OnceLock<Arc<dyn RoutingTable>>,
     /// The cluster's ownership of objects, if in a cluster.
     ownership: OnceLock<Arc<dyn ObjectOwnership>>,
+    /// What follows the shared rows other nodes write, beside the
+    /// runtime's own parts (`shared_rows.rs`): the gateway's accounts.
+    shared_rows_follower: OnceLock<Arc<dyn SharedRowsFollower>>,
+    /// Classes being brought in step with the shared catalog.
+    following: crate::deploy::Following,
     /// The accounts' settings, if any class (configured or deployed at
     /// start) needs them or `[auth]` is set; the gateway opens them.
     accounts: Option<AuthSettings>,
@@ -233,6 +241,8 @@ impl Runtime {
             references: OnceLock::new(),
             routing: OnceLock::new(),
             ownership: OnceLock::new(),
+            shared_rows_follower: OnceLock::new(),
+            following: crate::deploy::Following::default(),
             accounts,
             alarms: Alarms::default(),
             tenants,

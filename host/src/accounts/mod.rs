@@ -13,6 +13,7 @@ mod orgs;
 mod password;
 mod rate_limit;
 mod secrets;
+mod shared_rows;
 mod store;
 mod token;
 mod users;

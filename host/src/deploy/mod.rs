@@ -6,6 +6,11 @@
 //!   migrations on a scratch database, append-only migrations).
 //! - [`files`]: components stored by their hash, and the cleanup of those
 //!   no version lists.
+//! - [`shared_component`]: in a cluster, components put in the
+//!   replication store before their version is recorded, and fetched
+//!   from there by the nodes that lack them.
+//! - [`follow`]: in a cluster, each node serves the version the shared
+//!   catalog makes active, whichever node recorded it.
 //!
 //! Where versions live: the catalog's `class_versions` table (see
 //! `storage::versions`) and `data/classes/<sha256>.wasm` (+ `.cwasm`, the
@@ -14,6 +19,8 @@
 //! between two batches (see `object::actor`).
 
 mod files;
+mod follow;
+mod shared_component;
 mod validate;
 
 use std::sync::Arc;
@@ -30,6 +37,7 @@ use crate::storage::{DataDir, MigrationFailed};
 use crate::tenants::{Principal, TenantError};
 
 pub use files::collect_garbage;
+pub(crate) use follow::{Following, follow};
 
 /// The header of `PUT /admin/classes/{class}` holding the class's table
 /// as JSON.
@@ -178,8 +186,11 @@ pub fn start(runtime: &Arc<Runtime>) -> anyhow::Result<()> {
         files::store_component(runtime.data_dir(), &hash, &wasm)?;
         configured.push((name, class_config, table.to_string(), wasm, hash));
     }
+    let mut elsewhere = Vec::new();
     for version in catalog.active_versions()? {
-        install_version(runtime, &version)?;
+        if !install_version(runtime, &version)? {
+            elsewhere.push(version.class);
+        }
     }
     for (name, class_config, text, wasm, hash) in configured {
         // In a cluster, nodes starting together race to record a config
@@ -194,8 +205,9 @@ pub fn start(runtime: &Arc<Runtime>) -> anyhow::Result<()> {
             if unchanged {
                 if runtime.class(name).is_err()
                     && let Some(active) = versions.iter().find(|version| version.active)
+                    && !install_version(runtime, active)?
                 {
-                    install_version(runtime, active)?;
+                    elsewhere.push(name.clone());
                 }
                 if runtime.class(name).is_ok() {
                     break;
@@ -227,21 +239,23 @@ pub fn start(runtime: &Arc<Runtime>) -> anyhow::Result<()> {
         }
     }
     collect_garbage(runtime)?;
+    // Deployed through other nodes: fetched from the store and loaded in
+    // the background, as a deploy elsewhere is while the node runs.
+    follow(runtime, elsewhere);
     Ok(())
 }
 
-/// Loads and serves a recorded version at start. In a cluster, one whose
-/// component this node does not have yet is left to the shared catalog's
-/// listener, which fetches it.
-fn install_version(runtime: &Arc<Runtime>, version: &VersionRecord) -> anyhow::Result<()> {
+/// Loads and serves a recorded version at start; `false` (in a cluster)
+/// when this node does not have its component yet.
+fn install_version(runtime: &Arc<Runtime>, version: &VersionRecord) -> anyhow::Result<bool> {
     let stored = runtime.data_dir().class_component(&version.hash).exists();
     if !stored && runtime.catalog().writes().is_shared() {
-        tracing::warn!(
+        tracing::info!(
             class = version.class,
             version = version.version,
-            "the class's component is not on this node yet"
+            "the class's component is not on this node yet: fetching it"
         );
-        return Ok(());
+        return Ok(false);
     }
     let class = load_version(runtime, version).map_err(|error| {
         anyhow::anyhow!(
@@ -251,7 +265,7 @@ fn install_version(runtime: &Arc<Runtime>, version: &VersionRecord) -> anyhow::R
         )
     })?;
     runtime.install(Arc::new(class));
-    Ok(())
+    Ok(true)
 }
 
 /// Compiles (or loads compiled) and links a class.
@@ -462,6 +476,9 @@ pub async fn deploy(
         return Err(DeployError::NotAppendOnly { number });
     }
     class.learn_migrations(migrations.clone());
+    // Before the version is recorded: the other nodes load it as soon as
+    // they see the record.
+    shared_component::share(runtime, &hash, &wasm).await?;
     let (tenants, principal, of_class) = (
         Arc::clone(runtime.tenants()),
         request.principal.clone(),

@@ -12,7 +12,8 @@ use crate::accounts::{Accounts, AuthError};
 use crate::bindings::podhost::object::routing::{NewKey, RoutingError};
 use crate::capabilities::{RoutingFuture, RoutingTable};
 use crate::cluster::Cluster;
-use crate::runtime::{ObjectReferences, Runtime};
+use crate::runtime::{ObjectReferences, Runtime, SharedRowsFollower};
+use crate::storage::shared::RowChange;
 
 /// The router's state.
 #[derive(Clone)]
@@ -48,6 +49,7 @@ impl Gateway {
             .map(Arc::new);
         runtime.refer_objects(Arc::new(Routes(Arc::clone(&accounts))));
         runtime.route_objects(Arc::new(Routes(Arc::clone(&accounts))));
+        runtime.follow_shared_rows(Arc::new(FollowedAccounts(Arc::clone(&accounts))));
         Ok(Gateway {
             runtime,
             accounts,
@@ -99,6 +101,16 @@ impl FromRef<Gateway> for Arc<Runtime> {
 
 /// The API keys and handles that name objects, forgotten with them.
 struct Routes(Arc<Accounts>);
+
+/// The accounts' memory (revoked sessions, cached roles, keys and
+/// handles, open sockets' grants), following rows other nodes wrote.
+struct FollowedAccounts(Arc<Accounts>);
+
+impl SharedRowsFollower for FollowedAccounts {
+    fn applied(&self, changes: &[RowChange]) {
+        self.0.shared_rows_applied(changes);
+    }
+}
 
 impl ObjectReferences for Routes {
     fn forget(&self, class: String, name: String) -> BoxFuture<'static, anyhow::Result<()>> {

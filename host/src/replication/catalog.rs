@@ -44,6 +44,12 @@ pub const CATALOG: &str = "_catalog";
 /// The catalog's stream: `_catalog/db/<generation>/...`.
 pub const CATALOG_STREAM: &str = "db";
 
+/// Where the component named `file` (`<sha256>.wasm`) is kept in the
+/// store.
+pub fn component_path(file: &str) -> StorePath {
+    StorePath::from(format!("{CATALOG}/classes/{file}"))
+}
+
 /// The one shipper of `catalog.sqlite`'s commits.
 pub struct CatalogLog {
     replication: Arc<Replication>,
@@ -247,7 +253,7 @@ impl CatalogLog {
                 continue;
             }
             let bytes = std::fs::read(&component)?;
-            let path = StorePath::from(format!("{CATALOG}/classes/{name}"));
+            let path = component_path(&name);
             self.stream.queue_at(&self.replication, path, bytes);
             state.components.insert(name);
         }

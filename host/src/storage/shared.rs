@@ -134,6 +134,16 @@ impl RowChange {
         self.column(column).and_then(Value::as_str)
     }
 
+    /// Column `column` of the row after the change, when it is an integer.
+    pub fn integer(&self, column: &str) -> Option<i64> {
+        self.column(column).and_then(Value::as_i64)
+    }
+
+    /// Whether the row was deleted.
+    pub fn deleted(&self) -> bool {
+        self.row.is_none()
+    }
+
     /// The primary key's `index`th value, when it is text.
     pub fn key_text(&self, index: usize) -> Option<&str> {
         self.key.get(index).and_then(Value::as_str)

@@ -20,6 +20,7 @@
 //! `principal.tenant()`, or the operator.
 
 mod quotas;
+mod shared_rows;
 mod store;
 mod token;
 
@@ -183,23 +184,11 @@ impl Tenants {
     ) -> anyhow::Result<Self> {
         let store = Store::open(data_dir, durability, writes)?;
         let loaded = store.load()?;
-        let mut state = State {
+        let state = State {
+            tenants: entries(loaded.shared.tenants),
+            owners: loaded.shared.owners.into_iter().collect(),
             objects: loaded.objects.into_iter().collect(),
-            owners: loaded.owners.into_iter().collect(),
-            ..State::default()
         };
-        for row in loaded.tenants {
-            let Some(digest) = token::parse_hex(&row.token_hash) else {
-                tracing::error!(tenant = row.name, "the stored token digest is damaged");
-                continue;
-            };
-            let entry = Entry {
-                digest,
-                quotas: row.quotas,
-                created_at: row.created_at,
-            };
-            state.tenants.insert(row.name, entry);
-        }
         let tenants = Tenants {
             store,
             state: Mutex::new(state),
@@ -526,6 +515,24 @@ impl Tenants {
         state.owners.insert(class.to_string(), tenant.to_string());
         Ok(())
     }
+}
+
+/// Stored tenants as held in memory (one with a damaged digest left out).
+fn entries(rows: Vec<TenantRow>) -> BTreeMap<String, Entry> {
+    let mut tenants = BTreeMap::new();
+    for row in rows {
+        let Some(digest) = token::parse_hex(&row.token_hash) else {
+            tracing::error!(tenant = row.name, "the stored token digest is damaged");
+            continue;
+        };
+        let entry = Entry {
+            digest,
+            quotas: row.quotas,
+            created_at: row.created_at,
+        };
+        tenants.insert(row.name, entry);
+    }
+    tenants
 }
 
 fn not_yours(class: &str) -> TenantError {

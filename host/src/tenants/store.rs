@@ -41,10 +41,16 @@ pub struct TenantRow {
 
 /// Everything the tenants keep in memory, as read at start.
 pub struct Loaded {
-    pub tenants: Vec<TenantRow>,
-    pub owners: Vec<(String, String)>,
+    pub shared: Shared,
     /// Objects per class, as the catalog knows them.
     pub objects: Vec<(String, u64)>,
+}
+
+/// What the nodes of a cluster share: the tenants and the classes'
+/// owners (class, tenant).
+pub struct Shared {
+    pub tenants: Vec<TenantRow>,
+    pub owners: Vec<(String, String)>,
 }
 
 pub struct Store {
@@ -66,6 +72,20 @@ impl Store {
     }
 
     pub fn load(&self) -> rusqlite::Result<Loaded> {
+        let shared = self.load_shared()?;
+        let conn = self.conn.lock();
+        let objects = conn
+            .prepare("SELECT class, count(*) FROM objects GROUP BY class")?
+            .query_map([], |row| {
+                Ok((row.get(0)?, row.get::<_, i64>(1)?.unsigned_abs()))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Loaded { shared, objects })
+    }
+
+    /// The tenants and the classes' owners (the object counts are each
+    /// node's own).
+    pub fn load_shared(&self) -> rusqlite::Result<Shared> {
         let conn = self.conn.lock();
         let tenants = conn
             .prepare(
@@ -89,17 +109,7 @@ impl Store {
             .prepare("SELECT class, tenant FROM class_owners")?
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
-        let objects = conn
-            .prepare("SELECT class, count(*) FROM objects GROUP BY class")?
-            .query_map([], |row| {
-                Ok((row.get(0)?, row.get::<_, i64>(1)?.unsigned_abs()))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(Loaded {
-            tenants,
-            owners,
-            objects,
-        })
+        Ok(Shared { tenants, owners })
     }
 
     /// Adds a tenant; `Ok(false)` if the name is taken.

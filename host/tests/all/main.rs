@@ -17,6 +17,7 @@ mod cluster_alarms;
 mod cluster_catalog;
 mod cluster_failover;
 mod cluster_handoff;
+mod cluster_shared;
 mod cluster_support;
 mod config_vars;
 mod connections;
