@@ -395,3 +395,19 @@ async fn a_version_recorded_elsewhere_is_served_here_with_its_component_fetched_
     .await;
     harness.shut_down().await;
 }
+
+#[tokio::test]
+async fn a_node_that_joins_after_a_deploy_elsewhere_serves_the_class() {
+    let etcd = Etcd::start().await;
+    let (_store, store) = file_store();
+    let (a, _a) = Server::start(node(&etcd, "a", &store)).await;
+    let v2 = guest_variant("versioned", Some("v2"));
+    let (status, body) = deploy(&a, "late", &v2, ADMIN).await;
+    assert_eq!(status, 201, "{body}");
+    // d never saw the deploy: it loads the catalog, then the component.
+    let (d, _d) = Server::start(node(&etcd, "d", &store)).await;
+    within("a class deployed before d started, served by d", || async {
+        version(&d, "late", "d").await == (200, "v2".to_string())
+    })
+    .await;
+}
