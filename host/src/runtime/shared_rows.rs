@@ -16,8 +16,9 @@ use crate::storage::shared::RowChange;
 /// which the gateway owns and installs with
 /// [`Runtime::follow_shared_rows`].
 pub trait SharedRowsFollower: Send + Sync + 'static {
-    /// Rows applied to this node's copy; called on the applying task, so
-    /// it must be quick and must not wait for the catalog.
+    /// Rows applied to this node's copy; called on the shared catalog's
+    /// listener task, so it must be quick and must not wait for the
+    /// catalog.
     fn applied(&self, changes: &[RowChange]);
 }
 
@@ -30,8 +31,9 @@ impl Runtime {
 
     /// A batch of shared rows was applied to this node's copy of the
     /// catalog: on every node, the one that wrote them included (before
-    /// its write returns), so every step is idempotent and cheap when
-    /// nothing changed. Runs on the applier's task and never waits there:
+    /// its write returns, or just after), so every step is idempotent and
+    /// cheap when nothing changed. Runs on the shared catalog's listener
+    /// task and never waits there:
     /// what is slow (compiling a class) or must not race a local write's
     /// locks (the tenants') runs in tasks of its own.
     pub fn shared_rows_applied(self: &Arc<Self>, changes: Vec<RowChange>) {
