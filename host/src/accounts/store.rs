@@ -205,22 +205,23 @@ impl Store {
 
     /// The user with this email and their password hash.
     pub fn user_by_email(&self, email: &str) -> anyhow::Result<Option<(User, String)>> {
-        Ok(self
-            .lock()
-            .query_row(
-                "SELECT id, email, password_hash FROM users WHERE email = ?1",
-                [email],
-                |row| {
-                    Ok((
-                        User {
-                            id: row.get(0)?,
-                            email: row.get(1)?,
-                        },
-                        row.get(2)?,
-                    ))
-                },
-            )
-            .optional()?)
+        self.writes.read_fresh(&self.conn, |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT id, email, password_hash FROM users WHERE email = ?1",
+                    [email],
+                    |row| {
+                        Ok((
+                            User {
+                                id: row.get(0)?,
+                                email: row.get(1)?,
+                            },
+                            row.get(2)?,
+                        ))
+                    },
+                )
+                .optional()?)
+        })
     }
 
     pub fn create_session(
@@ -257,14 +258,15 @@ impl Store {
     }
 
     pub fn session_by_refresh(&self, refresh_hash: &str) -> anyhow::Result<Option<SessionRow>> {
-        Ok(self
-            .lock()
-            .query_row(
-                &format!("{} WHERE s.refresh_hash = ?1", Self::SESSION),
-                [refresh_hash],
-                Self::session_row,
-            )
-            .optional()?)
+        self.writes.read_fresh(&self.conn, |conn| {
+            Ok(conn
+                .query_row(
+                    &format!("{} WHERE s.refresh_hash = ?1", Self::SESSION),
+                    [refresh_hash],
+                    Self::session_row,
+                )
+                .optional()?)
+        })
     }
 
     /// Replaces a live session's refresh token and remembers the old one
@@ -621,17 +623,18 @@ impl Store {
     }
 
     pub fn key_by_hash(&self, hash: &str) -> anyhow::Result<Option<KeyTarget>> {
-        Ok(self
-            .lock()
-            .prepare_cached("SELECT id, class, name FROM api_keys WHERE hash = ?1")?
-            .query_row([hash], |row| {
-                Ok(KeyTarget {
-                    id: row.get(0)?,
-                    class: row.get(1)?,
-                    name: row.get(2)?,
+        self.writes.read_fresh(&self.conn, |conn| {
+            Ok(conn
+                .prepare_cached("SELECT id, class, name FROM api_keys WHERE hash = ?1")?
+                .query_row([hash], |row| {
+                    Ok(KeyTarget {
+                        id: row.get(0)?,
+                        class: row.get(1)?,
+                        name: row.get(2)?,
+                    })
                 })
-            })
-            .optional()?)
+                .optional()?)
+        })
     }
 
     pub fn keys_of(&self, class: &str, name: &str) -> anyhow::Result<Vec<KeyInfo>> {
@@ -724,11 +727,12 @@ impl Store {
     }
 
     pub fn handle(&self, class: &str, handle: &str) -> anyhow::Result<Option<String>> {
-        Ok(self
-            .lock()
-            .prepare_cached("SELECT name FROM handles WHERE class = ?1 AND handle = ?2")?
-            .query_row([class, handle], |row| row.get(0))
-            .optional()?)
+        self.writes.read_fresh(&self.conn, |conn| {
+            Ok(conn
+                .prepare_cached("SELECT name FROM handles WHERE class = ?1 AND handle = ?2")?
+                .query_row([class, handle], |row| row.get(0))
+                .optional()?)
+        })
     }
 
     pub fn handles_of(&self, class: &str, name: &str) -> anyhow::Result<Vec<String>> {

@@ -71,6 +71,8 @@ pub struct SharedCatalog {
     /// of ours changed).
     progress: tokio::sync::Mutex<Option<WatchRequestSender>>,
     listening: Mutex<Listening>,
+    /// One catch-up at a time; when the last one read etcd's revision.
+    catching_up: tokio::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl SharedCatalog {
@@ -92,6 +94,7 @@ impl SharedCatalog {
             applied: watch::Sender::new(0),
             progress: tokio::sync::Mutex::new(None),
             listening: Mutex::new(Listening::Waiting(Vec::new())),
+            catching_up: tokio::sync::Mutex::new(None),
         });
         let revision = catalog.load().await?;
         catalog.applied.send_replace(revision);
@@ -333,6 +336,31 @@ impl SharedCatalog {
     /// write of more rows (a user's sessions revoked, expired sessions
     /// deleted) is not atomic, and a conflict part way runs the whole
     /// write again on a copy that has the part made.
+    /// Waits until the copy shows etcd's revision as of now. Misses
+    /// arriving together share one read of it: one that began after a
+    /// miss covers it.
+    async fn catch_up_now(&self) -> Result<(), SharedWriteError> {
+        let asked = tokio::time::Instant::now();
+        let mut last = self.catching_up.lock().await;
+        if last.is_some_and(|read_at| read_at >= asked) {
+            return Ok(());
+        }
+        let read_at = tokio::time::Instant::now();
+        let response = self
+            .client
+            .clone()
+            .get(
+                self.keys.shared_catalog_id(),
+                Some(GetOptions::new().with_count_only()),
+            )
+            .await
+            .map_err(|error| SharedWriteError::Unavailable(error.to_string()))?;
+        let revision = response.header().map_or(0, |header| header.revision());
+        self.caught_up(revision).await?;
+        *last = Some(read_at);
+        Ok(())
+    }
+
     async fn commit_rows(&self, rows: &[RowWrite]) -> Result<Committed, SharedWriteError> {
         for rows in rows.chunks(ROWS_PER_TXN) {
             if self.commit_chunk(rows).await? == Committed::Conflict {
@@ -421,8 +449,23 @@ impl SharedCatalog {
 
 impl RowStore for SharedCatalog {
     fn commit(&self, rows: &[RowWrite]) -> Result<Committed, SharedWriteError> {
-        let commit = tokio::time::timeout(WRITE_TIMEOUT, self.commit_rows(rows));
-        tokio::task::block_in_place(|| self.handle.block_on(commit)).unwrap_or_else(|_| {
+        self.block_on(self.commit_rows(rows))
+    }
+
+    fn catch_up(&self) -> Result<(), SharedWriteError> {
+        self.block_on(self.catch_up_now())
+    }
+}
+
+impl SharedCatalog {
+    /// Runs `work` to its end from a blocking thread, for at most
+    /// [`WRITE_TIMEOUT`].
+    fn block_on<T>(
+        &self,
+        work: impl Future<Output = Result<T, SharedWriteError>>,
+    ) -> Result<T, SharedWriteError> {
+        let work = tokio::time::timeout(WRITE_TIMEOUT, work);
+        tokio::task::block_in_place(|| self.handle.block_on(work)).unwrap_or_else(|_| {
             Err(SharedWriteError::Unavailable(format!(
                 "etcd did not answer within {WRITE_TIMEOUT:?}"
             )))

@@ -90,6 +90,10 @@ impl From<SharedWriteError> for rusqlite::Error {
 /// Where a cluster's shared writes go. Called on blocking threads.
 pub trait RowStore: Send + Sync {
     fn commit(&self, rows: &[RowWrite]) -> Result<Committed, SharedWriteError>;
+
+    /// Returns once this node's copy shows everything committed before
+    /// the call.
+    fn catch_up(&self) -> Result<(), SharedWriteError>;
 }
 
 /// How a store's writes are made.
@@ -158,6 +162,29 @@ impl Writes {
 
     pub fn is_shared(&self) -> bool {
         matches!(self, Writes::Shared(_))
+    }
+
+    /// Runs `read` on `conn`; in a cluster, when it finds nothing, once
+    /// more after this node's copy has caught up with etcd: a row another
+    /// node wrote a moment ago (a signup, a new key) may not be in the
+    /// copy yet, and a client trying it through this node at once must
+    /// find it.
+    pub fn read_fresh<T, E>(
+        &self,
+        conn: &Mutex<Connection>,
+        read: impl Fn(&Connection) -> Result<Option<T>, E>,
+    ) -> Result<Option<T>, E>
+    where
+        E: From<SharedWriteError>,
+    {
+        let found = read(&conn.lock())?;
+        match (found, self) {
+            (None, Writes::Shared(store)) => {
+                store.catch_up()?;
+                read(&conn.lock())
+            }
+            (found, _) => Ok(found),
+        }
     }
 }
 
@@ -316,6 +343,10 @@ mod tests {
                 return Ok(Committed::Conflict);
             }
             Ok(Committed::Done)
+        }
+
+        fn catch_up(&self) -> Result<(), SharedWriteError> {
+            Ok(())
         }
     }
 

@@ -112,3 +112,17 @@ async fn disabling_a_user_with_more_sessions_than_one_etcd_transaction_holds_end
         );
     }
 }
+
+#[tokio::test]
+async fn an_account_signed_up_through_one_node_logs_in_through_another_at_once() {
+    let etcd = Etcd::start().await;
+    let (a, _a) = Server::start(node_options(&etcd, "a", "[auth]\n")).await;
+    let (b, _b) = Server::start(node_options(&etcd, "b", "[auth]\n")).await;
+    // No wait between the two: b's copy may lag a's by the watch's delay,
+    // and a login that misses catches up with etcd before it answers.
+    for round in 0..10 {
+        let email = format!("quick{round}@example.com");
+        signup(&a, &email).await;
+        login(&b, &email).await;
+    }
+}
