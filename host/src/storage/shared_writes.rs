@@ -164,6 +164,15 @@ impl Writes {
         matches!(self, Writes::Shared(_))
     }
 
+    /// In a cluster, returns once this node's copy shows everything etcd
+    /// had when called; at once on one node.
+    pub fn catch_up(&self) -> Result<(), SharedWriteError> {
+        match self {
+            Writes::Direct => Ok(()),
+            Writes::Shared(store) => store.catch_up(),
+        }
+    }
+
     /// Runs `read` on `conn`; in a cluster, when it finds nothing, once
     /// more after this node's copy has caught up with etcd: a row another
     /// node wrote a moment ago (a signup, a new key) may not be in the

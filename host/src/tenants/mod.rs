@@ -92,6 +92,12 @@ pub enum TenantError {
     Internal(String),
 }
 
+impl From<crate::storage::shared_writes::SharedWriteError> for TenantError {
+    fn from(error: crate::storage::shared_writes::SharedWriteError) -> Self {
+        TenantError::Internal(error.to_string())
+    }
+}
+
 impl From<rusqlite::Error> for TenantError {
     fn from(error: rusqlite::Error) -> Self {
         TenantError::Internal(format!("the catalog failed: {error}"))
@@ -308,6 +314,23 @@ impl Tenants {
         if !given.starts_with(token::PREFIX) {
             return None;
         }
+        let found = self.find_tenant(given);
+        if found.is_some() || !self.store.is_shared() {
+            return found;
+        }
+        // In a cluster, a tenant created through another node a moment
+        // ago may not be in memory yet.
+        let caught_up = tokio::task::block_in_place(|| {
+            self.store.catch_up()?;
+            self.reload_shared()
+        });
+        if let Err(error) = caught_up {
+            tracing::warn!("cannot catch up with the cluster's tenants: {error}");
+        }
+        self.find_tenant(given)
+    }
+
+    fn find_tenant(&self, given: &str) -> Option<String> {
         let state = self.state.lock();
         let digests = state
             .tenants

@@ -9,7 +9,7 @@ use rusqlite::{Connection, ErrorCode, params};
 
 use super::quotas::Quotas;
 use crate::storage::Durability;
-use crate::storage::shared_writes::Writes;
+use crate::storage::shared_writes::{SharedWriteError, Writes};
 
 pub(crate) const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS tenants (
@@ -69,6 +69,16 @@ impl Store {
             conn: Mutex::new(conn),
             writes,
         })
+    }
+
+    /// Whether the tables are a cluster's (see `storage::shared_writes`).
+    pub fn is_shared(&self) -> bool {
+        self.writes.is_shared()
+    }
+
+    /// Returns once the node's copy shows what etcd has now (a cluster).
+    pub fn catch_up(&self) -> Result<(), SharedWriteError> {
+        self.writes.catch_up()
     }
 
     pub fn load(&self) -> rusqlite::Result<Loaded> {
