@@ -3,7 +3,10 @@
 # durability=full), the baseline (the same SQL by hand: axum + rusqlite, no
 # Wasm) and Cloudflare's workerd (../shared/bench/peer-workerd), on the same
 # counter workload. Prints a table of rates, latencies and ratios, and
-# writes it to bench/results/<date>.md.
+# writes it to bench/results/<date>.md. In the same rounds it measures this
+# machine's ceilings (bench/ceilings: an HTTP no-op on podhost's server
+# stack, durable writes spread over files, durable file creation) and
+# reports each podhost scenario as a fraction of its ceiling.
 #   usage: bench/run.sh [seconds per measurement] [connections]
 # ROUNDS (default 3) sets how many times each cell is measured; the
 # median is reported.
@@ -20,7 +23,7 @@ rounds=${ROUNDS:-3}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 rustup target add wasm32-wasip2 >/dev/null 2>&1
-cargo build --release -q -p podhost -p baseline
+cargo build --release -q -p podhost -p baseline -p ceilings
 cargo build -q --target wasm32-wasip2 --profile guest --target-dir target/guests -p counter
 
 work=$(mktemp -d)
@@ -90,10 +93,20 @@ start_workerd() {
   servers+=(workerd)
 }
 
+# The HTTP ceiling: a server like the others, measured on hot read only.
+start_noop() {
+  local port
+  port=$(free_port)
+  target/release/ceilings http "$port" > /dev/null 2> "$work/noop.log" &
+  pids+=($!); pid[noop]=$!
+  url[noop]=http://127.0.0.1:$port prefix[noop]=/c/
+}
+
 start_podhost
 start_baseline
 start_workerd
-for s in "${servers[@]}"; do wait_for "${url[$s]}${prefix[$s]}warmup"; done
+start_noop
+for s in "${servers[@]}" noop; do wait_for "${url[$s]}${prefix[$s]}warmup"; done
 
 # measure SERVER MODE METHOD -> "req/s p50 p99 errors"
 measure() {
@@ -139,6 +152,35 @@ for s in "${servers[@]}"; do
   echo "rss $s: ${result[rss,$s]} KiB/object" >&2
 done
 
+# The ceiling each scenario is read against (hot write too, for
+# information: group commit lets one fdatasync serve several requests).
+declare -A ceiling_of=([hot-read]=http [hot-write]=durable-writes [spread]=durable-writes [cold]=file-create)
+# A ceiling is measured right after the scenario it bounds, so the two see
+# the same machine (durable writes once a round, after spread).
+declare -A measure_after=([hot-read]=http [spread]=durable-writes [cold]=file-create)
+declare -A ceiling_name=(
+  [http]="HTTP no-op (a handler that does nothing on podhost's server stack)"
+  [durable-writes]="durable writes (4 KiB + fdatasync over 1,000 files, 16 threads)"
+  [file-create]="file creation (create + 4 KiB + fdatasync + directory fsync, 16 threads)"
+)
+# The disk ceilings run in the file system of the servers' data.
+ceiling_dir=$work/ceilings
+mkdir -p "$ceiling_dir"
+
+# measure_ceiling NAME -> "ops/s p50 p99 errors" (a disk ceiling counts
+# none: it stops at the first)
+measure_ceiling() {
+  case $1 in
+    http) measure noop hot GET ;;
+    durable-writes)
+      target/release/ceilings durable-writes --threads 16 --files 1000 --seconds "$seconds" --dir "$ceiling_dir" \
+        | awk '/^RESULT/ { print $2, $3, $4, "-" }' ;;
+    file-create)
+      target/release/ceilings file-create --threads 16 --seconds "$seconds" --dir "$ceiling_dir" \
+        | awk '/^RESULT/ { print $2, $3, $4, "-" }' ;;
+  esac
+}
+
 # This machine drifts (other tenants, disk writeback) by up to 2x within
 # minutes. Each scenario runs $rounds times, the servers taking turns
 # within a round, and each cell keeps its median round by req/s.
@@ -151,6 +193,12 @@ for round in $(seq 1 "$rounds"); do
       runs[$label,$s]+="$line"$'\n'
       echo "round $round $label $s: $line" >&2
     done
+    ceiling=${measure_after[$label]:-}
+    if [ -n "$ceiling" ]; then
+      line=$(measure_ceiling "$ceiling")
+      runs[ceiling,$ceiling]+="$line"$'\n'
+      echo "round $round ceiling $ceiling: $line" >&2
+    fi
   done
 done
 for key in "${!runs[@]}"; do
@@ -191,6 +239,26 @@ report=$work/report.md
   echo
   p=${result[rss,podhost]:--} b=${result[rss,baseline]:--} w=${result[rss,workerd]:--}
   echo "Memory: resident growth per newly activated object ($rss_objects objects): podhost $p KiB, baseline $b KiB, workerd $w KiB; podhost / workerd $(ratio "$p" "$w")."
+  echo
+  echo "## podhost against this machine's ceilings"
+  echo
+  echo 'Each podhost scenario as a fraction of what this machine allows, the ceilings measured by `bench/ceilings` in the same rounds (median round each). Hot write may pass its ceiling: group commit makes one fdatasync serve several requests.'
+  echo
+  echo "| scenario | podhost req/s | ceiling | ceiling ops/s | podhost / ceiling | podhost / workerd | podhost / baseline |"
+  echo "| --- | ---: | --- | ---: | ---: | ---: | ---: |"
+  for label in hot-read spread cold hot-write; do
+    c=${ceiling_of[$label]}
+    p=$(field "$label" podhost 1) b=$(field "$label" baseline 1) w=$(field "$label" workerd 1) top=$(field ceiling "$c" 1)
+    echo "| $label | $p | ${ceiling_name[$c]} | $top | $(ratio "$p" "$top") | $(ratio "$p" "$w") | $(ratio "$p" "$b") |"
+  done
+  echo
+  echo "The ceilings, ops/s and latency in ms, p50 / p99 (errors; a disk ceiling stops at the first):"
+  echo
+  echo "| ceiling | ops/s | p50 / p99 |"
+  echo "| --- | ---: | --- |"
+  for c in http durable-writes file-create; do
+    echo "| ${ceiling_name[$c]} | $(field ceiling "$c" 1) | $(field ceiling "$c" 2) / $(field ceiling "$c" 3) ($(field ceiling "$c" 4)) |"
+  done
 } > "$report"
 cat "$report"
 mkdir -p bench/results
