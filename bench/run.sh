@@ -81,7 +81,11 @@ start_baseline() {
 }
 
 start_workerd() {
-  if [ "$peer" = none ] || [ ! -f "$peer" ]; then
+  if [ "$peer" = none ]; then
+    echo "workerd skipped (PEER_WORKERD=none)" >&2
+    return
+  fi
+  if [ ! -f "$peer" ]; then
     echo "workerd skipped (no $peer)" >&2
     return
   fi
