@@ -5,7 +5,7 @@
 # Measures the light object (GET /objects/probe/light/whoami) and /healthz
 # unloaded, then again under that load, and prints the ratios and whether
 # the targets hold; a release run also writes the table to
-# bench/results/noisy-neighbour-<date>.md.
+# bench/results/noisy-neighbour-<date>.md (RESULTS=none: it does not).
 #   usage: bench/noisy-neighbour.sh [seconds per measurement] [connections]
 # PROFILE=debug measures a debug build instead (to try the script, not to
 # judge the targets). SQL_ROWS (default 30000000) sets how far each
@@ -132,7 +132,7 @@ report=$work/report.md
   echo "Targets hold: $verdict"
 } > "$report"
 cat "$report"
-if [ "$profile" = release ]; then
+if [ "$profile" = release ] && [ "${RESULTS:-write}" != none ]; then
   mkdir -p bench/results
   cp "$report" "bench/results/noisy-neighbour-$(date -u +%F).md"
 fi

@@ -7,12 +7,40 @@
 # machine's ceilings (bench/ceilings: an HTTP no-op on podhost's server
 # stack, durable writes spread over files, durable file creation) and
 # reports each podhost scenario as a fraction of its ceiling.
+# Then the other figures of issue 25, each a section of the same report
+# with its target and whether it holds, and a summary table at the end:
+#   activation  criterion's p50 for the first event of a hibernated object
+#               (and of a new one), durability normal: no fsync;
+#   objects     live objects on one host: RSS per live object over
+#               MEMORY_OBJECTS, how many of LIVE_OBJECTS go live, the
+#               mappings and open files they hold, the first error;
+#   hibernated  RSS per object once MEMORY_OBJECTS objects have hibernated;
+#   sockets     SOCKETS idle WebSockets to examples/chat: how many open,
+#               RSS per socket;
+#   fanout      server CPU per delivered message at FANOUT subscribers;
+#   noisy       bench/noisy-neighbour.sh's table and verdict.
+# A part that fails says why in the report ("not measured: ...") and the
+# run goes on.
 #   usage: bench/run.sh [seconds per measurement] [connections]
-# ROUNDS (default 3) sets how many times each cell is measured; the
-# median is reported.
+# Environment (defaults in brackets):
+#   ROUNDS [3]             times each scenario cell is measured; the median
+#                          is reported
+#   EXTRAS [all]           "none" for the four scenarios and ceilings only,
+#                          or some of "activation objects hibernated sockets
+#                          fanout noisy" (spaces or commas)
+#   LIVE_OBJECTS [100000]  objects asked to go live at once
+#   MEMORY_OBJECTS [10000] objects the per-object memory is measured over
+#   SOCKETS [100000]       idle WebSockets asked for
+#   FANOUT ["1000 10000"]  subscriber counts of the fan-out rows
+#   PUBLISHES [20]         publishes per fan-out row
+#   RESULTS [write]        "none" to print the report without writing
+#                          bench/results/<date>.md
+#   PEER_WORKERD           workerd's run.sh if ../shared is elsewhere, or
+#                          "none" to skip it
 # Installs wrk (Debian) if missing; workerd installs itself (npm) on first
-# use. Set PEER_WORKERD to its run.sh if ../shared is elsewhere, or to
-# "none" to skip it.
+# use. The sockets part raises its own limit on open files as far as the
+# process may (ulimit -n; fs.nr_open is the kernel's cap and is read, not
+# changed); no kernel limit is raised.
 set -euo pipefail
 seconds=${1:-8} connections=${2:-16}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,11 +48,26 @@ cd "$root"
 peer=${PEER_WORKERD:-$root/../shared/bench/peer-workerd/run.sh}
 rss_objects=${RSS_OBJECTS:-2000}
 rounds=${ROUNDS:-3}
+extras=${EXTRAS:-all}
+[ "$extras" = all ] && extras="activation objects hibernated sockets fanout noisy"
+[ "$extras" = none ] && extras=""
+extras=${extras//,/ }
+live_objects=${LIVE_OBJECTS:-100000}
+memory_objects=${MEMORY_OBJECTS:-10000}
+sockets=${SOCKETS:-100000}
+fanout_sizes=${FANOUT:-1000 10000}
+publishes=${PUBLISHES:-20}
+results=${RESULTS:-write}
+wants() { [[ " $extras " == *" $1 "* ]]; }
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 rustup target add wasm32-wasip2 >/dev/null 2>&1
 cargo build --release -q -p podhost -p baseline -p ceilings
 cargo build -q --target wasm32-wasip2 --profile guest --target-dir target/guests -p counter
+if [ -n "$extras" ]; then
+  cargo build --release -q -p fanout
+  cargo build -q --target wasm32-wasip2 --profile guest --target-dir target/guests -p chat
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -205,6 +248,12 @@ for round in $(seq 1 "$rounds"); do
     fi
   done
 done
+# The scenario servers are done: the parts below start their own, on a
+# quieter machine.
+for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+wait 2>/dev/null || true
+pids=()
+
 for key in "${!runs[@]}"; do
   result[$key]=$(printf '%s' "${runs[$key]}" | sort -g -k1,1 | awk '{ line[NR] = $0 } END { print line[int((NR + 1) / 2)] }')
 done
@@ -264,6 +313,53 @@ report=$work/report.md
     echo "| ${ceiling_name[$c]} | $(field ceiling "$c" 1) | $(field ceiling "$c" 2) / $(field ceiling "$c" 3) ($(field ceiling "$c" 4)) |"
   done
 } > "$report"
+
+# The summary's rows, "| target | figure | holds |", in the order measured.
+summary=$work/summary
+: > "$summary"
+row() { echo "| $1 | $2 | $3 |" >> "$summary"; }
+# holds VALUE OP LIMIT -> yes / no (no for a value that is not a number)
+holds() {
+  awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
+    if (v !~ /^[0-9.]+$/) { print "no"; exit }
+    v += 0; ok = (op == "<=") ? v <= t : v >= t
+    print ok ? "yes" : "no" }'
+}
+scenario_row() {  # target label against-server field
+  local p f
+  p=$(field "$2" podhost 1) f=$(field "$3" "$4" 1)
+  if [ "$f" = - ] || [ "$p" = - ]; then
+    row "$1" "not measured: no $4 figure" no
+  else
+    row "$1" "$(ratio "$p" "$f") ($p / $f)" "$(holds "$(ratio "$p" "$f")" '>=' "$5")"
+  fi
+}
+scenario_row "spread over 10,000 objects ≥ 0.5 of the durable-write ceiling" spread ceiling durable-writes 0.5
+scenario_row "cold ≥ 0.5 of the file-creation ceiling" cold ceiling file-create 0.5
+scenario_row "hot read ≥ 0.6 of the HTTP ceiling" hot-read ceiling http 0.6
+scenario_row "hot write ≥ 10× workerd" hot-write hot-write workerd 10
+
+source bench/figures.sh
+for part in activation objects hibernated sockets fanout noisy; do
+  if wants "$part"; then
+    run_part "$part" >> "$report"
+  else
+    while IFS= read -r target; do
+      row "$target" "not measured: not in EXTRAS" no
+    done <<< "${part_targets[$part]}"
+  fi
+done
+
+{
+  echo
+  echo "## Targets (issue 25)"
+  echo
+  echo "| target | figure | holds |"
+  echo "| --- | --- | --- |"
+  cat "$summary"
+} >> "$report"
 cat "$report"
-mkdir -p bench/results
-cp "$report" "bench/results/$(date -u +%F).md"
+if [ "$results" != none ]; then
+  mkdir -p bench/results
+  cp "$report" "bench/results/$(date -u +%F).md"
+fi

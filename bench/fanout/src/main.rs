@@ -8,11 +8,12 @@
 //! per socket, then publishes `publishes` messages 200 ms apart and
 //! records, for every subscriber and message, the time from the send to
 //! its arrival. Prints one line per N: `N p50_ms p99_ms max_ms
-//! rss_per_socket_bytes`.
+//! rss_per_socket_bytes cpu_us_per_delivery`.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use fanout::process::{cpu_micros, rss_bytes};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -125,35 +126,4 @@ async fn listen(mut ws: Ws, start: Instant, latencies: mpsc::UnboundedSender<u64
             return;
         }
     }
-}
-
-/// The server's user and system CPU time so far, in microseconds.
-fn cpu_micros(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The fields after the command name, which is in parentheses:
-    // utime and stime are the 12th and 13th, in ticks of 1/100 s.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("a stat line")?
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    Ok(ticks * 10_000)
-}
-
-fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .context("no VmRSS")?;
-    Ok(kib * 1024)
 }
