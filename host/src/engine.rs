@@ -78,6 +78,7 @@ pub fn engine(config: &Config) -> anyhow::Result<Engine> {
             reservation >> 20
         );
     }
+    crate::os_limits::check_stack_pool(config.max_active, active)?;
     crate::os_limits::warn_if_too_low(config.max_active, active);
     wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     describe(Engine::new(&wasm), || {

@@ -2,9 +2,14 @@
 //! in. Past either one every activation fails, so the host lifts what it
 //! can at start and warns about the rest.
 
-/// Memory mappings a live instance and its database hold (pooled memory
-/// and stack with their guard splits, malloc'd blocks), measured: ~6.6.
-const MAPPINGS_PER_INSTANCE: u64 = 7;
+/// Memory mappings the engine's pool of async stacks holds from the start,
+/// per slot (one per instance the pool allows, live or not): the stack and
+/// its guard page.
+const MAPPINGS_PER_STACK_SLOT: u64 = 2;
+/// Memory mappings a live instance adds (its memory's image, the rest of
+/// its memory, its guard, its table; the database adds none), measured
+/// over 2,000 live objects: ~4.05.
+const MAPPINGS_PER_INSTANCE: u64 = 4;
 /// The rest of the process: code, heap, thread stacks, pools.
 const MAPPINGS_BASE: u64 = 2_000;
 /// Files an open object database holds: the database and its
@@ -29,22 +34,56 @@ pub fn raise_file_limit() {
     }
 }
 
+/// Refuses, with what to change, a `max_active` whose pool of async stacks
+/// (`instances` slots, `max_active` with those still hibernating) would
+/// alone take more memory mappings than the process may have: the engine
+/// could not even be made (wasmtime fails to protect a guard page).
+pub fn check_stack_pool(max_active: u32, instances: u32) -> anyhow::Result<()> {
+    let Some(limit) = max_map_count() else {
+        return Ok(());
+    };
+    let needed = u64::from(instances) * MAPPINGS_PER_STACK_SLOT + MAPPINGS_BASE;
+    if needed > limit {
+        anyhow::bail!(
+            "max_active = {max_active} needs {needed} memory mappings before any object is live \
+             (2 for each of its {instances} stack slots), more than vm.max_map_count = {limit}: \
+             lower max_active (to at most {}) or raise vm.max_map_count (sysctl -w vm.max_map_count={})",
+            largest_max_active(limit),
+            needed.next_multiple_of(65_536)
+        );
+    }
+    Ok(())
+}
+
+/// The largest `max_active` whose instances, all live, fit in `limit`
+/// memory mappings (the engine's headroom over `max_active` included).
+fn largest_max_active(limit: u64) -> u64 {
+    let per_instance = MAPPINGS_PER_STACK_SLOT + MAPPINGS_PER_INSTANCE;
+    let instances = limit.saturating_sub(MAPPINGS_BASE) / per_instance;
+    // instances = max_active + max_active / 4 + 16 (engine.rs)
+    instances.saturating_sub(16) * 4 / 5
+}
+
+fn max_map_count() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+}
+
 /// Warns at start when `instances` live instances (`max_active` with
 /// those still hibernating) would need more memory mappings or open files
 /// than the process may have.
 pub fn warn_if_too_low(max_active: u32, instances: u32) {
     let instances = u64::from(instances);
-    if let Some(limit) = std::fs::read_to_string("/proc/sys/vm/max_map_count")
-        .ok()
-        .and_then(|text| text.trim().parse::<u64>().ok())
-    {
-        let needed = instances * MAPPINGS_PER_INSTANCE + MAPPINGS_BASE;
+    if let Some(limit) = max_map_count() {
+        let needed = instances * (MAPPINGS_PER_STACK_SLOT + MAPPINGS_PER_INSTANCE) + MAPPINGS_BASE;
         if needed > limit {
             tracing::warn!(
                 "max_active = {max_active} may need {needed} memory mappings, more than \
                  vm.max_map_count = {limit}; activations would then fail with \"Cannot allocate memory\". \
-                 Raise it (sysctl -w vm.max_map_count={}) or lower max_active",
-                needed.next_multiple_of(65_536)
+                 Raise it (sysctl -w vm.max_map_count={}) or lower max_active (to at most {})",
+                needed.next_multiple_of(65_536),
+                largest_max_active(limit)
             );
         }
     }
@@ -74,4 +113,27 @@ fn file_limit() -> Option<libc::rlimit> {
     };
     // SAFETY: getrlimit only writes `limit`.
     (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_max_active_fits_its_mappings_and_one_more_does_not() {
+        for limit in [65_530u64, 262_144, 1_048_576] {
+            let fits = |max_active: u64| {
+                let instances = max_active + max_active / 4 + 16;
+                instances * (MAPPINGS_PER_STACK_SLOT + MAPPINGS_PER_INSTANCE) + MAPPINGS_BASE
+                    <= limit
+            };
+            let largest = largest_max_active(limit);
+            assert!(fits(largest), "{largest} should fit in {limit}");
+            assert!(
+                !fits(largest + 8),
+                "{} should not fit in {limit}",
+                largest + 8
+            );
+        }
+    }
 }
