@@ -256,13 +256,15 @@ durability = \"normal\"
 idle_timeout = \"2s\"
 max_active = 256
 $counter_classes"
-  # Two equal walks, each left to hibernate: the growth between the two
-  # is what hibernated objects cost; the pool's slots and the process's
-  # warm-up land in the first.
-  local half=$((memory_objects / 2)) rss0 rss1 rss2 reached1 reached2
+  # Two walks, each left to hibernate: the growth over the second is what
+  # hibernated objects cost. The first pays for the pool's slots, the
+  # process's warm-up and the operator's log, which keeps a ring for each
+  # of the 10,000 objects that logged last (logs::ring::MAX_RINGS): it
+  # walks that many, so the second meets every bounded structure full.
+  local half=$((memory_objects / 2)) first=10000 rss0 rss1 rss2 reached1 reached2
   rss0=$(awk '/VmRSS/ { print $2 }' "/proc/$server_pid/status")
-  echo "hibernated: activating 2 × $half, each then left to hibernate" >&2
-  target/release/objects "$server_url" "$server_pid" idle-a "$half" | tee "$server_dir/walk-a" >&2
+  echo "hibernated: activating $first then $half, each walk then left to hibernate" >&2
+  target/release/objects "$server_url" "$server_pid" idle-a "$first" | tee "$server_dir/walk-a" >&2
   reached1=$(awk '/^REACHED/ { print $2 }' "$server_dir/walk-a")
   rss1=$(rss_when_all_hibernated)
   target/release/objects "$server_url" "$server_pid" idle-b "$half" | tee "$server_dir/walk-b" >&2
@@ -275,7 +277,7 @@ $counter_classes"
   echo
   echo "## Hibernated objects"
   echo
-  echo "One podhost, \`max_active = 256\`, \`idle_timeout = \"2s\"\`: $reached1 objects of \`examples/counter\` activated one \`GET\` each (most hibernate as others push them out) and all left to hibernate (\`podhost_objects_active\` = 0), then $reached2 more likewise. The growth over the second set is what hibernated objects cost; the first also pays for the pool's slots (kept resident once used) and the process's warm-up."
+  echo "One podhost, \`max_active = 256\`, \`idle_timeout = \"2s\"\`: $reached1 objects of \`examples/counter\` activated one \`GET\` each (most hibernate as others push them out) and all left to hibernate (\`podhost_objects_active\` = 0), then $reached2 more likewise. The growth over the second set is what hibernated objects cost; the first also pays for the pool's slots (kept resident once used), the process's warm-up and the operator's log (a ring for each of the 10,000 objects that logged last, \`logs::ring::MAX_RINGS\`: the first set fills them)."
   echo
   echo "| | RSS MiB |"
   echo "| --- | ---: |"

@@ -58,7 +58,11 @@ fn hot_paths(c: &mut Criterion) {
         .build()
         .expect("tokio");
     let data = tempfile::tempdir().expect("temp dir");
-    let runtime = start(&tokio, data.path(), 20_000);
+    // New objects push out the least recently used, as on a server at
+    // capacity: with room for all of them, criterion's iterations would
+    // run the process out of memory mappings and open files (a few
+    // thousand live objects; see os_limits).
+    let runtime = start(&tokio, data.path(), 1_000);
     let fetch = |class: &'static str, name: String, request: Request| {
         fetch_from(&runtime, class, name, request)
     };
