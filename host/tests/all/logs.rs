@@ -53,9 +53,12 @@ async fn a_flood_of_guest_output_is_dropped_counted_and_noticed() {
         .lines()
         .filter(|l| l.contains("log rate was dropped") && l.contains("object=\"flood\""))
         .count();
+    // A notice at most once a second (the notice period) while the flood
+    // lasts, and one after it: not one per dropped line.
+    let most_notices = took.as_secs() as usize + 2;
     assert!(
-        notices <= 2,
-        "one notice per period, not per line: {notices}"
+        notices <= most_notices,
+        "one notice per period, not per line: {notices} in {took:?}"
     );
     // Another object still has its own allowance.
     assert_eq!(
