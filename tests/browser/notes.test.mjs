@@ -112,7 +112,7 @@ test("two tabs of one user stay in sync; another user sees nothing; restarts and
 
   // Restart the server: an edit made while it is down waits in the tab's
   // outbox and arrives once it is back; both tabs reconnect.
-  const restarting = server.restart({ downFor: 1500 });
+  const restarting = server.restart({ downFor: 4000 }); // long enough for a slow machine to type the edit while it is down
   await tab1.locator('#connection:not([data-state="open"])').waitFor({ timeout: 10_000 });
   await createNote(tab1, "Written offline", "during the restart");
   await tab1.locator("#pending").waitFor({ state: "visible" });
