@@ -4,7 +4,9 @@
 //! - `activation`: the first event of a new object (create and open its
 //!   database, instantiate, run the event), and the first event of a
 //!   hibernated one (reopen its database, instantiate, run the event; with
-//!   more objects than `max_active`, so each event also evicts one);
+//!   more objects than `max_active` and `max_open_databases`, so each
+//!   event also evicts one), and of one whose instance was dropped to make
+//!   room but whose database stayed open (instantiate, run the event);
 //! - `storage`: opening an existing object database alone;
 //! - `sql`: a probe event running one `sql.exec` against one that runs
 //!   none; the difference is one round trip across the component boundary.
@@ -32,7 +34,12 @@ fn request(method: &str, path: &str, body: &[u8]) -> Request {
     }
 }
 
-fn start(tokio: &tokio::runtime::Runtime, data: &Path, max_active: u32) -> Arc<Runtime> {
+fn start(
+    tokio: &tokio::runtime::Runtime,
+    data: &Path,
+    max_active: u32,
+    max_open_databases: Option<u32>,
+) -> Arc<Runtime> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let packages = ["counter", "probe"].map(String::from);
     let guests = podhost::dev::build_guests(
@@ -45,12 +52,15 @@ fn start(tokio: &tokio::runtime::Runtime, data: &Path, max_active: u32) -> Arc<R
         data_dir: data.to_path_buf(),
         durability: Durability::Normal,
         max_active,
+        max_open_databases,
         classes: podhost::dev::classes(guests),
         ..Config::default()
     };
     let _entered = tokio.enter();
     Runtime::new(config).expect("runtime")
 }
+
+const HIBERNATING: u64 = 1024;
 
 fn hot_paths(c: &mut Criterion) {
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -62,7 +72,7 @@ fn hot_paths(c: &mut Criterion) {
     // capacity: with room for all of them, criterion's iterations would
     // run the process out of memory mappings and open files (a few
     // thousand live objects; see os_limits).
-    let runtime = start(&tokio, data.path(), 1_000);
+    let runtime = start(&tokio, data.path(), 1_000, None);
     let fetch = |class: &'static str, name: String, request: Request| {
         fetch_from(&runtime, class, name, request)
     };
@@ -86,34 +96,44 @@ fn hot_paths(c: &mut Criterion) {
         });
     });
 
-    // More objects than may be active: visiting them in turn reopens each.
-    let small_data = tempfile::tempdir().expect("temp dir");
-    let small = start(&tokio, small_data.path(), 64);
-    const HIBERNATING: u64 = 1024;
-    tokio.block_on(async {
-        for n in 0..HIBERNATING {
-            fetch_from(
-                &small,
-                "counter",
-                format!("h-{n}"),
-                request("POST", "/", b""),
-            )
-            .await;
-        }
-    });
-    let turn = AtomicU64::new(0);
-    c.bench_function("activation: first event of a hibernated object", |b| {
-        b.to_async(&tokio).iter(|| {
-            let n = turn.fetch_add(1, Ordering::Relaxed) % HIBERNATING;
-            fetch_from(
-                &small,
-                "counter",
-                format!("h-{n}"),
-                request("GET", "/", b""),
-            )
+    // More objects than may be active or open: visiting them in turn
+    // reopens each. Then more than may be active but not more than may be
+    // open: visiting them in turn instantiates each around its open
+    // database.
+    for (label, max_open_databases) in [
+        ("activation: first event of a hibernated object", 64),
+        (
+            "activation: first event of an object whose database stayed open",
+            2 * HIBERNATING as u32,
+        ),
+    ] {
+        let small_data = tempfile::tempdir().expect("temp dir");
+        let small = start(&tokio, small_data.path(), 64, Some(max_open_databases));
+        tokio.block_on(async {
+            for n in 0..HIBERNATING {
+                fetch_from(
+                    &small,
+                    "counter",
+                    format!("h-{n}"),
+                    request("POST", "/", b""),
+                )
+                .await;
+            }
         });
-    });
-    tokio.block_on(small.shut_down());
+        let turn = AtomicU64::new(0);
+        c.bench_function(label, |b| {
+            b.to_async(&tokio).iter(|| {
+                let n = turn.fetch_add(1, Ordering::Relaxed) % HIBERNATING;
+                fetch_from(
+                    &small,
+                    "counter",
+                    format!("h-{n}"),
+                    request("GET", "/", b""),
+                )
+            });
+        });
+        tokio.block_on(small.shut_down());
+    }
 
     let settings = ClassSettings {
         access: podhost::config::Access::Public,
@@ -122,7 +142,7 @@ fn hot_paths(c: &mut Criterion) {
         config: Default::default(),
         outbound: Default::default(),
     };
-    let existing = small_data.path().join("bench.sqlite");
+    let existing = data.path().join("bench.sqlite");
     drop(Database::open(&existing, &settings.database()).expect("create"));
     c.bench_function("storage: open an existing object database", |b| {
         b.iter(|| Database::open(&existing, &settings.database()).expect("open"));

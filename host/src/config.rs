@@ -67,6 +67,13 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How many objects may have a live instance at once.
     pub max_active: u32,
+    /// How many objects may keep their database open at once, with or
+    /// without an instance: an object pushed out by `max_active` drops its
+    /// instance but keeps its database open, so its next event skips the
+    /// open. Unset: 4 × `max_active`, within half the open files the
+    /// process may have (see `os_limits::open_databases`). Never fewer
+    /// than `max_active`.
+    pub max_open_databases: Option<u32>,
     /// Most events an object commits together when they queue up; 1 turns
     /// group commit off.
     pub group_commit_max_events: usize,
@@ -679,6 +686,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             idle_timeout: Duration::from_secs(10),
             max_active: 1000,
+            max_open_databases: None,
             group_commit_max_events: 64,
             group_commit_max_delay: Duration::from_millis(5),
             durability: Durability::Full,
@@ -854,6 +862,14 @@ impl Config {
         }
         if self.max_active == 0 {
             bail!("max_active must be at least 1");
+        }
+        if self
+            .max_open_databases
+            .is_some_and(|open| open < self.max_active)
+        {
+            bail!(
+                "max_open_databases must be at least max_active: each live instance holds its database"
+            );
         }
         if self.idle_timeout.is_zero() {
             bail!("idle_timeout must be longer than zero");
@@ -1035,5 +1051,17 @@ mod tests {
         assert!(validate_class_name("Counter").is_err());
         assert!(validate_class_name("-x").is_err());
         assert!(validate_class_name("my-class_2").is_ok());
+    }
+
+    #[test]
+    fn open_databases_are_at_least_the_live_instances() {
+        let fewer: Config =
+            toml::from_str("max_active = 100\nmax_open_databases = 99").expect("parses");
+        assert!(fewer.validate().is_err());
+        let more: Config =
+            toml::from_str("max_active = 100\nmax_open_databases = 400").expect("parses");
+        assert!(more.validate().is_ok());
+        assert_eq!(crate::os_limits::open_databases(100, Some(400)), 400);
+        assert_eq!(crate::os_limits::open_databases(100, Some(50)), 100);
     }
 }

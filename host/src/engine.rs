@@ -79,7 +79,9 @@ pub fn engine(config: &Config) -> anyhow::Result<Engine> {
         );
     }
     crate::os_limits::check_stack_pool(config.max_active, active)?;
-    crate::os_limits::warn_if_too_low(config.max_active, active);
+    let open_databases =
+        crate::os_limits::open_databases(config.max_active, config.max_open_databases);
+    crate::os_limits::warn_if_too_low(config.max_active, active, open_databases);
     wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     describe(Engine::new(&wasm), || {
         "cannot create the wasmtime engine".into()

@@ -40,7 +40,8 @@ pub struct Metrics {
     pub activations: Counter,
     /// Objects that went idle and were dropped.
     pub hibernations: Counter,
-    /// Objects dropped early to make room for others (`max_active`).
+    /// Instances dropped, or databases closed, early to make room for
+    /// others (`max_active`, `max_open_databases`).
     pub evictions: Counter,
     /// Alarms whose handler ran and committed.
     pub alarms_fired: Counter,
@@ -77,6 +78,7 @@ pub struct Metrics {
     classes: Mutex<HashMap<String, Arc<ClassMetrics>>>,
     /// Set from the runtime at each scrape.
     objects_active: Level,
+    objects_open: Level,
     sockets_open: Level,
     registry: Registry,
 }
@@ -229,6 +231,7 @@ impl Default for Metrics {
             by_class: ClassFamilies::default(),
             classes: Mutex::default(),
             objects_active: Level::default(),
+            objects_open: Level::default(),
             sockets_open: Level::default(),
             registry: Registry::with_prefix(PREFIX),
         };
@@ -245,8 +248,13 @@ impl Metrics {
         let r = &mut self.registry;
         r.register(
             "objects_active",
-            "Objects with a live actor",
+            "Objects with a live instance",
             self.objects_active.clone(),
+        );
+        r.register(
+            "objects_open",
+            "Objects whose database is open, with or without an instance (max_open_databases)",
+            self.objects_open.clone(),
         );
         r.register("events", "Events delivered to objects", self.events.clone());
         r.register(
@@ -291,7 +299,7 @@ impl Metrics {
         );
         r.register(
             "evictions",
-            "Objects hibernated early to make room (max_active)",
+            "Instances dropped or databases closed early to make room (max_active, max_open_databases)",
             self.evictions.clone(),
         );
         r.register(
@@ -446,10 +454,12 @@ impl Metrics {
         lag
     }
 
-    /// The exposition of these metrics, of `active` objects and of
-    /// `sockets` open.
-    pub fn render(&self, active: usize, sockets: usize) -> String {
+    /// The exposition of these metrics, of `active` objects (with an
+    /// instance), `open` ones (with an open database) and of `sockets`
+    /// open.
+    pub fn render(&self, active: usize, open: usize, sockets: usize) -> String {
         self.objects_active.set(active as u64);
+        self.objects_open.set(open as u64);
         self.sockets_open.set(sockets as u64);
         let mut out = String::new();
         if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
@@ -500,9 +510,10 @@ mod tests {
         metrics.guest_log_dropped_bytes.inc_by(7);
         metrics.alarm_fired(1_000, 1_250);
         metrics.alarm_fired(1_000, 1_100);
-        let text = metrics.render(3, 4);
+        let text = metrics.render(3, 5, 4);
         for (name, expected) in [
             ("podhost_objects_active", "3"),
+            ("podhost_objects_open", "5"),
             ("podhost_events_total", "2"),
             ("podhost_commits_total", "1"),
             ("podhost_event_failures_total", "0"),
@@ -551,7 +562,7 @@ mod tests {
         // The same handles again: one series per class.
         metrics.class("counter").event_duration.observe(0.5);
         metrics.class("chat").alarm_lag.observe(0.01);
-        let text = metrics.render(0, 0);
+        let text = metrics.render(0, 0, 0);
         assert!(
             text.contains("# TYPE podhost_event_duration_seconds histogram"),
             "{text}"
@@ -602,7 +613,7 @@ mod tests {
             );
         }
         drop(_socket);
-        let text = metrics.render(0, 0);
+        let text = metrics.render(0, 0, 0);
         assert_eq!(
             value(&text, "podhost_class_sockets_open{class=\"counter\"}").as_deref(),
             Some("0")

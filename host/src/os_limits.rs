@@ -18,6 +18,10 @@ const FILES_PER_INSTANCE: u64 = 2;
 /// The rest: the catalogs, compiled classes, listeners, and headroom for
 /// client connections and sockets.
 const FILES_BASE: u64 = 1_024;
+/// Unless configured, objects may keep their database open past their
+/// instance up to this many times `max_active` (each dormant database
+/// holds its 2 files and SQLite's connection, ~100 KiB).
+const OPEN_DATABASES_PER_INSTANCE: u64 = 4;
 
 /// Lifts the soft limit on open files to the hard one, which is often far
 /// higher.
@@ -32,6 +36,23 @@ pub fn raise_file_limit() {
             tracing::warn!("cannot raise the limit on open files");
         }
     }
+}
+
+/// How many objects may keep their database open at once: `configured`,
+/// or [`OPEN_DATABASES_PER_INSTANCE`] × `max_active` within half the open
+/// files the process may have beyond [`FILES_BASE`] (the other half is
+/// for connections and sockets). Never fewer than `max_active`: each live
+/// instance holds its database.
+pub fn open_databases(max_active: u32, configured: Option<u32>) -> u32 {
+    let chosen = configured.map_or_else(
+        || {
+            let files = file_limit().map_or(u64::MAX, |limit| limit.rlim_cur);
+            let fit = files.saturating_sub(FILES_BASE) / 2 / FILES_PER_INSTANCE;
+            (u64::from(max_active) * OPEN_DATABASES_PER_INSTANCE).min(fit)
+        },
+        u64::from,
+    );
+    u32::try_from(chosen).unwrap_or(u32::MAX).max(max_active)
 }
 
 /// Refuses, with what to change, a `max_active` whose pool of async stacks
@@ -71,9 +92,10 @@ fn max_map_count() -> Option<u64> {
 }
 
 /// Warns at start when `instances` live instances (`max_active` with
-/// those still hibernating) would need more memory mappings or open files
-/// than the process may have.
-pub fn warn_if_too_low(max_active: u32, instances: u32) {
+/// those still hibernating) would need more memory mappings, or
+/// `open_databases` open databases more open files, than the process may
+/// have.
+pub fn warn_if_too_low(max_active: u32, instances: u32, open_databases: u32) {
     let instances = u64::from(instances);
     if let Some(limit) = max_map_count() {
         let needed = instances * (MAPPINGS_PER_STACK_SLOT + MAPPINGS_PER_INSTANCE) + MAPPINGS_BASE;
@@ -88,12 +110,13 @@ pub fn warn_if_too_low(max_active: u32, instances: u32) {
         }
     }
     if let Some(limit) = file_limit() {
-        let needed = instances * FILES_PER_INSTANCE + FILES_BASE;
+        let needed = u64::from(open_databases) * FILES_PER_INSTANCE + FILES_BASE;
         if needed > limit.rlim_cur {
             tracing::warn!(
-                "max_active = {max_active} may need {needed} open files, more than the process may \
-                 have ({}); activations would then fail with \"unable to open database file\". \
-                 Raise the limit (ulimit -n, or LimitNOFILE= in a systemd unit) or lower max_active",
+                "{open_databases} open databases (max_active = {max_active}) may need {needed} open \
+                 files, more than the process may have ({}); activations would then fail with \
+                 \"unable to open database file\". Raise the limit (ulimit -n, or LimitNOFILE= in a \
+                 systemd unit) or lower max_active and max_open_databases",
                 limit.rlim_cur
             );
         }
@@ -133,6 +156,21 @@ mod tests {
                 !fits(largest + 8),
                 "{} should not fit in {limit}",
                 largest + 8
+            );
+        }
+    }
+
+    #[test]
+    fn unset_open_databases_fit_half_the_open_files() {
+        let files = file_limit().map_or(u64::MAX, |limit| limit.rlim_cur);
+        for max_active in [1, 100, 10_000] {
+            let open = u64::from(open_databases(max_active, None));
+            let max_active = u64::from(max_active);
+            assert!(open >= max_active);
+            assert!(open <= max_active * OPEN_DATABASES_PER_INSTANCE);
+            assert!(
+                open == max_active || open * FILES_PER_INSTANCE * 2 + FILES_BASE <= files,
+                "{open} databases for {files} files"
             );
         }
     }

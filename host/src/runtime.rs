@@ -38,6 +38,7 @@ use crate::object::{
     Actor, AdminError, AdminRequest, Event, EventError, Inspection, ObjectAddr, Objects,
     SocketEvent, SocketOutcome,
 };
+use crate::os_limits;
 use crate::sockets::{Hub, LoggedEvent};
 use crate::storage::catalog::{Catalog, CatalogUpdate, CatalogWriter};
 use crate::storage::shared_writes::Writes;
@@ -223,7 +224,10 @@ impl Runtime {
             Arc::clone(&metrics.guest_log_dropped_bytes),
         )?;
         let runtime = Arc::new(Runtime {
-            objects: Objects::new(config.max_active as usize),
+            objects: Objects::new(
+                config.max_active as usize,
+                os_limits::open_databases(config.max_active, config.max_open_databases) as usize,
+            ),
             config,
             data,
             engine,
@@ -656,7 +660,7 @@ impl Runtime {
         }
     }
 
-    /// Whether object `id` has a live actor.
+    /// Whether object `id` has an actor (its database may be open).
     pub fn is_live(&self, id: &str) -> bool {
         self.objects.is_live(id)
     }
@@ -718,9 +722,15 @@ impl Runtime {
         &self.objects
     }
 
-    /// How many objects have a live actor now.
+    /// How many objects have a live instance now.
     pub fn active_objects(&self) -> usize {
         self.objects.active()
+    }
+
+    /// How many objects have their database open now, with or without an
+    /// instance.
+    pub fn open_objects(&self) -> usize {
+        self.objects.open()
     }
 }
 

@@ -410,7 +410,7 @@ mod tests {
         send(&mut outbound, &url).await.expect("a response");
         // A denied request never leaves, and is not timed.
         let _ = send(&mut outbound, "https://evil.example.net/").await;
-        let text = metrics.render(0, 0);
+        let text = metrics.render(0, 0, 0);
         assert!(
             text.contains("podhost_outbound_duration_seconds_count{class=\"test\"} 1\n"),
             "{text}"

@@ -16,8 +16,10 @@ pub async fn metrics(State(runtime): State<Arc<Runtime>>) -> impl IntoResponse {
     if let Some(replication) = runtime.replication() {
         replication.update_lag();
     }
-    let body = runtime
-        .metrics()
-        .render(runtime.active_objects(), runtime.sockets().open());
+    let body = runtime.metrics().render(
+        runtime.active_objects(),
+        runtime.open_objects(),
+        runtime.sockets().open(),
+    );
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body)
 }

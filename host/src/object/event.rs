@@ -50,6 +50,9 @@ pub(crate) enum Event {
     /// Hibernate now if nothing else is waiting: the host needs room for
     /// other objects.
     Hibernate,
+    /// Drop the instance but keep the database open: the host needs room
+    /// for other objects' instances (`max_active`).
+    DropInstance,
     /// The operator's look at, or replacement of, the object's data:
     /// runs between batches, without an instance.
     Admin(AdminRequest),

@@ -5,9 +5,13 @@
 //! only if its mailbox is empty. So no event is ever queued to an actor
 //! that has decided to stop, and there are never two actors for one object.
 //!
-//! At most `max_active` actors live at once (each holds an instance and an
-//! open database): starting one more asks the least recently used idle
-//! ones to hibernate early.
+//! Two bounds, both kept by asking the least recently used idle actors to
+//! make room: at most `max_active` actors hold an instance (an event for
+//! one without asks others to drop theirs, keeping their database open),
+//! and at most `max_open` actors exist, each holding an open database
+//! (starting one more asks others to hibernate). Opening a database costs
+//! far more than making an instance around an open one, so objects pushed
+//! out by `max_active` come back cheaply while their database stays open.
 
 use std::collections::HashMap;
 
@@ -26,7 +30,14 @@ pub(crate) struct Objects {
 
 struct Registry {
     mailboxes: HashMap<String, Mailbox>,
+    /// Most actors with an instance.
     max_active: usize,
+    /// Most actors (each holds an open database).
+    max_open: usize,
+    /// Actors whose last report says they hold an instance.
+    instances: usize,
+    /// Of those, the ones asked to drop it that have not answered.
+    shedding: usize,
     /// A logical clock: each delivery stamps its mailbox with the next
     /// value, so the smallest stamps are the least recently used.
     clock: u64,
@@ -41,6 +52,17 @@ struct Mailbox {
     last_used: u64,
     /// Asked to hibernate and not yet answered.
     evicting: bool,
+    /// Holds an instance, as the actor last reported.
+    has_instance: bool,
+    /// Asked to drop its instance and not yet answered.
+    shedding: bool,
+}
+
+impl Mailbox {
+    /// Nothing waits for the actor (it may still be running an event).
+    fn is_idle(&self) -> bool {
+        self.sender.capacity() == self.sender.max_capacity()
+    }
 }
 
 /// What a new actor needs to start.
@@ -51,12 +73,16 @@ pub(crate) struct Spawn {
 }
 
 impl Objects {
-    pub fn new(max_active: usize) -> Self {
+    pub fn new(max_active: usize, max_open: usize) -> Self {
         let (alive, finished) = mpsc::channel(1);
+        let max_active = max_active.max(1);
         Objects {
             registry: Mutex::new(Registry {
                 mailboxes: HashMap::new(),
-                max_active: max_active.max(1),
+                max_active,
+                max_open: max_open.max(max_active),
+                instances: 0,
+                shedding: 0,
                 clock: 0,
                 next_generation: 0,
                 alive: Some(alive),
@@ -89,11 +115,19 @@ impl Objects {
             Some(mailbox) => match mailbox.sender.try_send(event) {
                 Ok(()) => {
                     mailbox.last_used = now;
+                    if !mailbox.has_instance {
+                        registry.make_room_for_instances(1);
+                    }
                     return Ok(());
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => return Err(EventError::Overloaded),
                 // The actor died (it panicked): replace it.
-                Err(mpsc::error::TrySendError::Closed(event)) => event,
+                Err(mpsc::error::TrySendError::Closed(event)) => {
+                    if let Some(dead) = registry.mailboxes.remove(id) {
+                        registry.forget(&dead);
+                    }
+                    event
+                }
             },
             None => event,
         };
@@ -103,9 +137,10 @@ impl Objects {
         }
         let generation = registry.next_generation;
         registry.next_generation += 1;
-        if registry.mailboxes.len() >= registry.max_active {
+        if registry.mailboxes.len() >= registry.max_open {
             registry.evict_least_recently_used();
         }
+        registry.make_room_for_instances(1);
         registry.mailboxes.insert(
             id.to_string(),
             Mailbox {
@@ -113,6 +148,8 @@ impl Objects {
                 generation,
                 last_used: now,
                 evicting: false,
+                has_instance: false,
+                shedding: false,
             },
         );
         drop(registry);
@@ -142,10 +179,37 @@ impl Objects {
             .mailboxes
             .get(id)
             .is_some_and(|m| m.generation == generation)
+            && let Some(gone) = registry.mailboxes.remove(id)
         {
-            registry.mailboxes.remove(id);
+            registry.forget(&gone);
         }
         true
+    }
+
+    /// Records whether the actor `generation` of object `id` now holds an
+    /// instance (it reports each change, and answers to a request to drop
+    /// its instance).
+    pub fn holds_instance(&self, id: &str, generation: u64, holds: bool) {
+        let mut registry = self.lock();
+        let Some(mailbox) = registry
+            .mailboxes
+            .get_mut(id)
+            .filter(|m| m.generation == generation)
+        else {
+            return;
+        };
+        // A request to drop the instance is answered only by losing it.
+        let answered = mailbox.shedding && !holds;
+        let had = mailbox.has_instance;
+        mailbox.shedding &= holds;
+        mailbox.has_instance = holds;
+        registry.shedding -= usize::from(answered);
+        registry.instances = registry.instances - usize::from(had) + usize::from(holds);
+        // Events that were delivered while there was room may all make
+        // instances at once (a class's share of sleepers, say).
+        if holds {
+            registry.make_room_for_instances(0);
+        }
     }
 
     /// Asks object `id`'s actor, if live, to hibernate once it has nothing
@@ -172,13 +236,18 @@ impl Objects {
         }
     }
 
-    /// Whether object `id` has an actor.
+    /// Whether object `id` has an actor (its database may be open).
     pub fn is_live(&self, id: &str) -> bool {
         self.lock().mailboxes.contains_key(id)
     }
 
-    /// How many objects have a live actor.
+    /// How many objects hold an instance.
     pub fn active(&self) -> usize {
+        self.lock().instances
+    }
+
+    /// How many objects have an actor, each holding its database open.
+    pub fn open(&self) -> usize {
         self.lock().mailboxes.len()
     }
 
@@ -189,6 +258,8 @@ impl Objects {
             let mut registry = self.lock();
             registry.alive = None;
             registry.mailboxes.clear();
+            registry.instances = 0;
+            registry.shedding = 0;
         }
         let mut finished = self.finished.lock().await;
         while finished.recv().await.is_some() {}
@@ -199,24 +270,122 @@ impl Registry {
     /// Asks the least recently used actors that are idle and not already
     /// leaving to hibernate: a few at a time, so the scan is paid rarely.
     fn evict_least_recently_used(&mut self) {
-        let batch = 1 + self.max_active / 32;
-        let mut idle: Vec<(u64, &String)> = self
-            .mailboxes
-            .iter()
-            .filter(|(_, m)| !m.evicting && m.sender.capacity() == m.sender.max_capacity())
-            .map(|(id, m)| (m.last_used, id))
-            .collect();
-        if idle.len() > batch {
-            idle.select_nth_unstable(batch);
-            idle.truncate(batch);
-        }
-        let victims: Vec<String> = idle.into_iter().map(|(_, id)| id.clone()).collect();
-        for id in victims {
+        let batch = 1 + self.max_open / 32;
+        for id in self.least_recently_used(batch, |m| !m.evicting) {
             if let Some(mailbox) = self.mailboxes.get_mut(&id)
                 && mailbox.sender.try_send(Event::Hibernate).is_ok()
             {
                 mailbox.evicting = true;
             }
         }
+    }
+
+    /// When the actors holding an instance, less those already asked to
+    /// drop it, plus `incoming` about to make one, pass `max_active`, asks
+    /// the least recently used idle ones to drop theirs, a few at a time.
+    fn make_room_for_instances(&mut self, incoming: usize) {
+        if self.instances - self.shedding + incoming <= self.max_active {
+            return;
+        }
+        let batch = 1 + self.max_active / 32;
+        let holding = |m: &Mailbox| m.has_instance && !m.shedding && !m.evicting;
+        for id in self.least_recently_used(batch, holding) {
+            if let Some(mailbox) = self.mailboxes.get_mut(&id)
+                && mailbox.sender.try_send(Event::DropInstance).is_ok()
+            {
+                mailbox.shedding = true;
+                self.shedding += 1;
+            }
+        }
+    }
+
+    /// The ids of up to `count` of the idle actors that `pick` accepts,
+    /// least recently used first.
+    fn least_recently_used(&self, count: usize, pick: impl Fn(&Mailbox) -> bool) -> Vec<String> {
+        let mut idle: Vec<(u64, &String)> = self
+            .mailboxes
+            .iter()
+            .filter(|(_, m)| m.is_idle() && pick(m))
+            .map(|(id, m)| (m.last_used, id))
+            .collect();
+        if idle.len() > count {
+            idle.select_nth_unstable(count);
+            idle.truncate(count);
+        }
+        idle.into_iter().map(|(_, id)| id.clone()).collect()
+    }
+
+    /// Forgets what `mailbox`, gone, was counted in.
+    fn forget(&mut self, mailbox: &Mailbox) {
+        self.instances -= usize::from(mailbox.has_instance);
+        self.shedding -= usize::from(mailbox.shedding);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Starts an actor for `id` and takes the event that started it, so
+    /// its mailbox is idle.
+    fn start(objects: &Objects, id: &str) -> (mpsc::Receiver<Event>, u64) {
+        let mut started = None;
+        objects
+            .deliver(id, Event::Hibernate, |spawn| started = Some(spawn))
+            .expect("delivered");
+        let mut spawn = started.expect("a new actor");
+        assert!(matches!(spawn.mailbox.try_recv(), Ok(Event::Hibernate)));
+        (spawn.mailbox, spawn.generation)
+    }
+
+    #[test]
+    fn past_max_active_the_least_recently_used_drops_its_instance_and_keeps_its_database() {
+        let objects = Objects::new(2, 4);
+        let (mut a, a_generation) = start(&objects, "a");
+        objects.holds_instance("a", a_generation, true);
+        let (mut b, b_generation) = start(&objects, "b");
+        objects.holds_instance("b", b_generation, true);
+        assert_eq!((objects.active(), objects.open()), (2, 2));
+
+        let (_c, _) = start(&objects, "c");
+        assert!(matches!(a.try_recv(), Ok(Event::DropInstance)));
+        assert!(b.try_recv().is_err(), "only the least recently used");
+        // Asked once: another event for an object without an instance
+        // does not ask more while that answer is pending.
+        let (_d, _) = start(&objects, "d");
+        assert!(b.try_recv().is_err());
+
+        objects.holds_instance("a", a_generation, false);
+        assert_eq!(objects.active(), 1);
+        assert_eq!(objects.open(), 4, "no database was closed");
+        assert!(objects.is_live("a"));
+    }
+
+    #[test]
+    fn past_max_open_the_least_recently_used_hibernates() {
+        let objects = Objects::new(1, 2);
+        let (mut a, a_generation) = start(&objects, "a");
+        let (mut b, _) = start(&objects, "b");
+        let (_c, _) = start(&objects, "c");
+        assert!(matches!(a.try_recv(), Ok(Event::Hibernate)));
+        assert!(b.try_recv().is_err());
+        assert!(objects.retire("a", a_generation, &a));
+        assert_eq!(objects.open(), 2);
+        assert!(!objects.is_live("a"));
+    }
+
+    #[test]
+    fn an_actor_that_leaves_is_no_longer_counted() {
+        let objects = Objects::new(1, 4);
+        let (mut a, a_generation) = start(&objects, "a");
+        objects.holds_instance("a", a_generation, true);
+        let (_b, _) = start(&objects, "b");
+        assert_eq!(objects.active(), 1);
+        assert!(matches!(a.try_recv(), Ok(Event::DropInstance)));
+        assert!(objects.retire("a", a_generation, &a));
+        assert_eq!((objects.active(), objects.open()), (0, 1));
+        // A report from an actor that has left changes nothing.
+        objects.holds_instance("a", a_generation, true);
+        assert_eq!(objects.active(), 0);
     }
 }

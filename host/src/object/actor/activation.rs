@@ -80,6 +80,7 @@ impl Actor {
         );
         let migrated = live.store.data_mut().database().is_migrated();
         self.state.instantiated(live);
+        self.tell_instance();
         if !migrated {
             let failed = match (self.migrate().await, watch.verdict()) {
                 (_, Some(verdict)) => Some(self.stopped(verdict)),

@@ -2,9 +2,13 @@
 //! and database) and runs its events strictly one at a time.
 //!
 //! - [`state`]: the lifecycle (`Closed`, `Dormant`, `Live`) and its
-//!   transitions; hibernation (after `idle_timeout`, or when asked to make
-//!   room) closes the database, then leaves the registry, so a successor
-//!   never opens the file while this actor holds it.
+//!   transitions; asked to make room for another instance, the actor drops
+//!   its instance and keeps its database open; hibernation (after
+//!   `idle_timeout`, or when asked to make room for another database)
+//!   closes the database, then leaves the registry, so a successor never
+//!   opens the file while this actor holds it. The actor tells the
+//!   registry whenever it gains or loses an instance (`max_active` counts
+//!   instances).
 //! - [`activation`]: opening, instantiating, migrating.
 //! - [`dispatch`]: the handler exports, typed end to end.
 //! - [`batch`]: the output gate.
@@ -90,6 +94,10 @@ pub(crate) struct Actor {
     span: tracing::Span,
     /// Its class's metric handles, looked up once.
     metrics: Arc<metrics::ClassMetrics>,
+    /// Which of the object's actors this is, for the registry.
+    generation: u64,
+    /// Whether the registry was last told this actor holds an instance.
+    told_instance: bool,
 }
 
 impl Actor {
@@ -109,6 +117,8 @@ impl Actor {
             delete_after_batch: false,
             span: span.clone(),
             metrics,
+            generation: start.generation,
+            told_instance: false,
         };
         tokio::spawn(actor.run(start).instrument(span));
     }
@@ -122,7 +132,17 @@ impl Actor {
         let idle_timeout = self.runtime.config().idle_timeout;
         let mut actor = self;
         let mut next = None;
+        // Whether the registry was last told this actor holds an instance.
+        let mut told_instance = false;
         loop {
+            if actor.state.is_live() != told_instance {
+                told_instance = !told_instance;
+                actor.runtime.objects().holds_instance(
+                    actor.object.id(),
+                    generation,
+                    told_instance,
+                );
+            }
             let event = match next.take() {
                 Some(event) => event,
                 None => match tokio::time::timeout(idle_timeout, mailbox.recv()).await {
@@ -143,6 +163,7 @@ impl Actor {
                         break;
                     }
                 }
+                Event::DropInstance => actor.drop_instance(),
                 Event::Delete { reply } => {
                     let _ = reply.send(actor.delete().await);
                 }
@@ -242,7 +263,9 @@ impl Actor {
                     self.admin(request).await;
                     None
                 }
-                control @ (Event::Hibernate | Event::Delete { .. }) => return Some(control),
+                control @ (Event::Hibernate | Event::DropInstance | Event::Delete { .. }) => {
+                    return Some(control);
+                }
             };
             event = control.or_else(|| mailbox.try_recv().ok());
             if started.elapsed() >= TIME_SLICE {
@@ -312,6 +335,37 @@ impl Actor {
         tracing::debug!(early, "hibernating");
         self.host_log(Level::Info, "hibernated");
         true
+    }
+
+    /// Drops the instance to make room for another (`max_active`), keeping
+    /// the database open: the next event makes a new instance around it.
+    /// Always answers the registry, which waits for it.
+    fn drop_instance(&mut self) {
+        if self.state.is_live() {
+            self.state.discard();
+            if let Some(db) = self.state.database() {
+                db.release_memory();
+            }
+            self.runtime.metrics().evictions.inc();
+            tracing::debug!("instance dropped to make room");
+        }
+        self.told_instance = false;
+        self.runtime
+            .objects()
+            .holds_instance(self.object.id(), self.generation, false);
+    }
+
+    /// Tells the registry if the actor gained or lost an instance since it
+    /// last did. Gaining is told as the instance is made (it counts toward
+    /// `max_active` while its event runs); losing, between events.
+    fn tell_instance(&mut self) {
+        let holds = self.state.is_live();
+        if holds != self.told_instance {
+            self.told_instance = holds;
+            self.runtime
+                .objects()
+                .holds_instance(self.object.id(), self.generation, holds);
+        }
     }
 
     /// Drops the instance and closes the database, off the runtime's

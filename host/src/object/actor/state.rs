@@ -12,7 +12,8 @@
 //! the database ([`State::take_database`], then [`State::instantiated`]);
 //! `Live -> Dormant` when an event traps, breaks a limit or loses its
 //! writes ([`State::discard`]: the instance may hold state that no longer
-//! matches the database); any `-> Closed` when the object hibernates or is
+//! matches the database), when a deploy changes the class's version, or
+//! when the registry needs the instance's room (`max_active`); any `-> Closed` when the object hibernates or is
 //! deleted ([`State::close`]). Activating, evicting, retiring and deleting
 //! are steps the actor takes between these states within one call, never
 //! states it rests in.

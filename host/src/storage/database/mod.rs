@@ -143,6 +143,14 @@ impl Database {
         &self.conn
     }
 
+    /// Gives back the page cache's memory (the object waits without an
+    /// instance; its pages are read again from the OS's cache if needed).
+    pub fn release_memory(&self) {
+        if let Err(error) = self.conn.release_memory() {
+            tracing::debug!(%error, "cannot release the page cache");
+        }
+    }
+
     /// The database's size in bytes.
     pub fn size(&self) -> rusqlite::Result<u64> {
         // Cached although it names no `_podhost_` thing: a guest sending
