@@ -2,16 +2,21 @@
 //! so it is linked, but it grants nothing: no files, no network, no host
 //! environment. A guest's stdout and stderr are cut into lines handed to
 //! the object's [`ObjectLog`], which never blocks the guest (see
-//! `crate::logs`).
+//! `crate::logs`). The guest's writes are taken in place, on its own
+//! thread: wasmtime-wasi's default adapter would pass each one to a task on
+//! the async runtime and wait for it, a cross-thread round trip per line
+//! that a busy host stretches to milliseconds.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, async_trait};
 
 use crate::logs::{GuestLogs, ObjectLog};
 use crate::object::ObjectAddr;
@@ -50,13 +55,17 @@ impl IsTerminal for GuestStream {
 
 impl StdoutStream for GuestStream {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(LineWriter {
-            out: self.clone(),
-            line: Vec::new(),
-            cut: 0,
-        })
+        Box::new(LineWriter::new(self))
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(LineWriter::new(self))
     }
 }
+
+/// What a guest may write at once: its writes never wait, so this only
+/// bounds one host call's copy.
+const WRITE_PERMIT: usize = 64 * 1024;
 
 /// Collects bytes into lines (keeping at most the log's line length) and
 /// hands each complete line to the object's log.
@@ -68,6 +77,30 @@ struct LineWriter {
 }
 
 impl LineWriter {
+    fn new(out: &GuestStream) -> Self {
+        LineWriter {
+            out: out.clone(),
+            line: Vec::new(),
+            cut: 0,
+        }
+    }
+
+    /// Takes `bytes`, handing each line they complete to the log.
+    fn take(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        while let Some(newline) = rest.iter().position(|&b| b == b'\n') {
+            let mut line = &rest[..newline];
+            // A CRLF ending is one line ending.
+            if line.last() == Some(&b'\r') {
+                line = &line[..line.len() - 1];
+            }
+            self.append(line);
+            self.emit();
+            rest = &rest[newline + 1..];
+        }
+        self.append(rest);
+    }
+
     fn emit(&mut self) {
         if self.line.is_empty() && self.cut == 0 {
             return;
@@ -95,18 +128,7 @@ impl AsyncWrite for LineWriter {
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let mut rest = buf;
-        while let Some(newline) = rest.iter().position(|&b| b == b'\n') {
-            let mut line = &rest[..newline];
-            // A CRLF ending is one line ending.
-            if line.last() == Some(&b'\r') {
-                line = &line[..line.len() - 1];
-            }
-            self.append(line);
-            self.emit();
-            rest = &rest[newline + 1..];
-        }
-        self.append(rest);
+        self.take(buf);
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -118,6 +140,27 @@ impl AsyncWrite for LineWriter {
         self.emit();
         Poll::Ready(Ok(()))
     }
+}
+
+impl OutputStream for LineWriter {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.take(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(WRITE_PERMIT)
+    }
+}
+
+#[async_trait]
+impl Pollable for LineWriter {
+    /// Always ready: writes are taken at once.
+    async fn ready(&mut self) {}
 }
 
 impl Drop for LineWriter {
