@@ -175,15 +175,15 @@ impl Objects {
             }
             return false;
         }
-        if registry
-            .mailboxes
-            .get(id)
-            .is_some_and(|m| m.generation == generation)
-            && let Some(gone) = registry.mailboxes.remove(id)
-        {
-            registry.forget(&gone);
-        }
+        registry.remove(id, generation);
         true
+    }
+
+    /// Forgets the actor `generation` of object `id`, lost with its guest
+    /// thread (a panic there): it stops counting toward `max_active` and
+    /// `max_open_databases` now, not when the next event replaces it.
+    pub fn lost(&self, id: &str, generation: u64) {
+        self.lock().remove(id, generation);
     }
 
     /// Records whether the actor `generation` of object `id` now holds an
@@ -315,6 +315,19 @@ impl Registry {
         idle.into_iter().map(|(_, id)| id.clone()).collect()
     }
 
+    /// Removes the actor `generation` of object `id`, if it is still the
+    /// object's.
+    fn remove(&mut self, id: &str, generation: u64) {
+        if self
+            .mailboxes
+            .get(id)
+            .is_some_and(|m| m.generation == generation)
+            && let Some(gone) = self.mailboxes.remove(id)
+        {
+            self.forget(&gone);
+        }
+    }
+
     /// Forgets what `mailbox`, gone, was counted in.
     fn forget(&mut self, mailbox: &Mailbox) {
         self.instances -= usize::from(mailbox.has_instance);
@@ -387,5 +400,23 @@ mod tests {
         // A report from an actor that has left changes nothing.
         objects.holds_instance("a", a_generation, true);
         assert_eq!(objects.active(), 0);
+    }
+
+    #[test]
+    fn a_lost_actor_is_forgotten_at_once_and_only_that_generation() {
+        let objects = Objects::new(4, 4);
+        let (a, a_generation) = start(&objects, "a");
+        objects.holds_instance("a", a_generation, true);
+        assert_eq!((objects.active(), objects.open()), (1, 1));
+        // Its thread panicked: the mailbox went with it.
+        drop(a);
+        objects.lost("a", a_generation);
+        assert_eq!((objects.active(), objects.open()), (0, 0));
+        // The next event starts a new actor, which an old report of loss
+        // does not remove.
+        let (_a, new_generation) = start(&objects, "a");
+        objects.holds_instance("a", new_generation, true);
+        objects.lost("a", a_generation);
+        assert_eq!((objects.active(), objects.open()), (1, 1));
     }
 }

@@ -125,24 +125,16 @@ impl Actor {
 
     async fn run(self, start: Spawn) {
         let Spawn {
-            mut mailbox,
-            generation,
-            alive,
+            mut mailbox, alive, ..
         } = start;
         let idle_timeout = self.runtime.config().idle_timeout;
+        let generation = self.generation;
         let mut actor = self;
         let mut next = None;
-        // Whether the registry was last told this actor holds an instance.
-        let mut told_instance = false;
         loop {
-            if actor.state.is_live() != told_instance {
-                told_instance = !told_instance;
-                actor.runtime.objects().holds_instance(
-                    actor.object.id(),
-                    generation,
-                    told_instance,
-                );
-            }
+            // An instance lost in the last event (a trap, an upgrade) stops
+            // counting toward `max_active`; one made is told as it is made.
+            actor.tell_instance();
             let event = match next.take() {
                 Some(event) => event,
                 None => match tokio::time::timeout(idle_timeout, mailbox.recv()).await {
@@ -213,6 +205,7 @@ impl Actor {
                             // The object's instance and database went with
                             // the thread; the next event starts a new actor.
                             span.in_scope(|| tracing::error!("{lost}"));
+                            runtime.objects().lost(object.id(), generation);
                             runtime.object_closed(&object);
                             drop(alive);
                             return;
