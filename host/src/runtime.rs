@@ -42,7 +42,7 @@ use crate::os_limits;
 use crate::sockets::{Hub, LoggedEvent};
 use crate::storage::catalog::{Catalog, CatalogUpdate, CatalogWriter};
 use crate::storage::shared_writes::Writes;
-use crate::storage::{DataDir, DataDirLock, Durability};
+use crate::storage::{DataDir, DataDirLock, Durability, Spares};
 use crate::storage::{QueryLimits, QueryResult};
 use crate::tenants::Tenants;
 
@@ -106,6 +106,8 @@ pub struct Runtime {
     /// (kept from cleanup until recorded).
     deploying: Mutex<BTreeMap<String, Option<String>>>,
     objects: Objects,
+    /// Database files made ahead for new objects.
+    spares: Spares,
     metrics: Metrics,
     /// Guests' stdout and stderr on their way to the log.
     guest_logs: GuestLogs,
@@ -228,6 +230,7 @@ impl Runtime {
                 config.max_active as usize,
                 os_limits::open_databases(config.max_active, config.max_open_databases) as usize,
             ),
+            spares: Spares::new(data.spares()),
             config,
             data,
             engine,
@@ -696,6 +699,10 @@ impl Runtime {
 
     pub fn data_dir(&self) -> &DataDir {
         &self.data
+    }
+
+    pub fn spares(&self) -> &Spares {
+        &self.spares
     }
 
     pub fn engine(&self) -> &Engine {

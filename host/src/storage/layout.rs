@@ -6,6 +6,7 @@
 //!   classes/<hash>.cwasm                      their compiled form
 //!   objects/<class>/<id[0..2]>/<id>.sqlite    one database per object
 //!   tmp/                                       exports and imports in transit
+//!   spare/<n>.sqlite, <n>.sqlite-wal            new objects' files, made ahead
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -76,6 +77,12 @@ impl DataDir {
     /// on the objects' file system, so an import is renamed into place.
     pub fn scratch(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+
+    /// Spare database files for new objects (`storage::Spares`): on the
+    /// objects' file system, so a spare is linked into place.
+    pub fn spares(&self) -> PathBuf {
+        self.root.join("spare")
     }
 
     /// The directory holding every object database of `class`.

@@ -13,6 +13,7 @@ mod lock;
 mod memory;
 pub mod shared;
 pub mod shared_writes;
+mod spares;
 mod template;
 pub mod versions;
 pub mod wal;
@@ -26,3 +27,4 @@ pub use database::{Database, Durability, MigrationFailed, Settings as DatabaseSe
 pub use layout::{DataDir, wal_path};
 pub use lock::DataDirLock;
 pub use memory::configure_sqlite;
+pub use spares::Spares;

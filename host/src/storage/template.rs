@@ -67,7 +67,7 @@ fn remove_orphan_wal(path: &Path) -> anyhow::Result<()> {
 }
 
 /// The image, made once per process by SQLite itself.
-fn image() -> anyhow::Result<&'static [u8]> {
+pub(super) fn image() -> anyhow::Result<&'static [u8]> {
     static IMAGE: OnceLock<Vec<u8>> = OnceLock::new();
     if let Some(image) = IMAGE.get() {
         return Ok(image);

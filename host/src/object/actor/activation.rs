@@ -17,7 +17,7 @@ use crate::logs::Level;
 use crate::metrics;
 use crate::object::event::EventError;
 use crate::storage::catalog::{CatalogUpdate, now_ms};
-use crate::storage::{Database, DatabaseSettings, wal_path};
+use crate::storage::{Database, DatabaseSettings, Spares, wal_path};
 
 impl Actor {
     /// A watch for an event about to run, with the class's limits.
@@ -56,7 +56,8 @@ impl Actor {
                 .data_dir()
                 .object_database(self.object.class(), self.object.id());
             self.last_active = now_ms();
-            let mut db = open_database(&path, self.database_settings(&path)?)?;
+            let settings = self.database_settings(&path)?;
+            let mut db = open_database(&path, settings, self.runtime.spares())?;
             self.attach_replica(&mut db)?;
             self.runtime
                 .record(CatalogUpdate::Seen(self.sighting(None)));
@@ -221,9 +222,17 @@ impl Actor {
     }
 }
 
-/// Opens the object's database. This runs on a guest thread: creating a
-/// new file costs a few `fsync`s, and they hold up no one else.
-fn open_database(path: &Path, settings: DatabaseSettings) -> Result<Database, EventError> {
+/// Opens the object's database, a spare file put in place if it is new.
+/// This runs on a guest thread: without a spare, creating the file costs
+/// an `fsync`, and it holds up no one else.
+fn open_database(
+    path: &Path,
+    settings: DatabaseSettings,
+    spares: &Spares,
+) -> Result<Database, EventError> {
+    if !path.exists() {
+        spares.place(path);
+    }
     Database::open(path, &settings).map_err(|error| {
         tracing::error!("cannot open the database: {error:#}");
         EventError::Activation
