@@ -191,12 +191,35 @@ impl Shared {
             .with_context(|| format!("cannot create {}", self.dir.display()))
     }
 
-    /// Writes `BATCH` spares numbered from `first`, then syncs them.
+    /// Writes `BATCH` spares numbered from `first`, then syncs them. On
+    /// failure it removes what it made, so that retries on a full disk
+    /// leave nothing behind.
     fn make_batch(&self, first: u64) -> anyhow::Result<Vec<PathBuf>> {
+        let made = self.write_batch(first);
+        if made.is_err() {
+            for n in first..first + BATCH as u64 {
+                let database = self.spare(n);
+                for name in [&wal_path(&database), &database] {
+                    if let Err(error) = std::fs::remove_file(name)
+                        && error.kind() != std::io::ErrorKind::NotFound
+                    {
+                        tracing::warn!(%error, file = %name.display(), "cannot remove a spare file");
+                    }
+                }
+            }
+        }
+        made
+    }
+
+    fn spare(&self, n: u64) -> PathBuf {
+        self.dir.join(format!("{n}.sqlite"))
+    }
+
+    fn write_batch(&self, first: u64) -> anyhow::Result<Vec<PathBuf>> {
         let image = super::template::image()?;
         let mut files = Vec::with_capacity(BATCH);
         for n in first..first + BATCH as u64 {
-            let database = self.dir.join(format!("{n}.sqlite"));
+            let database = self.spare(n);
             let mut file = File::create(&database)
                 .with_context(|| format!("cannot create {}", database.display()))?;
             file.write_all(image)
@@ -268,7 +291,6 @@ fn place(spare: &Path, database: &Path) -> anyhow::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rusqlite::Connection;
 
     fn wait_for_spares(spares: &Spares) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -293,13 +315,7 @@ mod tests {
             std::fs::metadata(wal_path(&database)).expect("log").len(),
             0
         );
-        let conn = Connection::open(&database).expect("open");
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .expect("mode");
-        assert_eq!(mode, "wal");
-        conn.execute("INSERT INTO _podhost_kv VALUES ('k', x'00')", [])
-            .expect("the schema is there");
+        super::super::template::assert_new_database(&database);
         // Its spare names are gone: no other object gets the same file.
         let nlink =
             std::os::unix::fs::MetadataExt::nlink(&std::fs::metadata(&database).expect("database"));

@@ -84,6 +84,23 @@ fn make_image(schema: &str) -> rusqlite::Result<Vec<u8>> {
     Ok(image)
 }
 
+/// Checks that `path` is a new object database: WAL mode, whole, with
+/// the internal tables; writes one row to `_podhost_kv`.
+#[cfg(test)]
+pub(super) fn assert_new_database(path: &Path) {
+    let conn = Connection::open(path).expect("open");
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("mode");
+    assert_eq!(mode, "wal");
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("check");
+    assert_eq!(check, "ok");
+    conn.execute("INSERT INTO _podhost_kv VALUES ('k', x'00')", [])
+        .expect("the schema is there");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,18 +111,7 @@ mod tests {
         let path = dir.path().join("new.sqlite");
         create_database_file(&path).expect("create");
         assert!(!dir.path().join("new.sqlite.new").exists());
-        let conn = Connection::open(&path).expect("open");
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .expect("mode");
-        assert_eq!(mode, "wal");
-        conn.execute("INSERT INTO _podhost_kv VALUES ('k', x'00')", [])
-            .expect("the schema is there");
-        let check: String = conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .expect("check");
-        assert_eq!(check, "ok");
-        drop(conn);
+        assert_new_database(&path);
         // An existing file is never overwritten.
         create_database_file(&path).expect("again");
         let conn = Connection::open(&path).expect("reopen");
