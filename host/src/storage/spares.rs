@@ -23,7 +23,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 
@@ -160,20 +160,11 @@ impl Shared {
                 Err(error) => {
                     tracing::warn!("cannot make spare database files: {error:#}");
                     pool.wanted = false;
-                    drop(pool);
-                    let until = Instant::now() + BACKOFF;
-                    pool = self.lock();
-                    while !pool.closed {
-                        let left = until.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            break;
-                        }
-                        pool = self
-                            .wake
-                            .wait_timeout(pool, left)
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0;
-                    }
+                    pool = self
+                        .wake
+                        .wait_timeout_while(pool, BACKOFF, |pool| !pool.closed)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
                 }
             }
         }
@@ -290,6 +281,8 @@ fn place(spare: &Path, database: &Path) -> anyhow::Result<bool> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     fn wait_for_spares(spares: &Spares) {

@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use anyhow::Context as _;
 use rusqlite::Connection;
 
+use super::Spares;
 use super::database::INTERNAL_SCHEMA;
 
 /// Header bytes 18 and 19: the file format's write and read versions,
@@ -21,12 +22,13 @@ use super::database::INTERNAL_SCHEMA;
 const FORMAT_VERSIONS: std::ops::Range<usize> = 18..20;
 const WAL_FORMAT: u8 = 2;
 
-/// Creates the database file at `path` from the image, unless a file is
-/// there already. The file is synced before it gets its name, so a crash
-/// leaves either no file or the whole image (an empty or torn file would
-/// make SQLite ignore, or delete, a WAL committed after it).
-pub(crate) fn create_database_file(path: &Path) -> anyhow::Result<()> {
-    if path.exists() {
+/// Creates the database file at `path`, unless a file is there already:
+/// a spare if `spares` has one, else a copy of the image. Either was
+/// synced before it got its name, so a crash leaves either no file or the
+/// whole image (an empty or torn file would make SQLite ignore, or delete,
+/// a WAL committed after it).
+pub(crate) fn create_database_file(path: &Path, spares: Option<&Spares>) -> anyhow::Result<()> {
+    if path.exists() || spares.is_some_and(|spares| spares.place(path)) {
         return Ok(());
     }
     let image = image()?;
@@ -109,11 +111,11 @@ mod tests {
     fn the_image_opens_in_wal_mode_with_its_schema() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("new.sqlite");
-        create_database_file(&path).expect("create");
+        create_database_file(&path, None).expect("create");
         assert!(!dir.path().join("new.sqlite.new").exists());
         assert_new_database(&path);
         // An existing file is never overwritten.
-        create_database_file(&path).expect("again");
+        create_database_file(&path, None).expect("again");
         let conn = Connection::open(&path).expect("reopen");
         let rows: i64 = conn
             .query_row("SELECT count(*) FROM _podhost_kv", [], |r| r.get(0))
@@ -125,7 +127,7 @@ mod tests {
     fn a_log_left_without_its_database_is_not_applied_to_a_new_one() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("old.sqlite");
-        create_database_file(&path).expect("create");
+        create_database_file(&path, None).expect("create");
         let conn = Connection::open(&path).expect("open");
         conn.execute_batch(
             "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL;
@@ -144,7 +146,7 @@ mod tests {
         // A deletion that crashed after removing the database.
         std::fs::remove_file(&path).expect("remove");
 
-        create_database_file(&path).expect("create again");
+        create_database_file(&path, None).expect("create again");
         let conn = Connection::open(&path).expect("open");
         let stale: i64 = conn
             .query_row(

@@ -230,10 +230,7 @@ fn open_database(
     settings: DatabaseSettings,
     spares: &Spares,
 ) -> Result<Database, EventError> {
-    if !path.exists() {
-        spares.place(path);
-    }
-    Database::open(path, &settings).map_err(|error| {
+    Database::open_with_spares(path, &settings, Some(spares)).map_err(|error| {
         tracing::error!("cannot open the database: {error:#}");
         EventError::Activation
     })

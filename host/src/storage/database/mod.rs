@@ -87,9 +87,6 @@ pub(super) const INTERNAL_SCHEMA: &str = "
 const INTERNAL_TABLES: [&std::ffi::CStr; 3] =
     [c"_podhost_kv", c"_podhost_meta", c"_podhost_events"];
 
-// Transaction control, named so that they can go through the statement
-// cache: guest SQL that mentions `_podhost_` is refused, so no guest text
-
 pub struct Database {
     conn: Connection,
     guard: Guard,

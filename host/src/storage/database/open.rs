@@ -11,6 +11,7 @@ use rusqlite::limits::Limit;
 use rusqlite::{Connection, FileControl, OpenFlags};
 
 use super::{Database, INTERNAL_TABLES, Settings};
+use crate::storage::Spares;
 use crate::storage::authorizer::Guard;
 use crate::storage::claim::Claim;
 
@@ -32,12 +33,22 @@ const STORAGE_BACKSTOP: u64 = 2 * MAX_VALUE_LENGTH as u64;
 impl Database {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path, settings: &Settings) -> anyhow::Result<Self> {
+        Self::open_with_spares(path, settings, None)
+    }
+
+    /// Opens the database at `path`; a new one is a spare put in place if
+    /// `spares` has one ready, else made from the template.
+    pub fn open_with_spares(
+        path: &Path,
+        settings: &Settings,
+        spares: Option<&Spares>,
+    ) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the directory {}", dir.display()))?;
         }
         let claim = Claim::take(path)?;
-        crate::storage::template::create_database_file(path)?;
+        crate::storage::template::create_database_file(path, spares)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
