@@ -81,7 +81,15 @@ pub fn guest_variant(package: &str, feature: Option<&str>) -> PathBuf {
         .join("variants")
         .join(format!("{package}-{}.wasm", feature.unwrap_or("v1")));
     std::fs::create_dir_all(copy.parent().expect("a parent")).expect("variants dir");
-    std::fs::copy(&built[package], &copy).expect("copying the variant");
+    let bytes = std::fs::read(&built[package]).expect("reading the built variant");
+    // Other tests' servers read this path while they start (and restart):
+    // an unchanged copy is left alone, a changed one replaced by a rename,
+    // never truncated and rewritten under a reader.
+    if std::fs::read(&copy).ok().as_deref() != Some(bytes.as_slice()) {
+        let staged = copy.with_extension(format!("wasm.{}.tmp", std::process::id()));
+        std::fs::write(&staged, &bytes).expect("staging the variant");
+        std::fs::rename(&staged, &copy).expect("putting the variant in place");
+    }
     copy
 }
 
@@ -367,8 +375,18 @@ impl Server {
         let Some(base) =
             line.and_then(|l| l.strip_prefix("podhost listening on ").map(str::to_string))
         else {
+            let status = match child.try_wait() {
+                Ok(Some(status)) => format!("it exited with {status}"),
+                _ => "it was still running after 60 s".to_string(),
+            };
             let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-            panic!("podhost did not start; its log:\n{log}");
+            // This start's lines only: a restarted server's log begins
+            // with its predecessor's, which would bury the cause.
+            let this_start = log
+                .rsplit("--- podhost starts\n")
+                .next()
+                .unwrap_or_default();
+            panic!("podhost did not start ({status}); the log of this start:\n{this_start}");
         };
         let client = reqwest::Client::builder()
             .no_proxy()
