@@ -87,6 +87,20 @@ pub(super) async fn forward(
     request: Request,
     admission: Admission,
 ) -> Result<Response, ApiError> {
+    // Its state holds every path's futures (cluster routing, sockets,
+    // streams, the object's fetch): boxed, so that the handlers and axum's
+    // wrappers around it move a pointer rather than copy kilobytes.
+    Box::pin(hand_over(gateway, class, name, path, request, admission)).await
+}
+
+async fn hand_over(
+    gateway: &Gateway,
+    class: &str,
+    name: &str,
+    path: &str,
+    request: Request,
+    admission: Admission,
+) -> Result<Response, ApiError> {
     check_name(name)?;
     let runtime = Arc::clone(gateway.runtime());
     // Before the cluster is asked: an unknown class takes no owner key.
