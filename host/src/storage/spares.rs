@@ -116,6 +116,27 @@ impl Spares {
     fn ready(&self) -> usize {
         self.shared.lock().ready.len()
     }
+
+    /// Starts the thread (taking one spare, if any) and waits until it has
+    /// filled the pool and stopped making more, so the files in the
+    /// directory stay as they are.
+    #[cfg(test)]
+    pub(crate) fn fill_for_test(&self) {
+        let _ = self.take();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let pool = self.shared.lock();
+            if pool.ready.len() >= CAPACITY && !pool.wanted {
+                return;
+            }
+            drop(pool);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the pool was not filled"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 impl Drop for Spares {

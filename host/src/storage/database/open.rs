@@ -161,3 +161,41 @@ fn has_internal_tables(conn: &Connection) -> rusqlite::Result<bool> {
 fn clamp(limit: u32) -> i32 {
     i32::try_from(limit).unwrap_or(i32::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::os::unix::fs::MetadataExt as _;
+
+    use super::super::{Durability, test_settings};
+    use super::*;
+
+    fn inode(path: &Path) -> u64 {
+        std::fs::metadata(path).expect("metadata").ino()
+    }
+
+    #[test]
+    fn a_new_database_is_a_ready_spare_linked_into_place() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spares = Spares::new(dir.path().join("spare"));
+        spares.fill_for_test();
+        let spare_files: HashSet<u64> = std::fs::read_dir(dir.path().join("spare"))
+            .expect("spare dir")
+            .map(|entry| inode(&entry.expect("entry").path()))
+            .collect();
+
+        let path = dir.path().join("objects/c/ab/abcd.sqlite");
+        let settings = test_settings(Durability::Normal);
+        let mut db = Database::open_with_spares(&path, &settings, Some(&spares)).expect("open");
+        assert!(
+            spare_files.contains(&inode(&path)),
+            "the database is one of the spares, not a copy of the template"
+        );
+        assert_eq!(std::fs::metadata(&path).expect("database").nlink(), 1);
+        db.begin_event().expect("begin");
+        db.as_guest_write(|c| c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1)"))
+            .expect("write");
+        db.end_event().expect("end");
+        db.commit().expect("commit");
+    }
+}
