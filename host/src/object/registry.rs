@@ -12,9 +12,14 @@
 //! (starting one more asks others to hibernate). Opening a database costs
 //! far more than making an instance around an open one, so objects pushed
 //! out by `max_active` come back cheaply while their database stays open.
+//!
+//! Both are found in order of use without a scan: the mailboxes, and the
+//! actors holding an instance, are each kept in a list that every delivery
+//! moves the object to the back of, so the least recently used are at the
+//! front (a scan of every mailbox, under this lock, cost more the more
+//! objects were open).
 
-use std::collections::HashMap;
-
+use hashlink::LinkedHashMap;
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::mpsc;
 
@@ -29,18 +34,18 @@ pub(crate) struct Objects {
 }
 
 struct Registry {
-    mailboxes: HashMap<String, Mailbox>,
+    /// Least recently used first.
+    mailboxes: LinkedHashMap<String, Mailbox>,
+    /// The actors whose last report says they hold an instance, least
+    /// recently used first.
+    holders: LinkedHashMap<String, ()>,
     /// Most actors with an instance.
     max_active: usize,
     /// Most actors (each holds an open database).
     max_open: usize,
-    /// Actors whose last report says they hold an instance.
-    instances: usize,
-    /// Of those, the ones asked to drop it that have not answered.
+    /// Of the holders, the ones asked to drop their instance that have not
+    /// answered.
     shedding: usize,
-    /// A logical clock: each delivery stamps its mailbox with the next
-    /// value, so the smallest stamps are the least recently used.
-    clock: u64,
     next_generation: u64,
     /// Each actor holds a clone; `None` once the host shuts down.
     alive: Option<mpsc::Sender<()>>,
@@ -49,7 +54,6 @@ struct Registry {
 struct Mailbox {
     sender: mpsc::Sender<Event>,
     generation: u64,
-    last_used: u64,
     /// Asked to hibernate and not yet answered.
     evicting: bool,
     /// Holds an instance, as the actor last reported.
@@ -78,12 +82,11 @@ impl Objects {
         let max_active = max_active.max(1);
         Objects {
             registry: Mutex::new(Registry {
-                mailboxes: HashMap::new(),
+                mailboxes: LinkedHashMap::new(),
+                holders: LinkedHashMap::new(),
                 max_active,
                 max_open: max_open.max(max_active),
-                instances: 0,
                 shedding: 0,
-                clock: 0,
                 next_generation: 0,
                 alive: Some(alive),
             }),
@@ -109,13 +112,12 @@ impl Objects {
         let Some(alive) = registry.alive.clone() else {
             return Err(EventError::ShuttingDown);
         };
-        registry.clock += 1;
-        let now = registry.clock;
-        let event = match registry.mailboxes.get_mut(id) {
+        let event = match registry.mailboxes.to_back(id) {
             Some(mailbox) => match mailbox.sender.try_send(event) {
                 Ok(()) => {
-                    mailbox.last_used = now;
-                    if !mailbox.has_instance {
+                    if mailbox.has_instance {
+                        registry.holders.to_back(id);
+                    } else {
                         registry.make_room_for_instances(1);
                     }
                     return Ok(());
@@ -124,7 +126,7 @@ impl Objects {
                 // The actor died (it panicked): replace it.
                 Err(mpsc::error::TrySendError::Closed(event)) => {
                     if let Some(dead) = registry.mailboxes.remove(id) {
-                        registry.forget(&dead);
+                        registry.forget(id, &dead);
                     }
                     event
                 }
@@ -146,7 +148,6 @@ impl Objects {
             Mailbox {
                 sender,
                 generation,
-                last_used: now,
                 evicting: false,
                 has_instance: false,
                 shedding: false,
@@ -204,7 +205,15 @@ impl Objects {
         mailbox.shedding &= holds;
         mailbox.has_instance = holds;
         registry.shedding -= usize::from(answered);
-        registry.instances = registry.instances - usize::from(had) + usize::from(holds);
+        match (had, holds) {
+            (false, true) => {
+                registry.holders.insert(id.to_string(), ());
+            }
+            (true, false) => {
+                registry.holders.remove(id);
+            }
+            _ => {}
+        }
         // Events that were delivered while there was room may all make
         // instances at once (a class's share of sleepers, say).
         if holds {
@@ -243,7 +252,7 @@ impl Objects {
 
     /// How many objects hold an instance.
     pub fn active(&self) -> usize {
-        self.lock().instances
+        self.lock().holders.len()
     }
 
     /// How many objects have an actor, each holding its database open.
@@ -258,7 +267,7 @@ impl Objects {
             let mut registry = self.lock();
             registry.alive = None;
             registry.mailboxes.clear();
-            registry.instances = 0;
+            registry.holders.clear();
             registry.shedding = 0;
         }
         let mut finished = self.finished.lock().await;
@@ -271,7 +280,14 @@ impl Registry {
     /// leaving to hibernate: a few at a time, so the scan is paid rarely.
     fn evict_least_recently_used(&mut self) {
         let batch = 1 + self.max_open / 32;
-        for id in self.least_recently_used(batch, |m| !m.evicting) {
+        let idle: Vec<String> = self
+            .mailboxes
+            .iter()
+            .filter(|(_, m)| m.is_idle() && !m.evicting)
+            .take(batch)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in idle {
             if let Some(mailbox) = self.mailboxes.get_mut(&id)
                 && mailbox.sender.try_send(Event::Hibernate).is_ok()
             {
@@ -284,12 +300,22 @@ impl Registry {
     /// drop it, plus `incoming` about to make one, pass `max_active`, asks
     /// the least recently used idle ones to drop theirs, a few at a time.
     fn make_room_for_instances(&mut self, incoming: usize) {
-        if self.instances - self.shedding + incoming <= self.max_active {
+        if self.holders.len() - self.shedding + incoming <= self.max_active {
             return;
         }
         let batch = 1 + self.max_active / 32;
-        let holding = |m: &Mailbox| m.has_instance && !m.shedding && !m.evicting;
-        for id in self.least_recently_used(batch, holding) {
+        let idle: Vec<String> = self
+            .holders
+            .keys()
+            .filter(|id| {
+                self.mailboxes
+                    .get(*id)
+                    .is_some_and(|m| m.is_idle() && !m.shedding && !m.evicting)
+            })
+            .take(batch)
+            .cloned()
+            .collect();
+        for id in idle {
             if let Some(mailbox) = self.mailboxes.get_mut(&id)
                 && mailbox.sender.try_send(Event::DropInstance).is_ok()
             {
@@ -297,22 +323,6 @@ impl Registry {
                 self.shedding += 1;
             }
         }
-    }
-
-    /// The ids of up to `count` of the idle actors that `pick` accepts,
-    /// least recently used first.
-    fn least_recently_used(&self, count: usize, pick: impl Fn(&Mailbox) -> bool) -> Vec<String> {
-        let mut idle: Vec<(u64, &String)> = self
-            .mailboxes
-            .iter()
-            .filter(|(_, m)| m.is_idle() && pick(m))
-            .map(|(id, m)| (m.last_used, id))
-            .collect();
-        if idle.len() > count {
-            idle.select_nth_unstable(count);
-            idle.truncate(count);
-        }
-        idle.into_iter().map(|(_, id)| id.clone()).collect()
     }
 
     /// Removes the actor `generation` of object `id`, if it is still the
@@ -324,13 +334,15 @@ impl Registry {
             .is_some_and(|m| m.generation == generation)
             && let Some(gone) = self.mailboxes.remove(id)
         {
-            self.forget(&gone);
+            self.forget(id, &gone);
         }
     }
 
-    /// Forgets what `mailbox`, gone, was counted in.
-    fn forget(&mut self, mailbox: &Mailbox) {
-        self.instances -= usize::from(mailbox.has_instance);
+    /// Forgets what `mailbox` of object `id`, gone, was counted in.
+    fn forget(&mut self, id: &str, mailbox: &Mailbox) {
+        if mailbox.has_instance {
+            self.holders.remove(id);
+        }
         self.shedding -= usize::from(mailbox.shedding);
     }
 }
@@ -372,6 +384,27 @@ mod tests {
         assert_eq!(objects.active(), 1);
         assert_eq!(objects.open(), 4, "no database was closed");
         assert!(objects.is_live("a"));
+    }
+
+    #[test]
+    fn a_delivery_makes_its_object_the_most_recently_used() {
+        let objects = Objects::new(2, 3);
+        let (mut a, a_generation) = start(&objects, "a");
+        objects.holds_instance("a", a_generation, true);
+        let (mut b, b_generation) = start(&objects, "b");
+        objects.holds_instance("b", b_generation, true);
+        objects
+            .deliver("a", Event::Hibernate, |_| unreachable!("a is live"))
+            .expect("delivered");
+        assert!(matches!(a.try_recv(), Ok(Event::Hibernate)));
+
+        // `b` is now the least recently used, of the holders and of all.
+        let (_c, _) = start(&objects, "c");
+        assert!(matches!(b.try_recv(), Ok(Event::DropInstance)));
+        assert!(a.try_recv().is_err());
+        let (_d, _) = start(&objects, "d");
+        assert!(matches!(b.try_recv(), Ok(Event::Hibernate)));
+        assert!(a.try_recv().is_err());
     }
 
     #[test]
