@@ -2,6 +2,7 @@
 //! object's `fetch` and returns its response, or offers a WebSocket
 //! upgrade to the object (see `sockets`).
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -79,84 +80,75 @@ pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
 /// Hands the request to object `name` of `class` as admitted: a fetch, a
 /// WebSocket upgrade or a subscription to its events. Connections close
 /// when the admission's session, membership or key ends.
-pub(super) async fn forward(
-    gateway: &Gateway,
-    class: &str,
-    name: &str,
-    path: &str,
+pub(super) fn forward<'a>(
+    gateway: &'a Gateway,
+    class: &'a str,
+    name: &'a str,
+    path: &'a str,
     request: Request,
     admission: Admission,
-) -> Result<Response, ApiError> {
+) -> Pin<Box<impl Future<Output = Result<Response, ApiError>> + Send + 'a>> {
     // Its state holds every path's futures (cluster routing, sockets,
     // streams, the object's fetch): boxed, so that the handlers and axum's
     // wrappers around it move a pointer rather than copy kilobytes.
-    Box::pin(hand_over(gateway, class, name, path, request, admission)).await
-}
-
-async fn hand_over(
-    gateway: &Gateway,
-    class: &str,
-    name: &str,
-    path: &str,
-    request: Request,
-    admission: Admission,
-) -> Result<Response, ApiError> {
-    check_name(name)?;
-    let runtime = Arc::clone(gateway.runtime());
-    // Before the cluster is asked: an unknown class takes no owner key.
-    let limits = runtime.class(class)?.settings().limits.clone();
-    let limit = limits.max_body_bytes;
-    // In a cluster, this node keeps the object until the request is handled.
-    let (request, _pin) = match gateway.cluster() {
-        Some(cluster) => {
-            // A body announced too big costs no forward (the owner caps
-            // bodies sent without a length itself).
-            let request = super::body::refuse_declared_over(request, limit).await?;
-            match owner::route(gateway, cluster, class, name, request).await? {
-                owner::Owner::Here(request, pin) => (request, Some(pin)),
-                owner::Owner::There(response) => return Ok(response),
+    Box::pin(async move {
+        check_name(name)?;
+        let runtime = Arc::clone(gateway.runtime());
+        // Before the cluster is asked: an unknown class takes no owner key.
+        let limits = runtime.class(class)?.settings().limits.clone();
+        let limit = limits.max_body_bytes;
+        // In a cluster, this node keeps the object until the request is handled.
+        let (request, _pin) = match gateway.cluster() {
+            Some(cluster) => {
+                // A body announced too big costs no forward (the owner caps
+                // bodies sent without a length itself).
+                let request = super::body::refuse_declared_over(request, limit).await?;
+                match owner::route(gateway, cluster, class, name, request).await? {
+                    owner::Owner::Here(request, pin) => (request, Some(pin)),
+                    owner::Owner::There(response) => return Ok(response),
+                }
             }
-        }
-        None => (request, None),
-    };
-    let (class, name) = (class.to_string(), name.to_string());
-    if path == events::EVENTS_PATH && request.method() == Method::GET {
-        let (parts, _) = request.into_parts();
-        let revocation = gateway.routes().watch(&admission);
-        return events::stream(runtime, class, name, parts, revocation).await;
-    }
-    let routes = gateway.routes();
-    let client_address = credentials::client_address(
-        request.headers(),
-        request.extensions(),
-        &runtime.config().trusted_proxies,
-    );
-    let seen = Seen {
-        caller: admission.caller.as_ref().map(Caller::to_wit),
-        client_address: client_address.map(|address| address.to_canonical().to_string()),
-        hide_authorization: admission.caller.is_some(),
-        is_credential: &|token| routes.is_credential(token) || crate::tenants::is_token(token),
-    };
-    if is_websocket_upgrade(request.headers()) {
-        let max = runtime.config().server.max_websocket_handshakes;
-        let Some(_handshake) = runtime.sockets().begin_handshake(max) else {
-            return Err(ApiError::TooManyHandshakes { max });
+            None => (request, None),
         };
-        let (parts, _) = request.into_parts();
-        let request = object_request(&parts, path, Vec::new(), seen);
-        let revocation = gateway.routes().watch(&admission);
-        return sockets::open(runtime, class, name, request, parts, revocation).await;
-    }
-    let request = to_object_request(request, path, limit, seen).await?;
-    let response = runtime.fetch(&class, &name, request).await?;
-    let mut response = from_object_response(response, limits.max_response_bytes)?;
-    let trusted = runtime
-        .class(&class)
-        .is_ok_and(|class| class.config().trusted);
-    if !trusted {
-        credentials::sandbox(response.headers_mut());
-    }
-    Ok(response)
+        let (class, name) = (class.to_string(), name.to_string());
+        if path == events::EVENTS_PATH && request.method() == Method::GET {
+            let (parts, _) = request.into_parts();
+            let revocation = gateway.routes().watch(&admission);
+            return events::stream(runtime, class, name, parts, revocation).await;
+        }
+        let routes = gateway.routes();
+        let client_address = credentials::client_address(
+            request.headers(),
+            request.extensions(),
+            &runtime.config().trusted_proxies,
+        );
+        let seen = Seen {
+            caller: admission.caller.as_ref().map(Caller::to_wit),
+            client_address: client_address.map(|address| address.to_canonical().to_string()),
+            hide_authorization: admission.caller.is_some(),
+            is_credential: &|token| routes.is_credential(token) || crate::tenants::is_token(token),
+        };
+        if is_websocket_upgrade(request.headers()) {
+            let max = runtime.config().server.max_websocket_handshakes;
+            let Some(_handshake) = runtime.sockets().begin_handshake(max) else {
+                return Err(ApiError::TooManyHandshakes { max });
+            };
+            let (parts, _) = request.into_parts();
+            let request = object_request(&parts, path, Vec::new(), seen);
+            let revocation = gateway.routes().watch(&admission);
+            return sockets::open(runtime, class, name, request, parts, revocation).await;
+        }
+        let request = to_object_request(request, path, limit, seen).await?;
+        let response = runtime.fetch(&class, &name, request).await?;
+        let mut response = from_object_response(response, limits.max_response_bytes)?;
+        let trusted = runtime
+            .class(&class)
+            .is_ok_and(|class| class.config().trusted);
+        if !trusted {
+            credentials::sandbox(response.headers_mut());
+        }
+        Ok(response)
+    })
 }
 
 /// What the object is told of who sent a request.
