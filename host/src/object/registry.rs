@@ -46,6 +46,9 @@ struct Registry {
     /// Of the holders, the ones asked to drop their instance that have not
     /// answered.
     shedding: usize,
+    /// Actors asked to hibernate that have not answered (they close their
+    /// database, which takes a checkpoint and a sync).
+    leaving: usize,
     next_generation: u64,
     /// Each actor holds a clone; `None` once the host shuts down.
     alive: Option<mpsc::Sender<()>>,
@@ -87,6 +90,7 @@ impl Objects {
                 max_active,
                 max_open: max_open.max(max_active),
                 shedding: 0,
+                leaving: 0,
                 next_generation: 0,
                 alive: Some(alive),
             }),
@@ -139,7 +143,9 @@ impl Objects {
         }
         let generation = registry.next_generation;
         registry.next_generation += 1;
-        if registry.mailboxes.len() >= registry.max_open {
+        // Those already leaving make room too: asking more for each new
+        // object while they close would close far more than needed.
+        if registry.mailboxes.len() - registry.leaving >= registry.max_open {
             registry.evict_least_recently_used();
         }
         registry.make_room_for_instances(1);
@@ -171,8 +177,9 @@ impl Objects {
                 .mailboxes
                 .get_mut(id)
                 .filter(|m| m.generation == generation)
+                && std::mem::take(&mut entry.evicting)
             {
-                entry.evicting = false;
+                registry.leaving -= 1;
             }
             return false;
         }
@@ -229,20 +236,21 @@ impl Objects {
         let Some(mailbox) = registry.mailboxes.get_mut(id) else {
             return false;
         };
-        if mailbox.sender.try_send(Event::Hibernate).is_ok() {
-            mailbox.evicting = true;
-        }
+        let asked = ask_to_hibernate(mailbox);
+        registry.leaving += usize::from(asked);
         true
     }
 
     /// Asks every live actor to hibernate once it has nothing waiting.
     pub fn hibernate_all(&self) {
         let mut registry = self.lock();
-        for mailbox in registry.mailboxes.values_mut() {
-            if mailbox.sender.try_send(Event::Hibernate).is_ok() {
-                mailbox.evicting = true;
-            }
-        }
+        let asked = registry
+            .mailboxes
+            .values_mut()
+            .map(ask_to_hibernate)
+            .filter(|&asked| asked)
+            .count();
+        registry.leaving += asked;
     }
 
     /// Whether object `id` has an actor (its database may be open).
@@ -269,6 +277,7 @@ impl Objects {
             registry.mailboxes.clear();
             registry.holders.clear();
             registry.shedding = 0;
+            registry.leaving = 0;
         }
         let mut finished = self.finished.lock().await;
         while finished.recv().await.is_some() {}
@@ -289,9 +298,9 @@ impl Registry {
             .collect();
         for id in idle {
             if let Some(mailbox) = self.mailboxes.get_mut(&id)
-                && mailbox.sender.try_send(Event::Hibernate).is_ok()
+                && ask_to_hibernate(mailbox)
             {
-                mailbox.evicting = true;
+                self.leaving += 1;
             }
         }
     }
@@ -344,7 +353,15 @@ impl Registry {
             self.holders.remove(id);
         }
         self.shedding -= usize::from(mailbox.shedding);
+        self.leaving -= usize::from(mailbox.evicting);
     }
+}
+
+/// Sends `mailbox` a request to hibernate; returns whether it is newly
+/// leaving (it was not asked already).
+fn ask_to_hibernate(mailbox: &mut Mailbox) -> bool {
+    mailbox.sender.try_send(Event::Hibernate).is_ok()
+        && !std::mem::replace(&mut mailbox.evicting, true)
 }
 
 #[cfg(test)]
@@ -418,6 +435,41 @@ mod tests {
         assert!(objects.retire("a", a_generation, &a));
         assert_eq!(objects.open(), 2);
         assert!(!objects.is_live("a"));
+    }
+
+    #[test]
+    fn actors_already_leaving_make_room_so_no_more_are_asked() {
+        let objects = Objects::new(1, 64);
+        let mut mailboxes: Vec<_> = (0..64).map(|n| start(&objects, &n.to_string())).collect();
+        let asked = |mailboxes: &mut Vec<(mpsc::Receiver<Event>, u64)>| {
+            mailboxes
+                .iter_mut()
+                .map(|(mailbox, _)| matches!(mailbox.try_recv(), Ok(Event::Hibernate)))
+                .filter(|&asked| asked)
+                .count()
+        };
+        mailboxes.push(start(&objects, "64"));
+        assert_eq!(asked(&mut mailboxes), 3, "a batch of 1 + 64/32");
+        // Three are closing: the next two new objects fit without asking more.
+        mailboxes.push(start(&objects, "65"));
+        mailboxes.push(start(&objects, "66"));
+        assert_eq!(asked(&mut mailboxes), 0);
+        // One of the three leaves; one that found an event waiting stays
+        // and no longer counts as leaving.
+        let (first, first_generation) = &mailboxes[0];
+        assert!(objects.retire("0", *first_generation, first));
+        objects
+            .deliver("1", Event::DropInstance, |_| unreachable!("1 is live"))
+            .expect("delivered");
+        let (second, second_generation) = &mailboxes[1];
+        assert!(!objects.retire("1", *second_generation, second));
+        assert_eq!(objects.open(), 66);
+        mailboxes.push(start(&objects, "67"));
+        assert_eq!(
+            asked(&mut mailboxes),
+            3,
+            "66 open, one leaving: room is asked for"
+        );
     }
 
     #[test]
