@@ -166,7 +166,11 @@ pub async fn run(ws: WebSocket, accepted: Accepted) {
         writer.abort();
     }
     if let Some(attachment) = told {
-        tell_closed(&runtime, &class, &name, socket, closed, attachment).await;
+        // Boxed for the same reason as `Reader::deliver`'s event.
+        Box::pin(tell_closed(
+            &runtime, &class, &name, socket, closed, attachment,
+        ))
+        .await;
     }
 }
 
@@ -302,10 +306,12 @@ impl Reader<'_> {
     /// rather than pile up. Returns a close if the socket must go.
     async fn deliver(&self, message: SocketMessage, control: &Control) -> Option<(u16, String)> {
         self.runtime.metrics().socket_messages.inc();
-        let delivered = offer(|| {
+        // Boxed: the event's future is kilobytes, and an idle socket's
+        // task would otherwise carry room for it all the time.
+        let delivered = Box::pin(offer(|| {
             self.runtime
                 .socket_message(self.class, self.name, self.socket, message.clone())
-        })
+        }))
         .await;
         // Pongs are not read while the object works: that is not silence.
         self.heard.touch();
