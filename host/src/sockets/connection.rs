@@ -2,8 +2,10 @@
 //! the object's events (in order, one at a time), and a writer that sends
 //! what the hub queues, pings the client and closes the socket when told.
 
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
@@ -352,10 +354,13 @@ async fn write(
 ) -> Option<(u16, String)> {
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One waiter for the connection's life, not one per message: the hub
+    // forces a close at most once, and the writer returns when it does.
+    let mut forced = pin!(control.wake.notified());
     loop {
         let message = tokio::select! {
             biased;
-            () = control.wake.notified() => {
+            () = forced.as_mut() => {
                 let forced = control.forced();
                 if let Some((code, reason)) = &forced {
                     let _ = tokio::time::timeout(ping_every, sink.send(close_frame(*code, reason))).await;
@@ -382,15 +387,25 @@ async fn write(
             }
         };
         let closing = matches!(message, Message::Close(_));
-        // A client that stopped reading must not keep a forced close (or
-        // shutdown) waiting: the connection is dropped instead.
-        tokio::select! {
-            sent = tokio::time::timeout(ping_every, sink.send(message)) => {
-                if closing || !matches!(sent, Ok(Ok(()))) {
-                    return None;
-                }
-            }
-            () = control.wake.notified() => return control.forced(),
+        let mut send = pin!(sink.send(message));
+        // Almost every send completes at once (the kernel takes the
+        // frame): only one that waits needs a deadline, so the common case
+        // arms no timer. A client that stopped reading must not keep a
+        // forced close (or shutdown) waiting: the connection is dropped.
+        let sent = match poll_once(send.as_mut()).await {
+            Poll::Ready(sent) => sent.is_ok(),
+            Poll::Pending => tokio::select! {
+                sent = tokio::time::timeout(ping_every, send) => matches!(sent, Ok(Ok(()))),
+                () = forced.as_mut() => return control.forced(),
+            },
+        };
+        if closing || !sent {
+            return None;
         }
     }
+}
+
+/// Polls `future` once, with the calling task's waker.
+async fn poll_once<F: Future>(mut future: Pin<&mut F>) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
 }
