@@ -389,7 +389,14 @@ path = \"$root/target/guests/wasm32-wasip2/guest/chat.wasm\""
     last_n=$n last_cpu=$cpu
   done < "$out"
   [ -n "$last_cpu" ] || { echo "the fan-out client printed nothing" >&2; return 1; }
-  row "${part_targets[fanout]}" "$last_cpu µs at $last_n subscribers" "$(holds "$last_cpu" '<=' 5)"
+  # The kernel's floor, with the server idle: one small frame written to
+  # each of as many loopback connections, read by another process.
+  local floor
+  floor=$(target/release/ceilings fanout --connections "$last_n" --rounds "$publishes" | awk '/^RESULT/ { print $2 }')
+  [ -n "$floor" ] || { echo "the fan-out floor printed nothing" >&2; return 1; }
+  echo
+  echo "The floor under it (\`ceilings fanout\`, same run): one thread writing a 64-byte frame to each of $last_n loopback connections that another process reads spends **$floor µs** of CPU per frame: on loopback the sender's write also runs the receiver's TCP processing and wakes its reader. podhost per delivery: **$(per "$last_cpu" "$floor")×** that floor."
+  row "${part_targets[fanout]}" "$last_cpu µs at $last_n subscribers (kernel floor $floor µs, $(per "$last_cpu" "$floor")×)" "$(holds "$last_cpu" '<=' 5)"
 }
 
 part_noisy() {

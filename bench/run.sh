@@ -17,7 +17,8 @@
 #   hibernated  RSS per object once MEMORY_OBJECTS objects have hibernated;
 #   sockets     SOCKETS idle WebSockets to examples/chat: how many open,
 #               RSS per socket;
-#   fanout      server CPU per delivered message at FANOUT subscribers;
+#   fanout      server CPU per delivered message at FANOUT subscribers,
+#               and the kernel's floor under it (bench/ceilings fanout);
 #   noisy       bench/noisy-neighbour.sh's table and verdict.
 # A part that fails says why in the report ("not measured: ...") and the
 # run goes on.

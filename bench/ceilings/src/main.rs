@@ -5,10 +5,13 @@
 //!     ceilings http PORT
 //!     ceilings durable-writes [--threads 16] [--files 1000] [--seconds 8] --dir DIR
 //!     ceilings file-create [--threads 16] [--dirs 256] [--seconds 8] --dir DIR
+//!     ceilings fanout [--connections 10000] [--rounds 20]
 //!
-//! The disk ceilings print one line, `RESULT <ops/s> <p50 ms> <p99 ms>`.
+//! The disk ceilings print one line, `RESULT <ops/s> <p50 ms> <p99 ms>`;
+//! `fanout` prints `RESULT <µs of CPU per delivery>`.
 
 mod durable_writes;
+mod fanout;
 mod file_create;
 mod http;
 mod scratch;
@@ -54,6 +57,20 @@ enum Command {
         #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=4096))]
         dirs: u32,
     },
+    /// Write a small WebSocket frame to each of many loopback connections
+    /// that another process reads, and report the writing thread's CPU
+    /// per frame (the floor under fan-out's server CPU per delivery).
+    Fanout {
+        /// Connections written to, one frame each per round.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        connections: u32,
+        /// Rounds, 200 ms apart.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        rounds: u32,
+    },
+    /// The reading side of `fanout`, started by it.
+    #[command(hide = true)]
+    FanoutClient { port: u16, connections: u32 },
 }
 
 /// What both disk ceilings take.
@@ -93,6 +110,12 @@ fn main() -> ExitCode {
             file_create::measure(&run.dir, dirs as usize, run.settings())
                 .map(|summary| summary.print())
         }
+        Command::Fanout {
+            connections,
+            rounds,
+        } => fanout::measure(connections as usize, rounds as usize)
+            .map(|micros| println!("RESULT {micros:.2}")),
+        Command::FanoutClient { port, connections } => fanout::client(port, connections as usize),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
