@@ -8,7 +8,6 @@ use axum::extract::FromRequestParts;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc;
 
 use super::ApiError;
 use super::objects::from_object_response;
@@ -39,7 +38,7 @@ pub async fn open(
     let hub = Arc::clone(runtime.sockets());
     let object_id = ObjectAddr::new(&class, &name).id().to_string();
     let socket = hub.next_socket();
-    let (queue_in, queue) = mpsc::channel(settings.max_queued_messages);
+    let (queue_in, queue) = crate::sockets::queue(settings.max_queued_messages);
     let control = hub.register(&object_id, socket, queue_in, settings.max_per_object)?;
     let registered = Registered::new(
         Arc::clone(&runtime),

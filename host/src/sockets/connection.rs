@@ -12,12 +12,11 @@ use axum::extract::ws::{Message, WebSocket};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite;
 
 use super::hub::Control;
 use super::outbox::close_frame;
-use super::{Hub, Outgoing};
+use super::{Hub, Outgoing, QueueReceiver};
 use crate::bindings::podhost::object::types::Message as SocketMessage;
 use crate::cluster::ClusterError;
 use crate::object::EventError;
@@ -107,7 +106,7 @@ impl Drop for Registered {
 /// An accepted socket of an object, before its connection starts.
 pub struct Accepted {
     pub registered: Registered,
-    pub queue: mpsc::Receiver<Message>,
+    pub queue: QueueReceiver<Message>,
     pub control: Arc<Control>,
     /// Resolves when the access the socket was opened with ends (a
     /// session, a membership, a key): the socket is then closed.
@@ -347,7 +346,7 @@ impl Reader<'_> {
 /// Returns the close it sent, if the hub forced one.
 async fn write(
     mut sink: SplitSink<WebSocket, Message>,
-    mut queue: mpsc::Receiver<Message>,
+    mut queue: QueueReceiver<Message>,
     control: Arc<Control>,
     ping_every: Duration,
     heard: Arc<Liveness>,

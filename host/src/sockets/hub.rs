@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 
 use super::outbox::close_frame;
+use super::queue::{QueueSender, Refused};
 use super::{LoggedEvent, Outgoing};
 use crate::config::{EventSettings, SocketSettings};
 use crate::metrics::OpenSocket;
@@ -92,7 +93,7 @@ impl ObjectSockets {
 struct Entry {
     tags: Vec<String>,
     attachment: Vec<u8>,
-    queue: mpsc::Sender<Message>,
+    queue: QueueSender<Message>,
     control: Arc<Control>,
     /// Counts the socket in its class's gauge once accepted, until the
     /// entry goes.
@@ -213,7 +214,7 @@ impl Hub {
         &self,
         object: &str,
         socket: u64,
-        queue: mpsc::Sender<Message>,
+        queue: QueueSender<Message>,
         max: usize,
     ) -> Result<Arc<Control>, SocketRefused> {
         // The objects' lock is held until the socket is in, as `remove`
@@ -487,10 +488,10 @@ fn enqueue(socket: u64, entry: &Entry, message: Message, max_bytes: usize) {
     } else {
         match entry.queue.try_send(message) {
             Ok(()) => return,
-            Err(mpsc::error::TrySendError::Full(_)) => Some("too slow: too many messages waiting"),
+            Err(Refused::Full(_)) => Some("too slow: too many messages waiting"),
             // The connection ended; its reader removes it and tells the
             // object.
-            Err(mpsc::error::TrySendError::Closed(_)) => None,
+            Err(Refused::Closed(_)) => None,
         }
     };
     queued.fetch_sub(bytes, Ordering::AcqRel);
@@ -504,14 +505,15 @@ fn enqueue(socket: u64, entry: &Entry, message: Message, max_bytes: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sockets::queue::{QueueReceiver, queue};
 
     fn hub() -> Hub {
         Hub::new(EventSettings::default(), SocketSettings::default())
     }
 
-    fn open(hub: &Hub, object: &str, tags: &[&str]) -> (u64, mpsc::Receiver<Message>) {
+    fn open(hub: &Hub, object: &str, tags: &[&str]) -> (u64, QueueReceiver<Message>) {
         let socket = hub.next_socket();
-        let (queue, received) = mpsc::channel(4);
+        let (queue, received) = queue(4);
         hub.register(object, socket, queue, 3).expect("room for it");
         hub.set_tags(object, socket, tags.iter().map(|t| t.to_string()).collect());
         (socket, received)
@@ -532,9 +534,9 @@ mod tests {
                 message: Message::Text("hi".into()),
             }],
         );
-        assert_eq!(a_in.try_recv().ok(), Some(Message::Text("hi".into())));
-        assert!(b_in.try_recv().is_err());
-        assert!(c_in.try_recv().is_err());
+        assert_eq!(a_in.try_recv(), Some(Message::Text("hi".into())));
+        assert_eq!(b_in.try_recv(), None);
+        assert_eq!(c_in.try_recv(), None);
         hub.set_tags("room", a, vec!["blue".into()]);
         assert_eq!(hub.count("room", Some("red")), 0);
         assert_eq!(hub.count("room", Some("blue")), 2);
@@ -544,7 +546,7 @@ mod tests {
     fn limits_removal_and_forgetting() {
         let hub = hub();
         let sockets: Vec<_> = (0..3).map(|_| open(&hub, "room", &["t"])).collect();
-        let (queue, _) = mpsc::channel(1);
+        let (queue, _) = queue(1);
         assert!(hub.register("room", hub.next_socket(), queue, 3).is_err());
         hub.set_attachment("room", sockets[0].0, b"ada".to_vec());
         assert_eq!(hub.remove("room", sockets[0].0), Some(b"ada".to_vec()));

@@ -4,16 +4,19 @@
 //! open while the object hibernates, and a message on it wakes the object
 //! as any event would. Each connection runs as two tasks
 //! ([`connection`]): a reader that turns frames into events, and a writer
-//! that drains the socket's queue, which the hub fills after each commit.
+//! that drains the socket's queue ([`queue`]), which the hub fills after
+//! each commit.
 //! Server-Sent Events subscribers are held the same way and get the
 //! object's logged events after each commit.
 
 pub(crate) mod connection;
 mod hub;
 mod outbox;
+mod queue;
 
 pub use hub::{Control, Hub, SocketInfo, SocketRefused};
 pub use outbox::{LoggedEvent, Outgoing, frame};
+pub use queue::{QueueReceiver, QueueSender, queue};
 
 /// Tags a socket may have, and how long each may be.
 pub const MAX_TAGS: usize = 10;

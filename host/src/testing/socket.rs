@@ -7,15 +7,14 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use axum::extract::ws::Message;
-use tokio::sync::mpsc;
 
 use super::{TestObject, TestResponse};
 use crate::bindings;
 use crate::bindings::podhost::object::types::Message as SocketMessage;
 use crate::object::{ObjectAddr, SocketEvent, SocketOutcome};
 use crate::runtime::Runtime;
-use crate::sockets::Control;
 use crate::sockets::Outgoing;
+use crate::sockets::{Control, QueueReceiver};
 
 /// How long [`TestSocket::recv`] waits for the object to send something.
 const RECV_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,7 +39,7 @@ pub struct TestSocket {
     name: String,
     object_id: String,
     socket: u64,
-    queue: mpsc::Receiver<Message>,
+    queue: QueueReceiver<Message>,
     control: Arc<Control>,
     closed: bool,
 }
@@ -68,7 +67,7 @@ impl TestObject<'_> {
         let object_id = ObjectAddr::new(&self.class, &self.name).id().to_string();
         let hub = Arc::clone(runtime.sockets());
         let socket = hub.next_socket();
-        let (queue_in, queue) = mpsc::channel(settings.max_queued_messages);
+        let (queue_in, queue) = crate::sockets::queue(settings.max_queued_messages);
         let control = hub
             .register(&object_id, socket, queue_in, settings.max_per_object)
             .context("the object has too many sockets")?;
