@@ -95,19 +95,25 @@ impl<T> QueueReceiver<T> {
         // Registered before looking, so a message queued after the look
         // wakes this task.
         self.0.receiver.register(cx.waker());
-        match self.try_recv() {
+        let mut state = self.0.state.lock();
+        match state.pop() {
             Some(item) => Poll::Ready(Some(item)),
-            None if self.0.state.lock().sender_gone => Poll::Ready(None),
+            None if state.sender_gone => Poll::Ready(None),
             None => Poll::Pending,
         }
     }
 
     /// The next message if one waits.
     pub fn try_recv(&mut self) -> Option<T> {
-        let mut state = self.0.state.lock();
-        let item = state.items.pop_front();
-        if state.items.is_empty() && state.items.capacity() > KEPT_WHEN_EMPTY {
-            state.items.shrink_to(KEPT_WHEN_EMPTY);
+        self.0.state.lock().pop()
+    }
+}
+
+impl<T> State<T> {
+    fn pop(&mut self) -> Option<T> {
+        let item = self.items.pop_front();
+        if self.items.is_empty() && self.items.capacity() > KEPT_WHEN_EMPTY {
+            self.items.shrink_to(KEPT_WHEN_EMPTY);
         }
         item
     }
