@@ -12,6 +12,7 @@ mod credentials;
 mod error;
 mod events;
 mod handles;
+mod handshake;
 mod health;
 mod inspect;
 mod keys;

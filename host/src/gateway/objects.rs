@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::Response;
 
 use super::routed::Routed;
-use super::{ApiError, Gateway, admin, credentials, events, owner, sockets};
+use super::{ApiError, Gateway, admin, credentials, events, handshake, owner, sockets};
 use crate::accounts::{Admission, Caller};
 use crate::bindings;
 use crate::bindings::podhost::object::types as wit;
@@ -128,7 +128,7 @@ pub(super) fn forward<'a>(
             hide_authorization: admission.caller.is_some(),
             is_credential: &|token| routes.is_credential(token) || crate::tenants::is_token(token),
         };
-        if is_websocket_upgrade(request.headers()) {
+        if handshake::is_upgrade(request.headers()) {
             let max = runtime.config().server.max_websocket_handshakes;
             let Some(_handshake) = runtime.sockets().begin_handshake(max) else {
                 return Err(ApiError::TooManyHandshakes { max });
@@ -208,18 +208,6 @@ fn object_request(parts: &Parts, path: &str, body: Vec<u8>, seen: Seen<'_>) -> b
         caller: seen.caller,
         client_address: seen.client_address,
     }
-}
-
-/// `Connection: upgrade` with `Upgrade: websocket`.
-fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
-    let has = |name, token: &str| {
-        headers.get_all(name).iter().any(|value| {
-            value
-                .to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
-    };
-    has(header::UPGRADE, "websocket") && has(header::CONNECTION, "upgrade")
 }
 
 /// Most headers an object may answer with, and their total size: far

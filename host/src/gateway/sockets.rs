@@ -4,23 +4,20 @@
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::ApiError;
+use super::handshake::Handshake;
 use super::objects::from_object_response;
 use crate::accounts::Revocation;
 use crate::bindings;
 use crate::metrics::OpenSocket;
 use crate::object::{ObjectAddr, SocketEvent, SocketOutcome};
 use crate::runtime::Runtime;
+use crate::sockets::CODEC_READ_BYTES;
 use crate::sockets::connection::{self, Accepted, Registered};
-
-/// The read buffer of an idle socket: small, so that idle sockets cost a
-/// few KB; a larger message grows it while it arrives.
-const READ_BUFFER_BYTES: usize = 2048;
 
 pub async fn open(
     runtime: Arc<Runtime>,
@@ -30,9 +27,9 @@ pub async fn open(
     mut parts: Parts,
     revocation: Revocation,
 ) -> Result<Response, ApiError> {
-    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => return Ok(rejection.into_response()),
+    let handshake = match Handshake::from_parts(&mut parts) {
+        Ok(handshake) => handshake,
+        Err(refused) => return Ok(refused.into_response()),
     };
     let settings = runtime.config().sockets.clone();
     let hub = Arc::clone(runtime.sockets());
@@ -74,15 +71,12 @@ pub async fn open(
         control,
         revoked: Box::pin(revocation.ended()),
     };
+    let config = WebSocketConfig::default()
+        .read_buffer_size(CODEC_READ_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(Some(settings.max_message_bytes))
+        .max_frame_size(Some(settings.max_message_bytes));
     // If the upgrade fails, the callback below is never given `accepted`:
     // dropping it unregisters the socket and tells the object.
-    Ok(upgrade
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
-        .max_message_size(settings.max_message_bytes)
-        .max_frame_size(settings.max_message_bytes)
-        .on_failed_upgrade(move |error| {
-            tracing::debug!(socket, %error, "the WebSocket upgrade failed");
-        })
-        .on_upgrade(move |ws| connection::run(ws, accepted)))
+    Ok(handshake.accept(config, move |ws| connection::run(ws, accepted)))
 }

@@ -8,15 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, WebSocket};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::hub::Control;
 use super::outbox::close_frame;
-use super::{Hub, Outgoing, QueueReceiver};
+use super::{Hub, Outgoing, QueueReceiver, WebSocket};
 use crate::bindings::podhost::object::types::Message as SocketMessage;
 use crate::cluster::ClusterError;
 use crate::object::EventError;
@@ -113,9 +112,12 @@ pub struct Accepted {
     pub revoked: BoxFuture<'static, ()>,
 }
 
-/// Runs the connection until either side closes it, then tells the object
-/// unless the object closed it itself.
-pub async fn run(ws: WebSocket, accepted: Accepted) {
+/// Starts the connection's writer and returns its reader, which runs
+/// until either side closes the socket, then tells the object unless the
+/// object closed it itself. Not an `async fn`: that would keep `ws` and
+/// `accepted` in the future for the socket's life after moving them out;
+/// the future returned holds only what it uses.
+pub fn run(ws: WebSocket, accepted: Accepted) -> impl Future<Output = ()> + Send + 'static {
     let Accepted {
         mut registered,
         queue,
@@ -130,8 +132,9 @@ pub async fn run(ws: WebSocket, accepted: Accepted) {
         std::mem::take(&mut registered.object_id),
         registered.socket,
     );
+    drop(registered);
     let hub = Arc::clone(runtime.sockets());
-    let _running = hub.connection();
+    let running = hub.connection();
     let ping_every = runtime.config().sockets.ping_interval;
     let (sink, stream) = ws.split();
     let heard = Arc::new(Liveness::new());
@@ -142,36 +145,39 @@ pub async fn run(ws: WebSocket, accepted: Accepted) {
         ping_every,
         Arc::clone(&heard),
     ));
-    let reader = Reader {
-        runtime: &runtime,
-        hub: &hub,
-        class: &class,
-        name: &name,
-        object_id: &object_id,
-        socket,
-        heard: &heard,
-    };
-    let closed = tokio::select! {
-        closed = reader.read(stream, &control) => closed,
-        ended = &mut writer => ended.ok().flatten().unwrap_or((ABNORMAL, String::new())),
-        () = revoked => {
-            control.force(POLICY_VIOLATION, ACCESS_ENDED);
-            (POLICY_VIOLATION, ACCESS_ENDED.to_string())
+    async move {
+        let _running = &running;
+        let reader = Reader {
+            runtime: &runtime,
+            hub: &hub,
+            class: &class,
+            name: &name,
+            object_id: &object_id,
+            socket,
+            heard: &heard,
+        };
+        let closed = tokio::select! {
+            closed = reader.read(stream, &control) => closed,
+            ended = &mut writer => ended.ok().flatten().unwrap_or((ABNORMAL, String::new())),
+            () = revoked => {
+                control.force(POLICY_VIOLATION, ACCESS_ENDED);
+                (POLICY_VIOLATION, ACCESS_ENDED.to_string())
+            }
+        };
+        let told = hub.remove(&object_id, socket);
+        // Removing the socket dropped its queue: the writer sends what is
+        // left, answers the client's close, and stops. A client that does
+        // not read is not waited for long.
+        if !writer.is_finished() && tokio::time::timeout(ping_every, &mut writer).await.is_err() {
+            writer.abort();
         }
-    };
-    let told = hub.remove(&object_id, socket);
-    // Removing the socket dropped its queue: the writer sends what is left,
-    // answers the client's close, and stops. A client that does not read
-    // is not waited for long.
-    if !writer.is_finished() && tokio::time::timeout(ping_every, &mut writer).await.is_err() {
-        writer.abort();
-    }
-    if let Some(attachment) = told {
-        // Boxed for the same reason as `Reader::deliver`'s event.
-        Box::pin(tell_closed(
-            &runtime, &class, &name, socket, closed, attachment,
-        ))
-        .await;
+        if let Some(attachment) = told {
+            // Boxed for the same reason as `Reader::deliver`'s event.
+            Box::pin(tell_closed(
+                &runtime, &class, &name, socket, closed, attachment,
+            ))
+            .await;
+        }
     }
 }
 
@@ -276,24 +282,20 @@ impl Reader<'_> {
                     SocketMessage::Text(text.as_str().to_string())
                 }
                 Ok(Message::Binary(bytes)) => SocketMessage::Binary(bytes.to_vec()),
-                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                // tungstenite answers pings itself and hands no raw frames
+                // to a reader.
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
                 Ok(Message::Close(frame)) => {
                     return frame.map_or((1005, String::new()), |frame| {
-                        (frame.code, frame.reason.as_str().to_string())
+                        (frame.code.into(), frame.reason.as_str().to_string())
                     });
                 }
-                Err(error) => {
-                    let too_big = error
-                        .into_inner()
-                        .downcast_ref::<tungstenite::Error>()
-                        .is_some_and(|error| matches!(error, tungstenite::Error::Capacity(_)));
-                    if too_big {
-                        let reason = "the message is over the size limit";
-                        control.force(TOO_BIG, reason);
-                        return (TOO_BIG, reason.to_string());
-                    }
-                    return (ABNORMAL, String::new());
+                Err(tungstenite::Error::Capacity(_)) => {
+                    let reason = "the message is over the size limit";
+                    control.force(TOO_BIG, reason);
+                    return (TOO_BIG, reason.to_string());
                 }
+                Err(_) => return (ABNORMAL, String::new()),
             };
             if let Some(closed) = self.deliver(message, control).await {
                 return closed;
@@ -344,62 +346,66 @@ impl Reader<'_> {
 /// close, when the queue is dropped, when the hub forces a close, or when
 /// the client has sent nothing (not even a pong) for two intervals.
 /// Returns the close it sent, if the hub forced one.
-async fn write(
+#[allow(clippy::manual_async_fn)] // not an `async fn`, for the reason `run` gives
+fn write(
     mut sink: SplitSink<WebSocket, Message>,
     mut queue: QueueReceiver<Message>,
     control: Arc<Control>,
     ping_every: Duration,
     heard: Arc<Liveness>,
-) -> Option<(u16, String)> {
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // One waiter for the connection's life, not one per message: the hub
-    // forces a close at most once, and the writer returns when it does.
-    let mut forced = pin!(control.wake.notified());
-    loop {
-        let message = tokio::select! {
-            biased;
-            () = forced.as_mut() => {
-                let forced = control.forced();
-                if let Some((code, reason)) = &forced {
-                    let _ = tokio::time::timeout(ping_every, sink.send(close_frame(*code, reason))).await;
+) -> impl Future<Output = Option<(u16, String)>> + Send + 'static {
+    async move {
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // One waiter for the connection's life, not one per message: the hub
+        // forces a close at most once, and the writer returns when it does.
+        let mut forced = pin!(control.wake.notified());
+        loop {
+            let message = tokio::select! {
+                biased;
+                () = forced.as_mut() => {
+                    let forced = control.forced();
+                    if let Some((code, reason)) = &forced {
+                        let _ = tokio::time::timeout(ping_every, sink.send(close_frame(*code, reason))).await;
+                    }
+                    return forced;
                 }
-                return forced;
+                next = queue.recv() => match next {
+                    Some(message) => {
+                        control.dequeued(&message);
+                        message
+                    }
+                    None => {
+                        // Flushes the answer to a client's close, if it sent one.
+                        let _ = tokio::time::timeout(ping_every, sink.close()).await;
+                        return None;
+                    }
+                },
+                _ = ping.tick() => {
+                    if heard.silent_for() >= ping_every * 2 {
+                        tracing::debug!("closing a socket whose client stopped answering pings");
+                        return None;
+                    }
+                    Message::Ping(Default::default())
+                }
+            };
+            let closing = matches!(message, Message::Close(_));
+            let mut send = pin!(sink.send(message));
+            // Almost every send completes at once (the kernel takes the
+            // frame): only one that waits needs a deadline, so the common case
+            // arms no timer. A client that stopped reading must not keep a
+            // forced close (or shutdown) waiting: the connection is dropped.
+            let sent = match poll_once(send.as_mut()).await {
+                Poll::Ready(sent) => sent.is_ok(),
+                Poll::Pending => tokio::select! {
+                    sent = tokio::time::timeout(ping_every, send) => matches!(sent, Ok(Ok(()))),
+                    () = forced.as_mut() => return control.forced(),
+                },
+            };
+            if closing || !sent {
+                return None;
             }
-            next = queue.recv() => match next {
-                Some(message) => {
-                    control.dequeued(&message);
-                    message
-                }
-                None => {
-                    // Flushes the answer to a client's close, if it sent one.
-                    let _ = tokio::time::timeout(ping_every, sink.close()).await;
-                    return None;
-                }
-            },
-            _ = ping.tick() => {
-                if heard.silent_for() >= ping_every * 2 {
-                    tracing::debug!("closing a socket whose client stopped answering pings");
-                    return None;
-                }
-                Message::Ping(Default::default())
-            }
-        };
-        let closing = matches!(message, Message::Close(_));
-        let mut send = pin!(sink.send(message));
-        // Almost every send completes at once (the kernel takes the
-        // frame): only one that waits needs a deadline, so the common case
-        // arms no timer. A client that stopped reading must not keep a
-        // forced close (or shutdown) waiting: the connection is dropped.
-        let sent = match poll_once(send.as_mut()).await {
-            Poll::Ready(sent) => sent.is_ok(),
-            Poll::Pending => tokio::select! {
-                sent = tokio::time::timeout(ping_every, send) => matches!(sent, Ok(Ok(()))),
-                () = forced.as_mut() => return control.forced(),
-            },
-        };
-        if closing || !sent {
-            return None;
         }
     }
 }

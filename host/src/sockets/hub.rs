@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::extract::ws::Message;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::tungstenite::Message;
 
 use super::outbox::close_frame;
 use super::queue::{QueueSender, Refused};
@@ -138,6 +138,7 @@ fn payload_bytes(message: &Message) -> usize {
         Message::Binary(bytes) => bytes.len(),
         Message::Ping(bytes) | Message::Pong(bytes) => bytes.len(),
         Message::Close(frame) => frame.as_ref().map_or(0, |frame| frame.reason.len()),
+        Message::Frame(frame) => frame.len(),
     }
 }
 

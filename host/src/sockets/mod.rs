@@ -11,12 +11,19 @@
 
 pub(crate) mod connection;
 mod hub;
+mod io;
 mod outbox;
 mod queue;
 
 pub use hub::{Control, Hub, SocketInfo, SocketRefused};
+pub use io::{CODEC_READ_BYTES, SharedReads};
 pub use outbox::{LoggedEvent, Outgoing, frame};
 pub use queue::{QueueReceiver, QueueSender, queue};
+
+/// An accepted WebSocket, on the connection hyper handed over.
+pub type WebSocket = tokio_tungstenite::WebSocketStream<
+    SharedReads<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>,
+>;
 
 /// Tags a socket may have, and how long each may be.
 pub const MAX_TAGS: usize = 10;

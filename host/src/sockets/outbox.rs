@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 use crate::bindings::podhost::object::types::Message as SocketMessage;
 
@@ -45,7 +46,7 @@ pub fn frame(message: SocketMessage) -> Message {
 
 pub fn close_frame(code: u16, reason: &str) -> Message {
     Message::Close(Some(CloseFrame {
-        code,
+        code: code.into(),
         reason: reason.into(),
     }))
 }

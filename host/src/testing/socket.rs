@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use axum::extract::ws::Message;
+use tokio_tungstenite::tungstenite::Message;
 
 use super::{TestObject, TestResponse};
 use crate::bindings;
@@ -185,11 +185,13 @@ impl TestSocket {
                     reason: String::new(),
                 },
                 |frame| SocketFrame::Close {
-                    code: frame.code,
+                    code: frame.code.into(),
                     reason: frame.reason.as_str().to_string(),
                 },
             )),
-            Message::Ping(_) | Message::Pong(_) => Box::pin(self.recv_within(limit)).await,
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
+                Box::pin(self.recv_within(limit)).await
+            }
         }
     }
 

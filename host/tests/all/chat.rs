@@ -412,3 +412,76 @@ async fn sockets_past_the_limit_are_refused() {
         "room again once one leaves"
     );
 }
+
+/// Messages far larger than one read from the connection (the host reads
+/// up to 16 KiB at a time and hands tungstenite 256 bytes per call): sent
+/// back to back, each arrives whole and in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn large_messages_arrive_whole_and_in_order() {
+    let (server, _dir) = Server::start(Options::default()).await;
+    let mut ws = server
+        .ws("/objects/probe/large/ws")
+        .await
+        .expect("accepted");
+    let texts: Vec<String> = (0..3)
+        .map(|n| {
+            (0..200_000)
+                .map(|i| char::from(b'a' + ((i * 7 + n) % 26) as u8))
+                .collect()
+        })
+        .collect();
+    for text in &texts {
+        ws.send(Message::text(format!("publish:{text}")))
+            .await
+            .expect("sent");
+    }
+    for text in &texts {
+        assert!(
+            next_text(&mut ws).await == *text,
+            "a message came back changed"
+        );
+    }
+}
+
+/// A request with the upgrade headers but not a WebSocket handshake the
+/// host can answer is refused, and the connection is not upgraded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handshake_without_version_13_or_a_key_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (server, _dir) = Server::start(Options::default()).await;
+    let address = server.url("").trim_start_matches("http://").to_string();
+    let cases = [
+        (
+            "Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+            "HTTP/1.1 400",
+        ),
+        ("Sec-WebSocket-Version: 13\r\n", "HTTP/1.1 400"),
+    ];
+    for (headers, status) in cases {
+        let mut tcp = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connected");
+        let request = format!(
+            "GET /objects/probe/refused/ws HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{headers}\r\n"
+        );
+        tcp.write_all(request.as_bytes()).await.expect("written");
+        let mut response = Vec::new();
+        while !response.windows(2).any(|w| w == b"\r\n") {
+            let mut chunk = [0u8; 1024];
+            let n = tokio::time::timeout(WAIT, tcp.read(&mut chunk))
+                .await
+                .expect("an answer")
+                .expect("read");
+            assert!(n > 0, "{headers}: the connection closed without an answer");
+            response.extend_from_slice(&chunk[..n]);
+        }
+        let response = String::from_utf8_lossy(&response);
+        assert!(response.starts_with(status), "{headers}: {response}");
+    }
+    let mut ws = server
+        .ws("/objects/probe/refused/ws")
+        .await
+        .expect("a real handshake still works");
+    ws.send(Message::text("publish:ok")).await.expect("sent");
+    assert_eq!(next_text(&mut ws).await, "ok");
+}
