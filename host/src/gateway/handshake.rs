@@ -70,8 +70,9 @@ impl Handshake {
 
     /// Answers `101 Switching Protocols`; once hyper hands over the
     /// connection, `run` gets the socket on a task of its own. If the
-    /// upgrade fails, `run` is dropped unstarted.
-    pub fn accept<F, Fut>(self, config: WebSocketConfig, run: F) -> Response
+    /// upgrade fails, `run` is dropped unstarted (`socket` names it in
+    /// the log).
+    pub fn accept<F, Fut>(self, socket: u64, config: WebSocketConfig, run: F) -> Response
     where
         F: FnOnce(WebSocket) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -82,7 +83,7 @@ impl Handshake {
             let upgraded = match on_upgrade.await {
                 Ok(upgraded) => upgraded,
                 Err(error) => {
-                    tracing::debug!(%error, "the WebSocket upgrade failed");
+                    tracing::debug!(socket, %error, "the WebSocket upgrade failed");
                     return;
                 }
             };

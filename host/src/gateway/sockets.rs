@@ -78,5 +78,5 @@ pub async fn open(
         .max_frame_size(Some(settings.max_message_bytes));
     // If the upgrade fails, the callback below is never given `accepted`:
     // dropping it unregisters the socket and tells the object.
-    Ok(handshake.accept(config, move |ws| connection::run(ws, accepted)))
+    Ok(handshake.accept(socket, config, move |ws| connection::run(ws, accepted)))
 }

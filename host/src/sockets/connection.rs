@@ -114,9 +114,11 @@ pub struct Accepted {
 
 /// Starts the connection's writer and returns its reader, which runs
 /// until either side closes the socket, then tells the object unless the
-/// object closed it itself. Not an `async fn`: that would keep `ws` and
-/// `accepted` in the future for the socket's life after moving them out;
-/// the future returned holds only what it uses.
+/// object closed it itself. Not an `async fn`: that reserves room in the
+/// future for its arguments as well as for the locals they move into, and
+/// this future lives as long as the socket. Until the future first runs,
+/// `registered` stays armed: dropped unstarted, it still unregisters the
+/// socket (which ends the writer) and tells the object.
 pub fn run(ws: WebSocket, accepted: Accepted) -> impl Future<Output = ()> + Send + 'static {
     let Accepted {
         mut registered,
@@ -124,18 +126,9 @@ pub fn run(ws: WebSocket, accepted: Accepted) -> impl Future<Output = ()> + Send
         control,
         revoked,
     } = accepted;
-    registered.armed = false;
-    let runtime = Arc::clone(&registered.runtime);
-    let (class, name, object_id, socket) = (
-        std::mem::take(&mut registered.class),
-        std::mem::take(&mut registered.name),
-        std::mem::take(&mut registered.object_id),
-        registered.socket,
-    );
-    drop(registered);
-    let hub = Arc::clone(runtime.sockets());
+    let hub = Arc::clone(registered.runtime.sockets());
     let running = hub.connection();
-    let ping_every = runtime.config().sockets.ping_interval;
+    let ping_every = registered.runtime.config().sockets.ping_interval;
     let (sink, stream) = ws.split();
     let heard = Arc::new(Liveness::new());
     let mut writer = tokio::spawn(write(
@@ -146,13 +139,23 @@ pub fn run(ws: WebSocket, accepted: Accepted) -> impl Future<Output = ()> + Send
         Arc::clone(&heard),
     ));
     async move {
+        registered.armed = false;
         let _running = &running;
+        let Registered {
+            runtime,
+            class,
+            name,
+            object_id,
+            socket,
+            ..
+        } = &registered;
+        let socket = *socket;
         let reader = Reader {
-            runtime: &runtime,
+            runtime,
             hub: &hub,
-            class: &class,
-            name: &name,
-            object_id: &object_id,
+            class,
+            name,
+            object_id,
             socket,
             heard: &heard,
         };
@@ -164,7 +167,7 @@ pub fn run(ws: WebSocket, accepted: Accepted) -> impl Future<Output = ()> + Send
                 (POLICY_VIOLATION, ACCESS_ENDED.to_string())
             }
         };
-        let told = hub.remove(&object_id, socket);
+        let told = hub.remove(object_id, socket);
         // Removing the socket dropped its queue: the writer sends what is
         // left, answers the client's close, and stops. A client that does
         // not read is not waited for long.
@@ -174,7 +177,7 @@ pub fn run(ws: WebSocket, accepted: Accepted) -> impl Future<Output = ()> + Send
         if let Some(attachment) = told {
             // Boxed for the same reason as `Reader::deliver`'s event.
             Box::pin(tell_closed(
-                &runtime, &class, &name, socket, closed, attachment,
+                runtime, class, name, socket, closed, attachment,
             ))
             .await;
         }
@@ -346,7 +349,7 @@ impl Reader<'_> {
 /// close, when the queue is dropped, when the hub forces a close, or when
 /// the client has sent nothing (not even a pong) for two intervals.
 /// Returns the close it sent, if the hub forced one.
-#[allow(clippy::manual_async_fn)] // not an `async fn`, for the reason `run` gives
+#[allow(clippy::manual_async_fn)] // not an `async fn`: see `run`
 fn write(
     mut sink: SplitSink<WebSocket, Message>,
     mut queue: QueueReceiver<Message>,

@@ -1,16 +1,23 @@
 //! A connection's bytes as tungstenite reads them: through a buffer each
-//! thread shares, so that an idle socket keeps no read buffer of its own.
+//! thread shares, so that a socket keeps no read buffer of its own for
+//! reading small messages.
 //!
 //! tungstenite reads at most its configured read size per call, and fills
 //! that much of its own buffer with zeros first; the buffer stays for the
 //! socket's life. At 2 KiB per read that was 2 KiB resident in every idle
-//! socket; at the small read size podhost gives it (`CODEC_READ_BYTES`)
+//! socket; at the small read size podhost gives it ([`CODEC_READ_BYTES`])
 //! a large message would take a system call per few hundred bytes. So
 //! each read from the connection takes up to [`SCRATCH_BYTES`] into the
 //! thread's scratch buffer, hands tungstenite what fits, and keeps the
 //! rest on the heap only until tungstenite's next reads take it (the same
 //! wake, unless a whole message arrived: then after the object handled
-//! it). A read that finds nothing waiting holds nothing.
+//! it, so a socket holds at most `SCRATCH_BYTES` here). A read that finds
+//! nothing holds nothing.
+//!
+//! Not solved here: tungstenite grows its buffer to a message's length
+//! while the message arrives and does not shrink it after, so a socket
+//! that once received a large message keeps that much (at most the
+//! socket's `max_message_bytes`).
 
 use std::cell::RefCell;
 use std::io;
@@ -22,7 +29,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// How much tungstenite asks for per read, and so what an idle socket's
 /// codec keeps: a chat message or a control frame in one call.
 pub const CODEC_READ_BYTES: usize = 256;
-/// The most one read from the connection takes: a 1 MiB message in 64.
+/// The most one read from the connection takes (a 1 MiB message in 64),
+/// and so the most a socket keeps between its codec's reads.
 const SCRATCH_BYTES: usize = 16 * 1024;
 
 thread_local! {
@@ -65,6 +73,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for SharedReads<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         if this.taken < this.kept.len() {
             this.take_kept(buf);
             return Poll::Ready(Ok(()));
