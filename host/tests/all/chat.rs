@@ -447,7 +447,6 @@ async fn large_messages_arrive_whole_and_in_order() {
 /// host can answer is refused, and the connection is not upgraded.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_handshake_without_version_13_or_a_key_is_refused() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (server, _dir) = Server::start(Options::default()).await;
     let address = server.url("").trim_start_matches("http://").to_string();
     let cases = [
@@ -458,24 +457,10 @@ async fn a_handshake_without_version_13_or_a_key_is_refused() {
         ("Sec-WebSocket-Version: 13\r\n", "HTTP/1.1 400"),
     ];
     for (headers, status) in cases {
-        let mut tcp = tokio::net::TcpStream::connect(&address)
-            .await
-            .expect("connected");
         let request = format!(
             "GET /objects/probe/refused/ws HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{headers}\r\n"
         );
-        tcp.write_all(request.as_bytes()).await.expect("written");
-        let mut response = Vec::new();
-        while !response.windows(2).any(|w| w == b"\r\n") {
-            let mut chunk = [0u8; 1024];
-            let n = tokio::time::timeout(WAIT, tcp.read(&mut chunk))
-                .await
-                .expect("an answer")
-                .expect("read");
-            assert!(n > 0, "{headers}: the connection closed without an answer");
-            response.extend_from_slice(&chunk[..n]);
-        }
-        let response = String::from_utf8_lossy(&response);
+        let response = crate::responses::exchange(&server, request.as_bytes(), "\r\n").await;
         assert!(response.starts_with(status), "{headers}: {response}");
     }
     let mut ws = server

@@ -39,8 +39,9 @@ async fn start(extra_config: &'static str) -> (Server, tempfile::TempDir) {
     .await
 }
 
-/// Sends raw bytes and reads for up to `limit`, or until the server closes.
-async fn exchange(server: &Server, request: &[u8], until: &str) -> String {
+/// Sends raw bytes and reads until `until` arrives, for up to 10 s, or
+/// until the server closes.
+pub(crate) async fn exchange(server: &Server, request: &[u8], until: &str) -> String {
     let address = server.base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(address).await.expect("connect");
     stream.write_all(request).await.expect("write");
