@@ -13,6 +13,10 @@ pub enum ClusterError {
     Etcd(String),
     #[error("this object's owner is about to change: {0}; retry in a few seconds")]
     Moving(String),
+    /// Nobody owns the object and this node, stopping, takes nothing: a
+    /// client's request goes to another node (`Cluster::route`).
+    #[error("node {node} is stopping and takes no object: retry through another node")]
+    Stopping { node: String },
     /// An object-to-object call, alarm or socket event for an object
     /// another node runs: not run here (see `Runtime::deliver`).
     #[error(
@@ -34,9 +38,10 @@ impl ClusterError {
     pub fn code(&self) -> &'static str {
         match self {
             ClusterError::NotOwner { .. } | ClusterError::OwnedElsewhere { .. } => "not_owner",
-            ClusterError::NoLease { .. } | ClusterError::Etcd(_) | ClusterError::Moving(_) => {
-                "cluster_unavailable"
-            }
+            ClusterError::NoLease { .. }
+            | ClusterError::Etcd(_)
+            | ClusterError::Moving(_)
+            | ClusterError::Stopping { .. } => "cluster_unavailable",
             ClusterError::OwnerUnreachable { .. } => "owner_unreachable",
         }
     }

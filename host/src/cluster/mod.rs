@@ -188,12 +188,22 @@ impl Cluster {
                 .filter(|(node, _)| *node != self.node)
                 .cloned()
         };
-        let mut route = self.owners.route(class, id, prefer).await?;
+        let mut route = match self.owners.route(class, id, prefer).await {
+            // The drain began (or released the object) after the check
+            // above: the request goes on like any other on a draining node.
+            Err(ClusterError::Stopping { .. }) => return self.route_draining(class, id).await,
+            route => route?,
+        };
         if forwarded && matches!(route, Route::Remote { .. }) {
             // What this node knows may be older than what the sender
             // knew (an owner that has just let the object go): read again.
             self.owners.forget(class, id);
-            route = self.owners.route(class, id, || None).await?;
+            route = match self.owners.route(class, id, || None).await {
+                Err(ClusterError::Stopping { .. }) => {
+                    return self.route_draining(class, id).await;
+                }
+                route => route?,
+            };
             if matches!(route, Route::Remote { .. }) {
                 return Err(ClusterError::NotOwner {
                     node: self.node.clone(),

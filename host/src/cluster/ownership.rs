@@ -172,9 +172,9 @@ impl Owners {
         if !self.taking() {
             // Whatever would have taken it (an alarm, a call) is refused:
             // the next owner runs it.
-            return Err(ClusterError::Moving(
-                "this node is stopping and takes no object".into(),
-            ));
+            return Err(ClusterError::Stopping {
+                node: self.node.clone(),
+            });
         }
         let lease = self.lease()?;
         let mut client = self.client.clone();
