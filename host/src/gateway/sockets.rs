@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::ApiError;
 use super::handshake::Handshake;
@@ -16,7 +15,7 @@ use crate::bindings;
 use crate::metrics::OpenSocket;
 use crate::object::{ObjectAddr, SocketEvent, SocketOutcome};
 use crate::runtime::Runtime;
-use crate::sockets::CODEC_READ_BYTES;
+use crate::sockets;
 use crate::sockets::connection::{self, Accepted, Registered};
 
 pub async fn open(
@@ -71,11 +70,7 @@ pub async fn open(
         control,
         revoked: Box::pin(revocation.ended()),
     };
-    let config = WebSocketConfig::default()
-        .read_buffer_size(CODEC_READ_BYTES)
-        .write_buffer_size(0)
-        .max_message_size(Some(settings.max_message_bytes))
-        .max_frame_size(Some(settings.max_message_bytes));
+    let config = sockets::codec_config(settings.max_message_bytes);
     // If the upgrade fails, the callback below is never given `accepted`:
     // dropping it unregisters the socket and tells the object.
     Ok(handshake.accept(socket, config, move |ws| connection::run(ws, accepted)))

@@ -14,10 +14,8 @@
 //! it, so a socket holds at most `SCRATCH_BYTES` here). A read that finds
 //! nothing holds nothing.
 //!
-//! Not solved here: tungstenite grows its buffer to a message's length
-//! while the message arrives and does not shrink it after, so a socket
-//! that once received a large message keeps that much (at most the
-//! socket's `max_message_bytes`).
+//! tungstenite's own buffer grows to a message's length while the message
+//! arrives; the vendored codec gives it back after (`codec.rs`).
 
 use std::cell::RefCell;
 use std::io;

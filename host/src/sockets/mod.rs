@@ -9,12 +9,14 @@
 //! Server-Sent Events subscribers are held the same way and get the
 //! object's logged events after each commit.
 
+mod codec;
 pub(crate) mod connection;
 mod hub;
 mod io;
 mod outbox;
 mod queue;
 
+pub use codec::config as codec_config;
 pub use hub::{Control, Hub, SocketInfo, SocketRefused};
 pub use io::{CODEC_READ_BYTES, SharedReads};
 pub use outbox::{LoggedEvent, Outgoing, frame};
