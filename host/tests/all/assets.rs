@@ -6,7 +6,6 @@ use std::path::Path;
 
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::support::{Options, Server, parse_json};
 
@@ -65,20 +64,8 @@ pub async fn get(server: &Server, path: &str) -> (StatusCode, HeaderMap, Vec<u8>
 /// the path); returns the status and the body.
 async fn raw_get(server: &Server, target: &str) -> (u16, String) {
     let address = server.base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("connected");
     let request = format!("GET {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("sent");
-    let mut answer = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read_to_end(&mut answer),
-    )
-    .await
-    .expect("answered within 10 s")
-    .expect("read");
-    let answer = String::from_utf8_lossy(&answer).to_string();
+    let answer = server.raw_exchange(request.as_bytes()).await;
     let status = answer
         .split(' ')
         .nth(1)

@@ -460,7 +460,7 @@ async fn a_handshake_without_version_13_or_a_key_is_refused() {
         let request = format!(
             "GET /objects/probe/refused/ws HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{headers}\r\n"
         );
-        let response = crate::responses::exchange(&server, request.as_bytes(), "\r\n").await;
+        let response = server.raw_exchange_until(request.as_bytes(), "\r\n").await;
         assert!(response.starts_with(status), "{headers}: {response}");
     }
     let mut ws = server

@@ -1,11 +1,6 @@
 //! The HTTP surface: routing, what the object sees, errors, limits and
 //! malformed input.
 
-use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
 use crate::support::{Options, Server, parse_json};
 
 #[tokio::test]
@@ -74,7 +69,7 @@ async fn oversized_bodies_are_refused_with_413() {
          {len:x}\r\n{chunk}\r\n{len:x}\r\n{chunk}\r\n0\r\n\r\n",
         len = chunk.len()
     );
-    let reply = raw_exchange(&server, request.as_bytes()).await;
+    let reply = server.raw_exchange(request.as_bytes()).await;
     assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
     assert_eq!(
         server.get("/objects/counter/big").await,
@@ -93,7 +88,7 @@ async fn malformed_http_gets_an_error_and_hurts_nobody() {
         &b"THIS IS NOT HTTP\r\n\r\n"[..],
         b"GET /objects/counter/x HTTP/1.1\r\nhost: x\r\nbad header\r\n\r\n",
     ] {
-        let reply = raw_exchange(&server, request).await;
+        let reply = server.raw_exchange(request).await;
         assert!(
             reply.starts_with("HTTP/1.1 400 Bad Request\r\n"),
             "{:?}: {reply:?}",
@@ -105,23 +100,6 @@ async fn malformed_http_gets_an_error_and_hurts_nobody() {
         (200, "1".into())
     );
     server.stop().await;
-}
-
-/// Sends raw bytes and reads until the server closes the connection,
-/// which it must do within 10 s.
-async fn raw_exchange(server: &Server, request: &[u8]) -> String {
-    let address = server.base.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(address).await.expect("connect");
-    stream.write_all(request).await.expect("write");
-    let mut reply = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply)).await;
-    let reply = String::from_utf8_lossy(&reply).into_owned();
-    match read {
-        Ok(Ok(_)) => {}
-        Ok(Err(error)) => panic!("reading the reply failed ({error}) after {reply:?}"),
-        Err(_) => panic!("the server did not close the connection within 10 s: {reply:?}"),
-    }
-    reply
 }
 
 /// SIGTERM sent as soon as the server says it is listening stops it

@@ -5,10 +5,6 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::support::{Options, Server, parse_json};
 
@@ -37,24 +33,6 @@ async fn start(extra_config: &'static str) -> (Server, tempfile::TempDir) {
         ..Options::default()
     })
     .await
-}
-
-/// Sends raw bytes and reads until `until` arrives, for up to 10 s, or
-/// until the server closes.
-pub(crate) async fn exchange(server: &Server, request: &[u8], until: &str) -> String {
-    let address = server.base.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(address).await.expect("connect");
-    stream.write_all(request).await.expect("write");
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 8192];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !String::from_utf8_lossy(&received).contains(until) {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
-            Ok(Ok(n)) if n > 0 => received.extend_from_slice(&buffer[..n]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&received).into_owned()
 }
 
 async fn error_code(server: &Server, path: &str) -> (u16, String) {
@@ -132,13 +110,13 @@ async fn only_final_statuses_are_sent_and_pipelined_requests_survive() {
     }
     assert_eq!(server.get("/objects/raw/x/respond?status=599").await.0, 599);
     // A 101 would hand the connection over: the request after it is lost.
-    let reply = exchange(
-        &server,
-        b"GET /objects/raw/x/respond?status=101 HTTP/1.1\r\nhost: x\r\n\r\n\
-          GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n",
-        "ok\n",
-    )
-    .await;
+    let reply = server
+        .raw_exchange_until(
+            b"GET /objects/raw/x/respond?status=101 HTTP/1.1\r\nhost: x\r\n\r\n\
+              GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n",
+            "ok\n",
+        )
+        .await;
     assert!(reply.starts_with("HTTP/1.1 500"), "{reply}");
     assert!(
         reply.ends_with("ok\n"),
@@ -150,15 +128,15 @@ async fn only_final_statuses_are_sent_and_pipelined_requests_survive() {
 #[tokio::test]
 async fn no_body_and_no_length_for_204_and_304_and_none_for_head() {
     let (server, _dir) = start("").await;
-    let reply = exchange(
-        &server,
-        b"GET /objects/raw/x/respond?status=204&body=5&set=content-length:5 HTTP/1.1\r\nhost: x\r\n\r\n\
-          GET /objects/raw/x/respond?status=304&body=5 HTTP/1.1\r\nhost: x\r\n\r\n\
-          HEAD /objects/raw/x/respond?body=7 HTTP/1.1\r\nhost: x\r\n\r\n\
-          GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n",
-        "ok\n",
-    )
-    .await;
+    let reply = server
+        .raw_exchange_until(
+            b"GET /objects/raw/x/respond?status=204&body=5&set=content-length:5 HTTP/1.1\r\nhost: x\r\n\r\n\
+              GET /objects/raw/x/respond?status=304&body=5 HTTP/1.1\r\nhost: x\r\n\r\n\
+              HEAD /objects/raw/x/respond?body=7 HTTP/1.1\r\nhost: x\r\n\r\n\
+              GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n",
+            "ok\n",
+        )
+        .await;
     let responses: Vec<&str> = reply
         .split("HTTP/1.1 ")
         .filter(|part| !part.is_empty())

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// The component of test guest `name` (`probe`, `counter`, ...), to deploy
@@ -437,6 +437,48 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Sends `request` as raw bytes on a new connection and returns all
+    /// that comes back until the server closes it (within 10 s).
+    pub async fn raw_exchange(&self, request: &[u8]) -> String {
+        let mut stream = self.raw_connection(request).await;
+        let mut reply = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply)).await;
+        let reply = String::from_utf8_lossy(&reply).into_owned();
+        match read {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => panic!("reading the reply failed ({error}) after {reply:?}"),
+            Err(_) => panic!("the server did not close the connection within 10 s: {reply:?}"),
+        }
+        reply
+    }
+
+    /// Sends `request` as raw bytes on a new connection and returns what
+    /// came back once it contains `until` (or the connection ended, or
+    /// 10 s passed).
+    pub async fn raw_exchange_until(&self, request: &[u8], until: &str) -> String {
+        let mut stream = self.raw_connection(request).await;
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 8192];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !String::from_utf8_lossy(&received).contains(until) {
+            match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+                Ok(Ok(n)) if n > 0 => received.extend_from_slice(&buffer[..n]),
+                _ => break,
+            }
+        }
+        String::from_utf8_lossy(&received).into_owned()
+    }
+
+    async fn raw_connection(&self, request: &[u8]) -> tokio::net::TcpStream {
+        let address = self.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connected");
+        stream.write_all(request).await.expect("sent");
+        stream
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
