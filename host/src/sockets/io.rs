@@ -14,8 +14,9 @@
 //! it, so a socket holds at most `SCRATCH_BYTES` here). A read that finds
 //! nothing holds nothing.
 //!
-//! tungstenite's own buffer grows to a message's length while the message
-//! arrives; the vendored codec gives it back after (`codec.rs`).
+//! tungstenite reserves a frame's whole length in its own buffer when the
+//! frame's header arrives; the vendored codec gives it back once the
+//! message is read (`codec.rs`).
 
 use std::cell::RefCell;
 use std::io;
