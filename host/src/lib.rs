@@ -27,6 +27,8 @@ pub mod runtime;
 pub mod sockets;
 pub mod storage;
 pub mod tenants;
+#[cfg(test)]
+mod test_alloc;
 pub mod testing;
 
 pub use config::Config;

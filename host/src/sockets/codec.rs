@@ -29,9 +29,6 @@ pub fn config(max_message_bytes: usize) -> WebSocketConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::WebSocketStream;
     use tokio_tungstenite::tungstenite::Message;
@@ -39,57 +36,7 @@ mod tests {
 
     use super::*;
     use crate::sockets::SharedReads;
-
-    /// Counts the bytes each thread allocated and has not freed, so a
-    /// test on one thread sees what it keeps (for this crate's unit tests
-    /// only; the server binary's allocator is its own).
-    struct PerThread;
-
-    thread_local! {
-        static LIVE: Cell<isize> = const { Cell::new(0) };
-    }
-
-    fn count(delta: isize) {
-        let _ = LIVE.try_with(|live| live.set(live.get() + delta));
-    }
-
-    fn live() -> isize {
-        LIVE.with(Cell::get)
-    }
-
-    fn signed(size: usize) -> isize {
-        isize::try_from(size).unwrap_or(isize::MAX)
-    }
-
-    // SAFETY: every call is passed to `System` unchanged; only counted.
-    unsafe impl GlobalAlloc for PerThread {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            count(signed(layout.size()));
-            // SAFETY: the caller's contract, passed on.
-            unsafe { System.alloc(layout) }
-        }
-
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            count(-signed(layout.size()));
-            // SAFETY: the caller's contract, passed on.
-            unsafe { System.dealloc(ptr, layout) }
-        }
-
-        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            count(signed(layout.size()));
-            // SAFETY: the caller's contract, passed on.
-            unsafe { System.alloc_zeroed(layout) }
-        }
-
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            count(signed(new_size) - signed(layout.size()));
-            // SAFETY: the caller's contract, passed on.
-            unsafe { System.realloc(ptr, layout, new_size) }
-        }
-    }
-
-    #[global_allocator]
-    static ALLOCATOR: PerThread = PerThread;
+    use crate::test_alloc::live;
 
     const LARGE: usize = 1 << 20;
 
