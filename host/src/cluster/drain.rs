@@ -1,7 +1,9 @@
 //! A node stopping (SIGTERM, Ctrl-C) hands its objects over before it
 //! leaves, so a rolling restart loses nothing and drops no request:
 //!
-//! 1. It drains, its listener still open: WebSockets of its objects close
+//! 1. It marks itself draining in etcd (`<prefix>/draining/<node>`), so
+//!    no node sends it an object nobody owns, then drains, its listener
+//!    still open: WebSockets of its objects close
 //!    with 1012 (service restart) after what was queued for them, SSE
 //!    streams end (clients resume by `Last-Event-ID` through any node),
 //!    and every object hibernates. Each one's close commits its last
@@ -38,6 +40,11 @@ impl Cluster {
     /// Hands every object over (step 1 above), for at most
     /// `[cluster] drain_timeout`.
     pub async fn drain(&self, runtime: &Runtime) {
+        if self.draining() {
+            return;
+        }
+        // Marked before this node refuses anything: see `mark_draining`.
+        self.membership.mark_draining().await;
         let deadline = Instant::now() + self.drain_timeout;
         if self.drain_deadline.set(deadline).is_err() {
             return;
@@ -89,13 +96,21 @@ impl Cluster {
     }
 
     /// The route of a request on a draining node for an object it does
-    /// not own: its owner, or when nobody owns it another node (which
-    /// takes it).
+    /// not own: its owner, or when nobody owns it another node that is
+    /// not draining (which takes it). Each node a request passes through
+    /// this way marked itself draining before, so it is not chosen again:
+    /// the request reaches a node that takes it, or a 503. A `forwarded`
+    /// request's owner is read from etcd, not the cache: a cache as old
+    /// as the sender's could send it back.
     pub(super) async fn route_draining(
         &self,
         class: &str,
         id: &str,
+        forwarded: bool,
     ) -> Result<Route, ClusterError> {
+        if forwarded {
+            self.owners.forget(class, id);
+        }
         if let Some(route) = self.owners.route_without_taking(class, id).await? {
             return Ok(route);
         }
@@ -106,7 +121,7 @@ impl Cluster {
             // Serving it here would only move it again in a moment, and
             // what this node takes now it may not hand over in time.
             return Err(ClusterError::Moving(
-                "this node is stopping and no other node is up".into(),
+                "this node is stopping and every other node is down or stopping".into(),
             ));
         };
         Ok(Route::Remote { node, address })

@@ -22,6 +22,17 @@ impl Keys {
         format!("{}/nodes/", self.prefix)
     }
 
+    /// `<prefix>/draining/<node>` (under the node's lease): the node is
+    /// stopping and takes no object, so no node sends it one nobody owns.
+    pub fn draining(&self, node: &str) -> String {
+        format!("{}/draining/{node}", self.prefix)
+    }
+
+    /// Everything below `<prefix>/draining/` (watched).
+    pub fn draining_nodes(&self) -> String {
+        format!("{}/draining/", self.prefix)
+    }
+
     /// Everything below `<prefix>/owners/` (watched).
     pub fn owners(&self) -> String {
         format!("{}/owners/", self.prefix)
@@ -87,6 +98,8 @@ mod tests {
         assert_eq!(key, "/podhost/owners/counter/ab12");
         assert!(key.starts_with(&keys.owners()));
         assert_eq!(keys.node("a"), "/podhost/nodes/a");
+        assert_eq!(keys.draining("a"), "/podhost/draining/a");
+        assert!(keys.draining("a").starts_with(&keys.draining_nodes()));
         let alarm = keys.alarm("counter", "ab12");
         assert_eq!(alarm, "/podhost/alarms/counter/ab12");
         assert!(alarm.starts_with(&keys.alarms()));

@@ -1,6 +1,7 @@
-//! The cluster's live nodes and their addresses (`<prefix>/nodes/`), kept
-//! by a watch, for placing objects nobody serves yet. A node's key lives
-//! under its lease, so a dead node leaves this list when its lease ends.
+//! The cluster's live nodes and their addresses (`<prefix>/nodes/`), less
+//! those draining (`<prefix>/draining/`), kept by watches, for placing
+//! objects nobody serves yet. Both keys live under the node's lease, so a
+//! dead node leaves these lists when its lease ends.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,59 +14,79 @@ use super::ClusterError;
 use super::keys::Keys;
 
 pub(super) struct Members {
-    keys: Keys,
     /// Node name → advertised address.
-    live: Mutex<BTreeMap<String, String>>,
+    registered: Arc<Followed>,
+    /// Nodes that are stopping (the value says only that).
+    draining: Arc<Followed>,
 }
 
 impl Members {
-    /// Starts following the list: a read of it, then a watch from there;
-    /// read again whenever the watch breaks.
+    /// Starts following both lists.
     pub fn start(client: Client, keys: Keys) -> Arc<Members> {
-        let members = Arc::new(Members {
-            keys,
-            live: Mutex::new(BTreeMap::new()),
+        Arc::new(Members {
+            registered: Followed::start(client.clone(), keys.nodes()),
+            draining: Followed::start(client, keys.draining_nodes()),
+        })
+    }
+
+    /// The live nodes now that take objects: (name, address).
+    pub fn live(&self) -> Vec<(String, String)> {
+        let draining = self.draining.entries.lock();
+        self.registered
+            .entries
+            .lock()
+            .iter()
+            .filter(|(node, _)| !draining.contains_key(*node))
+            .map(|(node, address)| (node.clone(), address.clone()))
+            .collect()
+    }
+}
+
+/// The keys below one prefix (less the prefix) and their values.
+struct Followed {
+    prefix: String,
+    entries: Mutex<BTreeMap<String, String>>,
+}
+
+impl Followed {
+    /// Starts following `prefix`: a read of it, then a watch from there;
+    /// read again whenever the watch breaks.
+    fn start(client: Client, prefix: String) -> Arc<Followed> {
+        let followed = Arc::new(Followed {
+            prefix,
+            entries: Mutex::new(BTreeMap::new()),
         });
-        let follower = Arc::clone(&members);
+        let follower = Arc::clone(&followed);
         tokio::spawn(async move {
             loop {
                 if let Err(error) = follower.follow(client.clone()).await {
-                    tracing::warn!("the watch of cluster nodes ended: {error}");
+                    tracing::warn!(prefix = %follower.prefix, "a watch of cluster nodes ended: {error}");
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
-        members
-    }
-
-    /// The live nodes now: (name, address).
-    pub fn live(&self) -> Vec<(String, String)> {
-        self.live
-            .lock()
-            .iter()
-            .map(|(node, address)| (node.clone(), address.clone()))
-            .collect()
+        followed
     }
 
     async fn follow(&self, mut client: Client) -> Result<(), ClusterError> {
-        let prefix = self.keys.nodes();
+        let prefix = self.prefix.as_str();
         let listing = client
-            .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .get(prefix, Some(GetOptions::new().with_prefix()))
             .await?;
         let read_at = listing.header().map_or(0, |header| header.revision());
-        *self.live.lock() = listing
+        *self.entries.lock() = listing
             .kvs()
             .iter()
             .filter_map(|kv| {
                 Some((
-                    self.node_of(kv.key_str().ok()?)?,
+                    self.name_of(kv.key_str().ok()?)?,
                     kv.value_str().ok()?.to_string(),
                 ))
             })
             .collect();
         let mut stream = client
             .watch(
-                prefix.as_str(),
+                prefix,
                 Some(
                     WatchOptions::new()
                         .with_prefix()
@@ -76,16 +97,16 @@ impl Members {
         while let Some(response) = stream.message().await? {
             for event in response.events() {
                 let Some(kv) = event.kv() else { continue };
-                let Some(node) = kv.key_str().ok().and_then(|key| self.node_of(key)) else {
+                let Some(name) = kv.key_str().ok().and_then(|key| self.name_of(key)) else {
                     continue;
                 };
-                let mut live = self.live.lock();
+                let mut entries = self.entries.lock();
                 match (event.event_type(), kv.value_str()) {
-                    (EventType::Put, Ok(address)) => {
-                        live.insert(node, address.to_string());
+                    (EventType::Put, Ok(value)) => {
+                        entries.insert(name, value.to_string());
                     }
                     _ => {
-                        live.remove(&node);
+                        entries.remove(&name);
                     }
                 }
             }
@@ -93,7 +114,7 @@ impl Members {
         Ok(())
     }
 
-    fn node_of(&self, key: &str) -> Option<String> {
-        key.strip_prefix(&self.keys.nodes()).map(str::to_string)
+    fn name_of(&self, key: &str) -> Option<String> {
+        key.strip_prefix(&self.prefix).map(str::to_string)
     }
 }

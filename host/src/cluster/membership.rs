@@ -8,12 +8,15 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, GetOptions, PutOptions};
+use etcd_client::{Client, GetOptions, PutOptions, TxnOp, TxnOpResponse};
 use parking_lot::Mutex;
 use std::sync::Arc;
 
 use super::ClusterError;
 use super::keys::Keys;
+
+/// The value of a node's draining mark (only the key's presence counts).
+const DRAINING: &str = "draining";
 
 /// The lease the node holds, and until when it may trust it.
 #[derive(Clone, Copy)]
@@ -32,6 +35,8 @@ pub(super) struct Membership {
     keys: Keys,
     /// Set when the node leaves (it is stopping): no new lease is taken.
     left: AtomicBool,
+    /// Set when the node starts draining: a new lease carries the mark too.
+    draining: AtomicBool,
 }
 
 impl Membership {
@@ -51,6 +56,7 @@ impl Membership {
             client: client.clone(),
             keys: keys.clone(),
             left: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         });
         let mut keeper = Keeper {
             client,
@@ -115,20 +121,57 @@ impl Membership {
         }
     }
 
-    /// The other nodes registered now: (name, advertised address).
-    pub async fn others(&self) -> Result<Vec<(String, String)>, ClusterError> {
-        let prefix = self.keys.nodes();
+    /// Marks the node draining (`Keys::draining`, under its lease, so the
+    /// mark goes when the node leaves): from then on no node that reads
+    /// the nodes through `others` or `Members` sends it an object nobody
+    /// owns. Awaited before the node refuses to take objects, so that
+    /// whoever it sends such an object to sees the mark, and two
+    /// draining nodes never send one back and forth.
+    pub async fn mark_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+        let Ok(lease) = self.lease() else { return };
+        let key = self.keys.draining(&self.node);
         let mut client = self.client.clone();
-        let response = client
-            .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        Ok(response
+        let put = client
+            .put(
+                key.as_str(),
+                DRAINING,
+                Some(PutOptions::new().with_lease(lease)),
+            )
+            .await;
+        if let Err(error) = put {
+            tracing::warn!(node = %self.node, "cannot mark this node draining in etcd (other draining nodes may send it objects): {error}");
+        }
+    }
+
+    /// The other nodes registered now and not draining: (name, advertised
+    /// address). One read of both lists, so they agree.
+    pub async fn others(&self) -> Result<Vec<(String, String)>, ClusterError> {
+        let (nodes, draining) = (self.keys.nodes(), self.keys.draining_nodes());
+        let read = etcd_client::Txn::new().and_then([
+            TxnOp::get(nodes.as_str(), Some(GetOptions::new().with_prefix())),
+            TxnOp::get(draining.as_str(), Some(GetOptions::new().with_prefix())),
+        ]);
+        let mut client = self.client.clone();
+        let responses = client.txn(read).await?.op_responses();
+        let [TxnOpResponse::Get(registered), TxnOpResponse::Get(stopping)] = &responses[..] else {
+            return Err(ClusterError::Etcd(
+                "etcd answered a read of the nodes with something else".into(),
+            ));
+        };
+        let stopping: Vec<&str> = stopping
+            .kvs()
+            .iter()
+            .filter_map(|kv| kv.key_str().ok()?.strip_prefix(draining.as_str()))
+            .collect();
+        Ok(registered
             .kvs()
             .iter()
             .filter_map(|kv| {
-                let node = kv.key_str().ok()?.strip_prefix(prefix.as_str())?;
+                let node = kv.key_str().ok()?.strip_prefix(nodes.as_str())?;
                 let address = kv.value_str().ok()?;
-                (node != self.node).then(|| (node.to_string(), address.to_string()))
+                (node != self.node && !stopping.contains(&node))
+                    .then(|| (node.to_string(), address.to_string()))
             })
             .collect())
     }
@@ -175,11 +218,7 @@ impl Keeper {
                 etcd_client::CompareOp::Equal,
                 0,
             )])
-            .and_then([etcd_client::TxnOp::put(
-                self.key.as_str(),
-                self.advertise.as_str(),
-                Some(PutOptions::new().with_lease(lease)),
-            )]);
+            .and_then(self.puts(lease));
         if !self.client.txn(put).await?.succeeded() {
             let _ = self.client.lease_revoke(lease).await;
             return Err(ClusterError::Moving(format!(
@@ -192,6 +231,21 @@ impl Keeper {
             valid_until: self.valid_until(sent),
         });
         Ok(lease)
+    }
+
+    /// The node's key under `lease`, and its draining mark if it drains.
+    fn puts(&self, lease: i64) -> Vec<TxnOp> {
+        let under_lease = || Some(PutOptions::new().with_lease(lease));
+        let mut puts = vec![TxnOp::put(
+            self.key.as_str(),
+            self.advertise.as_str(),
+            under_lease(),
+        )];
+        if self.membership.draining.load(Ordering::Acquire) {
+            let mark = self.membership.keys.draining(&self.membership.node);
+            puts.push(TxnOp::put(mark, DRAINING, under_lease()));
+        }
+        puts
     }
 
     /// Keeps `lease` alive until it cannot; returns why.

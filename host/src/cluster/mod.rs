@@ -7,12 +7,13 @@
 //!   <class>/<id>`, created under the owner's lease only if absent; its
 //!   create revision is the object's fencing epoch), a cache of other
 //!   nodes' objects kept fresh by a watch.
-//! - `members.rs`, `placement.rs`: the live nodes, and the one rendezvous
-//!   hashing prefers for an object nobody serves (`placement =
-//!   "rendezvous"`).
+//! - `members.rs`, `placement.rs`: the live nodes that are not draining,
+//!   and the one rendezvous hashing prefers for an object nobody serves
+//!   (`placement = "rendezvous"`).
 //! - `forward.rs`: a request for another node's object, proxied there
 //!   (HTTP with streaming bodies, SSE, WebSockets as a byte tunnel).
-//! - `drain.rs`: a stopping node hands its objects over, then leaves.
+//! - `drain.rs`: a stopping node marks itself draining
+//!   (`<prefix>/draining/<node>`), hands its objects over, then leaves.
 //!
 //! - `moved.rs`: an object that moved here, restored from the store
 //!   before it runs.
@@ -179,8 +180,24 @@ impl Cluster {
         if self.draining() && !self.owners.owns(class, id) {
             // Sent on even when forwarded: the node that sent it believed
             // this one the owner, and it takes nothing while leaving.
-            return self.route_draining(class, id).await;
+            return self.route_draining(class, id, forwarded).await;
         }
+        match self.route_serving(class, id, forwarded).await {
+            // The drain began (or released the object) after the check
+            // above: the request goes on like any other on a draining node.
+            Err(ClusterError::Stopping { .. }) => self.route_draining(class, id, forwarded).await,
+            route => route,
+        }
+    }
+
+    /// `route` on a node that takes objects (`Stopping` if it has just
+    /// stopped taking them).
+    async fn route_serving(
+        &self,
+        class: &str,
+        id: &str,
+        forwarded: bool,
+    ) -> Result<Route, ClusterError> {
         let prefer = || {
             let members = self.members.as_ref().filter(|_| !forwarded)?;
             let live = members.live();
@@ -188,29 +205,19 @@ impl Cluster {
                 .filter(|(node, _)| *node != self.node)
                 .cloned()
         };
-        let mut route = match self.owners.route(class, id, prefer).await {
-            // The drain began (or released the object) after the check
-            // above: the request goes on like any other on a draining node.
-            Err(ClusterError::Stopping { .. }) => return self.route_draining(class, id).await,
-            route => route?,
-        };
-        if forwarded && matches!(route, Route::Remote { .. }) {
-            // What this node knows may be older than what the sender
-            // knew (an owner that has just let the object go): read again.
-            self.owners.forget(class, id);
-            route = match self.owners.route(class, id, || None).await {
-                Err(ClusterError::Stopping { .. }) => {
-                    return self.route_draining(class, id).await;
-                }
-                route => route?,
-            };
-            if matches!(route, Route::Remote { .. }) {
-                return Err(ClusterError::NotOwner {
-                    node: self.node.clone(),
-                });
-            }
+        let route = self.owners.route(class, id, prefer).await?;
+        if !(forwarded && matches!(route, Route::Remote { .. })) {
+            return Ok(route);
         }
-        Ok(route)
+        // What this node knows may be older than what the sender knew (an
+        // owner that has just let the object go): read again.
+        self.owners.forget(class, id);
+        match self.owners.route(class, id, || None).await? {
+            Route::Remote { .. } => Err(ClusterError::NotOwner {
+                node: self.node.clone(),
+            }),
+            route => Ok(route),
+        }
     }
 
     /// Keeps object `id` here (not released) while a request for it is

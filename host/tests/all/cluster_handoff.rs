@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::cluster_support::{Etcd, PREFIX, address, file_store, node_options_via, owner_key};
-use crate::support::{Options, Server};
+use crate::support::{Options, Server, eventually};
 
 /// Longer than any test here takes to stop a node: an owner key or node
 /// key that goes was released, not expired.
@@ -286,4 +286,91 @@ async fn a_rolling_restart_of_every_node_under_load_fails_no_request_and_loses_n
     })
     .await;
     assert!(heard.is_ok(), "the room works again after the restart");
+}
+
+#[tokio::test]
+async fn nodes_draining_together_send_new_objects_to_a_node_that_is_not_and_never_to_each_other() {
+    let etcd = Etcd::start().await;
+    let options = |name| {
+        node_options_via(
+            &etcd.url(PREFIX),
+            name,
+            LEASE_TTL,
+            "drain_timeout = \"30s\"\n",
+        )
+    };
+    let (a, _a) = Server::start(options("a")).await;
+    let (b, _b) = Server::start(options("b")).await;
+    let (c, _c) = Server::start(options("c")).await;
+    // An object busy for 12 s on a and on b keeps each draining (its
+    // listener open) that long after SIGTERM.
+    let mut sleeps = JoinSet::new();
+    for (server, name) in [(&a, "busy-a"), (&b, "busy-b")] {
+        let request = server
+            .client
+            .post(server.url(&format!("/objects/probe/{name}/sleep?ms=12000")))
+            .send();
+        sleeps.spawn(async move { request.await.map(|response| response.status().as_u16()) });
+    }
+    for (name, owner) in [("busy-a", "a"), ("busy-b", "b")] {
+        let key = owner_key("probe", name);
+        let owned = eventually(Duration::from_secs(5), || {
+            let etcd = &etcd;
+            let key = key.clone();
+            async move { etcd.get(&key).await.as_deref() == Some(owner) }
+        })
+        .await;
+        assert!(owned, "{owner} serves {name}");
+    }
+    a.terminate();
+    b.terminate();
+    for node in ["a", "b"] {
+        assert!(marked_draining(&etcd, node, true).await, "{node} drains");
+    }
+
+    // Each draining node sends an object nobody owns to c, whichever of
+    // a and b rendezvous hashing would prefer; none bounces between them.
+    for object in 0..16 {
+        let name = format!("fresh{object}");
+        for (via, expected) in [(&a, "1"), (&b, "2")] {
+            assert_eq!(
+                via.post(&format!("/objects/counter/{name}"), "").await,
+                (200, expected.to_string()),
+                "{name} through {}",
+                via.base
+            );
+        }
+        assert_eq!(
+            etcd.get(&owner_key("counter", &name)).await.as_deref(),
+            Some("c")
+        );
+    }
+
+    // With c gone too, nobody takes a new object: 503 at once.
+    c.stop().await;
+    let (status, body) = a.post("/objects/counter/nobody", "").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("cluster_unavailable"), "{body}");
+    assert_eq!(etcd.get(&owner_key("counter", "nobody")).await, None);
+
+    // The busy requests finish where they began, then the nodes leave.
+    while let Some(status) = sleeps.join_next().await {
+        assert_eq!(status.expect("joined").expect("answered"), 200);
+    }
+    for node in ["a", "b"] {
+        let gone = !marked_draining(&etcd, node, false).await;
+        assert!(gone, "{node}'s mark went with its lease");
+    }
+}
+
+/// Whether `node`'s draining mark is in etcd, once it is `expected` (or
+/// 10 s passed).
+async fn marked_draining(etcd: &Etcd, node: &str, expected: bool) -> bool {
+    let key = format!("/{PREFIX}/draining/{node}");
+    let marked = || async { etcd.get(&key).await.is_some() };
+    eventually(Duration::from_secs(10), || async {
+        marked().await == expected
+    })
+    .await;
+    marked().await
 }

@@ -402,11 +402,17 @@ impl Server {
         }
     }
 
-    /// Stops the server as an operator would (SIGTERM) and waits for it.
-    pub async fn stop(mut self) {
+    /// Asks the server to stop as an operator would (SIGTERM), without
+    /// waiting: a cluster node drains meanwhile.
+    pub fn terminate(&self) {
         let pid = self.child.id().expect("running child") as libc::pid_t;
         // SAFETY: sending a signal to our own child process.
         unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+
+    /// Stops the server as an operator would (SIGTERM) and waits for it.
+    pub async fn stop(mut self) {
+        self.terminate();
         let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
             .expect("podhost stops within 30 s of SIGTERM")
