@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Cluster, ClusterError, Route};
+use super::{Cluster, ClusterError, Hops, Route};
 use crate::runtime::Runtime;
 
 /// How often a draining node looks whether its objects are handed over
@@ -99,18 +99,24 @@ impl Cluster {
     /// not own: its owner, or when nobody owns it another node that is
     /// not draining (which takes it). Each node a request passes through
     /// this way marked itself draining before, so it is not chosen again:
-    /// the request reaches a node that takes it, or a 503. A `forwarded`
-    /// request's owner is read from etcd, not the cache: a cache as old
-    /// as the sender's could send it back.
+    /// the request reaches a node that takes it, or a 503. Should a mark
+    /// be missing (etcd failed the put), a request that comes back to a
+    /// node it passed is refused rather than sent around again; and an
+    /// owner cached as one of the nodes it passed is read again from etcd
+    /// (the cache may be older than theirs).
     pub(super) async fn route_draining(
         &self,
         class: &str,
         id: &str,
-        forwarded: bool,
+        hops: &Hops,
     ) -> Result<Route, ClusterError> {
-        if forwarded {
-            self.owners.forget(class, id);
+        if hops.passed(&self.node) {
+            return Err(ClusterError::Stopping {
+                node: self.node.clone(),
+            });
         }
+        self.owners
+            .forget_if_owner(class, id, |owner| hops.passed(owner));
         if let Some(route) = self.owners.route_without_taking(class, id).await? {
             return Ok(route);
         }

@@ -6,9 +6,12 @@
 //!
 //! The forwarded request carries `x-podhost-forwarded: <node>`; a node
 //! that receives it for an object it does not own answers 503 `not_owner`
-//! instead of forwarding again. The header is believed from anyone: the
-//! most a client gains by sending it is that 503, since the owner admits
-//! the request itself, with the client's own credentials.
+//! instead of forwarding again. Only a draining node sends a forwarded
+//! request on (it serves nothing new), adding its name: `<a>, <b>`; one
+//! that finds its own name there answers 503 `cluster_unavailable`
+//! rather than send it around again. The header is believed from anyone:
+//! the most a client gains by sending it is one of those 503s, since the
+//! owner admits the request itself, with the client's own credentials.
 
 use std::net::IpAddr;
 
@@ -27,6 +30,35 @@ pub const FORWARDED_HEADER: &str = "x-podhost-forwarded";
 /// Hop-by-hop headers beside the gateway's own list (`connection` and
 /// `upgrade` of a WebSocket handshake are passed on).
 const PROXY_HOP_BY_HOP: &[&str] = &["proxy-authorization", "proxy-authenticate"];
+
+/// What a request's `x-podhost-forwarded` says: whether a node forwarded
+/// it, and which nodes did.
+#[derive(Debug, Default)]
+pub struct Hops {
+    nodes: Option<String>,
+}
+
+impl Hops {
+    pub fn of(headers: &axum::http::HeaderMap) -> Hops {
+        Hops {
+            nodes: headers
+                .get(FORWARDED_HEADER)
+                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned()),
+        }
+    }
+
+    /// Whether the request came from another node (or says so).
+    pub fn forwarded(&self) -> bool {
+        self.nodes.is_some()
+    }
+
+    /// Whether node `node` forwarded the request before.
+    pub fn passed(&self, node: &str) -> bool {
+        self.nodes
+            .as_deref()
+            .is_some_and(|nodes| nodes.split(',').any(|hop| hop.trim() == node))
+    }
+}
 
 /// The HTTP/1.1 client that carries forwarded requests (connections kept
 /// and reused per owner).
@@ -90,9 +122,7 @@ impl Forwarder {
         parts.version = axum::http::Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers, websocket);
         parts.headers.remove(header::HOST);
-        if let Ok(value) = HeaderValue::from_str(from) {
-            parts.headers.insert(FORWARDED_HEADER, value);
-        }
+        add_hop(&mut parts.headers, from);
         if let Some(ip) = client_address {
             append_forwarded_for(&mut parts.headers, ip);
         }
@@ -167,6 +197,17 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, owner: hyper::upgrade::OnUpgr
     }
 }
 
+/// Adds node `from` to the nodes that forwarded a request.
+fn add_hop(headers: &mut axum::http::HeaderMap, from: &str) {
+    let hops = match headers.get(FORWARDED_HEADER).map(HeaderValue::to_str) {
+        Some(Ok(before)) => format!("{before}, {from}"),
+        _ => from.to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&hops) {
+        headers.insert(FORWARDED_HEADER, value);
+    }
+}
+
 fn is_websocket(headers: &axum::http::HeaderMap) -> bool {
     headers
         .get(header::UPGRADE)
@@ -231,6 +272,19 @@ mod tests {
         strip_hop_by_hop(&mut headers, false);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key(header::CONTENT_TYPE));
+    }
+
+    #[test]
+    fn each_forwarding_node_is_named_once_in_order() {
+        let mut headers = axum::http::HeaderMap::new();
+        assert!(!Hops::of(&headers).forwarded());
+        add_hop(&mut headers, "a");
+        add_hop(&mut headers, "b");
+        assert_eq!(headers[FORWARDED_HEADER], "a, b");
+        let hops = Hops::of(&headers);
+        assert!(hops.forwarded());
+        assert!(hops.passed("a") && hops.passed("b"));
+        assert!(!hops.passed("ab") && !hops.passed("c") && !hops.passed(""));
     }
 
     #[test]

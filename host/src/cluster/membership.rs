@@ -2,7 +2,8 @@
 //! object it owns live under it. Kept alive every third of its TTL; when
 //! keepalives fail for longer than the TTL allows, the node stops serving
 //! (before etcd can let another node take its objects) and tries for a
-//! new lease. A stopping node revokes its lease when it leaves.
+//! new lease. A stopping node marks itself draining under the same lease
+//! (`<prefix>/draining/<node>`), and revokes the lease when it leaves.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +36,7 @@ pub(super) struct Membership {
     keys: Keys,
     /// Set when the node leaves (it is stopping): no new lease is taken.
     left: AtomicBool,
-    /// Set when the node starts draining: a new lease carries the mark too.
+    /// Set when the node starts draining: a new lease gets the mark too.
     draining: AtomicBool,
 }
 
@@ -128,8 +129,19 @@ impl Membership {
     /// whoever it sends such an object to sees the mark, and two
     /// draining nodes never send one back and forth.
     pub async fn mark_draining(&self) {
-        self.draining.store(true, Ordering::Release);
-        let Ok(lease) = self.lease() else { return };
+        // Under the lease's lock: a lease registered meanwhile either is
+        // seen here or sees the flag (`Keeper::register`).
+        let lease = {
+            let held = self.held.lock();
+            self.draining.store(true, Ordering::Release);
+            trusted(*held)
+        };
+        if let Some(lease) = lease {
+            self.put_mark(lease).await;
+        }
+    }
+
+    async fn put_mark(&self, lease: i64) {
         let key = self.keys.draining(&self.node);
         let mut client = self.client.clone();
         let put = client
@@ -140,7 +152,7 @@ impl Membership {
             )
             .await;
         if let Err(error) = put {
-            tracing::warn!(node = %self.node, "cannot mark this node draining in etcd (other draining nodes may send it objects): {error}");
+            tracing::warn!(node = %self.node, "cannot mark this node draining in etcd (a request may pass it twice, and is then refused): {error}");
         }
     }
 
@@ -183,13 +195,16 @@ impl Membership {
 
     /// The lease objects are owned under, while it can be trusted.
     pub fn lease(&self) -> Result<i64, ClusterError> {
-        match *self.held.lock() {
-            Some(held) if Instant::now() < held.valid_until => Ok(held.id),
-            _ => Err(ClusterError::NoLease {
-                node: self.node.clone(),
-            }),
-        }
+        trusted(*self.held.lock()).ok_or_else(|| ClusterError::NoLease {
+            node: self.node.clone(),
+        })
     }
+}
+
+/// The lease of `held` while it can be trusted.
+fn trusted(held: Option<Held>) -> Option<i64> {
+    held.filter(|held| Instant::now() < held.valid_until)
+        .map(|held| held.id)
 }
 
 struct Keeper {
@@ -218,7 +233,11 @@ impl Keeper {
                 etcd_client::CompareOp::Equal,
                 0,
             )])
-            .and_then(self.puts(lease));
+            .and_then([TxnOp::put(
+                self.key.as_str(),
+                self.advertise.as_str(),
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
         if !self.client.txn(put).await?.succeeded() {
             let _ = self.client.lease_revoke(lease).await;
             return Err(ClusterError::Moving(format!(
@@ -226,26 +245,20 @@ impl Keeper {
                 self.key
             )));
         }
-        *self.membership.held.lock() = Some(Held {
-            id: lease,
-            valid_until: self.valid_until(sent),
-        });
-        Ok(lease)
-    }
-
-    /// The node's key under `lease`, and its draining mark if it drains.
-    fn puts(&self, lease: i64) -> Vec<TxnOp> {
-        let under_lease = || Some(PutOptions::new().with_lease(lease));
-        let mut puts = vec![TxnOp::put(
-            self.key.as_str(),
-            self.advertise.as_str(),
-            under_lease(),
-        )];
-        if self.membership.draining.load(Ordering::Acquire) {
-            let mark = self.membership.keys.draining(&self.membership.node);
-            puts.push(TxnOp::put(mark, DRAINING, under_lease()));
+        let draining = {
+            let mut held = self.membership.held.lock();
+            *held = Some(Held {
+                id: lease,
+                valid_until: self.valid_until(sent),
+            });
+            self.membership.draining.load(Ordering::Acquire)
+        };
+        // The node began draining under an earlier lease: its mark went
+        // with it.
+        if draining {
+            self.membership.put_mark(lease).await;
         }
-        puts
+        Ok(lease)
     }
 
     /// Keeps `lease` alive until it cannot; returns why.

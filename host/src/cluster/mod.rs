@@ -46,7 +46,7 @@ use etcd_client::{Client, ConnectOptions};
 use futures_util::future::BoxFuture;
 
 pub use error::ClusterError;
-pub use forward::{FORWARDED_HEADER, Forwarder};
+pub use forward::{FORWARDED_HEADER, Forwarder, Hops};
 pub use ownership::{Pin, Route};
 pub use shared::SharedCatalog;
 
@@ -168,24 +168,20 @@ impl Cluster {
 
     /// Who serves object `id` of `class`: this node (taking it if nobody
     /// does, unless placement prefers another node), or another.
-    /// `forwarded`: the request came from a node that believed this one
-    /// the owner (or the preferred one), so it must not travel again.
-    pub async fn route(
-        &self,
-        class: &str,
-        id: &str,
-        forwarded: bool,
-    ) -> Result<Route, ClusterError> {
+    /// `hops`: the nodes that forwarded the request; one forwarded to this
+    /// node because it was believed the owner (or the preferred one) must
+    /// not travel again, unless this node is draining.
+    pub async fn route(&self, class: &str, id: &str, hops: &Hops) -> Result<Route, ClusterError> {
         self.membership.check_serving()?;
         if self.draining() && !self.owners.owns(class, id) {
             // Sent on even when forwarded: the node that sent it believed
             // this one the owner, and it takes nothing while leaving.
-            return self.route_draining(class, id, forwarded).await;
+            return self.route_draining(class, id, hops).await;
         }
-        match self.route_serving(class, id, forwarded).await {
+        match self.route_serving(class, id, hops.forwarded()).await {
             // The drain began (or released the object) after the check
             // above: the request goes on like any other on a draining node.
-            Err(ClusterError::Stopping { .. }) => self.route_draining(class, id, forwarded).await,
+            Err(ClusterError::Stopping { .. }) => self.route_draining(class, id, hops).await,
             route => route,
         }
     }

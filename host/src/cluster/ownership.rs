@@ -370,6 +370,16 @@ impl Owners {
         self.others.lock().remove(&self.keys.owner(class, id));
     }
 
+    /// Forgets another node's object if `owner` says yes to the node
+    /// cached as its owner.
+    pub fn forget_if_owner(&self, class: &str, id: &str, owner: impl Fn(&str) -> bool) {
+        let key = self.keys.owner(class, id);
+        let mut others = self.others.lock();
+        if others.get(&key).is_some_and(|(node, _)| owner(node)) {
+            others.remove(&key);
+        }
+    }
+
     /// The fencing epoch of an object this node owns.
     pub fn epoch(&self, class: &str, id: &str) -> Option<u64> {
         self.own

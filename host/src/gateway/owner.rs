@@ -7,7 +7,7 @@ use axum::http::{Method, header};
 use axum::response::Response;
 
 use super::{ApiError, Gateway, credentials};
-use crate::cluster::{Cluster, ClusterError, FORWARDED_HEADER, Pin, Route};
+use crate::cluster::{Cluster, ClusterError, Hops, Pin, Route};
 use crate::object::ObjectAddr;
 
 /// Where a request for an object goes.
@@ -35,7 +35,7 @@ pub(super) async fn route(
     // not be released.
     cluster.wait_handed_over(class, object.id()).await;
     let pin = cluster.pin(class, object.id());
-    let forwarded = request.headers().contains_key(FORWARDED_HEADER);
+    let hops = Hops::of(request.headers());
     let client_address = credentials::client_address(
         request.headers(),
         request.extensions(),
@@ -44,7 +44,7 @@ pub(super) async fn route(
     let mut again = resendable(&request);
     let mut request = request;
     loop {
-        let (node, address) = match cluster.route(class, object.id(), forwarded).await? {
+        let (node, address) = match cluster.route(class, object.id(), &hops).await? {
             Route::Local { restore } => {
                 if restore {
                     cluster

@@ -302,13 +302,13 @@ async fn nodes_draining_together_send_new_objects_to_a_node_that_is_not_and_neve
     let (a, _a) = Server::start(options("a")).await;
     let (b, _b) = Server::start(options("b")).await;
     let (c, _c) = Server::start(options("c")).await;
-    // An object busy for 12 s on a and on b keeps each draining (its
+    // An object busy for 20 s on a and on b keeps each draining (its
     // listener open) that long after SIGTERM.
     let mut sleeps = JoinSet::new();
     for (server, name) in [(&a, "busy-a"), (&b, "busy-b")] {
         let request = server
             .client
-            .post(server.url(&format!("/objects/probe/{name}/sleep?ms=12000")))
+            .post(server.url(&format!("/objects/probe/{name}/sleep?ms=20000")))
             .send();
         sleeps.spawn(async move { request.await.map(|response| response.status().as_u16()) });
     }
@@ -324,8 +324,16 @@ async fn nodes_draining_together_send_new_objects_to_a_node_that_is_not_and_neve
     }
     a.terminate();
     b.terminate();
-    for node in ["a", "b"] {
+    for (server, node) in [(&a, "a"), (&b, "b")] {
         assert!(marked_draining(&etcd, node, true).await, "{node} drains");
+        // The mark goes first; the drain begins as its put returns.
+        let draining = eventually(Duration::from_secs(10), || async {
+            server
+                .log()
+                .contains("draining: handing this node's objects over")
+        })
+        .await;
+        assert!(draining, "{node} drains");
     }
 
     // Each draining node sends an object nobody owns to c, whichever of
@@ -345,6 +353,19 @@ async fn nodes_draining_together_send_new_objects_to_a_node_that_is_not_and_neve
             Some("c")
         );
     }
+
+    // A request that has passed a draining node before (had its mark
+    // been missing) is refused there, not sent around again.
+    let response = a
+        .client
+        .post(a.url("/objects/counter/around"))
+        .header("x-podhost-forwarded", "b, a")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status().as_u16(), 503);
+    let body = response.text().await.expect("a body");
+    assert!(body.contains("cluster_unavailable"), "{body}");
 
     // With c gone too, nobody takes a new object: 503 at once.
     c.stop().await;
