@@ -161,6 +161,25 @@ pub(crate) fn file_store() -> (tempfile::TempDir, String) {
     (store, section)
 }
 
+/// POSTs to `path` on `server` as if nodes `hops` had forwarded it; the
+/// status and the error's `code`.
+pub(crate) async fn post_forwarded(server: &Server, path: &str, hops: &str) -> (u16, String) {
+    let response = server
+        .client
+        .post(server.url(path))
+        .header("x-podhost-forwarded", hops)
+        .send()
+        .await
+        .expect("a response");
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (status, code)
+}
+
 pub(crate) fn owner_key(class: &str, name: &str) -> String {
     format!(
         "/{PREFIX}/owners/{class}/{}",
