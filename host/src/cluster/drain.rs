@@ -100,27 +100,26 @@ impl Cluster {
     /// not draining (which takes it). Each node a request passes through
     /// this way marked itself draining before, so it is not chosen again:
     /// the request reaches a node that takes it, or a 503. Should a mark
-    /// be missing (etcd failed the put), a request that comes back to a
-    /// node it passed is refused rather than sent around again; and an
-    /// owner cached as one of the nodes it passed is read again from etcd
-    /// (the cache may be older than theirs).
+    /// be missing (etcd failed the put) or be written just after another
+    /// node read the list, the request may come back to a node it passed:
+    /// that node then leaves out every node the request passed, so it
+    /// never goes around again. An owner cached as one of those nodes is
+    /// read again from etcd (the cache may be older than theirs).
     pub(super) async fn route_draining(
         &self,
         class: &str,
         id: &str,
         hops: &Hops,
     ) -> Result<Route, ClusterError> {
-        if hops.passed(&self.node) {
-            return Err(ClusterError::Stopping {
-                node: self.node.clone(),
-            });
-        }
         self.owners
             .forget_if_owner(class, id, |owner| hops.passed(owner));
         if let Some(route) = self.owners.route_without_taking(class, id).await? {
             return Ok(route);
         }
-        let others = self.membership.others().await?;
+        let mut others = self.membership.others().await?;
+        if hops.passed(&self.node) {
+            others.retain(|(node, _)| !hops.passed(node));
+        }
         // The node rendezvous hashing prefers, so the object's requests
         // meet there whichever draining node they reach.
         let Some((node, address)) = super::placement::preferred(&others, class, id).cloned() else {

@@ -8,10 +8,11 @@
 //! that receives it for an object it does not own answers 503 `not_owner`
 //! instead of forwarding again. Only a draining node sends a forwarded
 //! request on (it serves nothing new), adding its name: `<a>, <b>`; one
-//! that finds its own name there answers 503 `cluster_unavailable`
-//! rather than send it around again. The header is believed from anyone:
-//! the most a client gains by sending it is one of those 503s, since the
-//! owner admits the request itself, with the client's own credentials.
+//! that finds its own name there chooses none of the nodes named (see
+//! `Cluster::route_draining`). The header is believed from anyone: the
+//! most a client gains by sending it is a 503 (`not_owner`, or
+//! `cluster_unavailable` when it names every other node), since the owner
+//! admits the request itself, with the client's own credentials.
 
 use std::net::IpAddr;
 

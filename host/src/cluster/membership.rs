@@ -227,17 +227,14 @@ impl Keeper {
         let sent = Instant::now();
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
         let lease = self.client.lease_grant(ttl, None).await?.id();
+        let marked = self.membership.draining.load(Ordering::Acquire);
         let put = etcd_client::Txn::new()
             .when([etcd_client::Compare::create_revision(
                 self.key.as_str(),
                 etcd_client::CompareOp::Equal,
                 0,
             )])
-            .and_then([TxnOp::put(
-                self.key.as_str(),
-                self.advertise.as_str(),
-                Some(PutOptions::new().with_lease(lease)),
-            )]);
+            .and_then(self.puts(lease, marked));
         if !self.client.txn(put).await?.succeeded() {
             let _ = self.client.lease_revoke(lease).await;
             return Err(ClusterError::Moving(format!(
@@ -253,12 +250,23 @@ impl Keeper {
             });
             self.membership.draining.load(Ordering::Acquire)
         };
-        // The node began draining under an earlier lease: its mark went
-        // with it.
-        if draining {
+        // The drain began while the lease was being registered.
+        if draining && !marked {
             self.membership.put_mark(lease).await;
         }
         Ok(lease)
+    }
+
+    /// The node's key under `lease`, and its draining mark if `marked`
+    /// (it began draining under an earlier lease, whose keys went).
+    fn puts(&self, lease: i64, marked: bool) -> Vec<TxnOp> {
+        let under_lease = || Some(PutOptions::new().with_lease(lease));
+        let key = TxnOp::put(self.key.as_str(), self.advertise.as_str(), under_lease());
+        let mark = marked.then(|| {
+            let mark = self.membership.keys.draining(&self.membership.node);
+            TxnOp::put(mark, DRAINING, under_lease())
+        });
+        std::iter::once(key).chain(mark).collect()
     }
 
     /// Keeps `lease` alive until it cannot; returns why.

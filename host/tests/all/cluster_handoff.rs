@@ -356,10 +356,19 @@ async fn nodes_draining_together_send_new_objects_to_a_node_that_is_not_and_neve
         );
     }
 
-    // A request that has passed a draining node before (had its mark
-    // been missing) is refused there, not sent around again.
+    // A request that comes back to a draining node it passed (had a
+    // mark been missing) goes to none of the nodes it passed: to c, or,
+    // once it has passed c too, nowhere.
     assert_eq!(
         post_forwarded(&a, "/objects/counter/around", "b, a").await,
+        (200, String::new())
+    );
+    assert_eq!(
+        etcd.get(&owner_key("counter", "around")).await.as_deref(),
+        Some("c")
+    );
+    assert_eq!(
+        post_forwarded(&a, "/objects/counter/nowhere", "c, b, a").await,
         (503, "cluster_unavailable".into())
     );
 
