@@ -101,6 +101,11 @@ impl Database {
             );
             return Ok(0);
         }
+        if done == total {
+            // Every wake of a class with migrations gets here: no statement
+            // to prepare and run for a count that stays the same.
+            return Ok(0);
+        }
         for (index, migration) in migrations.iter().enumerate().skip(done) {
             if mentions_reserved_name(migration) {
                 return Err(failed(
@@ -141,6 +146,14 @@ mod tests {
         let v1 = vec!["CREATE TABLE items (id INTEGER PRIMARY KEY)".to_string()];
         assert_eq!(db.migrate(&v1).expect("v1"), 1);
         assert_eq!(db.migrate(&v1).expect("again"), 0, "nothing runs twice");
+        let changes = db.host().total_changes();
+        db.forget_migrated();
+        assert_eq!(db.migrate(&v1).expect("on wake"), 0);
+        assert_eq!(
+            db.host().total_changes(),
+            changes,
+            "a wake with nothing to migrate writes nothing"
+        );
 
         let mut broken = v1.clone();
         broken.push("ALTER TABLE items ADD COLUMN name TEXT".into());
