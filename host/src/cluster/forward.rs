@@ -26,7 +26,7 @@ use super::ClusterError;
 use crate::gateway::HOP_BY_HOP;
 
 /// Marks a request one node forwarded to another.
-pub const FORWARDED_HEADER: &str = "x-podhost-forwarded";
+const FORWARDED_HEADER: &str = "x-podhost-forwarded";
 
 /// Hop-by-hop headers beside the gateway's own list (`connection` and
 /// `upgrade` of a WebSocket handshake are passed on).
@@ -36,15 +36,13 @@ const PROXY_HOP_BY_HOP: &[&str] = &["proxy-authorization", "proxy-authenticate"]
 /// it, and which nodes did.
 #[derive(Debug, Default)]
 pub struct Hops {
-    nodes: Option<String>,
+    nodes: Option<HeaderValue>,
 }
 
 impl Hops {
     pub fn of(headers: &axum::http::HeaderMap) -> Hops {
         Hops {
-            nodes: headers
-                .get(FORWARDED_HEADER)
-                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned()),
+            nodes: headers.get(FORWARDED_HEADER).cloned(),
         }
     }
 
@@ -55,9 +53,12 @@ impl Hops {
 
     /// Whether node `node` forwarded the request before.
     pub fn passed(&self, node: &str) -> bool {
-        self.nodes
-            .as_deref()
-            .is_some_and(|nodes| nodes.split(',').any(|hop| hop.trim() == node))
+        self.nodes.as_ref().is_some_and(|nodes| {
+            nodes
+                .as_bytes()
+                .split(|byte| *byte == b',')
+                .any(|hop| hop.trim_ascii() == node.as_bytes())
+        })
     }
 }
 

@@ -46,7 +46,7 @@ use etcd_client::{Client, ConnectOptions};
 use futures_util::future::BoxFuture;
 
 pub use error::ClusterError;
-pub use forward::{FORWARDED_HEADER, Forwarder, Hops};
+pub use forward::{Forwarder, Hops};
 pub use ownership::{Pin, Route};
 pub use shared::SharedCatalog;
 
