@@ -118,3 +118,47 @@ impl Followed {
         key.strip_prefix(&self.prefix).map(str::to_string)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn followed(prefix: &str, entries: &[(&str, &str)]) -> Arc<Followed> {
+        Arc::new(Followed {
+            prefix: prefix.into(),
+            entries: Mutex::new(
+                entries
+                    .iter()
+                    .map(|(key, value)| (key.to_string(), value.to_string()))
+                    .collect(),
+            ),
+        })
+    }
+
+    #[test]
+    fn draining_nodes_are_not_live_for_placement() {
+        let members = Members {
+            registered: followed(
+                "/p/nodes/",
+                &[
+                    ("a", "10.0.0.1:80"),
+                    ("b", "10.0.0.2:80"),
+                    ("c", "10.0.0.3:80"),
+                ],
+            ),
+            draining: followed("/p/draining/", &[("b", "draining")]),
+        };
+        assert_eq!(
+            members.live(),
+            [
+                ("a".to_string(), "10.0.0.1:80".to_string()),
+                ("c".to_string(), "10.0.0.3:80".to_string())
+            ]
+        );
+        assert_eq!(
+            members.draining.name_of("/p/draining/b").as_deref(),
+            Some("b")
+        );
+        assert_eq!(members.draining.name_of("/p/nodes/b"), None);
+    }
+}
