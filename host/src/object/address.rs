@@ -11,12 +11,18 @@ use std::borrow::Cow;
 use sha2::{Digest, Sha256};
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Made for every event an object is sent: one allocation, with the id
+/// (hex of a SHA-256) held inline rather than in a string of its own.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ObjectAddr {
-    class: String,
-    name: String,
-    id: String,
+    /// The class, then the name.
+    class_and_name: Box<str>,
+    class_len: usize,
+    id: [u8; ID_LEN],
 }
+
+/// An id's length: 64 hex digits.
+const ID_LEN: usize = 64;
 
 impl ObjectAddr {
     /// The address of object `name` (NFC-normalised) of `class`.
@@ -26,24 +32,37 @@ impl ObjectAddr {
         hasher.update(class.as_bytes());
         hasher.update([0]);
         hasher.update(name.as_bytes());
+        let mut id = [0; ID_LEN];
+        hex::encode_to_slice(hasher.finalize(), &mut id)
+            .expect("a SHA-256 is half as long as its hex");
         ObjectAddr {
-            class: class.to_string(),
-            name: name.into_owned(),
-            id: hex::encode(hasher.finalize()),
+            class_and_name: [class, &name].concat().into_boxed_str(),
+            class_len: class.len(),
+            id,
         }
     }
 
     pub fn class(&self) -> &str {
-        &self.class
+        &self.class_and_name[..self.class_len]
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        &self.class_and_name[self.class_len..]
     }
 
     /// 64 hex digits, the same for the same class and name forever.
     pub fn id(&self) -> &str {
-        &self.id
+        std::str::from_utf8(&self.id).expect("hex digits are ASCII")
+    }
+}
+
+impl std::fmt::Debug for ObjectAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectAddr")
+            .field("class", &self.class())
+            .field("name", &self.name())
+            .field("id", &self.id())
+            .finish()
     }
 }
 
@@ -71,11 +90,21 @@ mod tests {
             "97409dcccfd271f097f199c55abc8177f8560968a524d46b620422abaa1bc757"
         );
         assert_ne!(a.id(), ObjectAddr::new("counter", "bob").id());
+        assert_eq!((a.class(), a.name()), ("counter", "alice"));
         // The separator keeps ("ab", "c") and ("a", "bc") apart.
         assert_ne!(
             ObjectAddr::new("ab", "c").id(),
             ObjectAddr::new("a", "bc").id()
         );
+    }
+
+    #[test]
+    fn an_address_is_made_in_one_allocation() {
+        // One is made for every event an object is sent.
+        let before = crate::test_alloc::allocations();
+        let address = ObjectAddr::new("counter", "alice");
+        assert_eq!(crate::test_alloc::allocations() - before, 1);
+        assert_eq!(address.name(), "alice");
     }
 
     #[test]

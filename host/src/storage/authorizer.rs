@@ -15,8 +15,14 @@ pub const RESERVED_PREFIX: &str = "_podhost_";
 /// Whether `sql` names anything reserved. Guest SQL that does is refused
 /// before it reaches SQLite, which also keeps it away from the host's
 /// cached statements (they all name a `_podhost_` table).
+/// Runs on every guest statement: finds each `_` and compares what
+/// follows, without a lowercased copy of the SQL.
 pub fn mentions_reserved_name(sql: &str) -> bool {
-    sql.to_ascii_lowercase().contains(RESERVED_PREFIX)
+    let (sql, prefix) = (sql.as_bytes(), RESERVED_PREFIX.as_bytes());
+    memchr::memchr_iter(b'_', sql).any(|at| {
+        sql.get(at..at + prefix.len())
+            .is_some_and(|word| word.eq_ignore_ascii_case(prefix))
+    })
 }
 
 /// PRAGMAs a guest may run, with or without an argument: they read the
@@ -351,8 +357,21 @@ mod tests {
     }
 
     #[test]
+    fn finding_reserved_names_allocates_nothing() {
+        // It runs on every guest statement.
+        let sql = "SELECT v FROM c WHERE k = ? AND _x = 1".repeat(100);
+        let before = crate::test_alloc::allocations();
+        assert!(!mentions_reserved_name(&sql));
+        assert_eq!(crate::test_alloc::allocations(), before);
+    }
+
+    #[test]
     fn reserved_names_are_found_in_any_case() {
         assert!(mentions_reserved_name("select * from _PodHost_kv"));
         assert!(!mentions_reserved_name("select * from podhost_kv"));
+        assert!(mentions_reserved_name("_podhost_"));
+        assert!(mentions_reserved_name("select __PODHOST_x"));
+        assert!(!mentions_reserved_name("select _podhost"));
+        assert!(!mentions_reserved_name("select _pod_host_"));
     }
 }
