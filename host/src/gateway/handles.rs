@@ -17,13 +17,11 @@ use crate::tenants::Principal;
 
 pub async fn deliver(
     State(gateway): State<Gateway>,
-    Routed {
-        params: [class, handle],
-        path,
-    }: Routed<2>,
+    routed: Routed<2>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    forward_by_handle(&gateway, &class, &handle, &path, request).await
+    let [class, handle] = routed.params();
+    forward_by_handle(&gateway, class, handle, routed.path(), request).await
 }
 
 async fn forward_by_handle(

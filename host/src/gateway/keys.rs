@@ -18,10 +18,10 @@ use crate::tenants::Principal;
 
 pub async fn deliver(
     State(gateway): State<Gateway>,
-    Routed { path, .. }: Routed<0>,
+    routed: Routed<0>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    forward_by_key(&gateway, &path, request).await
+    forward_by_key(&gateway, routed.path(), request).await
 }
 
 async fn forward_by_key(

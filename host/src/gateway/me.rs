@@ -11,13 +11,11 @@ use crate::config::Access;
 
 pub async fn deliver(
     State(gateway): State<Gateway>,
-    Routed {
-        params: [class],
-        path,
-    }: Routed<1>,
+    routed: Routed<1>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    forward_to_own(&gateway, &class, &path, request).await
+    let [class] = routed.params();
+    forward_to_own(&gateway, class, routed.path(), request).await
 }
 
 async fn forward_to_own(

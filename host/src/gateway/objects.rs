@@ -2,10 +2,12 @@
 //! object's `fetch` and returns its response, or offers a WebSocket
 //! upgrade to the object (see `sockets`).
 
+use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
@@ -32,14 +34,12 @@ pub(crate) const HOP_BY_HOP: &[&str] = &[
 
 pub async fn deliver(
     State(gateway): State<Gateway>,
-    Routed {
-        params: [class, name],
-        path,
-    }: Routed<2>,
+    routed: Routed<2>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let admission = by_name(&gateway, &class, &request)?;
-    forward(&gateway, &class, &name, &path, request, admission).await
+    let [class, name] = routed.params();
+    let admission = by_name(&gateway, class, &request)?;
+    forward(&gateway, class, name, routed.path(), request, admission).await
 }
 
 /// Who may address an object of `class` by its name (or a handle): the
@@ -110,10 +110,10 @@ pub(super) fn forward<'a>(
             }
             None => (request, None),
         };
-        let (class, name) = (class.to_string(), name.to_string());
         if path == events::EVENTS_PATH && request.method() == Method::GET {
             let (parts, _) = request.into_parts();
             let revocation = gateway.routes().watch(&admission);
+            let (class, name) = (class.to_string(), name.to_string());
             return events::stream(runtime, class, name, parts, revocation).await;
         }
         let routes = gateway.routes();
@@ -124,7 +124,7 @@ pub(super) fn forward<'a>(
         );
         let seen = Seen {
             caller: admission.caller.as_ref().map(Caller::to_wit),
-            client_address: client_address.map(|address| address.to_canonical().to_string()),
+            client_address: client_address.map(|address| text_of(address.to_canonical())),
             hide_authorization: admission.caller.is_some(),
             is_credential: &|token| routes.is_credential(token) || crate::tenants::is_token(token),
         };
@@ -136,19 +136,29 @@ pub(super) fn forward<'a>(
             let (parts, _) = request.into_parts();
             let request = object_request(&parts, path, Vec::new(), seen);
             let revocation = gateway.routes().watch(&admission);
+            let (class, name) = (class.to_string(), name.to_string());
             return sockets::open(runtime, class, name, request, parts, revocation).await;
         }
         let request = to_object_request(request, path, limit, seen).await?;
-        let response = runtime.fetch(&class, &name, request).await?;
+        let response = runtime.fetch(class, name, request).await?;
         let mut response = from_object_response(response, limits.max_response_bytes)?;
         let trusted = runtime
-            .class(&class)
+            .class(class)
             .is_ok_and(|class| class.config().trusted);
         if !trusted {
             credentials::sandbox(response.headers_mut());
         }
         Ok(response)
     })
+}
+
+/// An address as text in one allocation (`to_string` grows its string
+/// piece by piece).
+fn text_of(address: IpAddr) -> String {
+    // The longest an address prints: IPv6 with an IPv4 tail.
+    let mut text = String::with_capacity(45);
+    let _ = write!(text, "{address}");
+    text
 }
 
 /// What the object is told of who sent a request.
@@ -214,6 +224,10 @@ fn object_request(parts: &Parts, path: &str, body: Vec<u8>, seen: Seen<'_>) -> b
 /// more than a real response needs, and what a client accepts.
 const MAX_RESPONSE_HEADERS: usize = 256;
 const MAX_RESPONSE_HEADER_BYTES: usize = 64 << 10;
+
+/// The headers the host adds to an object's response: the sandbox's two
+/// (`credentials::sandbox`) and `Content-Length`.
+const HOST_RESPONSE_HEADERS: usize = 3;
 
 /// The HTTP response for an object's response, or `invalid_response` /
 /// `response_too_large` if it cannot be sent as it is. The event has
@@ -285,7 +299,9 @@ fn response_headers(headers: Vec<(String, Vec<u8>)>) -> Result<HeaderMap, ApiErr
                 .collect::<Vec<_>>()
         })
         .collect();
-    let mut map = HeaderMap::with_capacity(headers.len());
+    // Room for what the host adds as well, so the map is not grown (and
+    // copied) on the way out.
+    let mut map = HeaderMap::with_capacity(headers.len() + HOST_RESPONSE_HEADERS);
     for (name, value) in headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| ApiError::InvalidResponse(format!("header name {name:?} is not valid")))?;
@@ -295,7 +311,8 @@ fn response_headers(headers: Vec<(String, Vec<u8>)>) -> Result<HeaderMap, ApiErr
         {
             continue;
         }
-        let value = HeaderValue::from_bytes(&value).map_err(|_| {
+        // Checked in place: the lifted bytes become the header's own.
+        let value = HeaderValue::from_maybe_shared(Bytes::from(value)).map_err(|_| {
             ApiError::InvalidResponse(format!("the value of header {name} is not valid"))
         })?;
         map.append(name, value);
@@ -306,4 +323,37 @@ fn response_headers(headers: Vec<(String, Vec<u8>)>) -> Result<HeaderMap, ApiErr
 /// Headers about one connection, which an object has no say in.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str()) || name.as_str().starts_with("proxy-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(name: &str, value: &str) -> (String, Vec<u8>) {
+        (name.to_string(), value.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn what_the_host_adds_to_a_response_does_not_grow_its_headers() {
+        let mut headers = response_headers(vec![
+            header("content-type", "text/plain"),
+            header("x-b", "c"),
+        ])
+        .expect("valid headers");
+        // Each growth reallocates and copies the map, on every response.
+        let before = crate::test_alloc::allocations();
+        credentials::drop_reserved_set_cookies(&mut headers);
+        credentials::sandbox(&mut headers);
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        assert_eq!(crate::test_alloc::allocations(), before);
+        assert_eq!(headers.len(), 5);
+    }
+
+    #[test]
+    fn response_headers_keep_their_bytes_and_refuse_bad_ones() {
+        let headers = response_headers(vec![header("x-a", "b c")]).expect("valid");
+        assert_eq!(headers["x-a"], "b c");
+        let bad = response_headers(vec![header("x-a", "line\nbreak")]);
+        assert!(matches!(bad, Err(ApiError::InvalidResponse(_))));
+    }
 }

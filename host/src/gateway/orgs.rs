@@ -17,13 +17,11 @@ use crate::config::Access;
 
 pub async fn deliver(
     State(gateway): State<Gateway>,
-    Routed {
-        params: [org, class],
-        path,
-    }: Routed<2>,
+    routed: Routed<2>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    forward_to_org(&gateway, &org, &class, &path, request).await
+    let [org, class] = routed.params();
+    forward_to_org(&gateway, org, class, routed.path(), request).await
 }
 
 async fn forward_to_org(
