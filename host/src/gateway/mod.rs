@@ -11,6 +11,7 @@ mod connections;
 mod credentials;
 mod error;
 mod events;
+mod front;
 mod handles;
 mod handshake;
 mod health;
@@ -38,6 +39,7 @@ use axum::routing::{any, delete, get, post, put};
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
+pub use front::Front;
 pub(crate) use objects::HOP_BY_HOP;
 pub use state::Gateway;
 
@@ -154,7 +156,7 @@ pub async fn serve(
         stopping.begin_shutdown();
     };
     let settings = runtime.config().server.clone();
-    server::run(listener, router(gateway), settings, shutdown).await;
+    server::run(listener, Front::new(gateway), settings, shutdown).await;
     runtime.shut_down().await;
     Ok(())
 }

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use http_body::{Frame, SizeHint};
@@ -21,16 +20,16 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tower_service::Service as _;
 
 use super::connections::{Activity, Addresses, Busy, Watched};
+use super::front::Front;
 use crate::config::ServerSettings;
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets the
+/// Serves `front` on `listener` until `shutdown` resolves, then lets the
 /// requests in flight finish (WebSockets are the runtime's to close).
 pub async fn run(
     listener: TcpListener,
-    router: Router,
+    front: Front,
     settings: ServerSettings,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -60,7 +59,7 @@ pub async fn run(
         tokio::spawn(connection(
             io,
             peer,
-            router.clone(),
+            front.clone(),
             activity,
             Arc::clone(&settings),
             stopping.clone(),
@@ -106,7 +105,7 @@ pub async fn run(
 async fn connection(
     io: Watched<TcpStream>,
     peer: SocketAddr,
-    router: Router,
+    front: Front,
     activity: Arc<Activity>,
     settings: Arc<ServerSettings>,
     mut stopping: watch::Receiver<bool>,
@@ -117,12 +116,9 @@ async fn connection(
         let busy = requests.request();
         // The client's address counts login attempts.
         request.extensions_mut().insert(ConnectInfo(peer));
-        let response = router.clone().call(request.map(Body::new));
+        let response = front.clone().serve(request.map(Body::new));
         async move {
-            let response = match response.await {
-                Ok(response) => response,
-                Err(never) => match never {},
-            };
+            let response = response.await;
             Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }))
         }
     });

@@ -33,8 +33,8 @@ mod sql;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::gateway::Front;
 use anyhow::Context as _;
-use axum::Router;
 
 use crate::bindings::{Request, Response};
 use crate::config::{ClassConfig, Config};
@@ -130,10 +130,10 @@ impl HarnessBuilder {
             runtime.alarms().stop();
         }
         let gateway = crate::gateway::Gateway::open(Arc::clone(&runtime))?;
-        let router = crate::gateway::router(gateway);
+        let front = crate::gateway::Front::new(gateway);
         Ok(Harness {
             runtime,
-            router,
+            front,
             _data: data,
         })
     }
@@ -145,7 +145,7 @@ impl HarnessBuilder {
 /// the process's end.
 pub struct Harness {
     runtime: Arc<Runtime>,
-    router: Router,
+    front: Front,
     // Dropped last: the runtime's files live in it.
     _data: DataLocation,
 }
@@ -173,7 +173,7 @@ impl Harness {
         &self,
         request: ::http::Request<axum::body::Body>,
     ) -> anyhow::Result<TestResponse> {
-        requests::send(&self.router, request).await
+        requests::send(&self.front, request).await
     }
 
     /// Delivers `request` straight to the object's `fetch`, without the

@@ -3,13 +3,12 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::gateway::Front;
 use anyhow::Context as _;
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt as _;
-use tower::ServiceExt as _;
 
 use super::Harness;
 
@@ -128,20 +127,16 @@ impl TestResponse {
     }
 }
 
-/// Runs `request` through `router` as a connection from 127.0.0.1 would,
+/// Runs `request` through `front` as a connection from 127.0.0.1 would,
 /// and reads the whole response.
 pub(super) async fn send(
-    router: &Router,
+    front: &Front,
     mut request: http::Request<Body>,
 ) -> anyhow::Result<TestResponse> {
     request
         .extensions_mut()
         .insert(ConnectInfo(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))));
-    let response = router
-        .clone()
-        .oneshot(request)
-        .await
-        .context("the router failed")?;
+    let response = front.clone().serve(request).await;
     let (parts, body) = response.into_parts();
     let body = tokio::time::timeout(BODY_TIMEOUT, body.collect())
         .await
