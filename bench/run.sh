@@ -336,7 +336,7 @@ row() { echo "| $1 | $2 | $3 |" >> "$summary"; }
 # holds VALUE OP LIMIT -> yes / no (no for a value that is not a number)
 holds() {
   awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
-    if (v !~ /^[0-9.]+$/) { print "no"; exit }
+    if (v !~ /^-?[0-9.]+$/) { print "no"; exit }
     v += 0; ok = (op == "<=") ? v <= t : v >= t
     print ok ? "yes" : "no" }'
 }
