@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::hub::Control;
 use super::outbox::close_frame;
-use super::{Hub, Outgoing, QueueReceiver, WebSocket};
+use super::{Hub, Interrupted, Outgoing, QueueReceiver, WebSocket};
 use crate::bindings::podhost::object::types::Message as SocketMessage;
 use crate::cluster::ClusterError;
 use crate::object::EventError;
@@ -361,25 +361,23 @@ fn write(
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // One waiter for the connection's life, not one per message: the hub
-        // forces a close at most once, and the writer returns when it does.
-        let mut forced = pin!(control.wake.notified());
         loop {
             let message = tokio::select! {
                 biased;
-                () = forced.as_mut() => {
-                    let forced = control.forced();
-                    if let Some((code, reason)) = &forced {
-                        let _ = tokio::time::timeout(ping_every, sink.send(close_frame(*code, reason))).await;
-                    }
-                    return forced;
-                }
+                // A forced close comes through the queue, before what waits.
                 next = queue.recv() => match next {
-                    Some(message) => {
+                    Err(Interrupted) => {
+                        let forced = control.forced();
+                        if let Some((code, reason)) = &forced {
+                            let _ = tokio::time::timeout(ping_every, sink.send(close_frame(*code, reason))).await;
+                        }
+                        return forced;
+                    }
+                    Ok(Some(message)) => {
                         control.dequeued(&message);
                         message
                     }
-                    None => {
+                    Ok(None) => {
                         // Flushes the answer to a client's close, if it sent one.
                         let _ = tokio::time::timeout(ping_every, sink.close()).await;
                         return None;
@@ -403,7 +401,7 @@ fn write(
                 Poll::Ready(sent) => sent.is_ok(),
                 Poll::Pending => tokio::select! {
                     sent = tokio::time::timeout(ping_every, send) => matches!(sent, Ok(Ok(()))),
-                    () = forced.as_mut() => return control.forced(),
+                    Interrupted = queue.interrupted() => return control.forced(),
                 },
             };
             if closing || !sent {

@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::outbox::close_frame;
-use super::queue::{QueueSender, Refused};
+use super::queue::{Interrupter, QueueSender, Refused};
 use super::{LoggedEvent, Outgoing};
 use crate::config::{EventSettings, SocketSettings};
 use crate::metrics::OpenSocket;
@@ -101,10 +101,11 @@ struct Entry {
 }
 
 /// How the hub stops a connection that cannot take its queue any more.
-#[derive(Default)]
 pub struct Control {
     forced: Mutex<Option<(u16, String)>>,
-    pub wake: Notify,
+    /// Wakes the writer through its queue: no waiter of its own to poll
+    /// on each message.
+    interrupt: Interrupter<Message>,
     /// Bytes of the messages in the socket's queue.
     queued_bytes: AtomicUsize,
     /// Whether the hub has closed the socket for being too slow.
@@ -112,11 +113,20 @@ pub struct Control {
 }
 
 impl Control {
+    pub fn new(interrupt: Interrupter<Message>) -> Self {
+        Control {
+            forced: Mutex::default(),
+            interrupt,
+            queued_bytes: AtomicUsize::default(),
+            too_slow: AtomicBool::default(),
+        }
+    }
+
     /// Asks the writer to close the socket with `code`, dropping what is
-    /// still queued.
+    /// still queued. The writer's queue then answers `Interrupted`.
     pub fn force(&self, code: u16, reason: &str) {
         *self.forced.lock() = Some((code, reason.to_string()));
-        self.wake.notify_one();
+        self.interrupt.interrupt();
     }
 
     /// The close asked for, if any.
@@ -225,7 +235,7 @@ impl Hub {
         if sockets.sockets.len() >= max {
             return Err(SocketRefused::TooMany(max));
         }
-        let control = Arc::new(Control::default());
+        let control = Arc::new(Control::new(queue.interrupter()));
         sockets.sockets.insert(
             socket,
             Entry {

@@ -5,9 +5,15 @@
 //! message) and its shared state (~0.3 KB) when made; a socket spends
 //! nearly all its life idle, so its queue is a `VecDeque` under a lock
 //! instead, which holds memory only while messages wait.
+//!
+//! A holder other than the sender may interrupt the receiver (a forced
+//! close): the receiver then sees [`Interrupted`] before anything queued.
+//! It shares the queue's waker, so a writer waiting for messages registers
+//! one waker for both, once per wake-up.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
@@ -27,6 +33,7 @@ pub fn queue<T>(capacity: usize) -> (QueueSender<T>, QueueReceiver<T>) {
             receiver_gone: false,
         }),
         receiver: AtomicWaker::new(),
+        interrupted: AtomicBool::new(false),
     });
     (QueueSender(Arc::clone(&shared)), QueueReceiver(shared))
 }
@@ -34,6 +41,7 @@ pub fn queue<T>(capacity: usize) -> (QueueSender<T>, QueueReceiver<T>) {
 struct Shared<T> {
     state: Mutex<State<T>>,
     receiver: AtomicWaker,
+    interrupted: AtomicBool,
 }
 
 struct State<T> {
@@ -52,11 +60,30 @@ pub enum Refused<T> {
     Closed(T),
 }
 
+/// The receiver was interrupted; it stays so.
+#[derive(Debug, PartialEq)]
+pub struct Interrupted;
+
+/// Interrupts the receiver, without holding the queue open as a sender
+/// does.
+pub struct Interrupter<T>(Arc<Shared<T>>);
+
+impl<T> Interrupter<T> {
+    pub fn interrupt(&self) {
+        self.0.interrupted.store(true, Ordering::Release);
+        self.0.receiver.wake();
+    }
+}
+
 /// The hub's end. Dropping it ends the queue: the receiver gets what is
 /// left, then `None`.
 pub struct QueueSender<T>(Arc<Shared<T>>);
 
 impl<T> QueueSender<T> {
+    pub fn interrupter(&self) -> Interrupter<T> {
+        Interrupter(Arc::clone(&self.0))
+    }
+
     pub fn try_send(&self, item: T) -> Result<(), Refused<T>> {
         {
             let mut state = self.0.state.lock();
@@ -86,19 +113,36 @@ pub struct QueueReceiver<T>(Arc<Shared<T>>);
 
 impl<T> QueueReceiver<T> {
     /// The next message, or `None` once the sender is gone and the queue
-    /// is empty.
-    pub async fn recv(&mut self) -> Option<T> {
+    /// is empty; `Interrupted` first if it was.
+    pub async fn recv(&mut self) -> Result<Option<T>, Interrupted> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        // Registered before looking, so a message queued after the look
-        // wakes this task.
+    /// Resolves once the receiver is interrupted (while something other
+    /// than `recv` is awaited).
+    pub async fn interrupted(&self) -> Interrupted {
+        std::future::poll_fn(|cx| {
+            self.0.receiver.register(cx.waker());
+            if self.0.interrupted.load(Ordering::Acquire) {
+                Poll::Ready(Interrupted)
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<T>, Interrupted>> {
+        // Registered before looking, so a message queued (or an interrupt
+        // made) after the look wakes this task.
         self.0.receiver.register(cx.waker());
+        if self.0.interrupted.load(Ordering::Acquire) {
+            return Poll::Ready(Err(Interrupted));
+        }
         let mut state = self.0.state.lock();
         match state.pop() {
-            Some(item) => Poll::Ready(Some(item)),
-            None if state.sender_gone => Poll::Ready(None),
+            Some(item) => Poll::Ready(Ok(Some(item))),
+            None if state.sender_gone => Poll::Ready(Ok(None)),
             None => Poll::Pending,
         }
     }
@@ -168,7 +212,7 @@ mod tests {
         let (sender, mut receiver) = queue(4);
         let waiting = tokio::spawn(async move {
             let mut got = Vec::new();
-            while let Some(item) = receiver.recv().await {
+            while let Some(item) = receiver.recv().await.expect("not interrupted") {
                 got.push(item);
             }
             got
@@ -182,6 +226,40 @@ mod tests {
             .expect("the receiver ends")
             .expect("no panic");
         assert_eq!(got, ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn an_interrupt_comes_before_what_waits_and_wakes_a_waiting_receiver() {
+        let (sender, mut receiver) = queue(4);
+        let interrupter = sender.interrupter();
+        let waiting = tokio::spawn(async move {
+            let first = receiver.recv().await;
+            sender.try_send("late").expect("room");
+            (first, receiver.recv().await, sender)
+        });
+        tokio::task::yield_now().await;
+        interrupter.interrupt();
+        let (first, second, _sender) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+                .await
+                .expect("the interrupt woke the receiver")
+                .expect("no panic");
+        assert_eq!(first, Err(Interrupted));
+        assert_eq!(second, Err(Interrupted), "it stays interrupted");
+    }
+
+    #[tokio::test]
+    async fn an_interrupt_wakes_a_task_awaiting_something_else() {
+        let (sender, receiver) = queue::<()>(4);
+        let interrupter = sender.interrupter();
+        let waiting = tokio::spawn(async move { receiver.interrupted().await });
+        tokio::task::yield_now().await;
+        interrupter.interrupt();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken")
+            .expect("no panic");
+        assert_eq!(got, Interrupted);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::bindings::podhost::object::types::Message as SocketMessage;
 use crate::object::{ObjectAddr, SocketEvent, SocketOutcome};
 use crate::runtime::Runtime;
 use crate::sockets::Outgoing;
-use crate::sockets::{Control, QueueReceiver};
+use crate::sockets::{Control, Interrupted, QueueReceiver};
 
 /// How long [`TestSocket::recv`] waits for the object to send something.
 const RECV_TIMEOUT: Duration = Duration::from_secs(10);
@@ -167,13 +167,12 @@ impl TestSocket {
 
     /// The next thing the object sent within `limit`.
     pub async fn recv_within(&mut self, limit: Duration) -> Option<SocketFrame> {
-        let next = tokio::select! {
-            biased;
-            () = self.control.wake.notified() => {
+        let next = match tokio::time::timeout(limit, self.queue.recv()).await.ok()? {
+            Ok(next) => next?,
+            Err(Interrupted) => {
                 let (code, reason) = self.control.forced()?;
                 return Some(SocketFrame::Close { code, reason });
             }
-            next = tokio::time::timeout(limit, self.queue.recv()) => next.ok()??,
         };
         self.control.dequeued(&next);
         match next {
