@@ -20,7 +20,7 @@ pub use codec::config as codec_config;
 pub use hub::{Control, Hub, SocketInfo, SocketRefused};
 pub use io::{CODEC_READ_BYTES, SharedReads};
 pub use outbox::{LoggedEvent, Outgoing, frame};
-pub use queue::{Interrupted, Interrupter, QueueReceiver, QueueSender, queue};
+pub use queue::{Interrupted, QueueReceiver, QueueSender, queue};
 
 /// An accepted WebSocket, on the connection hyper handed over.
 pub type WebSocket = tokio_tungstenite::WebSocketStream<
