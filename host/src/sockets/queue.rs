@@ -238,32 +238,30 @@ mod tests {
         assert_eq!(next(), Some(Err(Interrupted)), "it stays interrupted");
     }
 
-    #[tokio::test]
-    async fn an_interrupt_wakes_a_receiver_waiting_for_messages() {
-        let (sender, mut receiver) = queue::<()>(4);
-        let interrupter = sender.interrupter();
-        let waiting = tokio::spawn(async move { receiver.recv().await });
+    /// What `wait` gave once the queue's receiver, waiting in it, was
+    /// interrupted.
+    async fn after_interrupt<R, F>(wait: impl FnOnce(QueueReceiver<()>) -> F) -> R
+    where
+        F: Future<Output = R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (sender, receiver) = queue::<()>(4);
+        let waiting = tokio::spawn(wait(receiver));
         tokio::task::yield_now().await;
-        interrupter.interrupt();
-        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        sender.interrupter().interrupt();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
             .await
             .expect("woken")
-            .expect("no panic");
-        assert_eq!(got, Err(Interrupted));
+            .expect("no panic")
     }
 
     #[tokio::test]
-    async fn an_interrupt_wakes_a_task_awaiting_something_else() {
-        let (sender, receiver) = queue::<()>(4);
-        let interrupter = sender.interrupter();
-        let waiting = tokio::spawn(async move { receiver.interrupted().await });
-        tokio::task::yield_now().await;
-        interrupter.interrupt();
-        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
-            .await
-            .expect("woken")
-            .expect("no panic");
-        assert_eq!(got, Interrupted);
+    async fn an_interrupt_wakes_a_receiver_waiting_for_messages_or_for_it() {
+        let on_recv = after_interrupt(|mut receiver| async move { receiver.recv().await }).await;
+        assert_eq!(on_recv, Err(Interrupted));
+        let on_interrupted =
+            after_interrupt(|receiver| async move { receiver.interrupted().await }).await;
+        assert_eq!(on_interrupted, Interrupted);
     }
 
     #[test]
